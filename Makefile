@@ -1,0 +1,72 @@
+# moat's two commands are `make demo` and `make test`; each sets up what it needs first.
+# Everything here runs as root on Debian 12 (apt-get installs the host packages).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+export MOAT_CACHE ?= /var/cache/moat
+
+DEBIAN_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential bc bison flex libelf-dev \
+	busybox-static crun cpio erofs-utils xz-utils iproute2 procps
+GENERATED := src/shared/protocol/gen/moat/agent/v1/agent_pb.ts
+TS_SOURCES := $(shell find src test bench -name '*.ts' -not -path 'src/shared/protocol/gen/*' 2>/dev/null)
+
+.PHONY: demo test setup build guest unit integration bench docs clean
+
+## demo: set up, then boot a VM and show its kernel beside the host's
+demo: setup build guest
+	@echo "==> moat check"
+	@bin/moat check
+	@echo "==> moat boot: a VM with moat's kernel, image and agent"
+	@bin/moat boot
+
+## test: set up, then run the whole suite (unit and integration, one summary)
+test: setup build guest
+	@echo "==> tests"
+	node --test --test-concurrency=1 $$(find dist/src dist/test -name '*.test.js' | sort)
+
+## setup: Debian packages and npm packages
+setup: node_modules/.installed
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f '$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> apt-get install $$missing"; \
+	  apt-get update -q; \
+	  apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+node_modules/.installed: package.json package-lock.json
+	@echo "==> npm ci"
+	npm ci --no-fund --no-audit
+	@touch $@
+
+## build: generate protobuf code, type-check and compile, bundle the agent and the CLI
+build: node_modules/.installed $(GENERATED) dist/.built
+
+$(GENERATED): node_modules/.installed buf.gen.yaml $(shell find proto -name '*.proto')
+	@echo "==> buf generate"
+	npx buf generate
+	@touch $@
+
+dist/.built: $(GENERATED) $(TS_SOURCES) tsconfig.json tools/bundle.mjs package.json
+	@echo "==> tsc and esbuild"
+	npx tsc -p .
+	node tools/bundle.mjs
+	@touch $@
+
+## guest: the guest kernel and root file system, cached by input hash under $(MOAT_CACHE)
+guest: build
+	@echo "==> guest kernel (first build takes about 5 minutes on 2 cores)"
+	@kernel=$$(bash image/kernel/build.sh) && mkdir -p dist/guest && ln -sfn "$$kernel" dist/guest/vmlinux
+	@echo "==> guest root file system"
+	@rootfs=$$(bash image/rootfs/build.sh dist/bundle/agent.js) && \
+	  ln -sfn "$$rootfs/rootfs.erofs" dist/guest/rootfs.erofs && ln -sfn "$$rootfs/initrd.cpio" dist/guest/initrd.cpio
+
+## bench: boot benchmark (writes bench/results/boot.json)
+bench: setup build guest
+	node dist/bench/boot.js
+
+## docs: regenerate docs/cli.md from the command table
+docs: build
+	node dist/tools/cli-doc.js > docs/cli.md
+
+clean:
+	rm -rf dist src/shared/protocol/gen

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds moat's guest root filesystem from host files: moat-init (PID 1), the host's node and
+# the shared libraries it needs, the bundled agent, busybox, and crun with its libraries.
+# Both shapes are made from one staging tree: an uncompressed erofs image (booted from
+# virtio-blk, the default) and an uncompressed cpio initrd; docs/guest-image.md has the
+# measurements behind that choice.
+#
+# Usage: build.sh AGENT_JS
+# Output: $MOAT_CACHE/rootfs/<hash of the tree>/{rootfs.erofs,initrd.cpio}; the directory is
+# printed on stdout. The hash is taken over the staged tree itself, so the same inputs give
+# the same bytes and an unchanged tree is not rebuilt.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../progress.sh"
+
+agent_js=${1:?usage: build.sh AGENT_JS}
+cache=${MOAT_CACHE:-/var/cache/moat}
+[ -r "$agent_js" ] || fail rootfs "$agent_js not found" "npm run build bundles the agent"
+for tool in busybox node crun mkfs.erofs cpio gcc; do
+  command -v "$tool" >/dev/null || fail rootfs "$tool not found" "make setup installs the build dependencies"
+done
+
+mkdir -p "$cache/rootfs"
+stage=$(mktemp -d "$cache/rootfs/stage.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+progress rootfs "staging the guest tree"
+
+# copy_binary PATH: the file and every shared library ldd names, at their own paths.
+copy_binary() {
+  install -D -m 0755 "$1" "$stage$1"
+  ldd "$1" 2>/dev/null | grep -oE '/[^ ]+' | while read -r lib; do
+    [ -e "$stage$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
+  done
+}
+
+mkdir -p "$stage"/{proc,sys,dev,run,tmp,etc,moat,sbin,bin,usr/bin,usr/sbin,root}
+chmod 1777 "$stage/tmp"
+gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-init" "$here/../../src/guest/init/moat-init.c"
+strip "$stage/sbin/moat-init"
+copy_binary "$(readlink -f "$(command -v node)")"
+[ "$(readlink -f "$(command -v node)")" = /usr/bin/node ] || ln -s "$(readlink -f "$(command -v node)")" "$stage/usr/bin/node"
+copy_binary "$(command -v crun)"
+install -m 0644 "$agent_js" "$stage/moat/agent.js"
+install -m 0755 "$(command -v busybox)" "$stage/bin/busybox"
+for applet in $("$stage/bin/busybox" --list); do
+  [ -e "$stage/bin/$applet" ] || ln -s busybox "$stage/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
+printf 'root:x:0:\nnobody:x:65534:\n' >"$stage/etc/group"
+echo moat >"$stage/etc/hostname"
+
+# Same bytes from the same inputs: fixed times, owners and order.
+find "$stage" -exec touch -h -d @0 {} +
+hash=$(cd "$stage" && tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . | sha256sum | cut -c1-16)
+out=$cache/rootfs/$hash
+if [ -f "$out/rootfs.erofs" ] && [ -f "$out/initrd.cpio" ]; then
+  progress rootfs "cached: $out"
+  echo "$out"
+  exit 0
+fi
+
+mkdir -p "$out.tmp"
+progress rootfs "writing erofs image ($(du -sm "$stage" | cut -f1) MiB of files)"
+mkfs.erofs --quiet --all-root -T0 -U 00000000-0000-0000-0000-00000000b0a7 "$out.tmp/rootfs.erofs" "$stage"
+progress rootfs "writing cpio initrd"
+(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) >"$out.tmp/initrd.cpio"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+progress rootfs "built $out (erofs $(du -m "$out/rootfs.erofs" | cut -f1) MiB, initrd $(du -m "$out/initrd.cpio" | cut -f1) MiB)"
+echo "$out"

@@ -1,0 +1,32 @@
+// GuestService: what the guest is (kernel, CPUs, memory) and powering it off.
+import { readFile } from "node:fs/promises";
+import { availableParallelism, release, uptime, version } from "node:os";
+import type { GuestService } from "../../shared/protocol/index.js";
+import type { ServiceImplementation } from "../../shared/ttrpc/index.js";
+
+/** A field of /proc/meminfo in bytes ("MemTotal:  503412 kB"), 0 if absent. */
+function meminfoBytes(meminfo: string, field: string): bigint {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(meminfo);
+  return match ? BigInt(match[1]!) * 1024n : 0n; // group 1 exists when the pattern matched
+}
+
+/** `powerOff` asks moat-init to reset the VM, which ends QEMU. */
+export function guestService(powerOff: () => void): ServiceImplementation<typeof GuestService> {
+  return {
+    async details() {
+      const meminfo = await readFile("/proc/meminfo", "utf8");
+      return {
+        kernelRelease: release(),
+        kernelVersion: version(),
+        onlineCpus: availableParallelism(),
+        memoryTotalBytes: meminfoBytes(meminfo, "MemTotal"),
+        memoryAvailableBytes: meminfoBytes(meminfo, "MemAvailable"),
+        uptimeSeconds: uptime(),
+      };
+    },
+    async shutdown(_request, context) {
+      context.afterResponse(powerOff);
+      return {};
+    },
+  };
+}

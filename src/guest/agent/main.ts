@@ -1,0 +1,47 @@
+// moat-agent: the process moat-init starts inside every guest. It serves the agent API over
+// ttrpc on the virtio-serial port "agent.0" and logs to the port "log.0".
+import { GuestService, HealthService } from "../../shared/protocol/index.js";
+import { TtrpcServer } from "../../shared/ttrpc/index.js";
+import { setTraceSink } from "../../shared/trace.js";
+import { MOAT_VERSION } from "../../shared/version.js";
+import { guestService } from "./guest-service.js";
+import { healthService } from "./health-service.js";
+import { log, openLogPort } from "./log.js";
+import { findPort, servePort } from "./virtio-port.js";
+
+const PORT_WAIT_MS = 10_000;
+
+// Neither path may use process.exit(): Node joins its thread pool on exit, and a pool thread
+// is blocked reading the virtio-serial port, so exit would hang (src/guest/init/moat-init.c).
+
+/** Shutdown: moat-init syncs and resets the VM on SIGTERM. */
+function powerOff(): void {
+  process.kill(1, "SIGTERM");
+}
+
+/** A fatal error: the last word goes to the log, then the agent ends and moat-init resets the VM. */
+function die(error: Error): never {
+  log(`fatal: ${error.stack ?? error.message}`);
+  process.kill(process.pid, "SIGKILL");
+  throw error; // not reached: SIGKILL cannot be caught
+}
+
+async function main(): Promise<void> {
+  openLogPort(await findPort("log.0", PORT_WAIT_MS));
+  setTraceSink((line) => log(line));
+  process.on("uncaughtException", die);
+
+  const server = new TtrpcServer();
+  server.register(HealthService, healthService);
+  server.register(GuestService, guestService(powerOff));
+
+  const agentPort = await findPort("agent.0", PORT_WAIT_MS);
+  log(`moat-agent ${MOAT_VERSION} serving on ${agentPort}`);
+  let sessions = 0;
+  await servePort(agentPort, (stream) => {
+    const connection = server.serve(stream, `host-${++sessions}`);
+    connection.closed.then((reason) => log(`host session ${connection.id} ended: ${reason.message}`));
+  });
+}
+
+main().catch(die);

@@ -1,0 +1,95 @@
+// moat-init: PID 1 of every moat guest.
+//
+// Node cannot be PID 1: it reaps only the children it spawned, so orphans re-parented to
+// PID 1 (a container's daemonised processes, crun's intermediate children) would stay zombies
+// forever. This program does the duties only PID 1 has and nothing else:
+//   1. mounts the guest's early file systems (proc, sys, dev, cgroup2, tmpfs);
+//   2. starts the agent (node /moat/agent.js) in its own session;
+//   3. reaps every child that exits, orphans included;
+//   4. on SIGTERM (the agent's Shutdown request) or when the agent dies, syncs and resets the
+//      VM, which ends QEMU (-no-reboot), so the host sees QEMU exit, never a guest without an agent.
+// The agent does not simply exit to shut down: Node joins its thread pool on exit, and one of
+// those threads sits in a blocking read of the virtio-serial port, so exit would hang.
+// It is built statically at image build time (image/rootfs/build.sh).
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void mount_fs(const char *source, const char *target, const char *type,
+                     unsigned long flags, const char *data) {
+  // The directory may exist already (it does in the image), or live on a read-only root.
+  mkdir(target, 0755);
+  if (mount(source, target, type, flags, data) != 0 && errno != EBUSY) {
+    dprintf(2, "moat-init: mount %s on %s: %s\n", type, target, strerror(errno));
+  }
+}
+
+static void early_mounts(void) {
+  const unsigned long secure = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  mount_fs("proc", "/proc", "proc", secure, NULL);
+  mount_fs("sysfs", "/sys", "sysfs", secure, NULL);
+  mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+  mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  mount_fs("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  mount_fs("cgroup2", "/sys/fs/cgroup", "cgroup2", secure, NULL);
+  mount_fs("run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+  mount_fs("tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+}
+
+static volatile sig_atomic_t shutdown_requested;
+
+static void request_shutdown(int signal_number) {
+  (void)signal_number;
+  shutdown_requested = 1;
+}
+
+static pid_t start_agent(void) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    signal(SIGTERM, SIG_DFL);
+    char *const argv[] = {"node", "/moat/agent.js", NULL};
+    char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "NODE_ENV=production", NULL};
+    execve("/usr/bin/node", argv, envp);
+    dprintf(2, "moat-init: exec /usr/bin/node: %s\n", strerror(errno));
+    _exit(127);
+  }
+  if (pid < 0) dprintf(2, "moat-init: fork: %s\n", strerror(errno));
+  return pid;
+}
+
+int main(void) {
+  if (getpid() != 1) {
+    dprintf(2, "moat-init: must run as PID 1 of a moat guest\n");
+    return 1;
+  }
+  early_mounts();
+  // No SA_RESTART: the signal must interrupt wait() below.
+  struct sigaction on_term = {.sa_handler = request_shutdown};
+  sigaction(SIGTERM, &on_term, NULL);
+  pid_t agent = start_agent();
+  while (agent > 0 && !shutdown_requested) {
+    int status;
+    pid_t pid = wait(&status);
+    if (pid == agent) {
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        dprintf(2, "moat-init: agent ended (%s %d), powering off\n",
+                WIFEXITED(status) ? "exit" : "signal",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+      }
+      break;
+    }
+    if (pid < 0 && errno != EINTR) break;
+  }
+  sync();
+  // A reset, not a power-off: microvm has no ACPI power button to press, and QEMU runs with
+  // -no-reboot, so a reset ends the QEMU process just the same, on every machine type.
+  reboot(RB_AUTOBOOT);
+  return 0;
+}

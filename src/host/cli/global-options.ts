@@ -1,0 +1,16 @@
+// Options every moat command takes, as commander parses them.
+import type { Config } from "../config/index.js";
+
+export interface GlobalOptions {
+  /** --config: the configuration file to read instead of the default search. */
+  config?: string;
+  /** --root: the state root, overriding runtime.state_root. */
+  root?: string;
+  /** --debug: stack traces on errors. */
+  debug?: boolean;
+}
+
+/** Applies the command-line overrides to a loaded configuration. */
+export function withOverrides(config: Config, global: GlobalOptions): Config {
+  return global.root ? { ...config, runtime: { ...config.runtime, stateRoot: global.root } } : config;
+}

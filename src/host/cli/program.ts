@@ -1,0 +1,43 @@
+// The command table of `moat`. Each command lives in its own file and only parses its
+// arguments before calling the layers below. `moat --help` and docs/cli.md both come from here.
+import { Command } from "commander";
+import { MOAT_VERSION } from "../../shared/version.js";
+import { bootCommand, type BootOptions } from "./boot.js";
+import { checkCommand } from "./check.js";
+import type { GlobalOptions } from "./global-options.js";
+import { versionCommand } from "./version.js";
+
+export function buildProgram(): Command {
+  const program = new Command("moat")
+    .description("A secure container runtime: every container or pod in its own lightweight VM.")
+    .version(MOAT_VERSION, "-v, --version", "print moat's version")
+    .option("--config <file>", "configuration file (default: $MOAT_CONFIG, else /etc/moat/configuration.toml if present)")
+    .option("--root <dir>", "state root for sandboxes (default: /run/moat)")
+    .option("--debug", "show stack traces on errors")
+    .showHelpAfterError()
+    .addHelpText(
+      "after",
+      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: containers (create/start/run), the containerd shim, templates.",
+    );
+
+  program
+    .command("check")
+    .description("tell whether this host can run sandboxes, and what to fix if not")
+    .action(async () => {
+      process.exitCode = await checkCommand(program.opts<GlobalOptions>());
+    });
+
+  program
+    .command("version")
+    .description("print the versions of moat, QEMU and the guest kernel")
+    .action(() => versionCommand(program.opts<GlobalOptions>()));
+
+  program
+    .command("boot")
+    .description("boot a sandbox VM with no container, compare its kernel with the host's, shut it down")
+    .option("--id <id>", "sandbox id (default: boot-<random>)")
+    .option("--json", "print the result as one JSON object")
+    .action((options: BootOptions) => bootCommand(options, program.opts<GlobalOptions>()));
+
+  return program;
+}

@@ -1,0 +1,39 @@
+// moat's configuration, typed. Key names follow Kata's configuration.toml where they mean
+// the same thing (docs/config.md); camelCase starts here, at the mapping.
+import type { MachineType } from "../hypervisor/index.js";
+
+export interface QemuConfig {
+  /** The QEMU binary. */
+  path: string;
+  /** The guest kernel (uncompressed vmlinux, booted through PVH). */
+  kernel: string;
+  /** The guest root file system as a read-only image on virtio-blk; exclusive with initrd. */
+  image: string | undefined;
+  /** The guest root file system as an initrd; exclusive with image. */
+  initrd: string | undefined;
+  machineType: MachineType;
+  defaultVcpus: number;
+  defaultMemoryMiB: number;
+  /** Extra guest kernel parameters, appended after moat's own. */
+  kernelParams: string[];
+  /** Verbose guest console and agent tracing. */
+  enableDebug: boolean;
+}
+
+export interface AgentConfig {
+  /** How long a booting guest's agent may take to answer, in ms. */
+  dialTimeoutMs: number;
+}
+
+export interface RuntimeConfig {
+  /** Where sandbox state (sockets, logs, pid files) lives, one directory per sandbox. */
+  stateRoot: string;
+}
+
+export interface Config {
+  /** The file the configuration was read from, or undefined for built-in defaults only. */
+  source: string | undefined;
+  qemu: QemuConfig;
+  agent: AgentConfig;
+  runtime: RuntimeConfig;
+}

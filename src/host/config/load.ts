@@ -1,0 +1,154 @@
+// Reads configuration.toml into a validated Config. Where a value is wrong, the error names
+// the file, the key path and the valid range. Keys moat does not know (a Kata file has many)
+// are ignored, so that Kata's file can be used as it is.
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { parse, TomlError } from "smol-toml";
+import { MoatError } from "../../shared/errors.js";
+import { Code } from "../../shared/ttrpc/index.js";
+import type { Config } from "./config.js";
+import { packageRoot } from "./package-root.js";
+
+export const SYSTEM_CONFIG_PATH = "/etc/moat/configuration.toml";
+
+type Table = Record<string, unknown>;
+
+/** The built-in configuration: what a fresh `make` gives, before any file is read. */
+export function defaultConfig(): Config {
+  const guest = join(packageRoot(), "dist", "guest");
+  return {
+    source: undefined,
+    qemu: {
+      path: "/usr/bin/qemu-system-x86_64",
+      kernel: join(guest, "vmlinux"),
+      image: join(guest, "rootfs.erofs"),
+      initrd: undefined,
+      machineType: "microvm",
+      defaultVcpus: 1,
+      defaultMemoryMiB: 512,
+      kernelParams: [],
+      enableDebug: false,
+    },
+    agent: { dialTimeoutMs: 30_000 },
+    runtime: { stateRoot: "/run/moat" },
+  };
+}
+
+/**
+ * Loads the configuration: `explicitPath` if given (it must exist), else MOAT_CONFIG, else
+ * /etc/moat/configuration.toml if it exists, else the built-in defaults.
+ */
+export function loadConfig(explicitPath?: string): Config {
+  const path = explicitPath ?? process.env.MOAT_CONFIG ?? (existsSync(SYSTEM_CONFIG_PATH) ? SYSTEM_CONFIG_PATH : undefined);
+  if (path === undefined) return defaultConfig();
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new MoatError("MOAT_CONFIG_INVALID", `${path}: cannot read the configuration`, { cause: error, status: Code.FAILED_PRECONDITION });
+  }
+  return parseConfig(text, path);
+}
+
+/** Parses configuration text; `file` names it in errors. */
+export function parseConfig(text: string, file: string): Config {
+  let document: Table;
+  try {
+    document = parse(text) as Table; // smol-toml returns a plain table for a document
+  } catch (error) {
+    const detail = error instanceof TomlError ? error.message.split("\n")[0] : String(error);
+    throw new MoatError("MOAT_CONFIG_INVALID", `${file}: not valid TOML: ${detail}`, { status: Code.INVALID_ARGUMENT });
+  }
+  const config = defaultConfig();
+  config.source = file;
+  const read = new Reader(file);
+
+  const qemu = read.table(document, ["hypervisor", "qemu"]);
+  config.qemu.path = read.absolutePath(qemu, "hypervisor.qemu.path") ?? config.qemu.path;
+  config.qemu.kernel = read.absolutePath(qemu, "hypervisor.qemu.kernel") ?? config.qemu.kernel;
+  const image = read.absolutePath(qemu, "hypervisor.qemu.image");
+  const initrd = read.absolutePath(qemu, "hypervisor.qemu.initrd");
+  if (image !== undefined && initrd !== undefined) {
+    throw read.invalid("hypervisor.qemu", "image and initrd are both set; set one of them");
+  }
+  if (initrd !== undefined) [config.qemu.image, config.qemu.initrd] = [undefined, initrd];
+  if (image !== undefined) [config.qemu.image, config.qemu.initrd] = [image, undefined];
+  const machine = read.string(qemu, "hypervisor.qemu.machine_type");
+  if (machine !== undefined) {
+    if (machine !== "microvm" && machine !== "q35") throw read.invalid("hypervisor.qemu.machine_type", `must be "microvm" or "q35", got "${machine}"`);
+    config.qemu.machineType = machine;
+  }
+  config.qemu.defaultVcpus = read.integer(qemu, "hypervisor.qemu.default_vcpus", 1, 64, "vCPUs") ?? config.qemu.defaultVcpus;
+  config.qemu.defaultMemoryMiB = read.integer(qemu, "hypervisor.qemu.default_memory", 128, 1024 * 1024, "MiB") ?? config.qemu.defaultMemoryMiB;
+  const params = read.string(qemu, "hypervisor.qemu.kernel_params");
+  if (params !== undefined) config.qemu.kernelParams = params.split(/\s+/).filter((param) => param.length > 0);
+  config.qemu.enableDebug = read.boolean(qemu, "hypervisor.qemu.enable_debug") ?? config.qemu.enableDebug;
+
+  const agent = read.table(document, ["agent", "moat"]);
+  const dialTimeout = read.integer(agent, "agent.moat.dial_timeout", 1, 600, "seconds");
+  if (dialTimeout !== undefined) config.agent.dialTimeoutMs = dialTimeout * 1000;
+
+  const runtime = read.table(document, ["runtime"]);
+  config.runtime.stateRoot = read.absolutePath(runtime, "runtime.state_root") ?? config.runtime.stateRoot;
+  return config;
+}
+
+/** Typed reads of one key each, with errors that name the file and the key path. */
+class Reader {
+  constructor(private readonly file: string) {}
+
+  invalid(key: string, what: string): MoatError {
+    return new MoatError("MOAT_CONFIG_INVALID", `${this.file}: ${key}: ${what}`, { status: Code.INVALID_ARGUMENT });
+  }
+
+  table(document: Table, path: string[]): Table {
+    let current: unknown = document;
+    for (const [index, name] of path.entries()) {
+      if (typeof current !== "object" || current === null) return {};
+      current = (current as Table)[name]; // checked to be an object just above
+      if (current === undefined) return {};
+      if (typeof current !== "object" || Array.isArray(current)) {
+        throw this.invalid(path.slice(0, index + 1).join("."), "must be a table");
+      }
+    }
+    return current as Table; // every step was checked to be a table
+  }
+
+  string(table: Table, key: string): string | undefined {
+    const value = table[lastPart(key)];
+    if (value === undefined) return undefined;
+    if (typeof value !== "string") throw this.invalid(key, `must be a string, got ${describe(value)}`);
+    return value;
+  }
+
+  absolutePath(table: Table, key: string): string | undefined {
+    const value = this.string(table, key);
+    if (value !== undefined && !isAbsolute(value)) throw this.invalid(key, `must be an absolute path, got "${value}"`);
+    return value;
+  }
+
+  integer(table: Table, key: string, min: number, max: number, unit: string): number | undefined {
+    const value = table[lastPart(key)];
+    if (value === undefined) return undefined;
+    const number = typeof value === "bigint" ? Number(value) : value;
+    if (typeof number !== "number" || !Number.isInteger(number) || number < min || number > max) {
+      throw this.invalid(key, `must be an integer from ${min} to ${max} (${unit}), got ${describe(value)}`);
+    }
+    return number;
+  }
+
+  boolean(table: Table, key: string): boolean | undefined {
+    const value = table[lastPart(key)];
+    if (value === undefined) return undefined;
+    if (typeof value !== "boolean") throw this.invalid(key, `must be true or false, got ${describe(value)}`);
+    return value;
+  }
+}
+
+function lastPart(key: string): string {
+  return key.slice(key.lastIndexOf(".") + 1);
+}
+
+function describe(value: unknown): string {
+  return typeof value === "string" ? `"${value}"` : typeof value === "object" ? JSON.stringify(value) : String(value);
+}

@@ -1,0 +1,69 @@
+// The hypervisor interface: what the sandbox layer asks of any VMM. QEMU is the one
+// implementation today (qemu/); Cloud Hypervisor and Firecracker would sit beside it.
+
+export type Accelerator = "kvm" | "tcg";
+export type MachineType = "microvm" | "q35";
+
+/** The guest's root file system: a read-only image on virtio-blk, or an initrd in RAM. */
+export type GuestRootfs = { kind: "image"; path: string } | { kind: "initrd"; path: string };
+
+/** Where one VM's sockets and logs live: all inside its state directory. */
+export interface VmPaths {
+  stateDir: string;
+  qmpSocket: string;
+  agentSocket: string;
+  /** The guest kernel's serial console. */
+  consoleLog: string;
+  /** The agent's log lines (virtio-serial port log.0). */
+  vmLog: string;
+  /** QEMU's own stderr. */
+  hypervisorLog: string;
+  pidFile: string;
+}
+
+export interface VmSpec {
+  id: string;
+  machine: MachineType;
+  accelerator: Accelerator;
+  vcpus: number;
+  memoryMiB: number;
+  kernelPath: string;
+  rootfs: GuestRootfs;
+  /** Extra kernel parameters from the configuration, appended last so that they win. */
+  extraKernelParams: string[];
+  /** Verbose guest kernel console instead of `quiet`. */
+  debug: boolean;
+  /** The host TSC frequency, used under TCG to skip the guest's timer calibration. */
+  hostTscKhz: number | undefined;
+  paths: VmPaths;
+}
+
+export interface VmExit {
+  code: number | null;
+  signal: string | null;
+}
+
+/** A running VM. */
+export interface Vm {
+  readonly id: string;
+  readonly pid: number;
+  readonly paths: VmPaths;
+  /** Resolves when the hypervisor process has exited. */
+  readonly exited: Promise<VmExit>;
+  /** Waits up to `graceMs` for the VM to exit by itself, then asks QEMU to quit, then kills it. */
+  stop(graceMs: number): Promise<VmExit>;
+  /** Kills the hypervisor process at once and waits for it to be gone. */
+  kill(): Promise<VmExit>;
+}
+
+export function vmPaths(stateDir: string): VmPaths {
+  return {
+    stateDir,
+    qmpSocket: `${stateDir}/qmp.sock`,
+    agentSocket: `${stateDir}/agent.sock`,
+    consoleLog: `${stateDir}/console.log`,
+    vmLog: `${stateDir}/vm.log`,
+    hypervisorLog: `${stateDir}/qemu.log`,
+    pidFile: `${stateDir}/qemu.pid`,
+  };
+}

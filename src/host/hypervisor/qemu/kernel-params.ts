@@ -1,0 +1,31 @@
+// The guest kernel command line. Order matters: later parameters win, so the configured
+// extra parameters come last.
+import type { VmSpec } from "../hypervisor.js";
+
+/** The guest kernel's tick rate (CONFIG_HZ_250 in image/kernel/moat.config). */
+const GUEST_HZ = 250;
+
+export function kernelParams(spec: VmSpec): string[] {
+  const params = [
+    "console=ttyS0",
+    // The agent exiting makes moat-init reset the VM, a panic resets it at once, and QEMU runs
+    // with -no-reboot, so either way the QEMU process exits instead of hanging. A triple
+    // fault (reboot=t) resets every machine type; microvm has no keyboard controller or ACPI reset.
+    "panic=-1",
+    "reboot=t",
+    // Node blocks in getrandom() until the CRNG is seeded; trusting RDRAND saves ~1.3 s.
+    "random.trust_cpu=on",
+    "cgroup_no_v1=all",
+  ];
+  if (!spec.debug) params.push("quiet");
+  if (spec.rootfs.kind === "image") params.push("root=/dev/vda", "ro", "rootfstype=erofs", "init=/sbin/moat-init");
+  else params.push("rdinit=/sbin/moat-init");
+  if (spec.accelerator === "tcg" && spec.hostTscKhz) {
+    // Under TCG, calibrating the TSC and the delay loop dominates boot: give the answers.
+    params.push(`tsc_early_khz=${spec.hostTscKhz}`, `lpj=${Math.round((spec.hostTscKhz * 1000) / GUEST_HZ)}`);
+    // With one vCPU the APIC timer is not needed and its calibration is skipped too;
+    // the PIT stays (without it restored guests never wake from a timed sleep).
+    if (spec.vcpus === 1) params.push("noapictimer");
+  }
+  return [...params, ...spec.extraKernelParams];
+}

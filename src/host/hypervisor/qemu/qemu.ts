@@ -1,0 +1,136 @@
+// One QEMU process: spawned in its own session (so it does not die with the process that
+// started it, ARCHITECTURE.md "Failure domains"), controlled over QMP, stopped politely and
+// then firmly.
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { settleWithin } from "../../../shared/deadline.js";
+import { MoatError } from "../../../shared/errors.js";
+import { tracer } from "../../../shared/trace.js";
+import { Code } from "../../../shared/ttrpc/index.js";
+import { tailOf } from "../file-tail.js";
+import type { Vm, VmExit, VmPaths, VmSpec } from "../hypervisor.js";
+import { qemuArgs, shellQuote } from "./cmdline.js";
+import { QmpClient } from "./qmp.js";
+
+const trace = tracer("qemu");
+
+const QMP_POLL_MS = 5;
+const QUIT_WAIT_MS = 2000;
+
+export interface QemuStartOptions {
+  qemuPath: string;
+  spec: VmSpec;
+  /** How long QEMU may take to create its QMP socket and answer on it. */
+  startTimeoutMs: number;
+}
+
+export class QemuVm implements Vm {
+  readonly id: string;
+  readonly paths: VmPaths;
+
+  private constructor(
+    readonly pid: number,
+    spec: VmSpec,
+    readonly exited: Promise<VmExit>,
+    readonly qmp: QmpClient,
+  ) {
+    this.id = spec.id;
+    this.paths = spec.paths;
+  }
+
+  /** Spawns QEMU and connects to its QMP socket; the guest is booting when this resolves. */
+  static async start(options: QemuStartOptions): Promise<QemuVm> {
+    const { spec, qemuPath } = options;
+    const where = `sandbox ${spec.id}`;
+    const args = qemuArgs(spec);
+    trace(spec.id, shellQuote([qemuPath, ...args]));
+    const logFd = openSync(spec.paths.hypervisorLog, "a");
+    let child;
+    try {
+      child = spawn(qemuPath, args, { detached: true, stdio: ["ignore", "ignore", logFd] });
+    } finally {
+      closeSync(logFd);
+    }
+    const exited = new Promise<VmExit>((resolve) => {
+      child.once("exit", (code, signal) => resolve({ code, signal }));
+      child.once("error", () => resolve({ code: null, signal: null }));
+    });
+    const spawnError = new Promise<never>((_, reject) =>
+      child.once("error", (error: NodeJS.ErrnoException) =>
+        reject(
+          error.code === "ENOENT"
+            ? new MoatError("MOAT_QEMU_MISSING", `${where}: QEMU not found at ${qemuPath}`, {
+                hint: "apt-get install qemu-system-x86, or set [hypervisor.qemu] path in the configuration",
+                status: Code.FAILED_PRECONDITION,
+              })
+            : new MoatError("MOAT_QEMU_START", `${where}: cannot start ${qemuPath}`, { cause: error, status: Code.INTERNAL }),
+        ),
+      ),
+    );
+    child.unref();
+    try {
+      const qmp = await Promise.race([connectQmp(spec.paths.qmpSocket, options.startTimeoutMs, where), spawnError, exitedEarly(exited, spec.paths, where)]);
+      if (child.pid === undefined) throw new MoatError("MOAT_QEMU_START", `${where}: ${qemuPath} has no pid`);
+      return new QemuVm(child.pid, spec, exited, qmp);
+    } catch (error) {
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        process.kill(child.pid, "SIGKILL");
+        await exited;
+      }
+      throw error;
+    }
+  }
+
+  async stop(graceMs: number): Promise<VmExit> {
+    const exitedInTime = await settleWithin(this.exited, graceMs);
+    if (exitedInTime) return this.finish(exitedInTime);
+    trace(this.id, `still running after ${graceMs} ms: asking QEMU to quit`);
+    await this.qmp.execute("quit", undefined, QUIT_WAIT_MS).catch(() => undefined);
+    const quit = await settleWithin(this.exited, QUIT_WAIT_MS);
+    if (quit) return this.finish(quit);
+    return this.kill();
+  }
+
+  async kill(): Promise<VmExit> {
+    try {
+      process.kill(this.pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    return this.finish(await this.exited);
+  }
+
+  private finish(exit: VmExit): VmExit {
+    this.qmp.close(new Error("VM stopped"));
+    return exit;
+  }
+}
+
+async function connectQmp(path: string, timeoutMs: number, where: string): Promise<QmpClient> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await QmpClient.connect(path, Math.max(deadline - Date.now(), 1));
+    } catch (error) {
+      const code = (error as { cause?: NodeJS.ErrnoException }).cause?.code;
+      const notYet = code === "ENOENT" || code === "ECONNREFUSED";
+      if (!notYet || Date.now() > deadline) {
+        throw new MoatError("MOAT_QEMU_START", `${where}: QEMU did not answer on ${path} within ${timeoutMs} ms`, { cause: error, status: Code.DEADLINE_EXCEEDED });
+      }
+    }
+    await sleep(QMP_POLL_MS);
+  }
+}
+
+/** Rejects if QEMU exits before the caller's race is won, quoting what QEMU said. */
+async function exitedEarly(exited: Promise<VmExit>, paths: VmPaths, where: string): Promise<never> {
+  const exit = await exited;
+  throw new MoatError("MOAT_QEMU_EXITED", `${where}: QEMU exited while starting (${describeExit(exit)}): ${await tailOf(paths.hypervisorLog, 3) || "it wrote nothing"}`, {
+    status: Code.INTERNAL,
+  });
+}
+
+export function describeExit(exit: VmExit): string {
+  return exit.signal ? `killed by ${exit.signal}` : `exit status ${exit.code}`;
+}

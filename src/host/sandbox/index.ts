@@ -1,0 +1,2 @@
+export { AgentClient, type GuestDetails } from "./agent-client.js";
+export { guestArtifacts, startSandboxVm, validateSandboxId, type BootTimings, type SandboxVm } from "./sandbox-vm.js";

@@ -1,0 +1,158 @@
+// A sandbox's VM with its agent ready: the state directory, QEMU, the agent connection, and
+// the undo of each, so that a failure at any step leaves nothing behind.
+import { existsSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { CleanupStack } from "../../shared/cleanup.js";
+import { MoatError } from "../../shared/errors.js";
+import { tracer } from "../../shared/trace.js";
+import { Code } from "../../shared/ttrpc/index.js";
+import type { Config } from "../config/index.js";
+import {
+  chooseAccelerator,
+  describeExit,
+  hostTscKhz,
+  QemuVm,
+  tailOf,
+  vmPaths,
+  type AcceleratorChoice,
+  type GuestRootfs,
+  type VmExit,
+  type VmSpec,
+} from "../hypervisor/index.js";
+import { AgentClient } from "./agent-client.js";
+
+const trace = tracer("sandbox");
+
+const QEMU_START_TIMEOUT_MS = 10_000;
+const SHUTDOWN_CALL_MS = 2_000;
+const SHUTDOWN_GRACE_MS = 5_000;
+const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export interface BootTimings {
+  /** QEMU spawned → QMP answered. */
+  qemuReadyMs: number;
+  /** QEMU spawned → the agent answered its first Check. */
+  agentReadyMs: number;
+  /** The guest's own uptime when the agent first answered. */
+  guestUptimeMs: number;
+}
+
+export interface SandboxVm {
+  readonly id: string;
+  readonly vm: QemuVm;
+  readonly agent: AgentClient;
+  readonly accelerator: AcceleratorChoice;
+  readonly timings: BootTimings;
+  /** Asks the guest to power off, stops QEMU, removes the state directory. */
+  shutdown(): Promise<VmExit>;
+}
+
+export function validateSandboxId(id: string): void {
+  if (!VALID_ID.test(id)) {
+    throw new MoatError("MOAT_SANDBOX_ID", `sandbox id "${id}": must be 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit`, {
+      status: Code.INVALID_ARGUMENT,
+    });
+  }
+}
+
+/** The guest artifacts the configuration names, checked to exist. */
+export function guestArtifacts(config: Config): { kernel: string; rootfs: GuestRootfs } {
+  const hint = "build them with `make guest`, or set [hypervisor.qemu] kernel and image in the configuration";
+  const where = config.source ?? "built-in configuration";
+  if (!existsSync(config.qemu.kernel)) {
+    throw new MoatError("MOAT_KERNEL_MISSING", `${where}: guest kernel ${config.qemu.kernel} does not exist`, { hint, status: Code.FAILED_PRECONDITION });
+  }
+  const rootfs: GuestRootfs = config.qemu.initrd ? { kind: "initrd", path: config.qemu.initrd } : { kind: "image", path: config.qemu.image ?? "" };
+  if (!existsSync(rootfs.path)) {
+    throw new MoatError("MOAT_IMAGE_MISSING", `${where}: guest ${rootfs.kind} ${rootfs.path || "(none set)"} does not exist`, { hint, status: Code.FAILED_PRECONDITION });
+  }
+  return { kernel: config.qemu.kernel, rootfs };
+}
+
+export async function startSandboxVm(config: Config, id: string): Promise<SandboxVm> {
+  validateSandboxId(id);
+  const where = `sandbox ${id}`;
+  const { kernel, rootfs } = guestArtifacts(config);
+  const accelerator = await chooseAccelerator();
+  const cleanup = new CleanupStack();
+  try {
+    const stateDir = join(config.runtime.stateRoot, id);
+    await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
+    try {
+      await mkdir(stateDir, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") {
+        throw new MoatError("MOAT_SANDBOX_EXISTS", `${where}: already exists (${stateDir})`, { status: Code.ALREADY_EXISTS });
+      }
+      throw new MoatError("MOAT_STATE_DIR", `${where}: cannot create ${stateDir}`, { cause: error, status: Code.INTERNAL });
+    }
+    cleanup.push(`remove ${stateDir}`, () => rm(stateDir, { recursive: true, force: true }));
+
+    const spec: VmSpec = {
+      id,
+      machine: config.qemu.machineType,
+      accelerator: accelerator.accelerator,
+      vcpus: config.qemu.defaultVcpus,
+      memoryMiB: config.qemu.defaultMemoryMiB,
+      kernelPath: kernel,
+      rootfs,
+      extraKernelParams: config.qemu.kernelParams,
+      debug: config.qemu.enableDebug,
+      hostTscKhz: await hostTscKhz(),
+      paths: vmPaths(stateDir),
+    };
+    const spawnedAt = performance.now();
+    const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+    cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
+    const qemuReadyMs = performance.now() - spawnedAt;
+
+    // QEMU holds bytes for a virtio-serial port until the guest opens it, so the first Check
+    // can be sent at once: it is answered as soon as the agent serves.
+    const socket = connect(spec.paths.agentSocket);
+    const agent = new AgentClient(socket, id);
+    cleanup.push("close agent connection", () => agent.close());
+    const check = await Promise.race([
+      agent.check(config.agent.dialTimeoutMs).catch(async (error: unknown) => {
+        if (error instanceof MoatError && error.code === "MOAT_TTRPC_TIMEOUT") {
+          const consoleTail = await tailOf(spec.paths.consoleLog, 5);
+          throw new MoatError(
+            "MOAT_AGENT_TIMEOUT",
+            `${where}: agent did not answer on virtio-serial port agent.0 within ${config.agent.dialTimeoutMs} ms (QEMU up after ${Math.round(qemuReadyMs)} ms, ${accelerator.accelerator}); console: ${consoleTail || "(empty)"}`,
+            { hint: "MOAT_TRACE=qemu,ttrpc; enable_debug = true in [hypervisor.qemu] shows the kernel's boot messages", status: Code.DEADLINE_EXCEEDED },
+          );
+        }
+        throw error;
+      }),
+      vm.exited.then(async (exit) => {
+        throw new MoatError("MOAT_QEMU_EXITED", `${where}: QEMU exited during boot (${describeExit(exit)}) after ${Math.round(performance.now() - spawnedAt)} ms: ${(await tailOf(spec.paths.hypervisorLog, 3)) || (await tailOf(spec.paths.consoleLog, 5)) || "no output"}`, {
+          status: Code.UNAVAILABLE,
+        });
+      }),
+    ]);
+    const agentReadyMs = performance.now() - spawnedAt;
+    await agent.version();
+    trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
+
+    cleanup.release();
+    return {
+      id,
+      vm,
+      agent,
+      accelerator,
+      timings: { qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 },
+      shutdown: async () => {
+        await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
+        const exit = await vm.stop(SHUTDOWN_GRACE_MS);
+        agent.close();
+        await rm(stateDir, { recursive: true, force: true });
+        return exit;
+      },
+    };
+  } catch (error) {
+    const failures = await cleanup.unwind();
+    if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
+    throw error;
+  }
+}

@@ -1,0 +1,6 @@
+// Messages and service descriptors generated from proto/ by `npm run generate`.
+export * from "./gen/ttrpc/ttrpc_pb.js";
+export * from "./gen/moat/agent/v1/agent_pb.js";
+
+/** The agent protocol version; bumped when a change to agent.proto is not backward compatible. */
+export const AGENT_PROTOCOL_VERSION = 1;
