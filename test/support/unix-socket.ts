@@ -18,6 +18,9 @@ export async function socketPair(): Promise<SocketPair> {
   const client = connect(path);
   await new Promise((resolve) => client.once("connect", resolve));
   const peer = await accepted;
+  // Tests close either end on purpose; a reset seen by the other end is expected.
+  client.on("error", () => undefined);
+  peer.on("error", () => undefined);
   return {
     client,
     server: peer,

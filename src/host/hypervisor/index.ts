@@ -2,7 +2,7 @@ export type { Accelerator, GuestRootfs, MachineType, Vm, VmExit, VmPaths, VmSpec
 export { vmPaths } from "./hypervisor.js";
 export { chooseAccelerator, hostTscKhz, type AcceleratorChoice, type HostProbePaths } from "./accelerator.js";
 export { tailOf } from "./file-tail.js";
-export { QemuVm, describeExit, type QemuStartOptions } from "./qemu/qemu.js";
+export { QemuVm, describeExit, exitedError, type QemuStartOptions } from "./qemu/qemu.js";
 export { QmpClient, type QmpEvent } from "./qemu/qmp.js";
 export { qemuArgs, shellQuote } from "./qemu/cmdline.js";
 export { kernelParams } from "./qemu/kernel-params.js";

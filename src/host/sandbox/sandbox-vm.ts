@@ -11,7 +11,7 @@ import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import {
   chooseAccelerator,
-  describeExit,
+  exitedError,
   hostTscKhz,
   QemuVm,
   tailOf,
@@ -126,9 +126,7 @@ export async function startSandboxVm(config: Config, id: string): Promise<Sandbo
         throw error;
       }),
       vm.exited.then(async (exit) => {
-        throw new MoatError("MOAT_QEMU_EXITED", `${where}: QEMU exited during boot (${describeExit(exit)}) after ${Math.round(performance.now() - spawnedAt)} ms: ${(await tailOf(spec.paths.hypervisorLog, 3)) || (await tailOf(spec.paths.consoleLog, 5)) || "no output"}`, {
-          status: Code.UNAVAILABLE,
-        });
+        throw await exitedError(exit, spec.paths, where, `during boot, ${Math.round(performance.now() - spawnedAt)} ms after start`);
       }),
     ]);
     const agentReadyMs = performance.now() - spawnedAt;

@@ -17,6 +17,8 @@ const trace = tracer("qemu");
 
 const QMP_POLL_MS = 5;
 const QUIT_WAIT_MS = 2000;
+/** After QMP fails, how long to wait for QEMU's exit to be seen before blaming QMP itself. */
+const EXIT_SETTLE_MS = 1000;
 
 export interface QemuStartOptions {
   qemuPath: string;
@@ -68,13 +70,17 @@ export class QemuVm implements Vm {
         ),
       ),
     );
-    child.unref();
+    // The child stays referenced: whoever awaits `exited` needs the event loop alive until it
+    // fires. QEMU runs in its own session, so it survives this process all the same.
     try {
-      const qmp = await Promise.race([connectQmp(spec.paths.qmpSocket, options.startTimeoutMs, where), spawnError, exitedEarly(exited, spec.paths, where)]);
+      const qmp = await Promise.race([connectQmp(spec.paths.qmpSocket, options.startTimeoutMs, where), spawnError]);
       if (child.pid === undefined) throw new MoatError("MOAT_QEMU_START", `${where}: ${qemuPath} has no pid`);
       return new QemuVm(child.pid, spec, exited, qmp);
     } catch (error) {
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      // QEMU exiting is the usual reason QMP fails; then what QEMU said is the error to show.
+      const exit = child.pid === undefined ? undefined : await settleWithin(exited, EXIT_SETTLE_MS);
+      if (exit) throw await exitedError(exit, spec.paths, where, "while starting");
+      if (child.pid !== undefined) {
         process.kill(child.pid, "SIGKILL");
         await exited;
       }
@@ -114,21 +120,21 @@ async function connectQmp(path: string, timeoutMs: number, where: string): Promi
       return await QmpClient.connect(path, Math.max(deadline - Date.now(), 1));
     } catch (error) {
       const code = (error as { cause?: NodeJS.ErrnoException }).cause?.code;
-      const notYet = code === "ENOENT" || code === "ECONNREFUSED";
-      if (!notYet || Date.now() > deadline) {
-        throw new MoatError("MOAT_QEMU_START", `${where}: QEMU did not answer on ${path} within ${timeoutMs} ms`, { cause: error, status: Code.DEADLINE_EXCEEDED });
+      if (code !== "ENOENT" && code !== "ECONNREFUSED") {
+        throw new MoatError("MOAT_QEMU_START", `${where}: QMP on ${path} failed`, { cause: error, status: Code.INTERNAL });
+      }
+      if (Date.now() > deadline) {
+        throw new MoatError("MOAT_QEMU_START", `${where}: QEMU did not open ${path} within ${timeoutMs} ms`, { cause: error, status: Code.DEADLINE_EXCEEDED });
       }
     }
     await sleep(QMP_POLL_MS);
   }
 }
 
-/** Rejects if QEMU exits before the caller's race is won, quoting what QEMU said. */
-async function exitedEarly(exited: Promise<VmExit>, paths: VmPaths, where: string): Promise<never> {
-  const exit = await exited;
-  throw new MoatError("MOAT_QEMU_EXITED", `${where}: QEMU exited while starting (${describeExit(exit)}): ${await tailOf(paths.hypervisorLog, 3) || "it wrote nothing"}`, {
-    status: Code.INTERNAL,
-  });
+/** The error for a QEMU that exited `when`, quoting the last lines it wrote. */
+export async function exitedError(exit: VmExit, paths: VmPaths, where: string, when: string): Promise<MoatError> {
+  const said = (await tailOf(paths.hypervisorLog, 3)) || (await tailOf(paths.consoleLog, 5)) || "no output";
+  return new MoatError("MOAT_QEMU_EXITED", `${where}: QEMU exited ${when} (${describeExit(exit)}): ${said}`, { status: Code.UNAVAILABLE });
 }
 
 export function describeExit(exit: VmExit): string {

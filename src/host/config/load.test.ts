@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { MoatError } from "../../shared/errors.js";
+import { defaultConfig, parseConfig } from "./load.js";
+
+function invalid(text: string, message: RegExp): void {
+  assert.throws(
+    () => parseConfig(text, "/etc/moat/configuration.toml"),
+    (error: unknown) => error instanceof MoatError && error.code === "MOAT_CONFIG_INVALID" && message.test(error.message),
+  );
+}
+
+test("an empty file gives the built-in defaults", () => {
+  const config = parseConfig("", "/etc/moat/configuration.toml");
+  assert.deepEqual({ ...config, source: undefined }, defaultConfig());
+  assert.equal(config.source, "/etc/moat/configuration.toml");
+});
+
+test("Kata's key names set the hypervisor and agent", () => {
+  const config = parseConfig(
+    `
+[hypervisor.qemu]
+path = "/opt/qemu/bin/qemu-system-x86_64"
+kernel = "/opt/moat/vmlinux"
+initrd = "/opt/moat/initrd.cpio"
+machine_type = "q35"
+default_vcpus = 2
+default_memory = 1024
+kernel_params = " agent.log=debug  foo=bar "
+enable_debug = true
+# keys moat does not know are ignored, as in a Kata file
+enable_iommu = false
+
+[agent.moat]
+dial_timeout = 45
+
+[runtime]
+state_root = "/run/moat-test"
+`,
+    "/f.toml",
+  );
+  assert.equal(config.qemu.path, "/opt/qemu/bin/qemu-system-x86_64");
+  assert.equal(config.qemu.initrd, "/opt/moat/initrd.cpio");
+  assert.equal(config.qemu.image, undefined, "an initrd replaces the default image");
+  assert.equal(config.qemu.machineType, "q35");
+  assert.equal(config.qemu.defaultVcpus, 2);
+  assert.equal(config.qemu.defaultMemoryMiB, 1024);
+  assert.deepEqual(config.qemu.kernelParams, ["agent.log=debug", "foo=bar"]);
+  assert.equal(config.qemu.enableDebug, true);
+  assert.equal(config.agent.dialTimeoutMs, 45_000);
+  assert.equal(config.runtime.stateRoot, "/run/moat-test");
+});
+
+test("errors name the file, the key and the valid range", () => {
+  invalid("[hypervisor.qemu]\ndefault_memory = \"lots\"", /configuration.toml: hypervisor.qemu.default_memory: must be an integer from 128 to 1048576 \(MiB\), got "lots"/);
+  invalid("[hypervisor.qemu]\ndefault_vcpus = 0", /hypervisor.qemu.default_vcpus: must be an integer from 1 to 64/);
+  invalid("[hypervisor.qemu]\nkernel = \"vmlinux\"", /hypervisor.qemu.kernel: must be an absolute path, got "vmlinux"/);
+  invalid("[hypervisor.qemu]\nmachine_type = \"pc\"", /machine_type: must be "microvm" or "q35", got "pc"/);
+  invalid("[hypervisor.qemu]\nenable_debug = \"yes\"", /enable_debug: must be true or false/);
+  invalid("[hypervisor.qemu]\nimage = \"/a\"\ninitrd = \"/b\"", /image and initrd are both set/);
+  invalid("hypervisor = 3", /hypervisor: must be a table/);
+  invalid("[hypervisor.qemu\n", /not valid TOML/);
+});

@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { vmPaths, type VmSpec } from "../hypervisor.js";
+import { qemuArgs, shellQuote } from "./cmdline.js";
+import { kernelParams } from "./kernel-params.js";
+
+function spec(change: Partial<VmSpec> = {}): VmSpec {
+  return {
+    id: "s1",
+    machine: "microvm",
+    accelerator: "tcg",
+    vcpus: 1,
+    memoryMiB: 512,
+    kernelPath: "/k/vmlinux",
+    rootfs: { kind: "image", path: "/k/rootfs.erofs" },
+    extraKernelParams: [],
+    debug: false,
+    hostTscKhz: 2_300_000,
+    paths: vmPaths("/run/moat/s1"),
+    ...change,
+  };
+}
+
+/** The value that follows `flag` each time it appears. */
+function valuesOf(args: string[], flag: string): string[] {
+  return args.flatMap((arg, index) => (arg === flag ? [args[index + 1] ?? ""] : []));
+}
+
+test("microvm uses virtio-mmio devices and the TCG CPU model", () => {
+  const args = qemuArgs(spec());
+  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on"]);
+  assert.deepEqual(valuesOf(args, "-cpu"), ["max"]);
+  const devices = valuesOf(args, "-device");
+  assert.ok(devices.includes("virtio-blk-device,drive=rootfs,id=rootfs-blk"));
+  assert.ok(devices.includes("virtio-serial-device,id=serial0"));
+  assert.ok(devices.includes("virtserialport,chardev=agent,name=agent.0,id=agent-port"));
+  assert.ok(devices.includes("virtserialport,chardev=log,name=log.0,id=log-port"));
+  assert.ok(args.includes("-no-reboot"), "a guest reset must end QEMU");
+});
+
+test("q35 uses PCI devices; KVM uses the host CPU model", () => {
+  const args = qemuArgs(spec({ machine: "q35", accelerator: "kvm" }));
+  assert.deepEqual(valuesOf(args, "-machine"), ["q35,accel=kvm"]);
+  assert.deepEqual(valuesOf(args, "-cpu"), ["host"]);
+  const devices = valuesOf(args, "-device");
+  assert.ok(devices.includes("virtio-blk-pci,drive=rootfs,id=rootfs-blk"));
+  assert.ok(devices.includes("virtio-serial-pci,id=serial0"));
+});
+
+test("sockets and logs live in the VM's state directory", () => {
+  const args = qemuArgs(spec());
+  assert.deepEqual(valuesOf(args, "-qmp"), ["unix:/run/moat/s1/qmp.sock,server=on,wait=off"]);
+  assert.deepEqual(valuesOf(args, "-pidfile"), ["/run/moat/s1/qemu.pid"]);
+  assert.ok(valuesOf(args, "-chardev").includes("socket,id=agent,path=/run/moat/s1/agent.sock,server=on,wait=off"));
+  assert.ok(valuesOf(args, "-chardev").includes("file,id=console,path=/run/moat/s1/console.log"));
+});
+
+test("an initrd replaces the root disk and init= becomes rdinit=", () => {
+  const initrd = spec({ rootfs: { kind: "initrd", path: "/k/initrd.cpio" } });
+  const args = qemuArgs(initrd);
+  assert.deepEqual(valuesOf(args, "-initrd"), ["/k/initrd.cpio"]);
+  assert.deepEqual(valuesOf(args, "-drive"), []);
+  const params = kernelParams(initrd);
+  assert.ok(params.includes("rdinit=/sbin/moat-init"));
+  assert.ok(!params.some((param) => param.startsWith("root=")));
+});
+
+test("TCG gets calibration answers; KVM and unknown TSC do not", () => {
+  assert.ok(kernelParams(spec()).includes("tsc_early_khz=2300000"));
+  assert.ok(kernelParams(spec()).includes("lpj=9200000"), "lpj = kHz * 1000 / HZ(250)");
+  assert.ok(kernelParams(spec()).includes("noapictimer"));
+  assert.ok(!kernelParams(spec({ vcpus: 2 })).includes("noapictimer"), "the APIC timer is needed with more than one vCPU");
+  assert.ok(!kernelParams(spec({ accelerator: "kvm" })).some((param) => param.startsWith("lpj=")));
+  assert.ok(!kernelParams(spec({ hostTscKhz: undefined })).some((param) => param.startsWith("tsc_early_khz=")));
+});
+
+test("configured kernel parameters come last, and debug drops quiet", () => {
+  const params = kernelParams(spec({ extraKernelParams: ["quiet=0", "foo=bar"] }));
+  assert.deepEqual(params.slice(-2), ["quiet=0", "foo=bar"]);
+  assert.ok(kernelParams(spec()).includes("quiet"));
+  assert.ok(!kernelParams(spec({ debug: true })).includes("quiet"));
+});
+
+test("shellQuote quotes only what a shell would split", () => {
+  assert.equal(shellQuote(["qemu", "-append", "a b", "it's"]), "qemu -append 'a b' 'it'\\''s'");
+});

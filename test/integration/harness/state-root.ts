@@ -1,0 +1,62 @@
+// A private workspace per test file: a state root for sandboxes and room for config files;
+// and the check that a test left nothing behind: no QEMU process started for it, no state
+// directory, socket or log under its state root.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { defaultConfig, type Config } from "../../../src/host/config/index.js";
+
+export class TestWorkspace {
+  readonly dir = mkdtempSync(join(tmpdir(), "moat-it-"));
+  readonly stateRoot = join(this.dir, "state");
+
+  /** The built-in configuration with this workspace's state root. */
+  config(): Config {
+    const config = defaultConfig();
+    return { ...config, runtime: { ...config.runtime, stateRoot: this.stateRoot } };
+  }
+
+  /** Writes a configuration file into the workspace and returns its path. */
+  configFile(name: string, toml: string): string {
+    const path = join(this.dir, `${name}.toml`);
+    writeFileSync(path, `[runtime]\nstate_root = "${this.stateRoot}"\n\n${toml}`);
+    return path;
+  }
+
+  /** QEMU processes started for this workspace, as "pid cmdline" lines. */
+  qemuProcesses(): string[] {
+    try {
+      return execFileSync("pgrep", ["-a", "-f", `qemu-system.*${this.stateRoot}/`], { encoding: "utf8" })
+        .split("\n")
+        .filter((line) => line.trim().length > 0);
+    } catch {
+      return []; // pgrep exits 1 when nothing matches
+    }
+  }
+
+  /** Fails, listing what is left, if any sandbox outlived the test. */
+  assertNothingLeft(): void {
+    assert.deepEqual(this.qemuProcesses(), [], "QEMU processes left running");
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(this.stateRoot);
+    } catch {
+      // A state root that was never created holds nothing.
+    }
+    assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
+  }
+
+  /** Removes the workspace; first kills what a failed test left, so one failure does not leak into the next. */
+  remove(): void {
+    for (const line of this.qemuProcesses()) {
+      try {
+        process.kill(Number(line.split(" ")[0]), "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
