@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export MOAT_CACHE ?= /var/cache/moat
 
 DEBIAN_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential bc bison flex libelf-dev \
-	busybox-static crun cpio erofs-utils xz-utils iproute2 procps
+	busybox-static crun cpio erofs-utils xz-utils iproute2 procps runc runsc
 GENERATED := src/shared/protocol/gen/moat/agent/v1/agent_pb.ts
 TS_SOURCES := $(shell find src test bench -name '*.ts' -not -path 'src/shared/protocol/gen/*' 2>/dev/null)
 
@@ -66,7 +66,7 @@ bench: setup build guest
 
 ## docs: regenerate docs/cli.md from the command table
 docs: build
-	node dist/tools/cli-doc.js > docs/cli.md
+	node --input-type=module -e "import('./dist/src/host/cli/cli-markdown.js').then((m) => process.stdout.write(m.cliMarkdown()))" > docs/cli.md
 
 clean:
 	rm -rf dist src/shared/protocol/gen

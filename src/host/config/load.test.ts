@@ -61,3 +61,11 @@ test("errors name the file, the key and the valid range", () => {
   invalid("hypervisor = 3", /hypervisor: must be a table/);
   invalid("[hypervisor.qemu\n", /not valid TOML/);
 });
+
+test("the packaged config/configuration.toml parses to the defaults", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { packageRoot } = await import("./package-root.js");
+  const path = join(packageRoot(), "config", "configuration.toml");
+  assert.deepEqual({ ...parseConfig(readFileSync(path, "utf8"), path), source: undefined }, defaultConfig());
+});

@@ -1,0 +1,39 @@
+// Printing a benchmark's table and writing its JSON under bench/results/.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, release } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Summary } from "./stats.js";
+
+export interface Row {
+  name: string;
+  summary: Summary;
+}
+
+const resultsDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "bench", "results");
+
+/** Prints rows with each one's ratio to `reference`, and writes everything to bench/results/NAME.json. */
+export function report(benchName: string, title: string, rows: Row[], reference: string, context: Record<string, unknown>): void {
+  const referenceMedian = rows.find((row) => row.name === reference)?.summary.medianMs ?? Number.NaN;
+  const width = Math.max(...rows.map((row) => row.name.length));
+  process.stdout.write(`\n${title}\n`);
+  process.stdout.write(`${"".padEnd(width)}  median ms   min..max ms        p90 ms   ${reference} ÷ this\n`);
+  for (const { name, summary } of rows) {
+    const ratio = referenceMedian / summary.medianMs;
+    process.stdout.write(
+      `${name.padEnd(width)}  ${summary.medianMs.toFixed(1).padStart(9)}   ${`${summary.minMs.toFixed(0)}..${summary.maxMs.toFixed(0)}`.padEnd(15)}  ${summary.p90Ms.toFixed(1).padStart(9)}   ${ratio.toFixed(2)}x\n`,
+    );
+  }
+  const result = {
+    bench: benchName,
+    date: new Date().toISOString(),
+    host: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
+    context,
+    reference,
+    results: Object.fromEntries(rows.map(({ name, summary }) => [name, { ...summary, referenceOverThis: Math.round((referenceMedian / summary.medianMs) * 100) / 100 }])),
+  };
+  mkdirSync(resultsDir, { recursive: true });
+  const path = join(resultsDir, `${benchName}.json`);
+  writeFileSync(path, JSON.stringify(result, null, 2) + "\n");
+  process.stdout.write(`\nwritten: ${path}\n`);
+}
