@@ -22,7 +22,7 @@ demo: setup build guest
 ## test: set up, then run the whole suite (unit and integration, one summary)
 test: setup build guest
 	@echo "==> tests"
-	node --test --test-concurrency=1 $$(find dist/src dist/test -name '*.test.js' | sort)
+	node --test --test-concurrency=1 --test-timeout=300000 $$(find dist/src dist/test -name '*.test.js' | sort)
 
 ## setup: Debian packages and npm packages
 setup: node_modules/.installed

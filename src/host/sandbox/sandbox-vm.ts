@@ -2,12 +2,11 @@
 // the undo of each, so that a failure at any step leaves nothing behind.
 import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
-import { Code } from "../../shared/ttrpc/index.js";
+import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import {
   chooseAccelerator,
@@ -110,8 +109,7 @@ export async function startSandboxVm(config: Config, id: string): Promise<Sandbo
 
     // QEMU holds bytes for a virtio-serial port until the guest opens it, so the first Check
     // can be sent at once: it is answered as soon as the agent serves.
-    const socket = connect(spec.paths.agentSocket);
-    const agent = new AgentClient(socket, id);
+    const agent = new AgentClient(await connectUnix(spec.paths.agentSocket), id);
     cleanup.push("close agent connection", () => agent.close());
     const check = await Promise.race([
       agent.check(config.agent.dialTimeoutMs).catch(async (error: unknown) => {

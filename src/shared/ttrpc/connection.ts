@@ -31,6 +31,8 @@ export class Connection {
     stream.on("error", (error: Error) => this.close(new Error(`transport error: ${error.message}`)));
     stream.on("end", () => this.close(new Error("peer closed the connection")));
     stream.on("close", () => this.close(new Error("connection closed")));
+    // A transport may hand over a paused stream (hybrid vsock pauses after its handshake).
+    stream.resume();
   }
 
   get isClosed(): boolean {

@@ -3,3 +3,5 @@ export { TtrpcServer, type CallContext, type ServiceImplementation } from "./ser
 export { Connection } from "./connection.js";
 export { FrameDecoder, FrameError, FrameType, encodeFrame, MAX_DATA_BYTES, HEADER_BYTES, type Frame } from "./frame.js";
 export { Code, codeName } from "./status.js";
+export { connectUnix } from "./transport/unix.js";
+export { connectHybridVsock } from "./transport/hybrid-vsock.js";
