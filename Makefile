@@ -12,12 +12,14 @@ TS_SOURCES := $(shell find src test bench -name '*.ts' -not -path 'src/shared/pr
 
 .PHONY: demo test setup build guest unit integration bench docs clean
 
-## demo: set up, then boot a VM and show its kernel beside the host's
+## demo: set up, then run a container in its own VM and show its kernel beside the host's
 demo: setup build guest
 	@echo "==> moat check"
 	@bin/moat check
 	@echo "==> moat boot: a VM with moat's kernel, image and agent"
 	@bin/moat boot
+	@echo "==> moat run --rm busybox uname -a: a container in its own VM"
+	@container=$$(bin/moat run --rm busybox uname -a) && echo "host:      $$(uname -a)" && echo "container: $$container"
 
 ## test: set up, then run the whole suite (unit and integration, one summary)
 test: setup build guest
@@ -52,13 +54,15 @@ dist/.built: $(GENERATED) $(TS_SOURCES) tsconfig.json tools/bundle.mjs package.j
 	node tools/bundle.mjs
 	@touch $@
 
-## guest: the guest kernel and root file system, cached by input hash under $(MOAT_CACHE)
+## guest: the guest kernel and root file system, and the built-in busybox image, cached by input hash under $(MOAT_CACHE)
 guest: build
 	@echo "==> guest kernel (first build takes about 5 minutes on 2 cores)"
 	@kernel=$$(bash image/kernel/build.sh) && mkdir -p dist/guest && ln -sfn "$$kernel" dist/guest/vmlinux
 	@echo "==> guest root file system"
 	@rootfs=$$(bash image/rootfs/build.sh dist/bundle/agent.js) && \
 	  ln -sfn "$$rootfs/rootfs.erofs" dist/guest/rootfs.erofs && ln -sfn "$$rootfs/initrd.cpio" dist/guest/initrd.cpio
+	@echo "==> built-in container image: busybox"
+	@busybox=$$(bash image/busybox/build.sh) && mkdir -p dist/images/busybox && ln -sfn "$$busybox" dist/images/busybox/rootfs
 
 ## bench: boot benchmark (writes bench/results/boot.json)
 bench: setup build guest

@@ -37,8 +37,10 @@ const allowed: Record<string, string[]> = {
   guest: ["shared"],
   "host/config": ["shared", "host/hypervisor"],
   "host/hypervisor": ["shared"],
-  "host/sandbox": ["shared", "host/config", "host/hypervisor"],
-  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox"],
+  "host/oci": ["shared"],
+  "host/images": ["shared", "host/config"],
+  "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images"],
+  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci"],
 };
 
 test("imports point one way: cli → sandbox → hypervisor/config → shared; guest and host apart", () => {

@@ -1,15 +1,21 @@
 // moat-agent: the process moat-init starts inside every guest. It serves the agent API over
 // ttrpc on the virtio-serial port "agent.0" and logs to the port "log.0".
-import { GuestService, HealthService } from "../../shared/protocol/index.js";
+import { ContainerService, GuestService, HealthService, IoService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import { setTraceSink } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
+import { containerService } from "./container-service.js";
+import { Containers } from "./containers.js";
 import { guestService } from "./guest-service.js";
 import { healthService } from "./health-service.js";
+import { ioService } from "./io-service.js";
 import { log, openLogPort } from "./log.js";
+import { ProcessExits } from "./process-exits.js";
 import { findPort, servePort } from "./virtio-port.js";
 
 const PORT_WAIT_MS = 10_000;
+/** moat-init reports the exits of processes it reaps on this descriptor (moat-init.c). */
+const EXIT_REPORT_FD = 3;
 
 // Neither path may use process.exit(): Node joins its thread pool on exit, and a pool thread
 // is blocked reading the virtio-serial port, so exit would hang (src/guest/init/moat-init.c).
@@ -22,6 +28,7 @@ function powerOff(): void {
 /** A fatal error: the last word goes to the log, then the agent ends and moat-init resets the VM. */
 function die(error: Error): never {
   log(`fatal: ${error.stack ?? error.message}`);
+  process.stderr.write(`moat-agent: fatal: ${error.message}\n`); // the console too, in case the log port is the problem
   process.kill(process.pid, "SIGKILL");
   throw error; // not reached: SIGKILL cannot be caught
 }
@@ -31,9 +38,15 @@ async function main(): Promise<void> {
   setTraceSink((line) => log(line));
   process.on("uncaughtException", die);
 
+  const exits = new ProcessExits();
+  exits.listen(EXIT_REPORT_FD, log);
+  const containers = new Containers(exits);
+
   const server = new TtrpcServer();
   server.register(HealthService, healthService);
   server.register(GuestService, guestService(powerOff));
+  server.register(ContainerService, containerService(containers));
+  server.register(IoService, ioService(containers));
 
   const agentPort = await findPort("agent.0", PORT_WAIT_MS);
   log(`moat-agent ${MOAT_VERSION} serving on ${agentPort}`);

@@ -5,13 +5,17 @@
 // forever. This program does the duties only PID 1 has and nothing else:
 //   1. mounts the guest's early file systems (proc, sys, dev, cgroup2, tmpfs);
 //   2. starts the agent (node /moat/agent.js) in its own session;
-//   3. reaps every child that exits, orphans included;
+//   3. reaps every child that exits, orphans included, and reports each one that is not the
+//      agent to the agent as a line "<pid> <exit code> <signal>\n" on the agent's fd 3:
+//      container processes become orphans when crun exits, so only PID 1 learns their status;
 //   4. on SIGTERM (the agent's Shutdown request) or when the agent dies, syncs and resets the
 //      VM, which ends QEMU (-no-reboot), so the host sees QEMU exit, never a guest without an agent.
 // The agent does not simply exit to shut down: Node joins its thread pool on exit, and one of
 // those threads sits in a blocking read of the virtio-serial port, so exit would hang.
 // It is built statically at image build time (image/rootfs/build.sh).
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,11 +53,23 @@ static void request_shutdown(int signal_number) {
   shutdown_requested = 1;
 }
 
+// The write end of the exit-report pipe; the agent reads the other end as its fd 3.
+static int exit_report_fd = -1;
+
 static pid_t start_agent(void) {
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    dprintf(2, "moat-init: pipe: %s\n", strerror(errno));
+    return -1;
+  }
   pid_t pid = fork();
   if (pid == 0) {
     setsid();
     signal(SIGTERM, SIG_DFL);
+    // The read end becomes the agent's fd 3, open across exec. pipe2 may have returned 3
+    // itself, and dup2 onto the same descriptor keeps O_CLOEXEC, so clear it explicitly.
+    if (report[0] != 3) dup2(report[0], 3);
+    fcntl(3, F_SETFD, 0);
     char *const argv[] = {"node", "/moat/agent.js", NULL};
     char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "NODE_ENV=production", NULL};
     execve("/usr/bin/node", argv, envp);
@@ -61,7 +77,21 @@ static pid_t start_agent(void) {
     _exit(127);
   }
   if (pid < 0) dprintf(2, "moat-init: fork: %s\n", strerror(errno));
+  close(report[0]);
+  exit_report_fd = report[1];
+  // Never block PID 1 on a slow agent: a report that does not fit is dropped, and said so.
+  fcntl(exit_report_fd, F_SETFL, O_NONBLOCK);
   return pid;
+}
+
+static void report_exit(pid_t pid, int status) {
+  char line[64];
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  int signal_number = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  int length = snprintf(line, sizeof line, "%d %d %d\n", (int)pid, code, signal_number);
+  if (write(exit_report_fd, line, (size_t)length) != length) {
+    dprintf(2, "moat-init: exit report for pid %d dropped: %s\n", (int)pid, strerror(errno));
+  }
 }
 
 int main(void) {
@@ -85,6 +115,7 @@ int main(void) {
       }
       break;
     }
+    if (pid > 0) report_exit(pid, status);
     if (pid < 0 && errno != EINTR) break;
   }
   sync();

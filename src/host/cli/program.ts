@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { MOAT_VERSION } from "../../shared/version.js";
 import { bootCommand, type BootOptions } from "./boot.js";
 import { checkCommand } from "./check.js";
+import { runCommand, type RunCommandOptions } from "./run.js";
 import type { GlobalOptions } from "./global-options.js";
 import { versionCommand } from "./version.js";
 
@@ -14,10 +15,11 @@ export function buildProgram(): Command {
     .option("--config <file>", "configuration file (default: $MOAT_CONFIG, else /etc/moat/configuration.toml if present)")
     .option("--root <dir>", "state root for sandboxes (default: /run/moat)")
     .option("--debug", "show stack traces on errors")
+    .enablePositionalOptions()
     .showHelpAfterError()
     .addHelpText(
       "after",
-      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: containers (create/start/run), the containerd shim, templates.",
+      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: the OCI runtime commands (create/start/…), terminals, the containerd shim, templates.",
     );
 
   program
@@ -38,6 +40,22 @@ export function buildProgram(): Command {
     .option("--id <id>", "sandbox id (default: boot-<random>)")
     .option("--json", "print the result as one JSON object")
     .action((options: BootOptions) => bootCommand(options, program.opts<GlobalOptions>()));
+
+  program
+    .command("run")
+    .description("run a command in a container in its own VM, in the foreground; exit with its status")
+    .argument("<image>", "a built-in image: busybox")
+    .argument("[command...]", "the command and its arguments (default: the image's)")
+    .option("--rm", "remove the container when it exits (always the case until moatd keeps stopped containers)")
+    .option("-i, --interactive", "relay stdin to the container")
+    .option("-t, --tty", "allocate a terminal (not supported yet)")
+    .option("--cpus <n>", "vCPUs of the container's VM")
+    .option("--memory <size>", "memory of the container's VM, e.g. 512m or 1g")
+    .option("--name <id>", "container id (default: run-<random>)")
+    .passThroughOptions()
+    .action(async (image: string, args: string[], options: RunCommandOptions) => {
+      process.exitCode = await runCommand(image, args, options, program.opts<GlobalOptions>());
+    });
 
   return program;
 }

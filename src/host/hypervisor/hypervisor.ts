@@ -21,6 +21,14 @@ export interface VmPaths {
   pidFile: string;
 }
 
+/** A host directory exported to the guest over 9p, mounted by the agent under its tag. */
+export interface Share {
+  /** The 9p mount tag the guest sees (at most 31 characters). */
+  tag: string;
+  hostPath: string;
+  readOnly: boolean;
+}
+
 export interface VmSpec {
   id: string;
   machine: MachineType;
@@ -33,6 +41,8 @@ export interface VmSpec {
   extraKernelParams: string[];
   /** Verbose guest kernel console instead of `quiet`. */
   debug: boolean;
+  /** Host directories exported to the guest. */
+  shares: Share[];
   /** The host TSC frequency, used under TCG to skip the guest's timer calibration. */
   hostTscKhz: number | undefined;
   paths: VmPaths;

@@ -4,8 +4,12 @@ import type { Duplex } from "node:stream";
 import { MoatError } from "../../shared/errors.js";
 import {
   AGENT_PROTOCOL_VERSION,
+  ContainerService,
   GuestService,
   HealthService,
+  IoService,
+  OutputStream,
+  type WaitProcessResponse,
   type CheckResponse,
   type DetailsResponse,
   type VersionResponse,
@@ -14,6 +18,10 @@ import { Code, TtrpcClient } from "../../shared/ttrpc/index.js";
 
 /** Deadline for calls that only read state. */
 const CALL_TIMEOUT_MS = 10_000;
+/** Creating a container mounts its root file system and runs crun: slower than a plain call under TCG. */
+const CONTAINER_CALL_TIMEOUT_MS = 60_000;
+/** The most output bytes asked for in one read. */
+const MAX_READ_BYTES = 1 << 20;
 /** Guest strings are shown to users: bound them. */
 const MAX_GUEST_STRING = 256;
 
@@ -72,6 +80,47 @@ export class AgentClient {
   /** Asks the guest to power off; it answers first, then QEMU exits. */
   async shutdown(timeoutMs: number): Promise<void> {
     await this.ttrpc.call(GuestService.method.shutdown, {}, { timeoutMs });
+  }
+
+  /** Creates a container from an OCI spec whose root file system is the 9p share `rootfsShareTag`. */
+  async createContainer(containerId: string, ociSpec: object, rootfsShareTag: string, stdin: boolean): Promise<number> {
+    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), rootfsShareTag, stdin };
+    return (await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS })).pid;
+  }
+
+  async startContainer(containerId: string): Promise<void> {
+    await this.ttrpc.call(ContainerService.method.startContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
+  }
+
+  async signalProcess(containerId: string, signal: number, all = false): Promise<void> {
+    await this.ttrpc.call(ContainerService.method.signalProcess, { containerId, signal, all }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  /** Answers when the container's process has exited: as long as that takes. */
+  waitProcess(containerId: string): Promise<WaitProcessResponse> {
+    return this.ttrpc.call(ContainerService.method.waitProcess, { containerId }, { timeoutMs: undefined });
+  }
+
+  async removeContainer(containerId: string): Promise<void> {
+    await this.ttrpc.call(ContainerService.method.removeContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
+  }
+
+  async writeStdin(containerId: string, data: Uint8Array): Promise<void> {
+    await this.ttrpc.call(IoService.method.writeStdin, { containerId, data }, { timeoutMs: undefined });
+  }
+
+  async closeStdin(containerId: string): Promise<void> {
+    await this.ttrpc.call(IoService.method.closeStdin, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  /** The next bytes of stdout or stderr (a long poll), or eof. */
+  async readOutput(containerId: string, stream: "stdout" | "stderr"): Promise<{ data: Uint8Array; eof: boolean }> {
+    const which = stream === "stdout" ? OutputStream.STDOUT : OutputStream.STDERR;
+    const answer = await this.ttrpc.call(IoService.method.readOutput, { containerId, stream: which, maxBytes: MAX_READ_BYTES }, { timeoutMs: undefined });
+    if (answer.data.length > MAX_READ_BYTES) {
+      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent sent ${answer.data.length} bytes of ${stream}, more than the ${MAX_READ_BYTES} asked for`, { status: Code.DATA_LOSS });
+    }
+    return { data: answer.data, eof: answer.eof };
   }
 
   close(): void {

@@ -17,6 +17,7 @@ import {
   vmPaths,
   type AcceleratorChoice,
   type GuestRootfs,
+  type Share,
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
@@ -70,7 +71,15 @@ export function guestArtifacts(config: Config): { kernel: string; rootfs: GuestR
   return { kernel: config.qemu.kernel, rootfs };
 }
 
-export async function startSandboxVm(config: Config, id: string): Promise<SandboxVm> {
+export interface SandboxOptions {
+  /** Host directories exported to the guest over 9p. */
+  shares?: Share[];
+  /** vCPUs and memory for this sandbox instead of the configured defaults. */
+  vcpus?: number;
+  memoryMiB?: number;
+}
+
+export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
   validateSandboxId(id);
   const where = `sandbox ${id}`;
   const { kernel, rootfs } = guestArtifacts(config);
@@ -93,12 +102,13 @@ export async function startSandboxVm(config: Config, id: string): Promise<Sandbo
       id,
       machine: config.qemu.machineType,
       accelerator: accelerator.accelerator,
-      vcpus: config.qemu.defaultVcpus,
-      memoryMiB: config.qemu.defaultMemoryMiB,
+      vcpus: options.vcpus ?? config.qemu.defaultVcpus,
+      memoryMiB: options.memoryMiB ?? config.qemu.defaultMemoryMiB,
       kernelPath: kernel,
       rootfs,
       extraKernelParams: config.qemu.kernelParams,
       debug: config.qemu.enableDebug,
+      shares: options.shares ?? [],
       hostTscKhz: await hostTscKhz(),
       paths: vmPaths(stateDir),
     };

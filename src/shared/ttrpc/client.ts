@@ -14,8 +14,12 @@ import { FrameType, type Frame } from "./frame.js";
 import { Code, codeName } from "./status.js";
 
 export interface CallOptions {
-  /** Deadline for the whole call; also sent to the server as timeout_nano. */
-  timeoutMs: number;
+  /**
+   * Deadline for the whole call, also sent to the server as timeout_nano; undefined for a
+   * call that legitimately waits without end (a process's exit). Such a call still fails when
+   * the connection closes.
+   */
+  timeoutMs: number | undefined;
 }
 
 type UnaryMethod = DescMethod & { methodKind: "unary" };
@@ -56,17 +60,20 @@ export class TtrpcClient {
       service: method.parent.typeName,
       method: method.name,
       payload: toBinary(method.input, create(method.input, input)),
-      timeoutNano: BigInt(options.timeoutMs) * 1_000_000n,
+      timeoutNano: BigInt(options.timeoutMs ?? 0) * 1_000_000n,
     });
     const response = await new Promise<Response>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(streamId);
-        reject(
-          new MoatError("MOAT_TTRPC_TIMEOUT", `${where}: no response within ${options.timeoutMs} ms`, {
-            status: Code.DEADLINE_EXCEEDED,
-          }),
-        );
-      }, options.timeoutMs);
+      const timer =
+        options.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              this.pending.delete(streamId);
+              reject(
+                new MoatError("MOAT_TTRPC_TIMEOUT", `${where}: no response within ${options.timeoutMs} ms`, {
+                  status: Code.DEADLINE_EXCEEDED,
+                }),
+              );
+            }, options.timeoutMs);
       this.pending.set(streamId, {
         resolve: (value) => (clearTimeout(timer), resolve(value)),
         reject: (error) => (clearTimeout(timer), reject(error)),

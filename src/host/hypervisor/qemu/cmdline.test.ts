@@ -15,6 +15,7 @@ function spec(change: Partial<VmSpec> = {}): VmSpec {
     rootfs: { kind: "image", path: "/k/rootfs.erofs" },
     extraKernelParams: [],
     debug: false,
+    shares: [],
     hostTscKhz: 2_300_000,
     paths: vmPaths("/run/moat/s1"),
     ...change,
@@ -83,4 +84,11 @@ test("configured kernel parameters come last, and debug drops quiet", () => {
 
 test("shellQuote quotes only what a shell would split", () => {
   assert.equal(shellQuote(["qemu", "-append", "a b", "it's"]), "qemu -append 'a b' 'it'\\''s'");
+});
+
+test("a share becomes a 9p fsdev and device with its mount tag", () => {
+  const args = qemuArgs(spec({ shares: [{ tag: "rootfs", hostPath: "/images/busybox", readOnly: true }] }));
+  assert.deepEqual(valuesOf(args, "-fsdev"), ["local,id=fs-rootfs,path=/images/busybox,security_model=none,readonly=on"]);
+  assert.ok(valuesOf(args, "-device").includes("virtio-9p-device,fsdev=fs-rootfs,mount_tag=rootfs,id=share-rootfs"));
+  assert.ok(valuesOf(qemuArgs(spec({ machine: "q35", shares: [{ tag: "t", hostPath: "/x", readOnly: false }] })), "-device").includes("virtio-9p-pci,fsdev=fs-t,mount_tag=t,id=share-t"));
 });

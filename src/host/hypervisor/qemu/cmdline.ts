@@ -40,6 +40,14 @@ export function qemuArgs(spec: VmSpec): string[] {
   } else {
     args.push("-initrd", spec.rootfs.path);
   }
+  for (const share of spec.shares) {
+    // security_model=none: files keep the host's owners and modes, which is what a container
+    // image expects; QEMU runs as root, so the guest's root can write what the host's root can.
+    args.push(
+      "-fsdev", `local,id=fs-${share.tag},path=${share.hostPath},security_model=none${share.readOnly ? ",readonly=on" : ""}`,
+      "-device", `${virtio("9p")},fsdev=fs-${share.tag},mount_tag=${share.tag},id=share-${share.tag}`,
+    );
+  }
   args.push(
     "-device", `${virtio("serial")},id=serial0`,
     "-chardev", `socket,id=agent,path=${paths.agentSocket},server=on,wait=off`,

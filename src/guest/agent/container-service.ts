@@ -1,0 +1,27 @@
+// ContainerService: create, start, signal, wait for and remove containers (containers.ts).
+import type { ContainerService } from "../../shared/protocol/index.js";
+import type { ServiceImplementation } from "../../shared/ttrpc/index.js";
+import type { Containers } from "./containers.js";
+
+export function containerService(containers: Containers): ServiceImplementation<typeof ContainerService> {
+  return {
+    async createContainer(request) {
+      return { pid: await containers.create(request) };
+    },
+    async startContainer(request) {
+      await containers.start(request.containerId);
+      return {};
+    },
+    async signalProcess(request) {
+      await containers.signal(request.containerId, request.signal, request.all);
+      return {};
+    },
+    async waitProcess(request) {
+      return containers.wait(request.containerId);
+    },
+    async removeContainer(request) {
+      await containers.remove(request.containerId);
+      return {};
+    },
+  };
+}

@@ -1,0 +1,59 @@
+// `moat run`: a container in its own VM, in the foreground, removed when it exits. The exit
+// status is the container's (128 + N for a signal), as docker and podman report it.
+import { randomBytes } from "node:crypto";
+import { MoatError } from "../../shared/errors.js";
+import { Code } from "../../shared/ttrpc/index.js";
+import { loadConfig } from "../config/index.js";
+import { builtinImage } from "../images/index.js";
+import { runContainer } from "../sandbox/index.js";
+import { withOverrides, type GlobalOptions } from "./global-options.js";
+
+export interface RunCommandOptions {
+  rm?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
+  cpus?: string;
+  memory?: string;
+  name?: string;
+}
+
+export async function runCommand(image: string, args: string[], options: RunCommandOptions, global: GlobalOptions): Promise<number> {
+  if (options.tty) {
+    throw new MoatError("MOAT_RUN_TTY", "moat run: -t: terminals are not supported yet", { status: Code.UNIMPLEMENTED });
+  }
+  const config = withOverrides(loadConfig(global.config), global);
+  const result = await runContainer(config, {
+    id: options.name ?? `run-${randomBytes(4).toString("hex")}`,
+    image: builtinImage(image),
+    args,
+    stdin: options.interactive ? process.stdin : undefined,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    vcpus: options.cpus === undefined ? undefined : parseCpus(options.cpus),
+    memoryMiB: options.memory === undefined ? undefined : parseMemoryMiB(options.memory),
+    onStarted: (signal) => {
+      process.on("SIGINT", () => signal(2));
+      process.on("SIGTERM", () => signal(15));
+    },
+  });
+  return result.exitStatus;
+}
+
+function parseCpus(text: string): number {
+  const cpus = Number(text);
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) {
+    throw new MoatError("MOAT_RUN_ARGS", `moat run: --cpus: must be a whole number from 1 to 64, got "${text}"`, { status: Code.INVALID_ARGUMENT });
+  }
+  return cpus;
+}
+
+/** "512m", "1g", "256M", "1073741824" (bytes) → MiB. */
+export function parseMemoryMiB(text: string): number {
+  const match = /^(\d+)([kmg]?)b?$/i.exec(text.trim());
+  const scale: Record<string, number> = { "": 1 / (1024 * 1024), k: 1 / 1024, m: 1, g: 1024 };
+  const mib = match ? Number(match[1]) * scale[match[2]!.toLowerCase()]! : Number.NaN; // both groups exist when matched
+  if (!Number.isFinite(mib) || mib < 128 || mib > 1024 * 1024) {
+    throw new MoatError("MOAT_RUN_ARGS", `moat run: --memory: must be a size from 128m to 1024g, such as 512m or 2g, got "${text}"`, { status: Code.INVALID_ARGUMENT });
+  }
+  return Math.floor(mib);
+}

@@ -1,0 +1,1 @@
+export { builtinImage, type Image } from "./builtin.js";

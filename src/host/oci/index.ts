@@ -1,0 +1,1 @@
+export { defaultSpec, type ProcessOptions } from "./default-spec.js";

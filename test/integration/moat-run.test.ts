@@ -1,0 +1,89 @@
+// `moat run IMAGE CMD…`: a container in its own VM, in the foreground (issue 3, first step).
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { release } from "node:os";
+import { after, afterEach, test } from "node:test";
+import { moatBinary, runMoat } from "./harness/moat-cli.js";
+import { TestWorkspace } from "./harness/state-root.js";
+
+const workspace = new TestWorkspace();
+afterEach(() => workspace.assertNothingLeft());
+after(() => workspace.remove());
+
+const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args]);
+
+/** Runs moat with `input` on its stdin; resolves with its exit code and stdout bytes. */
+function moatWithInput(args: string[], input: Buffer): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(moatBinary, ["--root", workspace.stateRoot, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const stdout: Buffer[] = [];
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout: Buffer.concat(stdout), stderr }));
+    child.stdin.end(input);
+  });
+}
+
+test("the container runs on the guest kernel, not the host's", async () => {
+  const result = await moat(["run", "--rm", "busybox", "uname", "-r"]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /-moat\n$/);
+  assert.notEqual(result.stdout.trim(), release());
+});
+
+test("stdout and stderr arrive apart, and the exit code is the container's", async () => {
+  const result = await moat(["run", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+  assert.equal(result.code, 7);
+  assert.equal(result.stdout, "out\n");
+  assert.equal(result.stderr, "err\n");
+});
+
+test("the container sees its own hostname, PID namespace and a writable root that the image never sees", async () => {
+  const result = await moat(["run", "--name", "named-1", "busybox", "sh", "-c", "hostname; echo $$; echo x > /written && cat /written"]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "named-1\n1\nx\n");
+  const again = await moat(["run", "busybox", "ls", "/written"]);
+  assert.notEqual(again.code, 0, "a write in one container must not reach the image");
+});
+
+test("-i relays stdin intact, with end of file", async () => {
+  const input = randomBytes(3 * 1024 * 1024 + 17);
+  const result = await moatWithInput(["run", "-i", "busybox", "md5sum"], input);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.toString().split(" ")[0], createHash("md5").update(input).digest("hex"));
+});
+
+test("a large output stream arrives intact", async () => {
+  const result = await moatWithInput(["run", "busybox", "sh", "-c", "seq 1 2000000"], Buffer.alloc(0));
+  assert.equal(result.code, 0, result.stderr);
+  const lines = result.stdout.toString().split("\n");
+  assert.equal(lines.length, 2_000_001);
+  assert.equal(lines[1_999_999], "2000000");
+});
+
+test("a command that does not exist is one clear error", async () => {
+  const result = await moat(["run", "busybox", "no-such-command"]);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /crun create failed: executable file `no-such-command` not found in \$PATH/);
+});
+
+test("an unknown image and a bad --memory are refused before a VM starts", async () => {
+  const unknown = await moat(["run", "nginx"]);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /image nginx: not found; the built-in images are: busybox/);
+  const memory = await moat(["run", "--memory", "lots", "busybox", "true"]);
+  assert.equal(memory.code, 1);
+  assert.match(memory.stderr, /--memory: must be a size from 128m to 1024g/);
+});
+
+test("--cpus and --memory size the VM", async () => {
+  const result = await moat(["run", "--cpus", "2", "--memory", "256m", "busybox", "sh", "-c", "nproc; grep MemTotal /proc/meminfo"]);
+  assert.equal(result.code, 0, result.stderr);
+  const [cpus, memory] = result.stdout.trim().split("\n");
+  assert.equal(cpus, "2");
+  const kib = Number(/(\d+) kB/.exec(memory ?? "")?.[1]);
+  assert.ok(kib > 200 * 1024 && kib <= 256 * 1024, memory);
+});
