@@ -64,9 +64,10 @@ guest: build
 	@echo "==> built-in container image: busybox"
 	@busybox=$$(bash image/busybox/build.sh) && mkdir -p dist/images/busybox && ln -sfn "$$busybox" dist/images/busybox/rootfs
 
-## bench: boot benchmark (writes bench/results/boot.json)
+## bench: the benchmarks (write bench/results/*.json)
 bench: setup build guest
 	node dist/bench/boot.js
+	node dist/bench/run.js
 
 ## docs: regenerate docs/cli.md from the command table
 docs: build

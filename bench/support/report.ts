@@ -12,12 +12,12 @@ export interface Row {
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "bench", "results");
 
-/** Prints rows with each one's ratio to `reference`, and writes everything to bench/results/NAME.json. */
+/** Prints rows with moat's median (the `reference` row) divided by each row's, and writes everything to bench/results/NAME.json. */
 export function report(benchName: string, title: string, rows: Row[], reference: string, context: Record<string, unknown>): void {
   const referenceMedian = rows.find((row) => row.name === reference)?.summary.medianMs ?? Number.NaN;
   const width = Math.max(...rows.map((row) => row.name.length));
   process.stdout.write(`\n${title}\n`);
-  process.stdout.write(`${"".padEnd(width)}  median ms   min..max ms        p90 ms   ${reference} ÷ this\n`);
+  process.stdout.write(`${"".padEnd(width)}  median ms   min..max ms        p90 ms   moat ÷ this\n`);
   for (const { name, summary } of rows) {
     const ratio = referenceMedian / summary.medianMs;
     process.stdout.write(
