@@ -1,9 +1,12 @@
-// `moat run IMAGE CMD…`: a container in its own VM, in the foreground (issue 3, first step).
+// `moat run IMAGE CMD…` and `moat run --bundle DIR`: a container in its own VM, in the
+// foreground (issue 3, first steps).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { release } from "node:os";
 import { after, afterEach, test } from "node:test";
+import { busyboxBundle } from "./harness/bundle.js";
 import { moatBinary, runMoat } from "./harness/moat-cli.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
@@ -86,4 +89,41 @@ test("--cpus and --memory size the VM", async () => {
   assert.equal(cpus, "2");
   const kib = Number(/(\d+) kB/.exec(memory ?? "")?.[1]);
   assert.ok(kib > 200 * 1024 && kib <= 256 * 1024, memory);
+});
+
+test("--bundle runs a bundle's process; its root and a directory bind mount are the host's", async () => {
+  const data = `${workspace.dir}/data`;
+  const bundle = busyboxBundle(`${workspace.dir}/bundle-rw`, ["sh", "-c", "cat /data/in; echo out > /data/out; echo root > /on-root; hostname"], (spec) => {
+    spec.hostname = "from-bundle";
+    spec.mounts = [...(spec.mounts ?? []), { destination: "/data", type: "bind", source: data, options: ["rbind", "rw"] }];
+  });
+  mkdirSync(data);
+  writeFileSync(`${data}/in`, "from the host\n");
+  const result = await moat(["run", "--bundle", bundle]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "from the host\nfrom-bundle\n");
+  assert.equal(readFileSync(`${data}/out`, "utf8"), "out\n");
+  assert.equal(readFileSync(`${bundle}/rootfs/on-root`, "utf8"), "root\n");
+});
+
+test("a read-only root and a read-only bind mount refuse writes", async () => {
+  const data = `${workspace.dir}/data-ro`;
+  mkdirSync(data);
+  const bundle = busyboxBundle(`${workspace.dir}/bundle-ro`, ["sh", "-c", "touch /x 2>/dev/null && echo root-writable; touch /data/x 2>/dev/null && echo data-writable; echo done"], (spec) => {
+    spec.root.readonly = true;
+    spec.mounts = [...(spec.mounts ?? []), { destination: "/data", type: "bind", source: data, options: ["rbind", "ro"] }];
+  });
+  const result = await moat(["run", "--bundle", bundle]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "done\n");
+});
+
+test("a malformed config.json is one line naming the file and field, and starts nothing", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/bundle-bad`, ["sh"], (spec) => (spec.process.cwd = "relative"));
+  const result = await moat(["run", "--bundle", bundle]);
+  assert.equal(result.code, 1);
+  assert.equal(result.stderr, `moat: ${bundle}/config.json: process.cwd: must be an absolute path, got "relative"\n`);
+  const missing = await moat(["run", "--bundle", `${workspace.dir}/no-such-bundle`]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no-such-bundle\/config.json: cannot read: ENOENT/);
 });

@@ -1,20 +1,21 @@
 // The containers of this guest: each one's crun bundle, its process's stdio, and its exit.
 //
-// Create writes the bundle (config.json rewritten for the guest, root on the share) and runs
+// Create mounts the container's shares, writes the bundle (config.json, paths already rewritten
+// for the guest by the host) and runs
 // `crun create` with pipes for stdio, which the container process inherits; crun exits at
 // once and the process waits for `crun start`. Its exit status comes from moat-init.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { MoatError } from "../../shared/errors.js";
+import { containerGuestDir, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { crun, crunBinary, crunRoot } from "./crun.js";
-import { mountRootfs, unmountRootfs } from "./mounts.js";
+import { mountShares, unmountShares } from "./mounts.js";
 import { OutputBuffer } from "./output-buffer.js";
 import { stdinSocketPair } from "./stdin-socket.js";
 import type { ProcessExit, ProcessExits } from "./process-exits.js";
 
-const CONTAINERS_DIR = "/run/moat/containers";
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** The spec the host sends is one JSON document; a bound keeps a bad one from costing memory. */
 const MAX_SPEC_BYTES = 1 << 20;
@@ -22,13 +23,14 @@ const MAX_SPEC_BYTES = 1 << 20;
 export interface CreateRequest {
   containerId: string;
   ociSpecJson: string;
-  rootfsShareTag: string;
   stdin: boolean;
+  shares: ShareMount[];
 }
 
 interface Container {
   id: string;
   dir: string;
+  shares: ShareMount[];
   pid: number;
   state: "created" | "running" | "stopped";
   stdin: Writable | undefined;
@@ -48,10 +50,10 @@ export class Containers {
     if (!VALID_ID.test(id)) throw new MoatError("MOAT_CONTAINER_ID", `${where}: invalid container id`, { status: Code.INVALID_ARGUMENT });
     if (this.containers.has(id)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
     const spec = parseSpec(request.ociSpecJson, where);
-    const dir = `${CONTAINERS_DIR}/${id}`;
+    const dir = containerGuestDir(id);
     await mkdir(dir, { recursive: true });
     try {
-      spec.root = { path: await mountRootfs(request.rootfsShareTag, dir, where), readonly: spec.root?.readonly ?? false };
+      await mountShares(id, request.shares, where);
       await writeFile(`${dir}/config.json`, JSON.stringify(spec));
       const stdin = request.stdin ? await stdinSocketPair(dir) : undefined;
       const child = spawn(crunBinary, ["--root", crunRoot, "create", "--bundle", dir, "--pid-file", `${dir}/pid`, id], {
@@ -66,12 +68,12 @@ export class Containers {
       });
       const pid = Number((await readFile(`${dir}/pid`, "utf8")).trim());
       stdin?.local.on("error", () => undefined); // a container that exits without reading resets it; WriteStdin reports that
-      this.containers.set(id, { id, dir, pid, state: "created", stdin: stdin?.local, stdout, stderr, exit: this.exits.wait(pid) });
+      this.containers.set(id, { id, dir, shares: request.shares, pid, state: "created", stdin: stdin?.local, stdout, stderr, exit: this.exits.wait(pid) });
       const container = this.containers.get(id)!; // just set
       container.exit.then(() => (container.state = "stopped"));
       return pid;
     } catch (error) {
-      await unmountRootfs(dir);
+      await unmountShares(id, request.shares);
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
@@ -99,7 +101,7 @@ export class Containers {
     if (!container) return; // removing what is gone counts as done
     await crun(id, ["delete", "--force", id]).catch(() => undefined);
     container.stdin?.destroy();
-    await unmountRootfs(container.dir);
+    await unmountShares(id, container.shares);
     await rm(container.dir, { recursive: true, force: true });
     this.containers.delete(id);
   }

@@ -1,10 +1,14 @@
-// Mounts the agent makes for a container: its root file system from a 9p share, read-only,
-// under a writable overlay whose upper layer lives in guest memory. Node has no mount(2), so
-// busybox's mount does the call.
+// Mounts the agent makes for a container: the 9p shares the host exported (root file system,
+// bind-mount sources), each read-write, read-only, or read-only under a writable overlay whose
+// upper layer is in guest memory. Node has no mount(2), so busybox's mount makes the call.
 import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { MoatError } from "../../shared/errors.js";
+import { shareGuestPath, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
+
+const VALID_TAG = /^[A-Za-z0-9_-]{1,31}$/;
+const NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144,cache=loose";
 
 function run(command: string, args: string[], where: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -15,25 +19,45 @@ function run(command: string, args: string[], where: string): Promise<void> {
   });
 }
 
-/** Mounts the 9p share `tag` read-only at `dir/lower` and an overlay of it at `dir/rootfs`. */
-export async function mountRootfs(tag: string, dir: string, where: string): Promise<string> {
-  const lower = `${dir}/lower`;
-  const rootfs = `${dir}/rootfs`;
-  for (const path of [lower, `${dir}/upper`, `${dir}/work`, rootfs]) await mkdir(path, { recursive: true });
-  await run("/bin/mount", ["-t", "9p", "-o", "trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose", tag, lower], where);
+/** Mounts every share for the container; on failure, unmounts what was mounted. */
+export async function mountShares(containerId: string, shares: ShareMount[], where: string): Promise<void> {
+  const mounted: ShareMount[] = [];
   try {
-    await run("/bin/mount", ["-t", "overlay", "-o", `lowerdir=${lower},upperdir=${dir}/upper,workdir=${dir}/work`, "overlay", rootfs], where);
+    for (const share of shares) {
+      if (!VALID_TAG.test(share.tag)) throw new MoatError("MOAT_GUEST_MOUNT", `${where}: share tag "${share.tag}" is not 1-31 of [A-Za-z0-9_-]`, { status: Code.INVALID_ARGUMENT });
+      await mountShare(containerId, share, where);
+      mounted.push(share);
+    }
   } catch (error) {
-    await unmount(lower);
+    await unmountShares(containerId, mounted);
     throw error;
   }
-  return rootfs;
 }
 
-/** Unmounts what mountRootfs mounted; what is not mounted is skipped. */
-export async function unmountRootfs(dir: string): Promise<void> {
-  await unmount(`${dir}/rootfs`);
-  await unmount(`${dir}/lower`);
+async function mountShare(containerId: string, share: ShareMount, where: string): Promise<void> {
+  const path = shareGuestPath(containerId, share.tag);
+  if (!share.overlay) {
+    await mkdir(path, { recursive: true });
+    await run("/bin/mount", ["-t", "9p", "-o", `${NINEP_OPTIONS}${share.readOnly ? ",ro" : ""}`, share.tag, path], where);
+    return;
+  }
+  for (const dir of [`${path}.lower`, `${path}.upper`, `${path}.work`, path]) await mkdir(dir, { recursive: true });
+  await run("/bin/mount", ["-t", "9p", "-o", `${NINEP_OPTIONS},ro`, share.tag, `${path}.lower`], where);
+  try {
+    await run("/bin/mount", ["-t", "overlay", "-o", `lowerdir=${path}.lower,upperdir=${path}.upper,workdir=${path}.work`, "overlay", path], where);
+  } catch (error) {
+    await unmount(`${path}.lower`);
+    throw error;
+  }
+}
+
+/** Unmounts the container's shares; what is not mounted is skipped. */
+export async function unmountShares(containerId: string, shares: ShareMount[]): Promise<void> {
+  for (const share of [...shares].reverse()) {
+    const path = shareGuestPath(containerId, share.tag);
+    await unmount(path);
+    if (share.overlay) await unmount(`${path}.lower`);
+  }
 }
 
 async function unmount(path: string): Promise<void> {

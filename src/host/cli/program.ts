@@ -43,9 +43,9 @@ export function buildProgram(): Command {
 
   program
     .command("run")
-    .description("run a command in a container in its own VM, in the foreground; exit with its status")
-    .argument("<image>", "a built-in image: busybox")
-    .argument("[command...]", "the command and its arguments (default: the image's)")
+    .description("run a container in its own VM, in the foreground; exit with its status")
+    .argument("[image-and-command...]", "a built-in image (busybox), then the command and its arguments (default: the image's)")
+    .option("--bundle <dir>", "run an OCI bundle (config.json and its root file system) instead of an image")
     .option("--rm", "remove the container when it exits (always the case until moatd keeps stopped containers)")
     .option("-i, --interactive", "relay stdin to the container")
     .option("-t, --tty", "allocate a terminal (not supported yet)")
@@ -53,8 +53,8 @@ export function buildProgram(): Command {
     .option("--memory <size>", "memory of the container's VM, e.g. 512m or 1g")
     .option("--name <id>", "container id (default: run-<random>)")
     .passThroughOptions()
-    .action(async (image: string, args: string[], options: RunCommandOptions) => {
-      process.exitCode = await runCommand(image, args, options, program.opts<GlobalOptions>());
+    .action(async (imageAndArgs: string[], options: RunCommandOptions) => {
+      process.exitCode = await runCommand(imageAndArgs, options, program.opts<GlobalOptions>());
     });
 
   return program;

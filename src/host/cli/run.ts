@@ -5,6 +5,7 @@ import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
 import { builtinImage } from "../images/index.js";
+import { loadBundle } from "../oci/index.js";
 import { runContainer } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 
@@ -15,17 +16,28 @@ export interface RunCommandOptions {
   cpus?: string;
   memory?: string;
   name?: string;
+  bundle?: string;
 }
 
-export async function runCommand(image: string, args: string[], options: RunCommandOptions, global: GlobalOptions): Promise<number> {
+export async function runCommand(imageAndArgs: string[], options: RunCommandOptions, global: GlobalOptions): Promise<number> {
   if (options.tty) {
     throw new MoatError("MOAT_RUN_TTY", "moat run: -t: terminals are not supported yet", { status: Code.UNIMPLEMENTED });
+  }
+  const [image, ...args] = imageAndArgs;
+  if (options.bundle === undefined && image === undefined) {
+    throw new MoatError("MOAT_RUN_ARGS", "moat run: name an image (busybox) or give --bundle DIR", { status: Code.INVALID_ARGUMENT });
+  }
+  if (options.bundle !== undefined && image !== undefined) {
+    throw new MoatError("MOAT_RUN_ARGS", `moat run: --bundle runs the bundle's own process; drop "${imageAndArgs.join(" ")}"`, { status: Code.INVALID_ARGUMENT });
+  }
+  const bundle = options.bundle === undefined ? undefined : loadBundle(options.bundle);
+  if (bundle?.spec.process.terminal) {
+    throw new MoatError("MOAT_RUN_TTY", `${bundle.dir}/config.json: process.terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
   }
   const config = withOverrides(loadConfig(global.config), global);
   const result = await runContainer(config, {
     id: options.name ?? `run-${randomBytes(4).toString("hex")}`,
-    image: builtinImage(image),
-    args,
+    what: bundle ? { bundle } : { image: builtinImage(image!), args }, // image is defined when there is no bundle (checked above)
     stdin: options.interactive ? process.stdin : undefined,
     stdout: process.stdout,
     stderr: process.stderr,

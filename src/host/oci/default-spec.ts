@@ -1,6 +1,7 @@
 // The OCI runtime spec moat uses for `moat run IMAGE CMD…`: the same defaults as `runc spec`
 // (namespaces, mounts, capabilities, masked and read-only paths), with the command, the
 // environment and the hostname filled in.
+import type { OciSpec } from "./bundle.js";
 
 export interface ProcessOptions {
   args: string[];
@@ -11,7 +12,7 @@ export interface ProcessOptions {
 
 const DEFAULT_CAPABILITIES = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
-export function defaultSpec(options: ProcessOptions): Record<string, unknown> {
+export function defaultSpec(options: ProcessOptions): OciSpec {
   return {
     ociVersion: "1.0.2",
     process: {

@@ -1,6 +1,7 @@
 // The host's typed client of moat-agent: one method per agent call, each with a deadline.
 // Everything it returns came from the guest and is checked here before it is believed.
 import type { Duplex } from "node:stream";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { MoatError } from "../../shared/errors.js";
 import {
   AGENT_PROTOCOL_VERSION,
@@ -9,6 +10,7 @@ import {
   HealthService,
   IoService,
   OutputStream,
+  type ShareMountSchema,
   type WaitProcessResponse,
   type CheckResponse,
   type DetailsResponse,
@@ -82,9 +84,9 @@ export class AgentClient {
     await this.ttrpc.call(GuestService.method.shutdown, {}, { timeoutMs });
   }
 
-  /** Creates a container from an OCI spec whose root file system is the 9p share `rootfsShareTag`. */
-  async createContainer(containerId: string, ociSpec: object, rootfsShareTag: string, stdin: boolean): Promise<number> {
-    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), rootfsShareTag, stdin };
+  /** Creates a container from an OCI spec rewritten for the guest, after mounting its shares. */
+  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], stdin: boolean): Promise<number> {
+    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin };
     return (await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS })).pid;
   }
 

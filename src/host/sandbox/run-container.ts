@@ -1,25 +1,23 @@
-// One container in its own sandbox VM, from start to exit: the foreground `moat run`. The
-// image's root file system is shared read-only into the guest (9p) and the agent puts a
-// writable overlay in guest memory on top, so nothing is written to the host's image and
-// nothing is mounted on the host. Output is relayed with back-pressure: each read is a long
-// poll the agent answers only when there is data, and the next read waits until the local
-// stream has taken the last chunk.
+// One container in its own sandbox VM, from start to exit: the foreground `moat run`. An
+// image's root file system is shared read-only into the guest (9p) under a writable overlay
+// in guest memory, so nothing is written to the host's image; a bundle's is shared as it is,
+// like its directory bind mounts. Nothing is mounted on the host. Output is relayed with
+// back-pressure: each read is a long poll the agent answers only when there is data, and the
+// next read waits until the local stream has taken the last chunk.
 import type { Readable, Writable } from "node:stream";
 import type { Config } from "../config/index.js";
 import type { Image } from "../images/index.js";
-import { defaultSpec } from "../oci/index.js";
+import { defaultSpec, guestSpec, type Bundle } from "../oci/index.js";
 import type { AgentClient } from "./agent-client.js";
 import { startSandboxVm, type SandboxVm } from "./sandbox-vm.js";
 
-const ROOTFS_TAG = "rootfs";
 /** The largest stdin chunk sent in one call, well under the 4 MiB frame cap. */
 const STDIN_CHUNK_BYTES = 1 << 20;
 
 export interface RunOptions {
   id: string;
-  image: Image;
-  /** The command; the image's default when empty. */
-  args: string[];
+  /** What to run: a built-in image (with `args`, or its default command), or an OCI bundle. */
+  what: { image: Image; args: string[] } | { bundle: Bundle };
   /** Relayed to the process's stdin if given; otherwise its stdin is /dev/null. */
   stdin: Readable | undefined;
   stdout: Writable;
@@ -37,21 +35,16 @@ export interface RunResult {
 }
 
 export async function runContainer(config: Config, options: RunOptions): Promise<RunResult> {
+  const containerId = options.id;
+  const { spec, shares } = specFor(options);
   const sandbox = await startSandboxVm(config, options.id, {
-    shares: [{ tag: ROOTFS_TAG, hostPath: options.image.rootfs, readOnly: true }],
+    shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })),
     vcpus: options.vcpus,
     memoryMiB: options.memoryMiB,
   });
   const { agent } = sandbox;
-  const containerId = options.id;
   try {
-    const spec = defaultSpec({
-      args: options.args.length > 0 ? options.args : options.image.cmd,
-      env: options.image.env,
-      cwd: options.image.cwd,
-      hostname: containerId.slice(0, 63),
-    });
-    await agent.createContainer(containerId, spec, ROOTFS_TAG, options.stdin !== undefined);
+    await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay })), options.stdin !== undefined);
     try {
       const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
       await agent.startContainer(containerId);
@@ -66,6 +59,16 @@ export async function runContainer(config: Config, options: RunOptions): Promise
   } finally {
     await sandbox.shutdown();
   }
+}
+
+function specFor(options: RunOptions): ReturnType<typeof guestSpec> {
+  if ("bundle" in options.what) {
+    const { bundle } = options.what;
+    return guestSpec(options.id, bundle.spec, bundle.rootfs, false, `${bundle.dir}/config.json`);
+  }
+  const { image, args } = options.what;
+  const spec = defaultSpec({ args: args.length > 0 ? args : image.cmd, env: image.env, cwd: image.cwd, hostname: options.id.slice(0, 63) });
+  return guestSpec(options.id, spec, image.rootfs, true, `image ${image.name}`);
 }
 
 async function relayOutput(agent: AgentClient, containerId: string, stream: "stdout" | "stderr", to: Writable): Promise<void> {

@@ -4,3 +4,4 @@ export * from "./gen/moat/agent/v1/agent_pb.js";
 
 /** The agent protocol version; bumped when a change to agent.proto is not backward compatible. */
 export const AGENT_PROTOCOL_VERSION = 1;
+export { containerGuestDir, shareGuestPath } from "./guest-paths.js";

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { MoatError } from "../../shared/errors.js";
+import { defaultSpec } from "./default-spec.js";
+import { loadBundle } from "./bundle.js";
+import { guestSpec } from "./guest-spec.js";
+
+const root = mkdtempSync(join(tmpdir(), "moat-bundle-"));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+/** A bundle whose config.json is the default spec changed by `change` (or the raw `text`). */
+function bundle(name: string, change: (spec: Record<string, any>) => void = () => undefined, text?: string): string {
+  const dir = join(root, name);
+  mkdirSync(join(dir, "rootfs"), { recursive: true });
+  const spec = defaultSpec({ args: ["sh"], env: [], cwd: "/", hostname: "h" }) as Record<string, any>; // a test edits fields freely
+  change(spec);
+  writeFileSync(join(dir, "config.json"), text ?? JSON.stringify(spec));
+  return dir;
+}
+
+function invalid(dir: string, message: RegExp): void {
+  assert.throws(
+    () => loadBundle(dir),
+    (error: unknown) => error instanceof MoatError && error.code === "MOAT_BUNDLE_INVALID" && message.test(error.message),
+  );
+}
+
+test("a good bundle loads, with root.path made absolute", () => {
+  const dir = bundle("good");
+  const loaded = loadBundle(dir);
+  assert.equal(loaded.rootfs, join(dir, "rootfs"));
+  assert.deepEqual(loaded.spec.process.args, ["sh"]);
+});
+
+test("each malformed field is named with its file", () => {
+  invalid(join(root, "missing"), /missing\/config.json: cannot read/);
+  invalid(bundle("not-json", undefined, "{"), /not-json\/config.json: not valid JSON/);
+  invalid(bundle("no-args", (spec) => (spec.process.args = [])), /no-args\/config.json: process.args: must be a non-empty array of strings/);
+  invalid(bundle("bad-args", (spec) => (spec.process.args = ["sh", 3])), /process.args: must be a non-empty array of strings/);
+  invalid(bundle("relative-cwd", (spec) => (spec.process.cwd = "tmp")), /process.cwd: must be an absolute path, got "tmp"/);
+  invalid(bundle("bad-env", (spec) => (spec.process.env = "PATH=/bin")), /process.env: must be an array of strings/);
+  invalid(bundle("no-root", (spec) => (spec.root.path = "nowhere")), /root.path: .*nowhere is not a directory/);
+  invalid(bundle("bad-version", (spec) => delete spec.ociVersion), /ociVersion: must be a string/);
+  invalid(bundle("bad-mount", (spec) => spec.mounts.push({ destination: "data" })), /mounts\[7\].destination: must be an absolute path, got "data"/);
+  invalid(bundle("bad-options", (spec) => spec.mounts.push({ destination: "/d", options: "ro" })), /mounts\[7\].options: must be an array of strings/);
+});
+
+test("the guest spec points root and directory bind mounts at their shares", () => {
+  const data = join(root, "data");
+  mkdirSync(data);
+  const dir = bundle("binds", (spec) => {
+    spec.root.readonly = true;
+    spec.mounts.push({ destination: "/data", type: "bind", source: data, options: ["rbind", "ro"] });
+  });
+  const { spec, shares } = guestSpec("c1", loadBundle(dir).spec, join(dir, "rootfs"), false, "test");
+  assert.deepEqual(spec.root, { path: "/run/moat/containers/c1/shares/rootfs", readonly: true });
+  assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/m7");
+  assert.equal(spec.mounts?.[0]?.source, "proc", "other mounts are made in the guest as they are");
+  assert.deepEqual(shares, [
+    { tag: "rootfs", hostPath: join(dir, "rootfs"), readOnly: true, overlay: false },
+    { tag: "m7", hostPath: data, readOnly: true, overlay: false },
+  ]);
+});
+
+test("bind mounts of missing sources, relative sources and single files are refused by name", () => {
+  const file = join(root, "a-file");
+  writeFileSync(file, "x");
+  const refuse = (source: string, message: RegExp) => {
+    const dir = bundle(`bind-${Math.random().toString(16).slice(2)}`, (spec) => spec.mounts.push({ destination: "/x", type: "bind", source }));
+    assert.throws(() => guestSpec("c1", loadBundle(dir).spec, join(dir, "rootfs"), false, "b/config.json"), message);
+  };
+  refuse(join(root, "nope"), /b\/config.json: mounts\[7\]: source .*nope does not exist/);
+  refuse("relative", /mounts\[7\]: source must be an absolute path/);
+  refuse(file, /is a file; bind mounts of single files are not supported yet/);
+});
+
+test("an image's root is shared read-only under an overlay", () => {
+  const { shares } = guestSpec("c1", defaultSpec({ args: ["sh"], env: [], cwd: "/", hostname: "h" }), "/images/busybox", true, "image busybox");
+  assert.deepEqual(shares, [{ tag: "rootfs", hostPath: "/images/busybox", readOnly: true, overlay: true }]);
+});
