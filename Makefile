@@ -40,8 +40,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-fund --no-audit
 	@touch $@
 
-## build: generate protobuf code, type-check and compile, bundle the agent and the CLI
-build: node_modules/.installed $(GENERATED) dist/.built
+## build: generate protobuf code, type-check and compile, bundle the agent, CLI and daemon; the stand-in
+build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin
+
+dist/bin/moat-standin: src/host/standin/moat-standin.c
+	@mkdir -p dist/bin
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
 $(GENERATED): node_modules/.installed buf.gen.yaml $(shell find proto -name '*.proto')
 	@echo "==> buf generate"

@@ -9,6 +9,7 @@ const { version } = JSON.parse(await readFile(new URL("../package.json", import.
 const programs = [
   { entry: "src/guest/agent/main.ts", out: "dist/bundle/agent.js" },
   { entry: "src/host/cli/main.ts", out: "dist/bundle/moat.mjs", format: "esm" },
+  { entry: "src/host/daemon/main.ts", out: "dist/bundle/moatd.mjs", format: "esm" },
 ];
 
 await Promise.all(

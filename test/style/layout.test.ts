@@ -1,5 +1,5 @@
 // Checks of the layout STYLE.md describes: guest and host never import each other, shared
-// imports neither, dependencies point one way, every error code is documented, and
+// imports neither, dependencies point one way (cli → daemon → sandbox → …), every error code is documented, and
 // docs/cli.md is what `moat --help` says.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -40,7 +40,8 @@ const allowed: Record<string, string[]> = {
   "host/oci": ["shared"],
   "host/images": ["shared", "host/config"],
   "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images"],
-  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci"],
+  "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox"],
+  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon"],
 };
 
 test("imports point one way: cli → sandbox → hypervisor/config → shared; guest and host apart", () => {

@@ -8,6 +8,12 @@ export interface GlobalOptions {
   root?: string;
   /** --debug: stack traces on errors. */
   debug?: boolean;
+  /** --log: where runtime errors also go, as runc writes them (conmon shows them to users). */
+  log?: string;
+  /** --log-format: "text" or "json". */
+  logFormat?: string;
+  /** --systemd-cgroup: accepted for runc compatibility; the container's cgroups are in the guest. */
+  systemdCgroup?: boolean;
 }
 
 /** Applies the command-line overrides to a loaded configuration. */

@@ -2,6 +2,7 @@
 import { formatForUser } from "../../shared/errors.js";
 import type { GlobalOptions } from "./global-options.js";
 import { buildProgram } from "./program.js";
+import { writeRuntimeLog } from "./runtime-log.js";
 
 async function main(): Promise<void> {
   const program = buildProgram();
@@ -10,6 +11,7 @@ async function main(): Promise<void> {
   } catch (error) {
     const global = program.opts<GlobalOptions>();
     process.stderr.write(`moat: ${global.debug && error instanceof Error ? error.stack : formatForUser(error)}\n`);
+    if (global.log) writeRuntimeLog(global.log, global.logFormat, formatForUser(error));
     process.exitCode = 1;
   }
 }

@@ -5,6 +5,7 @@ import { MOAT_VERSION } from "../../shared/version.js";
 import { bootCommand, type BootOptions } from "./boot.js";
 import { checkCommand } from "./check.js";
 import { runCommand, type RunCommandOptions } from "./run.js";
+import { createCommand, deleteCommand, killCommand, listCommand, startCommand, stateCommand, type CreateOptions } from "./oci-commands.js";
 import type { GlobalOptions } from "./global-options.js";
 import { versionCommand } from "./version.js";
 
@@ -15,11 +16,14 @@ export function buildProgram(): Command {
     .option("--config <file>", "configuration file (default: $MOAT_CONFIG, else /etc/moat/configuration.toml if present)")
     .option("--root <dir>", "state root for sandboxes (default: /run/moat)")
     .option("--debug", "show stack traces on errors")
+    .option("--log <file>", "also append errors to this file (runc compatible)")
+    .option("--log-format <format>", "text or json, for --log (runc compatible)", "text")
+    .option("--systemd-cgroup", "accepted for runc compatibility; cgroups are managed inside the guest")
     .enablePositionalOptions()
     .showHelpAfterError()
     .addHelpText(
       "after",
-      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: the OCI runtime commands (create/start/…), terminals, the containerd shim, templates.",
+      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: exec, pause/resume, ps, update, terminals, the containerd shim, templates.",
     );
 
   program
@@ -56,6 +60,48 @@ export function buildProgram(): Command {
     .action(async (imageAndArgs: string[], options: RunCommandOptions) => {
       process.exitCode = await runCommand(imageAndArgs, options, program.opts<GlobalOptions>());
     });
+
+  const global = () => program.opts<GlobalOptions>();
+  program
+    .command("create")
+    .description("OCI: create a container in its own VM from a bundle; its process waits for start")
+    .argument("<id>", "container id")
+    .option("-b, --bundle <dir>", "the OCI bundle (default: the current directory)")
+    .option("--pid-file <file>", "write the pid of the host process that stands for the container")
+    .option("--console-socket <socket>", "receive the terminal's master (not supported yet)")
+    .option("--preserve-fds <n>", "accepted for runc compatibility; extra descriptors do not reach a VM")
+    .option("--no-pivot", "accepted for runc compatibility")
+    .option("--no-new-keyring", "accepted for runc compatibility")
+    .action((id: string, options: CreateOptions) => createCommand(id, options, global()));
+  program
+    .command("start")
+    .description("OCI: start a created container's process")
+    .argument("<id>", "container id")
+    .action((id: string) => startCommand(id, global()));
+  program
+    .command("state")
+    .description("OCI: print a container's state as JSON")
+    .argument("<id>", "container id")
+    .action((id: string) => stateCommand(id, global()));
+  program
+    .command("kill")
+    .description("OCI: send a signal (default SIGTERM) to a container's process")
+    .argument("<id>", "container id")
+    .argument("[signal]", "a name (TERM, SIGKILL) or number")
+    .option("-a, --all", "signal every process in the container")
+    .action((id: string, signal: string | undefined, options: { all?: boolean }) => killCommand(id, signal, options, global()));
+  program
+    .command("delete")
+    .description("OCI: delete a stopped container and its VM")
+    .argument("<id>", "container id")
+    .option("-f, --force", "kill it first if it still runs")
+    .action((id: string, options: { force?: boolean }) => deleteCommand(id, options, global()));
+  program
+    .command("list")
+    .description("OCI: list containers")
+    .option("-f, --format <format>", "table or json", "table")
+    .option("-q, --quiet", "print only the ids")
+    .action((options: { format?: string; quiet?: boolean }) => listCommand(options, global()));
 
   return program;
 }

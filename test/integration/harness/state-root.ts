@@ -36,21 +36,44 @@ export class TestWorkspace {
     }
   }
 
-  /** Fails, listing what is left, if any sandbox outlived the test. */
-  assertNothingLeft(): void {
+  /** Fails, listing what is left, if any sandbox outlived the test; `daemonFiles` are moatd's own. */
+  assertNothingLeft(daemonFiles: string[] = []): void {
     assert.deepEqual(this.qemuProcesses(), [], "QEMU processes left running");
     let entries: string[] = [];
     try {
-      entries = readdirSync(this.stateRoot);
+      entries = readdirSync(this.stateRoot).filter((name) => !daemonFiles.includes(name));
     } catch {
       // A state root that was never created holds nothing.
     }
     assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
   }
 
+  /** The moatd serving this workspace, if one runs, as "pid cmdline" lines. */
+  daemonProcesses(): string[] {
+    try {
+      return execFileSync("pgrep", ["-a", "-f", `moatd.mjs --root ${this.stateRoot}`], { encoding: "utf8" })
+        .split("\n")
+        .filter((line) => line.trim().length > 0);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Stops this workspace's moatd (SIGTERM) and waits until it is gone. */
+  async stopDaemon(): Promise<void> {
+    for (const line of this.daemonProcesses()) {
+      try {
+        process.kill(Number(line.split(" ")[0]), "SIGTERM");
+      } catch {
+        // Already gone.
+      }
+    }
+    while (this.daemonProcesses().length > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
   /** Removes the workspace; first kills what a failed test left, so one failure does not leak into the next. */
   remove(): void {
-    for (const line of this.qemuProcesses()) {
+    for (const line of [...this.qemuProcesses(), ...this.daemonProcesses()]) {
       try {
         process.kill(Number(line.split(" ")[0]), "SIGKILL");
       } catch {

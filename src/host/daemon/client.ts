@@ -1,0 +1,82 @@
+// The front ends' way to moatd: connect to its socket, starting the daemon first if none
+// answers. The daemon runs in its own session with its log in <state root>/moatd.log.
+import { spawn } from "node:child_process";
+import { mkdirSync, openSync, closeSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { MoatError } from "../../shared/errors.js";
+import { ContainerLifecycleService } from "../../shared/protocol/index.js";
+import { Code, connectUnix, TtrpcClient } from "../../shared/ttrpc/index.js";
+import { packageRoot } from "../config/index.js";
+import { daemonSocketPath } from "./socket-path.js";
+
+const START_TIMEOUT_MS = 10_000;
+/** Booting a VM under TCG takes seconds; creating a container adds crun and mounts. */
+const CREATE_TIMEOUT_MS = 120_000;
+const CALL_TIMEOUT_MS = 60_000;
+
+export interface DaemonStart {
+  stateRoot: string;
+  configPath: string | undefined;
+}
+
+export class DaemonClient {
+  private constructor(private readonly ttrpc: TtrpcClient) {}
+
+  static async connect(start: DaemonStart): Promise<DaemonClient> {
+    const path = daemonSocketPath(start.stateRoot);
+    const socket = await connectUnix(path).catch(async () => {
+      spawnDaemon(start);
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      for (;;) {
+        try {
+          return await connectUnix(path);
+        } catch (error) {
+          if (Date.now() > deadline) {
+            throw new MoatError("MOAT_DAEMON_START", `moatd: did not answer on ${path} within ${START_TIMEOUT_MS} ms`, {
+              cause: error,
+              hint: `see ${join(start.stateRoot, "moatd.log")}`,
+              status: Code.UNAVAILABLE,
+            });
+          }
+          await sleep(20);
+        }
+      }
+    });
+    return new DaemonClient(new TtrpcClient(socket, `moatd ${path}`));
+  }
+
+  create(containerId: string, bundle: string) {
+    return this.ttrpc.call(ContainerLifecycleService.method.create, { containerId, bundle }, { timeoutMs: CREATE_TIMEOUT_MS });
+  }
+  start(containerId: string) {
+    return this.ttrpc.call(ContainerLifecycleService.method.start, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+  state(containerId: string) {
+    return this.ttrpc.call(ContainerLifecycleService.method.state, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+  kill(containerId: string, signal: number, all: boolean) {
+    return this.ttrpc.call(ContainerLifecycleService.method.kill, { containerId, signal, all }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+  delete(containerId: string, force: boolean) {
+    return this.ttrpc.call(ContainerLifecycleService.method.delete, { containerId, force }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+  list() {
+    return this.ttrpc.call(ContainerLifecycleService.method.list, {}, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  close(): void {
+    this.ttrpc.close();
+  }
+}
+
+function spawnDaemon(start: DaemonStart): void {
+  mkdirSync(start.stateRoot, { recursive: true, mode: 0o711 });
+  const log = openSync(join(start.stateRoot, "moatd.log"), "a");
+  try {
+    const args = [join(packageRoot(), "dist", "bundle", "moatd.mjs"), "--root", start.stateRoot, ...(start.configPath ? ["--config", start.configPath] : [])];
+    spawn(process.execPath, args, { detached: true, stdio: ["ignore", log, log] }).unref();
+  } finally {
+    closeSync(log);
+  }
+}

@@ -1,0 +1,180 @@
+// moatd's core: every container it owns, each in its own sandbox VM, with the lifecycle the
+// OCI runtime spec describes (created → running → stopped) and the relay to its stand-in.
+// An illegal transition is an error that names the state.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { settleWithin } from "../../shared/deadline.js";
+import { MoatError } from "../../shared/errors.js";
+import { tracer } from "../../shared/trace.js";
+import { Code } from "../../shared/ttrpc/index.js";
+import type { Config } from "../config/index.js";
+import { guestSpec, loadBundle } from "../oci/index.js";
+import { startSandboxVm, validateSandboxId, type SandboxVm } from "../sandbox/index.js";
+import { StandInFrame, StdioRelay } from "./stdio-relay.js";
+
+const trace = tracer("daemon");
+
+export type ContainerStatus = "created" | "running" | "stopped";
+
+export interface ContainerState {
+  id: string;
+  status: ContainerStatus;
+  /** The stand-in's pid once it said hello; 0 before and once stopped. */
+  pid: number;
+  bundle: string;
+  created: string;
+  exitStatus: number;
+}
+
+interface ManagedContainer {
+  state: ContainerState;
+  sandbox: SandboxVm;
+  relay: StdioRelay;
+  /** Resolves once the process has exited and the stand-in was sent its status. */
+  finished: Promise<void>;
+}
+
+/** How long delete waits for a killed container's exit to reach its stand-in. */
+const KILL_WAIT_MS = 10_000;
+
+export class Daemon {
+  private readonly containers = new Map<string, ManagedContainer>();
+  /** Ids being created, so that a second create of the same id fails at once. */
+  private readonly creating = new Set<string>();
+
+  constructor(private readonly config: Config) {}
+
+  get size(): number {
+    return this.containers.size + this.creating.size;
+  }
+
+  /** Boots the container's VM and creates the container; returns the stand-in's socket. */
+  async create(id: string, bundleDir: string): Promise<string> {
+    validateSandboxId(id);
+    if (this.containers.has(id) || this.creating.has(id)) {
+      throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
+    }
+    const bundle = loadBundle(bundleDir);
+    if (bundle.spec.process.terminal) {
+      throw new MoatError("MOAT_CONTAINER_SPEC", `${bundle.dir}/config.json: process.terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
+    }
+    const { spec, shares } = guestSpec(id, bundle.spec, bundle.rootfs, false, `${bundle.dir}/config.json`);
+    this.creating.add(id);
+    try {
+      const sandbox = await startSandboxVm(this.config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })) });
+      let relay: StdioRelay | undefined;
+      try {
+        const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
+        relay = await StdioRelay.listen(join(sandbox.vm.paths.stateDir, "stdio.sock"), `container ${id}`, {
+          hello: (pid) => (state.pid = pid),
+          stdin: (data) => sandbox.agent.writeStdin(id, data),
+          stdinEnd: () => sandbox.agent.closeStdin(id),
+          signal: (number) => void sandbox.agent.signalProcess(id, number).catch(() => undefined),
+        });
+        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay })), true);
+        const container: ManagedContainer = { state, sandbox, relay, finished: Promise.resolve() };
+        container.finished = this.follow(container);
+        this.containers.set(id, container);
+        await this.persist(container);
+        return relay.path;
+      } catch (error) {
+        await relay?.close();
+        await sandbox.shutdown();
+        throw error;
+      }
+    } finally {
+      this.creating.delete(id);
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    const container = this.get(id);
+    if (container.state.status !== "created") throw this.illegal(container, "start");
+    await container.sandbox.agent.startContainer(id);
+    if (container.state.status === "created") container.state.status = "running";
+    await this.persist(container);
+  }
+
+  state(id: string): ContainerState {
+    return { ...this.get(id).state };
+  }
+
+  list(): ContainerState[] {
+    return [...this.containers.values()].map((container) => ({ ...container.state }));
+  }
+
+  async kill(id: string, signal: number, all: boolean): Promise<void> {
+    const container = this.get(id);
+    if (container.state.status === "stopped") throw this.illegal(container, "kill");
+    await container.sandbox.agent.signalProcess(id, signal, all);
+  }
+
+  async delete(id: string, force: boolean): Promise<void> {
+    const container = this.containers.get(id);
+    if (!container) throw notFound(id);
+    const { status } = container.state;
+    if (status === "running" && !force) throw this.illegal(container, "delete");
+    if (status !== "stopped") {
+      // A created container is deleted as runc deletes one: killed first. Its stand-in still
+      // gets the exit status (137) before the relay closes.
+      await container.sandbox.agent.signalProcess(id, 9, true).catch(() => undefined);
+      await settleWithin(container.finished, KILL_WAIT_MS);
+    }
+    this.containers.delete(id);
+    await container.sandbox.agent.removeContainer(id).catch((error: unknown) => trace(id, `remove in guest: ${String(error)}`));
+    await container.relay.close();
+    await container.sandbox.shutdown();
+  }
+
+  /** Relays output to the stand-in and, once the process has exited and its output is out, its status. */
+  private follow(container: ManagedContainer): Promise<void> {
+    const { id } = container.state;
+    const { agent } = container.sandbox;
+    const relayOutput = async (stream: "stdout" | "stderr") => {
+      const type = stream === "stdout" ? StandInFrame.STDOUT : StandInFrame.STDERR;
+      for (;;) {
+        const { data, eof } = await agent.readOutput(id, stream);
+        if (data.length > 0) await container.relay.send(type, Buffer.from(data));
+        if (eof) return;
+      }
+    };
+    const outputs = Promise.all([relayOutput("stdout"), relayOutput("stderr")]);
+    return agent
+      .waitProcess(id)
+      .then(async (exit) => {
+        container.state.status = "stopped";
+        container.state.exitStatus = exit.exitStatus;
+        container.state.pid = 0;
+        await this.persist(container);
+        await outputs;
+        await container.relay.sendExit(exit.exitStatus);
+      })
+      .catch((error: unknown) => {
+        // The guest went away (QEMU killed, VM crashed): the container is stopped, killed.
+        trace(id, `lost the container's process: ${String(error)}`);
+        container.state.status = "stopped";
+        container.state.exitStatus = 137;
+        container.state.pid = 0;
+        void container.relay.sendExit(137).catch(() => undefined);
+      });
+  }
+
+  private async persist(container: ManagedContainer): Promise<void> {
+    const path = join(container.sandbox.vm.paths.stateDir, "container.json");
+    await writeFile(path, JSON.stringify(container.state) + "\n").catch((error: unknown) => trace(container.state.id, `persist: ${String(error)}`));
+  }
+
+  private get(id: string): ManagedContainer {
+    const container = this.containers.get(id);
+    if (!container) throw notFound(id);
+    return container;
+  }
+
+  private illegal(container: ManagedContainer, action: string): MoatError {
+    return new MoatError("MOAT_CONTAINER_STATE", `container ${container.state.id}: cannot ${action} a ${container.state.status} container`, { status: Code.FAILED_PRECONDITION });
+  }
+}
+
+function notFound(id: string): MoatError {
+  return new MoatError("MOAT_CONTAINER_NOT_FOUND", `container ${id}: does not exist`, { status: Code.NOT_FOUND });
+}

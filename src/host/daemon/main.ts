@@ -1,0 +1,20 @@
+// `moatd`: the host daemon's entry point.
+//   moatd [--root DIR] [--config FILE] [--idle-exit-seconds N]
+import { parseArgs } from "node:util";
+import { formatForUser } from "../../shared/errors.js";
+import { loadConfig } from "../config/index.js";
+import { serveDaemon } from "./serve.js";
+
+const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+
+try {
+  const { values } = parseArgs({
+    options: { root: { type: "string" }, config: { type: "string" }, "idle-exit-seconds": { type: "string", default: "30" } },
+  });
+  const config = loadConfig(values.config);
+  if (values.root) config.runtime.stateRoot = values.root;
+  await serveDaemon(config, { idleExitMs: Number(values["idle-exit-seconds"]) * 1000, log });
+} catch (error) {
+  log(`moatd: ${formatForUser(error)}`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,130 @@
+// The daemon's end of a container's stand-in (src/host/standin/moat-standin.c): one unix
+// socket per container, one stand-in connection on it, framed both ways as
+//   u8 type, u32 big-endian payload length (≤ 1 MiB), payload
+//   from the stand-in: 1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32)
+//   to the stand-in:   16 STDOUT (bytes), 17 STDERR (bytes), 18 EXIT (i32 exit status)
+// A frame that breaks these rules closes the connection.
+import { rm } from "node:fs/promises";
+import { createServer, type Server, type Socket } from "node:net";
+import { tracer } from "../../shared/trace.js";
+
+const trace = tracer("daemon");
+
+export enum StandInFrame {
+  HELLO = 1,
+  STDIN = 2,
+  STDIN_EOF = 3,
+  SIGNAL = 4,
+  STDOUT = 16,
+  STDERR = 17,
+  EXIT = 18,
+}
+
+const HEADER_BYTES = 5;
+const MAX_PAYLOAD_BYTES = 1 << 20;
+
+export interface StandInHandlers {
+  hello(pid: number): void;
+  stdin(data: Buffer): Promise<void>;
+  stdinEnd(): Promise<void>;
+  signal(number: number): void;
+}
+
+export class StdioRelay {
+  private connection: Socket | undefined;
+  private readonly connected: Promise<Socket>;
+
+  private constructor(
+    private readonly server: Server,
+    readonly path: string,
+    private readonly where: string,
+    handlers: StandInHandlers,
+  ) {
+    this.connected = new Promise((resolve) => {
+      server.on("connection", (socket: Socket) => {
+        if (this.connection) {
+          socket.destroy(); // one stand-in per container
+          return;
+        }
+        this.connection = socket;
+        socket.on("error", () => undefined);
+        readFrames(socket, handlers, this.where);
+        resolve(socket);
+      });
+    });
+  }
+
+  static async listen(path: string, where: string, handlers: StandInHandlers): Promise<StdioRelay> {
+    await rm(path, { force: true });
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => server.once("error", reject).listen(path, resolve));
+    return new StdioRelay(server, path, where, handlers);
+  }
+
+  /** Sends output once the stand-in is connected; resolves when the socket has taken it. */
+  async send(type: StandInFrame.STDOUT | StandInFrame.STDERR | StandInFrame.EXIT, payload: Buffer): Promise<void> {
+    const socket = await this.connected;
+    for (let offset = 0; offset === 0 || offset < payload.length; offset += MAX_PAYLOAD_BYTES) {
+      const piece = payload.subarray(offset, offset + MAX_PAYLOAD_BYTES);
+      const header = Buffer.alloc(HEADER_BYTES);
+      header.writeUInt8(type, 0);
+      header.writeUInt32BE(piece.length, 1);
+      if (socket.destroyed) return;
+      const flushed = socket.write(Buffer.concat([header, piece]));
+      if (!flushed) await new Promise((resolve) => socket.once("drain", resolve).once("close", resolve));
+    }
+  }
+
+  sendExit(status: number): Promise<void> {
+    const payload = Buffer.alloc(4);
+    payload.writeInt32BE(status);
+    return this.send(StandInFrame.EXIT, payload);
+  }
+
+  async close(): Promise<void> {
+    this.connection?.destroy();
+    await new Promise((resolve) => this.server.close(resolve));
+    await rm(this.path, { force: true });
+  }
+}
+
+/** Reads frames one at a time, pausing the socket while a frame is handled (back-pressure). */
+function readFrames(socket: Socket, handlers: StandInHandlers, where: string): void {
+  let buffered: Buffer = Buffer.alloc(0);
+  let busy = false;
+  const fail = (what: string) => {
+    trace(where, `stand-in protocol violation: ${what}`);
+    socket.destroy();
+  };
+  const drain = async () => {
+    if (busy) return;
+    busy = true;
+    socket.pause();
+    try {
+      while (buffered.length >= HEADER_BYTES) {
+        const type = buffered.readUInt8(0);
+        const length = buffered.readUInt32BE(1);
+        if (length > MAX_PAYLOAD_BYTES) return fail(`frame of ${length} bytes`);
+        if (buffered.length < HEADER_BYTES + length) break;
+        const payload = buffered.subarray(HEADER_BYTES, HEADER_BYTES + length);
+        buffered = buffered.subarray(HEADER_BYTES + length);
+        if (type === StandInFrame.HELLO && length === 4) handlers.hello(payload.readUInt32BE(0));
+        else if (type === StandInFrame.STDIN) await handlers.stdin(Buffer.from(payload));
+        else if (type === StandInFrame.STDIN_EOF && length === 0) await handlers.stdinEnd();
+        else if (type === StandInFrame.SIGNAL && length === 4) handlers.signal(payload.readUInt32BE(0));
+        else return fail(`unexpected frame type ${type} of ${length} bytes`);
+      }
+    } catch (error) {
+      trace(where, `stand-in frame handling failed: ${String(error)}`);
+    } finally {
+      busy = false;
+      if (!socket.destroyed) socket.resume();
+    }
+    // Bytes that arrived while a handler ran may already hold the next frame.
+    if (!socket.destroyed && buffered.length >= HEADER_BYTES && buffered.length >= HEADER_BYTES + buffered.readUInt32BE(1)) void drain();
+  };
+  socket.on("data", (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    void drain();
+  });
+}

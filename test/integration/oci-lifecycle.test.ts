@@ -1,0 +1,122 @@
+// The OCI runtime CLI as conmon and containerd's runc shim drive it (issue 3): create with a
+// pid file, state transitions, start, the stand-in's stdio and exit status, kill, delete.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, afterEach, test } from "node:test";
+import { busyboxBundle } from "./harness/bundle.js";
+import { runMoat } from "./harness/moat-cli.js";
+import { createAsConmon, subreaperBinary } from "./harness/oci-runtime.js";
+import { TestWorkspace } from "./harness/state-root.js";
+
+const workspace = new TestWorkspace();
+const subreaper = subreaperBinary(workspace.dir);
+const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args]);
+afterEach(() => workspace.assertNothingLeft(["moatd.sock", "moatd.log"]));
+after(async () => {
+  await workspace.stopDaemon();
+  workspace.remove();
+});
+
+async function state(id: string): Promise<Record<string, unknown>> {
+  const result = await moat(["state", id]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as Record<string, unknown>;
+}
+
+async function waitForStatus(id: string, status: string): Promise<Record<string, unknown>> {
+  for (;;) {
+    const current = await state(id);
+    if (current.status === status) return current;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+test("create, state, start, exit status through the stand-in, delete", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/lifecycle`, ["sh", "-c", "read line; echo got $line; echo to-err >&2; exit 3"]);
+  const pidFile = `${workspace.dir}/lifecycle.pid`;
+  const container = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "--pid-file", pidFile, "life-1"], "hello\n");
+  assert.equal(await container.created, 0, container.stderr());
+  const pid = Number(readFileSync(pidFile, "utf8"));
+  const created = await state("life-1");
+  assert.equal(created.status, "created");
+  assert.equal(created.pid, pid, "state's pid is the stand-in's, the one in the pid file");
+  assert.equal(created.bundle, bundle);
+  assert.equal(created.ociVersion, "1.0.2");
+
+  const started = await moat(["start", "life-1"]);
+  assert.equal(started.code, 0, started.stderr);
+  const standIn = await container.standIn;
+  assert.deepEqual(standIn, { pid, exitStatus: 3 }, "the stand-in exits with the container's status");
+  assert.equal(container.stdout(), "got hello\n");
+  assert.equal(container.stderr(), "to-err\n");
+  assert.equal((await waitForStatus("life-1", "stopped")).pid, 0);
+
+  const deleted = await moat(["delete", "life-1"]);
+  assert.equal(deleted.code, 0, deleted.stderr);
+  const gone = await moat(["state", "life-1"]);
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /container life-1: does not exist/);
+});
+
+test("kill sends the signal; the exit status is 128 + its number", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/killed`, ["sleep", "1000"]);
+  const container = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "kill-1"], "");
+  assert.equal(await container.created, 0, container.stderr());
+  assert.equal((await moat(["start", "kill-1"])).code, 0);
+  assert.equal((await state("kill-1")).status, "running");
+  const running = await moat(["delete", "kill-1"]);
+  assert.equal(running.code, 1);
+  assert.match(running.stderr, /container kill-1: cannot delete a running container/);
+  const killed = await moat(["kill", "kill-1", "KILL"]);
+  assert.equal(killed.code, 0, killed.stderr);
+  assert.equal((await container.standIn).exitStatus, 137);
+  await waitForStatus("kill-1", "stopped");
+  const again = await moat(["kill", "kill-1"]);
+  assert.match(again.stderr, /cannot kill a stopped container/);
+  assert.equal((await moat(["delete", "kill-1"])).code, 0);
+});
+
+test("delete --force of a running container, and delete of a created one, leave nothing", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/forced`, ["sleep", "1000"]);
+  const running = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "force-1"], "");
+  const created = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "force-2"], "");
+  assert.equal(await running.created, 0, running.stderr());
+  assert.equal(await created.created, 0, created.stderr());
+  assert.equal((await moat(["start", "force-1"])).code, 0);
+  const list = await moat(["list", "--format", "json"]);
+  assert.deepEqual((JSON.parse(list.stdout) as Array<{ id: string; status: string }>).map(({ id, status }) => `${id}:${status}`).sort(), ["force-1:running", "force-2:created"]);
+  assert.equal((await moat(["delete", "--force", "force-1"])).code, 0);
+  assert.equal((await moat(["delete", "force-2"])).code, 0);
+  assert.equal((await running.standIn).exitStatus, 137);
+  assert.equal((await created.standIn).exitStatus, 137);
+});
+
+test("bad input: an id in use, a bundle that does not exist, an unknown signal, a missing container", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/dup`, ["sleep", "1000"]);
+  const first = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "dup-1"], "");
+  assert.equal(await first.created, 0, first.stderr());
+  const second = await moat(["create", "--bundle", bundle, "dup-1"]);
+  assert.equal(second.code, 1);
+  assert.match(second.stderr, /container dup-1: already exists/);
+  const nobundle = await moat(["create", "--bundle", `${workspace.dir}/nowhere`, "nob-1"]);
+  assert.equal(nobundle.code, 1);
+  assert.match(nobundle.stderr, /nowhere\/config.json: cannot read/);
+  const badSignal = await moat(["kill", "dup-1", "SIGNOPE"]);
+  assert.equal(badSignal.code, 1);
+  assert.match(badSignal.stderr, /unknown signal "SIGNOPE"/);
+  const missing = await moat(["start", "nobody"]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /container nobody: does not exist/);
+  assert.equal((await moat(["delete", "dup-1"])).code, 0);
+  await first.standIn;
+});
+
+test("errors also go to --log in runc's JSON format", async () => {
+  const log = `${workspace.dir}/runtime.log`;
+  const result = await moat(["--log", log, "--log-format", "json", "start", "nobody"]);
+  assert.equal(result.code, 1);
+  const line = JSON.parse(readFileSync(log, "utf8").trim().split("\n").pop() ?? "{}") as Record<string, string>;
+  assert.equal(line.level, "error");
+  assert.match(line.msg ?? "", /container nobody: does not exist/);
+  assert.ok(!Number.isNaN(Date.parse(line.time ?? "")));
+});
