@@ -33,8 +33,8 @@ async function waitForStatus(id: string, status: string): Promise<Record<string,
 
 test("create, state, start, exit status through the stand-in, delete", async () => {
   const bundle = busyboxBundle(`${workspace.dir}/lifecycle`, ["sh", "-c", "read line; echo got $line; echo to-err >&2; exit 3"]);
-  const pidFile = `${workspace.dir}/lifecycle.pid`;
-  const container = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "--pid-file", pidFile, "life-1"], "hello\n");
+  const pidFile = `${workspace.dir}/life-1.pid`; // where createAsConmon asks for it
+  const container = createAsConmon(subreaper, workspace.stateRoot, bundle, "life-1", "hello\n");
   assert.equal(await container.created, 0, container.stderr());
   const pid = Number(readFileSync(pidFile, "utf8"));
   const created = await state("life-1");
@@ -60,7 +60,7 @@ test("create, state, start, exit status through the stand-in, delete", async () 
 
 test("kill sends the signal; the exit status is 128 + its number", async () => {
   const bundle = busyboxBundle(`${workspace.dir}/killed`, ["sleep", "1000"]);
-  const container = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "kill-1"], "");
+  const container = createAsConmon(subreaper, workspace.stateRoot, bundle, "kill-1", "");
   assert.equal(await container.created, 0, container.stderr());
   assert.equal((await moat(["start", "kill-1"])).code, 0);
   assert.equal((await state("kill-1")).status, "running");
@@ -78,8 +78,8 @@ test("kill sends the signal; the exit status is 128 + its number", async () => {
 
 test("delete --force of a running container, and delete of a created one, leave nothing", async () => {
   const bundle = busyboxBundle(`${workspace.dir}/forced`, ["sleep", "1000"]);
-  const running = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "force-1"], "");
-  const created = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "force-2"], "");
+  const running = createAsConmon(subreaper, workspace.stateRoot, bundle, "force-1", "");
+  const created = createAsConmon(subreaper, workspace.stateRoot, bundle, "force-2", "");
   assert.equal(await running.created, 0, running.stderr());
   assert.equal(await created.created, 0, created.stderr());
   assert.equal((await moat(["start", "force-1"])).code, 0);
@@ -93,7 +93,7 @@ test("delete --force of a running container, and delete of a created one, leave 
 
 test("bad input: an id in use, a bundle that does not exist, an unknown signal, a missing container", async () => {
   const bundle = busyboxBundle(`${workspace.dir}/dup`, ["sleep", "1000"]);
-  const first = createAsConmon(subreaper, ["--root", workspace.stateRoot, "create", "--bundle", bundle, "dup-1"], "");
+  const first = createAsConmon(subreaper, workspace.stateRoot, bundle, "dup-1", "");
   assert.equal(await first.created, 0, first.stderr());
   const second = await moat(["create", "--bundle", bundle, "dup-1"]);
   assert.equal(second.code, 1);

@@ -19,6 +19,9 @@ export function containerService(containers: Containers): ServiceImplementation<
     async waitProcess(request) {
       return containers.wait(request.containerId);
     },
+    async stateContainer(request) {
+      return containers.status(request.containerId);
+    },
     async removeContainer(request) {
       await containers.remove(request.containerId);
       return {};

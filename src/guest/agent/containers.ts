@@ -33,6 +33,7 @@ interface Container {
   shares: ShareMount[];
   pid: number;
   state: "created" | "running" | "stopped";
+  exitStatus: number;
   stdin: Writable | undefined;
   stdout: OutputBuffer;
   stderr: OutputBuffer;
@@ -68,9 +69,12 @@ export class Containers {
       });
       const pid = Number((await readFile(`${dir}/pid`, "utf8")).trim());
       stdin?.local.on("error", () => undefined); // a container that exits without reading resets it; WriteStdin reports that
-      this.containers.set(id, { id, dir, shares: request.shares, pid, state: "created", stdin: stdin?.local, stdout, stderr, exit: this.exits.wait(pid) });
+      this.containers.set(id, { id, dir, shares: request.shares, pid, state: "created", exitStatus: 0, stdin: stdin?.local, stdout, stderr, exit: this.exits.wait(pid) });
       const container = this.containers.get(id)!; // just set
-      container.exit.then(() => (container.state = "stopped"));
+      container.exit.then((exit) => {
+        container.state = "stopped";
+        container.exitStatus = exit.exitStatus;
+      });
       return pid;
     } catch (error) {
       await unmountShares(id, request.shares);
@@ -90,6 +94,11 @@ export class Containers {
     const container = this.get(id);
     if (container.state === "stopped") return; // signalling a process that is gone is not an error for the caller
     await crun(id, ["kill", ...(all ? ["--all"] : []), id, String(signal)]);
+  }
+
+  status(id: string): { status: string; pid: number; exitStatus: number } {
+    const container = this.get(id);
+    return { status: container.state, pid: container.pid, exitStatus: container.exitStatus };
   }
 
   wait(id: string): Promise<ProcessExit> {

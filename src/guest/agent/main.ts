@@ -1,5 +1,8 @@
 // moat-agent: the process moat-init starts inside every guest. It serves the agent API over
-// ttrpc on the virtio-serial port "agent.0" and logs to the port "log.0".
+// ttrpc on a unix socket, to which moat-init's relay connects once per host session on the
+// virtio-serial port "agent.0", and logs to the port "log.0".
+import { rm } from "node:fs/promises";
+import { createServer } from "node:net";
 import { ContainerService, GuestService, HealthService, IoService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import { setTraceSink } from "../../shared/trace.js";
@@ -11,16 +14,15 @@ import { healthService } from "./health-service.js";
 import { ioService } from "./io-service.js";
 import { log, openLogPort } from "./log.js";
 import { ProcessExits } from "./process-exits.js";
-import { findPort, servePort } from "./virtio-port.js";
+import { findPort } from "./virtio-port.js";
 
 const PORT_WAIT_MS = 10_000;
+/** moat-init's relay connects here for each host session (AGENT_SOCKET in moat-init.c). */
+const AGENT_SOCKET = "/run/moat-agent.sock";
 /** moat-init reports the exits of processes it reaps on this descriptor (moat-init.c). */
 const EXIT_REPORT_FD = 3;
 
-// Neither path may use process.exit(): Node joins its thread pool on exit, and a pool thread
-// is blocked reading the virtio-serial port, so exit would hang (src/guest/init/moat-init.c).
-
-/** Shutdown: moat-init syncs and resets the VM on SIGTERM. */
+/** Shutdown: moat-init syncs and resets the VM on SIGTERM, whatever the agent is doing. */
 function powerOff(): void {
   process.kill(1, "SIGTERM");
 }
@@ -29,8 +31,7 @@ function powerOff(): void {
 function die(error: Error): never {
   log(`fatal: ${error.stack ?? error.message}`);
   process.stderr.write(`moat-agent: fatal: ${error.message}\n`); // the console too, in case the log port is the problem
-  process.kill(process.pid, "SIGKILL");
-  throw error; // not reached: SIGKILL cannot be caught
+  process.exit(1);
 }
 
 async function main(): Promise<void> {
@@ -48,13 +49,14 @@ async function main(): Promise<void> {
   server.register(ContainerService, containerService(containers));
   server.register(IoService, ioService(containers));
 
-  const agentPort = await findPort("agent.0", PORT_WAIT_MS);
-  log(`moat-agent ${MOAT_VERSION} serving on ${agentPort}`);
+  await rm(AGENT_SOCKET, { force: true });
   let sessions = 0;
-  await servePort(agentPort, (stream) => {
-    const connection = server.serve(stream, `host-${++sessions}`);
+  const listener = createServer((socket) => {
+    const connection = server.serve(socket, `host-${++sessions}`);
     connection.closed.then((reason) => log(`host session ${connection.id} ended: ${reason.message}`));
   });
+  await new Promise<void>((resolve, reject) => listener.once("error", reject).listen(AGENT_SOCKET, resolve));
+  log(`moat-agent ${MOAT_VERSION} serving on ${AGENT_SOCKET}`);
 }
 
 main().catch(die);

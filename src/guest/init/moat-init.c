@@ -4,26 +4,31 @@
 // PID 1 (a container's daemonised processes, crun's intermediate children) would stay zombies
 // forever. This program does the duties only PID 1 has and nothing else:
 //   1. mounts the guest's early file systems (proc, sys, dev, cgroup2, tmpfs);
-//   2. starts the agent (node /moat/agent.js) in its own session;
+//   2. starts the agent (node /moat/agent.js) in its own session, and the relay between the
+//      virtio-serial port agent.0 and the agent's unix socket (vport-relay.c);
 //   3. reaps every child that exits, orphans included, and reports each one that is not the
 //      agent to the agent as a line "<pid> <exit code> <signal>\n" on the agent's fd 3:
 //      container processes become orphans when crun exits, so only PID 1 learns their status;
-//   4. on SIGTERM (the agent's Shutdown request) or when the agent dies, syncs and resets the
+//   4. on SIGTERM (the agent's Shutdown request) or when the agent or relay dies, syncs and resets the
 //      VM, which ends QEMU (-no-reboot), so the host sees QEMU exit, never a guest without an agent.
-// The agent does not simply exit to shut down: Node joins its thread pool on exit, and one of
-// those threads sits in a blocking read of the virtio-serial port, so exit would hang.
 // It is built statically at image build time (image/rootfs/build.sh).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "vport-relay.h"
+
+// The agent listens here (src/guest/agent/main.ts); the relay connects once per host session.
+#define AGENT_SOCKET "/run/moat-agent.sock"
 
 static void mount_fs(const char *source, const char *target, const char *type,
                      unsigned long flags, const char *data) {
@@ -71,7 +76,12 @@ static pid_t start_agent(void) {
     if (report[0] != 3) dup2(report[0], 3);
     fcntl(3, F_SETFD, 0);
     char *const argv[] = {"node", "/moat/agent.js", NULL};
-    char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "NODE_ENV=production", NULL};
+    // MOAT_TRACE comes from the kernel command line (the kernel hands unknown key=value
+    // parameters to init as environment): kernel_params = "MOAT_TRACE=ttrpc" traces the agent.
+    static char trace[256] = "MOAT_TRACE=";
+    const char *wanted = getenv("MOAT_TRACE");
+    if (wanted) strncat(trace, wanted, sizeof trace - strlen(trace) - 1);
+    char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "NODE_ENV=production", trace, NULL};
     execve("/usr/bin/node", argv, envp);
     dprintf(2, "moat-init: exec /usr/bin/node: %s\n", strerror(errno));
     _exit(127);
@@ -94,6 +104,17 @@ static void report_exit(pid_t pid, int status) {
   }
 }
 
+static pid_t start_relay(void) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    signal(SIGTERM, SIG_DFL);
+    _exit(vport_relay("agent.0", AGENT_SOCKET));
+  }
+  if (pid < 0) dprintf(2, "moat-init: fork: %s\n", strerror(errno));
+  return pid;
+}
+
 int main(void) {
   if (getpid() != 1) {
     dprintf(2, "moat-init: must run as PID 1 of a moat guest\n");
@@ -104,15 +125,13 @@ int main(void) {
   struct sigaction on_term = {.sa_handler = request_shutdown};
   sigaction(SIGTERM, &on_term, NULL);
   pid_t agent = start_agent();
-  while (agent > 0 && !shutdown_requested) {
+  pid_t relay = start_relay();
+  while (agent > 0 && relay > 0 && !shutdown_requested) {
     int status;
     pid_t pid = wait(&status);
-    if (pid == agent) {
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        dprintf(2, "moat-init: agent ended (%s %d), powering off\n",
-                WIFEXITED(status) ? "exit" : "signal",
-                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-      }
+    if (pid == agent || pid == relay) {
+      dprintf(2, "moat-init: %s ended (%s %d), resetting the VM\n", pid == agent ? "agent" : "relay",
+              WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
       break;
     }
     if (pid > 0) report_exit(pid, status);

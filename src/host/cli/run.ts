@@ -44,8 +44,12 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
     vcpus: options.cpus === undefined ? undefined : parseCpus(options.cpus),
     memoryMiB: options.memory === undefined ? undefined : parseMemoryMiB(options.memory),
     onStarted: (signal) => {
-      process.on("SIGINT", () => signal(2));
-      process.on("SIGTERM", () => signal(15));
+      // The first SIGINT or SIGTERM goes to the container, whose init may ignore it; a second
+      // one kills the container, so that moat run can always be stopped.
+      let received = 0;
+      const forward = (number: number) => signal(++received === 1 ? number : 9);
+      process.on("SIGINT", () => forward(2));
+      process.on("SIGTERM", () => forward(15));
     },
   });
   return result.exitStatus;

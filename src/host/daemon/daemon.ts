@@ -1,7 +1,7 @@
 // moatd's core: every container it owns, each in its own sandbox VM, with the lifecycle the
 // OCI runtime spec describes (created → running → stopped) and the relay to its stand-in.
 // An illegal transition is an error that names the state.
-import { writeFile } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
@@ -9,7 +9,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
-import { startSandboxVm, validateSandboxId, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, startSandboxVm, validateSandboxId, type SandboxVm } from "../sandbox/index.js";
 import { StandInFrame, StdioRelay } from "./stdio-relay.js";
 
 const trace = tracer("daemon");
@@ -33,6 +33,9 @@ interface ManagedContainer {
   /** Resolves once the process has exited and the stand-in was sent its status. */
   finished: Promise<void>;
 }
+
+/** The container's state on disk, in its sandbox's state directory, for a restarted daemon. */
+const STATE_FILE = "container.json";
 
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
@@ -62,29 +65,66 @@ export class Daemon {
     this.creating.add(id);
     try {
       const sandbox = await startSandboxVm(this.config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })) });
-      let relay: StdioRelay | undefined;
       try {
-        const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
-        relay = await StdioRelay.listen(join(sandbox.vm.paths.stateDir, "stdio.sock"), `container ${id}`, {
-          hello: (pid) => (state.pid = pid),
-          stdin: (data) => sandbox.agent.writeStdin(id, data),
-          stdinEnd: () => sandbox.agent.closeStdin(id),
-          signal: (number) => void sandbox.agent.signalProcess(id, number).catch(() => undefined),
-        });
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay })), true);
-        const container: ManagedContainer = { state, sandbox, relay, finished: Promise.resolve() };
-        container.finished = this.follow(container);
-        this.containers.set(id, container);
-        await this.persist(container);
-        return relay.path;
+        const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
+        return (await this.attach(sandbox, state)).relay.path;
       } catch (error) {
-        await relay?.close();
         await sandbox.shutdown();
         throw error;
       }
     } finally {
       this.creating.delete(id);
     }
+  }
+
+  /**
+   * Takes over the containers a previous daemon left under the state root: their VMs kept
+   * running (they are not the daemon's children), their state is on disk, and the agent
+   * knows how each container is doing. A sandbox whose VM is gone, or whose create never
+   * finished, is cleaned up.
+   */
+  async adoptAll(log: (line: string) => void): Promise<void> {
+    const stateRoot = this.config.runtime.stateRoot;
+    const entries = await readdir(stateRoot, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries.filter((candidate) => candidate.isDirectory())) {
+      const id = entry.name;
+      const saved = await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as ContainerState, () => undefined);
+      let sandbox: SandboxVm | undefined;
+      try {
+        sandbox = await adoptSandboxVm(this.config, id);
+        if (!sandbox || !saved) {
+          log(`container ${id}: ${sandbox ? "its create never finished" : "its VM is gone"}; removing what is left`);
+          if (sandbox) await sandbox.vm.kill();
+          await rm(join(stateRoot, id), { recursive: true, force: true });
+          continue;
+        }
+        const guest = await sandbox.agent.stateContainer(id);
+        await this.attach(sandbox, { ...saved, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid });
+        log(`container ${id}: adopted (${guest.status})`);
+      } catch (error) {
+        log(`container ${id}: cannot adopt: ${String(error)}`);
+        await sandbox?.vm.kill();
+      }
+    }
+  }
+
+  /** Makes a container this daemon's: its stand-in's socket, its output and exit relayed. */
+  private async attach(sandbox: SandboxVm, state: ContainerState): Promise<ManagedContainer> {
+    const { id } = state;
+    const relay = await StdioRelay.listen(join(sandbox.vm.paths.stateDir, "stdio.sock"), `container ${id}`, {
+      hello: (pid) => {
+        state.pid = state.status === "stopped" ? 0 : pid;
+      },
+      stdin: (data) => sandbox.agent.writeStdin(id, data),
+      stdinEnd: () => sandbox.agent.closeStdin(id),
+      signal: (number) => void sandbox.agent.signalProcess(id, number).catch(() => undefined),
+    });
+    const container: ManagedContainer = { state, sandbox, relay, finished: Promise.resolve() };
+    container.finished = this.follow(container);
+    this.containers.set(id, container);
+    await this.persist(container);
+    return container;
   }
 
   async start(id: string): Promise<void> {
@@ -138,7 +178,8 @@ export class Daemon {
         if (eof) return;
       }
     };
-    const outputs = Promise.all([relayOutput("stdout"), relayOutput("stderr")]);
+    // A read that fails (the guest went away) ends the relay; the exit path below reports it.
+    const outputs = Promise.all([relayOutput("stdout"), relayOutput("stderr")]).catch((error: unknown) => trace(id, `output relay: ${String(error)}`));
     return agent
       .waitProcess(id)
       .then(async (exit) => {
@@ -160,7 +201,7 @@ export class Daemon {
   }
 
   private async persist(container: ManagedContainer): Promise<void> {
-    const path = join(container.sandbox.vm.paths.stateDir, "container.json");
+    const path = join(container.sandbox.vm.paths.stateDir, STATE_FILE);
     await writeFile(path, JSON.stringify(container.state) + "\n").catch((error: unknown) => trace(container.state.id, `persist: ${String(error)}`));
   }
 

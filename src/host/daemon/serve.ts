@@ -26,6 +26,7 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
   }
   await rm(path, { force: true }); // a socket left by a daemon that died
   const daemon = new Daemon(config);
+  await daemon.adoptAll(options.log);
   const ttrpc = new TtrpcServer();
   ttrpc.register(ContainerLifecycleService, lifecycleService(daemon));
   let clients = 0;

@@ -103,6 +103,15 @@ export class AgentClient {
     return this.ttrpc.call(ContainerService.method.waitProcess, { containerId }, { timeoutMs: undefined });
   }
 
+  /** The container's status in the guest; the status string is checked, as everything from the guest is. */
+  async stateContainer(containerId: string): Promise<{ status: "created" | "running" | "stopped"; exitStatus: number }> {
+    const state = await this.ttrpc.call(ContainerService.method.stateContainer, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+    if (state.status !== "created" && state.status !== "running" && state.status !== "stopped") {
+      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent reports unknown status ${JSON.stringify(bounded(state.status))}`, { status: Code.DATA_LOSS });
+    }
+    return { status: state.status, exitStatus: state.exitStatus };
+  }
+
   async removeContainer(containerId: string): Promise<void> {
     await this.ttrpc.call(ContainerService.method.removeContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
   }

@@ -142,23 +142,47 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
 
     cleanup.release();
-    return {
-      id,
-      vm,
-      agent,
-      accelerator,
-      timings: { qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 },
-      shutdown: async () => {
-        await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
-        const exit = await vm.stop(SHUTDOWN_GRACE_MS);
-        agent.close();
-        await rm(stateDir, { recursive: true, force: true });
-        return exit;
-      },
-    };
+    return sandboxHandle(id, vm, agent, accelerator, { qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
     throw error;
   }
+}
+
+/**
+ * Takes over a sandbox VM that a previous daemon started and left running: its QEMU (by pid
+ * file) and its agent (a new session on the same socket). Undefined if its QEMU is gone.
+ */
+export async function adoptSandboxVm(config: Config, id: string): Promise<SandboxVm | undefined> {
+  validateSandboxId(id);
+  const paths = vmPaths(join(config.runtime.stateRoot, id));
+  const vm = await QemuVm.adopt(id, paths, QEMU_START_TIMEOUT_MS);
+  if (!vm) return undefined;
+  try {
+    const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
+    await agent.check();
+    await agent.version();
+    return sandboxHandle(id, vm, agent, await chooseAccelerator(), { qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
+  } catch (error) {
+    await vm.kill();
+    throw error;
+  }
+}
+
+function sandboxHandle(id: string, vm: QemuVm, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
+  return {
+    id,
+    vm,
+    agent,
+    accelerator,
+    timings,
+    shutdown: async () => {
+      await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
+      const exit = await vm.stop(SHUTDOWN_GRACE_MS);
+      agent.close();
+      await rm(vm.paths.stateDir, { recursive: true, force: true });
+      return exit;
+    },
+  };
 }

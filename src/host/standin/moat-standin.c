@@ -11,7 +11,9 @@
 // Wire format (both ways): u8 type, u32 big-endian payload length (at most 1 MiB), payload.
 //   to moatd:   1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32 number)
 //   from moatd: 16 STDOUT (bytes), 17 STDERR (bytes), 18 EXIT (i32 exit status)
-// The TypeScript side is src/host/daemon/stdio-relay.ts.
+// The TypeScript side is src/host/daemon/stdio-relay.ts. When the connection drops (moatd
+// restarting), the stand-in connects again for up to 30 s and says HELLO again; bytes in
+// flight at that moment may be lost.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
@@ -30,6 +32,8 @@ enum {
 };
 #define MAX_PAYLOAD (1u << 20)
 #define LOST_DAEMON_STATUS 255
+#define RECONNECT_TRIES 300
+#define RECONNECT_PAUSE_US 100000
 
 static volatile sig_atomic_t pending_signal;
 
@@ -72,19 +76,22 @@ static int send_u32(int fd, uint8_t type, uint32_t value) {
   return send_frame(fd, type, payload, sizeof payload);
 }
 
-static int connect_daemon(const char *path) {
+/** Connects and says HELLO, trying `tries` times; returns -1 if moatd never answered. */
+static int connect_daemon(const char *path, int tries) {
   struct sockaddr_un address = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof address.sun_path) {
     dprintf(2, "moat-standin: socket path too long: %s\n", path);
     exit(LOST_DAEMON_STATUS);
   }
   strcpy(address.sun_path, path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
-    dprintf(2, "moat-standin: connect %s: %s\n", path, strerror(errno));
-    exit(LOST_DAEMON_STATUS);
+  for (int try = 0; try < tries; try++) {
+    if (try > 0) usleep(RECONNECT_PAUSE_US);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) == 0 && send_u32(fd, HELLO, (uint32_t)getpid()) == 0) return fd;
+    close(fd);
   }
-  return fd;
+  return -1;
 }
 
 /** Handles one frame from moatd; returns -1 when the connection is unusable. */
@@ -119,35 +126,43 @@ int main(int argc, char **argv) {
     if (number == SIGKILL || number == SIGSTOP || number == SIGCHLD || number == SIGPIPE || number == SIGWINCH) continue;
     sigaction(number, &forward, NULL);
   }
-  int daemon = connect_daemon(argv[1]);
-  if (send_u32(daemon, HELLO, (uint32_t)getpid()) < 0) return LOST_DAEMON_STATUS;
+  int daemon = connect_daemon(argv[1], 1);
+  if (daemon < 0) {
+    dprintf(2, "moat-standin: connect %s: %s\n", argv[1], strerror(errno));
+    return LOST_DAEMON_STATUS;
+  }
   char *buffer = malloc(MAX_PAYLOAD);
   if (!buffer) return LOST_DAEMON_STATUS;
   int stdin_open = 1;
   for (;;) {
+    int lost = 0;
     if (pending_signal) {
       int number = pending_signal;
       pending_signal = 0;
-      if (send_u32(daemon, SIGNAL, (uint32_t)number) < 0) break;
+      lost = send_u32(daemon, SIGNAL, (uint32_t)number) < 0;
     }
     struct pollfd fds[2] = {{.fd = daemon, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
-    int ready = poll(fds, stdin_open ? 2 : 1, -1);
+    int ready = lost ? 0 : poll(fds, stdin_open ? 2 : 1, -1);
     if (ready < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      if (handle_frame(daemon, buffer) < 0) break;
+    if (!lost && fds[0].revents & (POLLIN | POLLHUP | POLLERR)) lost = handle_frame(daemon, buffer) < 0;
+    if (lost) {
+      close(daemon);
+      daemon = connect_daemon(argv[1], RECONNECT_TRIES);
+      if (daemon < 0) break;
+      continue;
     }
     if (stdin_open && fds[1].revents) {
       // POLLNVAL: the caller gave no stdin at all, which reads as end of file.
       ssize_t got = fds[1].revents & POLLNVAL ? 0 : read(0, buffer, 64 * 1024);
       if (got < 0 && errno == EINTR) continue;
       if (got > 0) {
-        if (send_frame(daemon, STDIN_DATA, buffer, (uint32_t)got) < 0) break;
+        send_frame(daemon, STDIN_DATA, buffer, (uint32_t)got); // a failed send shows as a lost connection at the next poll
       } else {
         stdin_open = 0;
-        if (send_frame(daemon, STDIN_EOF, NULL, 0) < 0) break;
+        send_frame(daemon, STDIN_EOF, NULL, 0);
       }
     }
   }

@@ -2,7 +2,7 @@
 // `moat create` as a child subreaper with pipes for the container's stdio (which the
 // stand-in inherits), and learns the stand-in's exit status when it exits.
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,13 +20,20 @@ export function subreaperBinary(dir: string): string {
 export interface CreatedContainer {
   /** Resolves with `moat create`'s own exit status. */
   created: Promise<number>;
-  /** Resolves with the stand-in's pid and exit status once it has exited. */
+  /** Resolves with the stand-in's pid (from the pid file) and exit status once it has exited. */
   standIn: Promise<{ pid: number; exitStatus: number }>;
   stdout: () => string;
   stderr: () => string;
 }
 
-export function createAsConmon(subreaper: string, args: string[], stdin: string): CreatedContainer {
+/**
+ * Runs `moat --root STATE_ROOT create --bundle BUNDLE --pid-file PIDFILE ID` under the subreaper.
+ * Other processes may be left to the subreaper too (a moatd that `create` started), so the
+ * stand-in is told apart by the pid in its pid file.
+ */
+export function createAsConmon(subreaper: string, stateRoot: string, bundle: string, id: string, stdin: string): CreatedContainer {
+  const pidFile = join(dirname(bundle), `${id}.pid`);
+  const args = ["--root", stateRoot, "create", "--bundle", bundle, "--pid-file", pidFile, id];
   const child = spawn(subreaper, [moatBinary, ...args], { stdio: ["pipe", "pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
@@ -48,7 +55,11 @@ export function createAsConmon(subreaper: string, args: string[], stdin: string)
     });
   return {
     created: report(/^command (\d+)$/m).then((match) => Number(match[1])),
-    standIn: report(/^orphan (\d+) (\d+)$/m).then((match) => ({ pid: Number(match[1]), exitStatus: Number(match[2]) })),
+    standIn: report(/^command 0$/m).then(async () => {
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      const match = await report(new RegExp(`^orphan ${pid} (\\d+)$`, "m"));
+      return { pid, exitStatus: Number(match[1]) };
+    }),
     stdout: () => stdout,
     stderr: () => stderr,
   };

@@ -3,7 +3,7 @@
 // directory, socket or log under its state root.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defaultConfig, type Config } from "../../../src/host/config/index.js";
@@ -46,6 +46,15 @@ export class TestWorkspace {
       // A state root that was never created holds nothing.
     }
     assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
+  }
+
+  /** moatd's log, to attach to an assertion message. */
+  daemonLog(): string {
+    try {
+      return readFileSync(join(this.stateRoot, "moatd.log"), "utf8");
+    } catch {
+      return "(no moatd.log)";
+    }
   }
 
   /** The moatd serving this workspace, if one runs, as "pid cmdline" lines. */

@@ -2,7 +2,8 @@
 // started it, ARCHITECTURE.md "Failure domains"), controlled over QMP, stopped politely and
 // then firmly.
 import { spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../shared/deadline.js";
 import { MoatError } from "../../../shared/errors.js";
@@ -17,6 +18,7 @@ const trace = tracer("qemu");
 
 const QMP_POLL_MS = 5;
 const QUIT_WAIT_MS = 2000;
+const ADOPTED_EXIT_POLL_MS = 50;
 /** After QMP fails, how long to wait for QEMU's exit to be seen before blaming QMP itself. */
 const EXIT_SETTLE_MS = 1000;
 
@@ -33,12 +35,32 @@ export class QemuVm implements Vm {
 
   private constructor(
     readonly pid: number,
-    spec: VmSpec,
+    id: string,
+    paths: VmPaths,
     readonly exited: Promise<VmExit>,
     readonly qmp: QmpClient,
   ) {
-    this.id = spec.id;
-    this.paths = spec.paths;
+    this.id = id;
+    this.paths = paths;
+  }
+
+  /**
+   * Takes over a QEMU that another process started (a daemon before its restart), found by
+   * its pid file; undefined if that process is gone or is not this VM's QEMU. It is not our
+   * child, so its exit is seen as QMP closing and the pid disappearing; its status is unknown.
+   */
+  static async adopt(id: string, paths: VmPaths, timeoutMs: number): Promise<QemuVm | undefined> {
+    const pid = Number((await readFile(paths.pidFile, "utf8").catch(() => "")).trim());
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (!cmdline.split("\0").includes(`moat-${id},debug-threads=on`)) return undefined;
+    const qmp = await QmpClient.connect(paths.qmpSocket, timeoutMs);
+    const exited = qmp.closed.then(async (): Promise<VmExit> => {
+      while (existsSync(`/proc/${pid}`) && !(await isZombie(pid))) await sleep(ADOPTED_EXIT_POLL_MS);
+      return { code: null, signal: null };
+    });
+    trace(id, `adopted QEMU ${pid}`);
+    return new QemuVm(pid, id, paths, exited, qmp);
   }
 
   /** Spawns QEMU and connects to its QMP socket; the guest is booting when this resolves. */
@@ -75,7 +97,7 @@ export class QemuVm implements Vm {
     try {
       const qmp = await Promise.race([connectQmp(spec.paths.qmpSocket, options.startTimeoutMs, where), spawnError]);
       if (child.pid === undefined) throw new MoatError("MOAT_QEMU_START", `${where}: ${qemuPath} has no pid`);
-      return new QemuVm(child.pid, spec, exited, qmp);
+      return new QemuVm(child.pid, spec.id, spec.paths, exited, qmp);
     } catch (error) {
       // QEMU exiting is the usual reason QMP fails; then what QEMU said is the error to show.
       const exit = child.pid === undefined ? undefined : await settleWithin(exited, EXIT_SETTLE_MS);
@@ -135,6 +157,12 @@ async function connectQmp(path: string, timeoutMs: number, where: string): Promi
 export async function exitedError(exit: VmExit, paths: VmPaths, where: string, when: string): Promise<MoatError> {
   const said = (await tailOf(paths.hypervisorLog, 3)) || (await tailOf(paths.consoleLog, 5)) || "no output";
   return new MoatError("MOAT_QEMU_EXITED", `${where}: QEMU exited ${when} (${describeExit(exit)}): ${said}`, { status: Code.UNAVAILABLE });
+}
+
+/** A process that has exited but not been reaped yet counts as gone. */
+async function isZombie(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  return stat === "" || / Z /.test(stat.slice(stat.lastIndexOf(")")));
 }
 
 export function describeExit(exit: VmExit): string {

@@ -1,0 +1,59 @@
+// moatd is one process for every sandbox, so its failure must not be theirs (issue 3): VMs
+// outlive a killed daemon, and the next daemon re-adopts them and carries on.
+import assert from "node:assert/strict";
+import { after, afterEach, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { busyboxBundle } from "./harness/bundle.js";
+import { runMoat } from "./harness/moat-cli.js";
+import { createAsConmon, subreaperBinary } from "./harness/oci-runtime.js";
+import { TestWorkspace } from "./harness/state-root.js";
+
+const workspace = new TestWorkspace();
+const subreaper = subreaperBinary(workspace.dir);
+const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args]);
+afterEach(() => workspace.assertNothingLeft(["moatd.sock", "moatd.log"]));
+after(async () => {
+  await workspace.stopDaemon();
+  workspace.remove();
+});
+
+function killDaemon(): void {
+  const daemons = workspace.daemonProcesses();
+  assert.equal(daemons.length, 1, `one moatd: ${daemons.join("; ")}`);
+  process.kill(Number(daemons[0]!.split(" ")[0]), "SIGKILL"); // length checked just above
+}
+
+test("a running container survives moatd being killed; the next moatd adopts it", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/survivor`, ["sh", "-c", "echo before; sleep 6; echo after; exit 5"]);
+  const container = createAsConmon(subreaper, workspace.stateRoot, bundle, "survivor", "");
+  assert.equal(await container.created, 0, container.stderr());
+  assert.equal((await moat(["start", "survivor"])).code, 0);
+  const qemu = workspace.qemuProcesses();
+  assert.equal(qemu.length, 1);
+
+  killDaemon();
+  await sleep(200);
+  assert.deepEqual(workspace.qemuProcesses(), qemu, "the VM outlives the daemon");
+
+  const state = await moat(["state", "survivor"]); // starts a new daemon, which adopts the VM
+  assert.equal(state.code, 0, `${state.stderr}\nmoatd.log:\n${workspace.daemonLog()}`);
+  assert.equal((JSON.parse(state.stdout) as { status: string }).status, "running");
+  const standIn = await container.standIn;
+  assert.equal(standIn.exitStatus, 5, `the stand-in reconnected and got the exit status; moatd.log:\n${workspace.daemonLog()}`);
+  assert.match(container.stdout(), /after\n$/);
+  assert.equal((await moat(["delete", "survivor"])).code, 0);
+});
+
+test("a daemon killed mid-create: create fails, and the next daemon removes the half-made sandbox", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/halfmade`, ["true"]);
+  const creating = moat(["create", "--bundle", bundle, "halfmade"]);
+  while (workspace.qemuProcesses().length === 0) await sleep(20);
+  killDaemon();
+  const result = await creating;
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /connection closed/);
+  const list = await moat(["list", "-q"]);
+  assert.equal(list.code, 0, list.stderr);
+  assert.equal(list.stdout, "");
+  assert.deepEqual(workspace.qemuProcesses(), []);
+});
