@@ -1,6 +1,6 @@
 // GuestService: what the guest is (kernel, CPUs, memory) and powering it off.
 import { readFile } from "node:fs/promises";
-import { availableParallelism, release, uptime, version } from "node:os";
+import { availableParallelism, uptime } from "node:os";
 import type { GuestService } from "../../shared/protocol/index.js";
 import type { ServiceImplementation } from "../../shared/ttrpc/index.js";
 
@@ -15,9 +15,12 @@ export function guestService(powerOff: () => void): ServiceImplementation<typeof
   return {
     async details() {
       const meminfo = await readFile("/proc/meminfo", "utf8");
+      // Not os.release(): Node caches uname at start-up, and the agent starts from a V8
+      // snapshot taken on the build host, so that would name the host's kernel.
+      const [kernelRelease, kernelVersion] = await Promise.all(["osrelease", "version"].map(async (name) => (await readFile(`/proc/sys/kernel/${name}`, "utf8")).trim()));
       return {
-        kernelRelease: release(),
-        kernelVersion: version(),
+        kernelRelease,
+        kernelVersion,
         onlineCpus: availableParallelism(),
         memoryTotalBytes: meminfoBytes(meminfo, "MemTotal"),
         memoryAvailableBytes: meminfoBytes(meminfo, "MemAvailable"),

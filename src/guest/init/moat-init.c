@@ -61,7 +61,13 @@ static void request_shutdown(int signal_number) {
 // The write end of the exit-report pipe; the agent reads the other end as its fd 3.
 static int exit_report_fd = -1;
 
-static pid_t start_agent(void) {
+// The agent's V8 startup snapshot (image/rootfs/build.sh). Node exits with this status when
+// it refuses a snapshot (built for other CPU features or flags); the agent then starts from
+// its script instead.
+#define AGENT_SNAPSHOT "/moat/agent.blob"
+#define NODE_SNAPSHOT_REFUSED 14
+
+static pid_t start_agent(int use_snapshot) {
   int report[2];
   if (pipe2(report, O_CLOEXEC) != 0) {
     dprintf(2, "moat-init: pipe: %s\n", strerror(errno));
@@ -75,14 +81,16 @@ static pid_t start_agent(void) {
     // itself, and dup2 onto the same descriptor keeps O_CLOEXEC, so clear it explicitly.
     if (report[0] != 3) dup2(report[0], 3);
     fcntl(3, F_SETFD, 0);
-    char *const argv[] = {"node", "/moat/agent.js", NULL};
+    char *const from_snapshot[] = {"node", "--snapshot-blob", AGENT_SNAPSHOT, NULL};
+    char *const from_script[] = {"node", "/moat/agent.js", NULL};
+    char *const *argv = use_snapshot ? from_snapshot : from_script;
     // MOAT_TRACE comes from the kernel command line (the kernel hands unknown key=value
     // parameters to init as environment): kernel_params = "MOAT_TRACE=ttrpc" traces the agent.
     static char trace[256] = "MOAT_TRACE=";
     const char *wanted = getenv("MOAT_TRACE");
     if (wanted) strncat(trace, wanted, sizeof trace - strlen(trace) - 1);
     char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "NODE_ENV=production", trace, NULL};
-    execve("/usr/bin/node", argv, envp);
+    execve("/usr/bin/node", (char *const *)argv, envp);
     dprintf(2, "moat-init: exec /usr/bin/node: %s\n", strerror(errno));
     _exit(127);
   }
@@ -124,11 +132,18 @@ int main(void) {
   // No SA_RESTART: the signal must interrupt wait() below.
   struct sigaction on_term = {.sa_handler = request_shutdown};
   sigaction(SIGTERM, &on_term, NULL);
-  pid_t agent = start_agent();
+  int use_snapshot = access(AGENT_SNAPSHOT, R_OK) == 0;
+  pid_t agent = start_agent(use_snapshot);
   pid_t relay = start_relay();
   while (agent > 0 && relay > 0 && !shutdown_requested) {
     int status;
     pid_t pid = wait(&status);
+    if (pid == agent && use_snapshot && WIFEXITED(status) && WEXITSTATUS(status) == NODE_SNAPSHOT_REFUSED) {
+      dprintf(2, "moat-init: node refused the agent's snapshot; starting it from its script\n");
+      use_snapshot = 0;
+      agent = start_agent(0);
+      continue;
+    }
     if (pid == agent || pid == relay) {
       dprintf(2, "moat-init: %s ended (%s %d), resetting the VM\n", pid == agent ? "agent" : "relay",
               WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
