@@ -72,6 +72,7 @@ guest: build
 bench: setup build guest
 	node dist/bench/boot.js
 	node dist/bench/run.js
+	node dist/bench/memory.js
 
 ## docs: regenerate docs/cli.md from the command table
 docs: build

@@ -12,12 +12,15 @@ export interface Row {
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "bench", "results");
 
-/** Prints rows with moat's median (the `reference` row) divided by each row's, and writes everything to bench/results/NAME.json. */
-export function report(benchName: string, title: string, rows: Row[], reference: string, context: Record<string, unknown>): void {
+/**
+ * Prints rows with moat's median (the `reference` row) divided by each row's, and writes
+ * everything to bench/results/NAME.json. `unit` names what the samples measure ("ms", "MiB").
+ */
+export function report(benchName: string, title: string, rows: Row[], reference: string, context: Record<string, unknown>, unit = "ms"): void {
   const referenceMedian = rows.find((row) => row.name === reference)?.summary.medianMs ?? Number.NaN;
   const width = Math.max(...rows.map((row) => row.name.length));
   process.stdout.write(`\n${title}\n`);
-  process.stdout.write(`${"".padEnd(width)}  median ms   min..max ms        p90 ms   moat ÷ this\n`);
+  process.stdout.write(`${"".padEnd(width)}  ${`median ${unit}`.padStart(9)}   ${`min..max ${unit}`.padEnd(15)}  ${`p90 ${unit}`.padStart(9)}   moat ÷ this\n`);
   for (const { name, summary } of rows) {
     const ratio = referenceMedian / summary.medianMs;
     process.stdout.write(
@@ -29,6 +32,7 @@ export function report(benchName: string, title: string, rows: Row[], reference:
     date: new Date().toISOString(),
     host: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
     context,
+    unit,
     reference,
     results: Object.fromEntries(rows.map(({ name, summary }) => [name, { ...summary, referenceOverThis: Math.round((referenceMedian / summary.medianMs) * 100) / 100 }])),
   };

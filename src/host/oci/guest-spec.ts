@@ -22,11 +22,12 @@ export const ROOTFS_TAG = "rootfs";
 /**
  * Rewrites `spec` for the guest. `rootfs` is shared as the container's root: with `overlay`
  * (an image) read-only under an overlay in guest memory; otherwise (a bundle) read-write
- * unless root.readonly.
+ * even when root.readonly is set: crun, like runc, creates missing mount points in the root
+ * before it makes the root read-only for the container, and it enforces root.readonly itself.
  */
 export function guestSpec(containerId: string, spec: OciSpec, rootfs: string, overlay: boolean, where: string): { spec: OciSpec; shares: GuestShare[] } {
   const readOnlyRoot = spec.root.readonly === true;
-  const shares: GuestShare[] = [{ tag: ROOTFS_TAG, hostPath: rootfs, readOnly: overlay || readOnlyRoot, overlay }];
+  const shares: GuestShare[] = [{ tag: ROOTFS_TAG, hostPath: rootfs, readOnly: overlay, overlay }];
   const mounts = (spec.mounts ?? []).map((mount, index): OciMount => {
     if (!isBindMount(mount)) return mount;
     const source = mount.source ?? "";
