@@ -7,11 +7,12 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../progress.sh"
+. "$here/../busybox-base.sh"
 
 cache=${MOAT_CACHE:-/var/cache/moat}
 busybox=/bin/busybox
 [ -x "$busybox" ] || fail busybox-image "$busybox not found" "apt-get install busybox-static (make setup does this)"
-hash=$( { sha256sum "$busybox"; cat "$0"; } | sha256sum | cut -c1-16)
+hash=$( { sha256sum "$busybox"; cat "$0" "$here/../busybox-base.sh"; } | sha256sum | cut -c1-16)
 out=$cache/images/busybox/$hash
 if [ -d "$out/rootfs" ]; then
   progress busybox-image "cached: $out/rootfs"
@@ -24,12 +25,7 @@ trap 'rm -rf "$stage"' EXIT
 root=$stage/rootfs
 mkdir -p "$root"/{bin,etc,dev,proc,sys,tmp,root,run,var,home,usr/bin,usr/sbin,sbin}
 chmod 1777 "$root/tmp"
-install -m 0755 "$busybox" "$root/bin/busybox"
-for applet in $("$busybox" --list); do
-  [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$root/etc/passwd"
-printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
+install_busybox_base "$root" "$busybox"
 mv "$stage" "$out"
 trap - EXIT
 progress busybox-image "built $out/rootfs"

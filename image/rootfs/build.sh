@@ -12,6 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../progress.sh"
+. "$here/../busybox-base.sh"
 
 agent_js=${1:?usage: build.sh AGENT_JS}
 cache=${MOAT_CACHE:-/var/cache/moat}
@@ -41,12 +42,7 @@ copy_binary "$(readlink -f "$(command -v node)")"
 [ "$(readlink -f "$(command -v node)")" = /usr/bin/node ] || ln -s "$(readlink -f "$(command -v node)")" "$stage/usr/bin/node"
 copy_binary "$(command -v crun)"
 install -m 0644 "$agent_js" "$stage/moat/agent.js"
-install -m 0755 "$(command -v busybox)" "$stage/bin/busybox"
-for applet in $("$stage/bin/busybox" --list); do
-  [ -e "$stage/bin/$applet" ] || ln -s busybox "$stage/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
-printf 'root:x:0:\nnobody:x:65534:\n' >"$stage/etc/group"
+install_busybox_base "$stage" "$(command -v busybox)"
 echo moat >"$stage/etc/hostname"
 
 # Same bytes from the same inputs: fixed times, owners and order. The hash is taken before

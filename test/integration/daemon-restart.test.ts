@@ -1,21 +1,14 @@
 // moatd is one process for every sandbox, so its failure must not be theirs (issue 3): VMs
 // outlive a killed daemon, and the next daemon re-adopts them and carries on.
 import assert from "node:assert/strict";
-import { after, afterEach, test } from "node:test";
+import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { busyboxBundle } from "./harness/bundle.js";
-import { runMoat } from "./harness/moat-cli.js";
-import { createAsConmon, subreaperBinary } from "./harness/oci-runtime.js";
+import { createAsConmon, ociWorkspace } from "./harness/oci-runtime.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
-const subreaper = subreaperBinary(workspace.dir);
-const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args]);
-afterEach(() => workspace.assertNothingLeft(["moatd.sock", "moatd.log"]));
-after(async () => {
-  await workspace.stopDaemon();
-  workspace.remove();
-});
+const { subreaper, moat } = ociWorkspace(workspace);
 
 function killDaemon(): void {
   const daemons = workspace.daemonProcesses();

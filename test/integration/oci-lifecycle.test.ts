@@ -2,20 +2,13 @@
 // pid file, state transitions, start, the stand-in's stdio and exit status, kill, delete.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { after, afterEach, test } from "node:test";
+import { test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
-import { runMoat } from "./harness/moat-cli.js";
-import { createAsConmon, subreaperBinary } from "./harness/oci-runtime.js";
+import { createAsConmon, ociWorkspace } from "./harness/oci-runtime.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
-const subreaper = subreaperBinary(workspace.dir);
-const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args]);
-afterEach(() => workspace.assertNothingLeft(["moatd.sock", "moatd.log"]));
-after(async () => {
-  await workspace.stopDaemon();
-  workspace.remove();
-});
+const { subreaper, moat } = ociWorkspace(workspace);
 
 async function state(id: string): Promise<Record<string, unknown>> {
   const result = await moat(["state", id]);

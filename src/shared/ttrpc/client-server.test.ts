@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { socketPair, type SocketPair } from "../../../test/support/unix-socket.js";
+import { rejectsWithCode } from "../../../test/support/assertions.js";
 import { MoatError } from "../errors.js";
 import { GuestService, HealthService, ResponseSchema } from "../protocol/index.js";
 import { TtrpcClient } from "./client.js";
@@ -31,16 +32,6 @@ function healthServer(): TtrpcServer {
   return server;
 }
 
-async function rejectsWithCode(promise: Promise<unknown>, code: string, message?: RegExp): Promise<MoatError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${code}`),
-    (caught: unknown) => caught,
-  );
-  assert.ok(error instanceof MoatError, String(error));
-  assert.equal(error.code, code, error.message);
-  if (message) assert.match(error.message, message);
-  return error;
-}
 
 test("a unary call round-trips through a real server", async () => {
   const { client, server } = await pair();

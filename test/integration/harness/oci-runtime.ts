@@ -6,7 +6,9 @@ import { existsSync, readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { moatBinary } from "./moat-cli.js";
+import { after, afterEach } from "node:test";
+import { moatBinary, runMoat } from "./moat-cli.js";
+import type { TestWorkspace } from "./state-root.js";
 
 const source = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "test", "integration", "harness", "subreaper.c");
 
@@ -63,4 +65,17 @@ export function createAsConmon(subreaper: string, stateRoot: string, bundle: str
     stdout: () => stdout,
     stderr: () => stderr,
   };
+}
+
+/**
+ * A test file's workspace for the OCI commands: moat run with its state root, the subreaper,
+ * a check after each test that only moatd's own files are left, and moatd stopped at the end.
+ */
+export function ociWorkspace(workspace: TestWorkspace): { subreaper: string; moat: (args: string[]) => ReturnType<typeof runMoat> } {
+  afterEach(() => workspace.assertNothingLeft(["moatd.sock", "moatd.log"]));
+  after(async () => {
+    await workspace.stopDaemon();
+    workspace.remove();
+  });
+  return { subreaper: subreaperBinary(workspace.dir), moat: (args) => runMoat(["--root", workspace.stateRoot, ...args]) };
 }

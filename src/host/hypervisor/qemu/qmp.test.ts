@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { after, test } from "node:test";
 import { listen } from "../../../../test/support/unix-socket.js";
-import { MoatError } from "../../../shared/errors.js";
+import { rejectsWithCode } from "../../../../test/support/assertions.js";
 import { QmpClient } from "./qmp.js";
 
 const closers: Array<() => void> = [];
@@ -39,15 +39,6 @@ function wellBehaved(answers: Record<string, (id: string) => string> = {}) {
   };
 }
 
-async function rejectsWithCode(promise: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${code}`),
-    (caught: unknown) => caught,
-  );
-  assert.ok(error instanceof MoatError, String(error));
-  assert.equal(error.code, code, error.message);
-  if (message) assert.match(error.message, message);
-}
 
 test("greeting, capabilities, a command and an event", async () => {
   const path = await fakeQmp(
