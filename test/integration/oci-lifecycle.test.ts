@@ -113,3 +113,28 @@ test("errors also go to --log in runc's JSON format", async () => {
   assert.match(line.msg ?? "", /container nobody: does not exist/);
   assert.ok(!Number.isNaN(Date.parse(line.time ?? "")));
 });
+
+test("exec runs another process in the running container: stdio, exit status, --detach", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/exec`, ["sleep", "1000"], (spec) => (spec.hostname = "exec-host"));
+  const container = createAsConmon(subreaper, workspace.stateRoot, bundle, "exec-1", "");
+  assert.equal(await container.created, 0, container.stderr());
+  const notYet = await moat(["exec", "exec-1", "true"]);
+  assert.equal(notYet.code, 1);
+  assert.match(notYet.stderr, /cannot exec in a created container/);
+  assert.equal((await moat(["start", "exec-1"])).code, 0);
+
+  const exec = await moat(["exec", "-e", "EXTRA=yes", "exec-1", "sh", "-c", "hostname; echo $EXTRA; echo oops >&2; exit 4"]);
+  assert.equal(exec.code, 4);
+  assert.equal(exec.stdout, "exec-host\nyes\n");
+  assert.equal(exec.stderr, "oops\n");
+
+  const pidFile = `${workspace.dir}/exec-detached.pid`;
+  const detached = await moat(["exec", "--detach", "--pid-file", pidFile, "exec-1", "sleep", "1"]);
+  assert.equal(detached.code, 0, detached.stderr);
+  assert.ok(Number(readFileSync(pidFile, "utf8")) > 0);
+
+  const ps = await moat(["exec", "exec-1", "ps", "-o", "comm"]);
+  assert.match(ps.stdout, /sleep/, "the exec'd process sees the container's processes");
+  assert.equal((await moat(["delete", "--force", "exec-1"])).code, 0);
+  assert.equal((await container.standIn).exitStatus, 137);
+});

@@ -12,12 +12,15 @@ export function containerService(containers: Containers): ServiceImplementation<
       await containers.start(request.containerId);
       return {};
     },
+    async execProcess(request) {
+      return { pid: await containers.exec(request.containerId, request.execId, request.processJson, request.stdin) };
+    },
     async signalProcess(request) {
-      await containers.signal(request.containerId, request.signal, request.all);
+      await containers.signal(request.containerId, request.execId, request.signal, request.all);
       return {};
     },
     async waitProcess(request) {
-      return containers.wait(request.containerId);
+      return containers.wait(request.containerId, request.execId);
     },
     async stateContainer(request) {
       return containers.status(request.containerId);

@@ -5,6 +5,7 @@
 // `crun create` with pipes for stdio, which the container process inherits; crun exits at
 // once and the process waits for `crun start`. Its exit status comes from moat-init.
 import { spawn, type ChildProcess } from "node:child_process";
+import { constants as osConstants } from "node:os";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { MoatError } from "../../shared/errors.js";
@@ -27,18 +28,27 @@ export interface CreateRequest {
   shares: ShareMount[];
 }
 
-interface Container {
-  id: string;
-  dir: string;
-  shares: ShareMount[];
+/** A process's stdio and exit: the container's own, or one exec'd into it. */
+interface ProcessIo {
   pid: number;
-  state: "created" | "running" | "stopped";
-  exitStatus: number;
   stdin: Writable | undefined;
   stdout: OutputBuffer;
   stderr: OutputBuffer;
   exit: Promise<ProcessExit>;
+  exited: boolean;
 }
+
+interface Container extends ProcessIo {
+  id: string;
+  dir: string;
+  shares: ShareMount[];
+  state: "created" | "running" | "stopped";
+  exitStatus: number;
+  execs: Map<string, ProcessIo>;
+}
+
+/** Exec'd processes that have exited stay readable until the container is removed; this many at most. */
+const MAX_EXECS = 256;
 
 export class Containers {
   private readonly containers = new Map<string, Container>();
@@ -69,11 +79,12 @@ export class Containers {
       });
       const pid = Number((await readFile(`${dir}/pid`, "utf8")).trim());
       stdin?.local.on("error", () => undefined); // a container that exits without reading resets it; WriteStdin reports that
-      this.containers.set(id, { id, dir, shares: request.shares, pid, state: "created", exitStatus: 0, stdin: stdin?.local, stdout, stderr, exit: this.exits.wait(pid) });
+      this.containers.set(id, { id, dir, shares: request.shares, pid, state: "created", exitStatus: 0, stdin: stdin?.local, stdout, stderr, exit: this.exits.wait(pid), exited: false, execs: new Map() });
       const container = this.containers.get(id)!; // just set
       container.exit.then((exit) => {
         container.state = "stopped";
         container.exitStatus = exit.exitStatus;
+        container.exited = true;
       });
       return pid;
     } catch (error) {
@@ -90,8 +101,54 @@ export class Containers {
     if (container.state === "created") container.state = "running";
   }
 
-  async signal(id: string, signal: number, all: boolean): Promise<void> {
+  /** Runs `process` (an OCI process object) in the running container with `crun exec`. */
+  async exec(id: string, execId: string, processJson: string, withStdin: boolean): Promise<number> {
     const container = this.get(id);
+    const where = `container ${id} exec ${execId}`;
+    if (container.state !== "running") throw new MoatError("MOAT_CONTAINER_STATE", `container ${id}: cannot exec in a ${container.state} container`, { status: Code.FAILED_PRECONDITION });
+    if (!VALID_ID.test(execId)) throw new MoatError("MOAT_CONTAINER_ID", `${where}: invalid exec id`, { status: Code.INVALID_ARGUMENT });
+    if (container.execs.has(execId)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
+    if (container.execs.size >= MAX_EXECS) throw new MoatError("MOAT_CONTAINER_EXECS", `container ${id}: more than ${MAX_EXECS} exec'd processes`, { status: Code.RESOURCE_EXHAUSTED });
+    const process = parseObject(processJson, where, "process");
+    if (process.terminal) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
+    const processFile = `${container.dir}/exec-${execId}.json`;
+    const pidFile = `${container.dir}/exec-${execId}.pid`;
+    await writeFile(processFile, JSON.stringify(process));
+    const stdin = withStdin ? await stdinSocketPair(container.dir) : undefined;
+    // Not detached: crun stays the process's parent and exits with its status.
+    const child = spawn(crunBinary, ["--root", crunRoot, "exec", "--process", processFile, "--pid-file", pidFile, id], {
+      stdio: [stdin ? stdin.remote : "ignore", "pipe", "pipe"],
+    });
+    stdin?.remote.destroy();
+    stdin?.local.on("error", () => undefined);
+    const io: ProcessIo = {
+      pid: 0,
+      stdin: stdin?.local,
+      stdout: new OutputBuffer(child.stdout!), // stdio[1] is "pipe"
+      stderr: new OutputBuffer(child.stderr!), // stdio[2] is "pipe"
+      exited: false,
+      exit: new Promise((resolve) => {
+        child.once("error", () => resolve({ exitStatus: 127, signal: 0 }));
+        child.once("exit", (code, signal) => {
+          io.exited = true;
+          const number = signal ? osConstants.signals[signal] : 0;
+          resolve({ exitStatus: signal ? 128 + number : (code ?? 255), signal: number });
+        });
+      }),
+    };
+    container.execs.set(execId, io);
+    // The pid file appears once crun has started the process; an exec that fails before has none.
+    io.pid = await waitForPid(pidFile, io);
+    return io.pid;
+  }
+
+  async signal(id: string, execId: string, signal: number, all: boolean): Promise<void> {
+    const container = this.get(id);
+    if (execId) {
+      const io = this.process(id, execId);
+      if (!io.exited && io.pid > 0) globalThis.process.kill(io.pid, signal);
+      return;
+    }
     if (container.state === "stopped") return; // signalling a process that is gone is not an error for the caller
     await crun(id, ["kill", ...(all ? ["--all"] : []), id, String(signal)]);
   }
@@ -101,8 +158,8 @@ export class Containers {
     return { status: container.state, pid: container.pid, exitStatus: container.exitStatus };
   }
 
-  wait(id: string): Promise<ProcessExit> {
-    return this.get(id).exit;
+  wait(id: string, execId: string): Promise<ProcessExit> {
+    return this.process(id, execId).exit;
   }
 
   async remove(id: string): Promise<void> {
@@ -115,14 +172,23 @@ export class Containers {
     this.containers.delete(id);
   }
 
-  output(id: string, stream: "stdout" | "stderr"): OutputBuffer {
-    return this.get(id)[stream];
+  output(id: string, execId: string, stream: "stdout" | "stderr"): OutputBuffer {
+    return this.process(id, execId)[stream];
   }
 
-  stdin(id: string): Writable {
-    const stdin = this.get(id).stdin;
-    if (!stdin) throw new MoatError("MOAT_CONTAINER_STDIN", `container ${id}: created without stdin`, { status: Code.FAILED_PRECONDITION });
+  stdin(id: string, execId: string): Writable {
+    const stdin = this.process(id, execId).stdin;
+    if (!stdin) throw new MoatError("MOAT_CONTAINER_STDIN", `container ${id}: ${execId ? `exec ${execId}` : "process"} has no stdin`, { status: Code.FAILED_PRECONDITION });
     return stdin;
+  }
+
+  /** The container's own process (empty execId) or an exec'd one. */
+  private process(id: string, execId: string): ProcessIo {
+    const container = this.get(id);
+    if (!execId) return container;
+    const io = container.execs.get(execId);
+    if (!io) throw new MoatError("MOAT_CONTAINER_NOT_FOUND", `container ${id}: exec ${execId}: not found`, { status: Code.NOT_FOUND });
+    return io;
   }
 
   private get(id: string): Container {
@@ -139,17 +205,32 @@ interface OciSpec {
 }
 
 function parseSpec(json: string, where: string): OciSpec {
-  if (json.length > MAX_SPEC_BYTES) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: OCI spec larger than ${MAX_SPEC_BYTES} bytes`, { status: Code.INVALID_ARGUMENT });
-  let spec: unknown;
+  const spec = parseObject(json, where, "OCI spec") as OciSpec; // a plain object; crun validates the rest
+  if (spec.process?.terminal) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: process.terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
+  return spec;
+}
+
+/** A bounded JSON document that must be an object. */
+function parseObject(json: string, where: string, what: string): Record<string, unknown> {
+  if (json.length > MAX_SPEC_BYTES) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: ${what} larger than ${MAX_SPEC_BYTES} bytes`, { status: Code.INVALID_ARGUMENT });
+  let value: unknown;
   try {
-    spec = JSON.parse(json);
+    value = JSON.parse(json);
   } catch (error) {
-    throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: OCI spec is not JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
+    throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: ${what} is not JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
-  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: OCI spec is not an object`, { status: Code.INVALID_ARGUMENT });
-  const typed = spec as OciSpec; // checked to be a plain object; crun validates the rest
-  if (typed.process?.terminal) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: process.terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
-  return typed;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: ${what} is not an object`, { status: Code.INVALID_ARGUMENT });
+  return value as Record<string, unknown>; // checked to be a plain object just above
+}
+
+/** Waits for crun's pid file; 0 if the process exited (failed) before one was written. */
+async function waitForPid(pidFile: string, io: ProcessIo): Promise<number> {
+  for (;;) {
+    const text = await readFile(pidFile, "utf8").catch(() => "");
+    if (text.trim()) return Number(text.trim());
+    if (io.exited) return 0;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /** Waits for `crun create` to exit; rejects with what crun wrote if it failed. */

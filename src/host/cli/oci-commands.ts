@@ -1,13 +1,16 @@
 // The OCI runtime commands, as runc's callers use them (conmon, containerd's runc shim with a
 // custom binary): create, start, state, kill, delete, list. Each is a thin call to moatd.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import type { StateResponse } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig, packageRoot } from "../config/index.js";
+import { loadBundle } from "../oci/index.js";
 import { DaemonClient } from "../daemon/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { parseSignal } from "./signals.js";
@@ -37,8 +40,7 @@ export async function createCommand(id: string, options: CreateOptions, global: 
   if (options.consoleSocket) {
     throw new MoatError("MOAT_CLI_TERMINAL", `container ${id}: --console-socket: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
   }
-  const standIn = join(packageRoot(), "dist", "bin", "moat-standin");
-  if (!existsSync(standIn)) throw new MoatError("MOAT_CLI_STANDIN", `${standIn} is not built`, { hint: "make build", status: Code.FAILED_PRECONDITION });
+  const standIn = standInBinary();
   await withDaemon(global, async (client) => {
     const { stdioSocket } = await client.create(id, resolve(options.bundle ?? process.cwd()));
     try {
@@ -55,6 +57,77 @@ export async function createCommand(id: string, options: CreateOptions, global: 
       throw new MoatError("MOAT_CLI_STANDIN", `container ${id}: cannot start the stand-in process`, { cause: error, status: Code.INTERNAL });
     }
   });
+}
+
+export interface ExecOptions {
+  process?: string;
+  detach?: boolean;
+  pidFile?: string;
+  tty?: boolean;
+  consoleSocket?: string;
+  cwd?: string;
+  env?: string[];
+  user?: string;
+}
+
+/**
+ * `exec`: another process in a running container. In the foreground the stand-in runs as this
+ * command's child with its stdio, and this command exits with the process's status; with
+ * --detach the stand-in is left behind like create's, its pid in --pid-file.
+ */
+export async function execCommand(id: string, args: string[], options: ExecOptions, global: GlobalOptions): Promise<number> {
+  if (options.tty || options.consoleSocket) {
+    throw new MoatError("MOAT_CLI_TERMINAL", `container ${id}: exec --tty: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
+  }
+  return withDaemon(global, async (client) => {
+    const process = options.process ? readProcessFile(options.process) : await processFor(client, id, args, options);
+    const { stdioSocket } = await client.exec(id, `exec-${randomBytes(6).toString("hex")}`, process);
+    const child = spawn(standInBinary(), [stdioSocket], { stdio: "inherit", detached: options.detach === true });
+    const pid = await new Promise<number>((resolvePid, reject) => {
+      child.once("spawn", () => resolvePid(child.pid!)); // a spawned child has a pid
+      child.once("error", reject);
+    });
+    if (options.pidFile) await writeFile(resolve(options.pidFile), String(pid));
+    if (options.detach) {
+      child.unref();
+      return 0;
+    }
+    // Signals sent to this command go to the process, as they would to runc exec's.
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const) globalThis.process.on(signal, () => child.kill(signal));
+    return new Promise<number>((resolveStatus) => child.once("exit", (code, signal) => resolveStatus(code ?? 128 + (signal ? osConstants.signals[signal] : 0))));
+  });
+}
+
+/** The process to exec: the container's own process from its bundle, with `args` and the options applied. */
+async function processFor(client: DaemonClient, id: string, args: string[], options: ExecOptions): Promise<object> {
+  if (args.length === 0) throw new MoatError("MOAT_CLI_EXEC", `container ${id}: exec needs a command, or --process FILE`, { status: Code.INVALID_ARGUMENT });
+  const { bundle } = await client.state(id);
+  const base = loadBundle(bundle).spec.process;
+  const process: Record<string, unknown> = { ...base, args, terminal: false, env: [...(base.env ?? []), ...(options.env ?? [])] };
+  if (options.cwd) process.cwd = options.cwd;
+  if (options.user) {
+    const match = /^(\d+)(?::(\d+))?$/.exec(options.user);
+    if (!match) throw new MoatError("MOAT_CLI_EXEC", `container ${id}: --user: must be UID or UID:GID, got "${options.user}"`, { status: Code.INVALID_ARGUMENT });
+    process.user = { uid: Number(match[1]), gid: Number(match[2] ?? 0) }; // group 1 exists when matched
+  }
+  return process;
+}
+
+function readProcessFile(path: string): object {
+  let process: unknown;
+  try {
+    process = JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new MoatError("MOAT_CLI_EXEC", `${path}: cannot read the process as JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
+  }
+  if (typeof process !== "object" || process === null || Array.isArray(process)) throw new MoatError("MOAT_CLI_EXEC", `${path}: must be a JSON object`, { status: Code.INVALID_ARGUMENT });
+  return process;
+}
+
+function standInBinary(): string {
+  const standIn = join(packageRoot(), "dist", "bin", "moat-standin");
+  if (!existsSync(standIn)) throw new MoatError("MOAT_CLI_STANDIN", `${standIn} is not built`, { hint: "make build", status: Code.FAILED_PRECONDITION });
+  return standIn;
 }
 
 export function startCommand(id: string, global: GlobalOptions): Promise<void> {

@@ -5,7 +5,7 @@ import { MOAT_VERSION } from "../../shared/version.js";
 import { bootCommand, type BootOptions } from "./boot.js";
 import { checkCommand } from "./check.js";
 import { runCommand, type RunCommandOptions } from "./run.js";
-import { createCommand, deleteCommand, killCommand, listCommand, startCommand, stateCommand, type CreateOptions } from "./oci-commands.js";
+import { createCommand, deleteCommand, execCommand, killCommand, listCommand, startCommand, stateCommand, type CreateOptions, type ExecOptions } from "./oci-commands.js";
 import type { GlobalOptions } from "./global-options.js";
 import { versionCommand } from "./version.js";
 
@@ -23,7 +23,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       "after",
-      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: exec, pause/resume, ps, update, terminals, the containerd shim, templates.",
+      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: pause/resume, ps, update, terminals, the containerd shim, templates.",
     );
 
   program
@@ -78,6 +78,23 @@ export function buildProgram(): Command {
     .description("OCI: start a created container's process")
     .argument("<id>", "container id")
     .action((id: string) => startCommand(id, global()));
+  program
+    .command("exec")
+    .description("OCI: run another process in a running container; exit with its status")
+    .argument("<id>", "container id")
+    .argument("[command...]", "the command and its arguments (unless --process)")
+    .option("-p, --process <file>", "the process as an OCI process JSON object")
+    .option("-d, --detach", "leave the process running; its stand-in's pid goes to --pid-file")
+    .option("--pid-file <file>", "write the pid of the host process that stands for the process")
+    .option("--cwd <dir>", "working directory in the container")
+    .option("-e, --env <KEY=VALUE>", "extra environment (repeatable)", (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option("-u, --user <uid[:gid]>", "user and group ids")
+    .option("-t, --tty", "allocate a terminal (not supported yet)")
+    .option("--console-socket <socket>", "receive the terminal's master (not supported yet)")
+    .passThroughOptions()
+    .action(async (id: string, args: string[], options: ExecOptions) => {
+      process.exitCode = await execCommand(id, args, options, global());
+    });
   program
     .command("state")
     .description("OCI: print a container's state as JSON")

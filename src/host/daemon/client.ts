@@ -49,6 +49,9 @@ export class DaemonClient {
   create(containerId: string, bundle: string) {
     return this.ttrpc.call(ContainerLifecycleService.method.create, { containerId, bundle }, { timeoutMs: CREATE_TIMEOUT_MS });
   }
+  exec(containerId: string, execId: string, process: object) {
+    return this.ttrpc.call(ContainerLifecycleService.method.exec, { containerId, execId, processJson: JSON.stringify(process) }, { timeoutMs: CREATE_TIMEOUT_MS });
+  }
   start(containerId: string) {
     return this.ttrpc.call(ContainerLifecycleService.method.start, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
   }

@@ -30,6 +30,8 @@ interface ManagedContainer {
   state: ContainerState;
   sandbox: SandboxVm;
   relay: StdioRelay;
+  /** The stand-in relays of exec'd processes still running, by exec id. */
+  execs: Map<string, StdioRelay>;
   /** Resolves once the process has exited and the stand-in was sent its status. */
   finished: Promise<void>;
 }
@@ -111,20 +113,59 @@ export class Daemon {
 
   /** Makes a container this daemon's: its stand-in's socket, its output and exit relayed. */
   private async attach(sandbox: SandboxVm, state: ContainerState): Promise<ManagedContainer> {
-    const { id } = state;
-    const relay = await StdioRelay.listen(join(sandbox.vm.paths.stateDir, "stdio.sock"), `container ${id}`, {
-      hello: (pid) => {
-        state.pid = state.status === "stopped" ? 0 : pid;
-      },
-      stdin: (data) => sandbox.agent.writeStdin(id, data),
-      stdinEnd: () => sandbox.agent.closeStdin(id),
-      signal: (number) => void sandbox.agent.signalProcess(id, number).catch(() => undefined),
+    const relay = await this.standIn(sandbox, state.id, "", "stdio.sock", (pid) => {
+      state.pid = state.status === "stopped" ? 0 : pid;
     });
-    const container: ManagedContainer = { state, sandbox, relay, finished: Promise.resolve() };
-    container.finished = this.follow(container);
-    this.containers.set(id, container);
+    const container: ManagedContainer = { state, sandbox, relay, execs: new Map(), finished: Promise.resolve() };
+    container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
+      container.state.status = "stopped";
+      container.state.exitStatus = exitStatus;
+      container.state.pid = 0;
+      await this.persist(container);
+    });
+    this.containers.set(state.id, container);
     await this.persist(container);
     return container;
+  }
+
+  /** Runs another process in a running container; returns its stand-in's socket. */
+  async exec(id: string, execId: string, processJson: string): Promise<string> {
+    const container = this.get(id);
+    if (container.state.status !== "running") throw this.illegal(container, "exec in");
+    validateSandboxId(execId); // the same rule for exec ids
+    if (container.execs.has(execId)) {
+      throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: exec ${execId}: already exists`, { status: Code.ALREADY_EXISTS });
+    }
+    let process: unknown;
+    try {
+      process = JSON.parse(processJson);
+    } catch (error) {
+      throw new MoatError("MOAT_CONTAINER_SPEC", `container ${id}: exec ${execId}: process is not JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
+    }
+    const relay = await this.standIn(container.sandbox, id, execId, `exec-${execId}.sock`, () => undefined);
+    container.execs.set(execId, relay);
+    try {
+      await container.sandbox.agent.execProcess(id, execId, process as object, true); // the agent checks it is an object
+    } catch (error) {
+      container.execs.delete(execId);
+      await relay.close();
+      throw error;
+    }
+    void this.relayProcess(container, execId, relay, () => undefined).finally(async () => {
+      container.execs.delete(execId);
+      await relay.close();
+    });
+    return relay.path;
+  }
+
+  /** The stand-in socket of one process: the container's own when execId is "". */
+  private standIn(sandbox: SandboxVm, id: string, execId: string, socketName: string, hello: (pid: number) => void): Promise<StdioRelay> {
+    return StdioRelay.listen(join(sandbox.vm.paths.stateDir, socketName), `container ${id}${execId ? ` exec ${execId}` : ""}`, {
+      hello,
+      stdin: (data) => sandbox.agent.writeStdin(id, execId, data),
+      stdinEnd: () => sandbox.agent.closeStdin(id, execId),
+      signal: (number) => void sandbox.agent.signalProcess(id, execId, number).catch(() => undefined),
+    });
   }
 
   async start(id: string): Promise<void> {
@@ -146,7 +187,7 @@ export class Daemon {
   async kill(id: string, signal: number, all: boolean): Promise<void> {
     const container = this.get(id);
     if (container.state.status === "stopped") throw this.illegal(container, "kill");
-    await container.sandbox.agent.signalProcess(id, signal, all);
+    await container.sandbox.agent.signalProcess(id, "", signal, all);
   }
 
   async delete(id: string, force: boolean): Promise<void> {
@@ -157,46 +198,45 @@ export class Daemon {
     if (status !== "stopped") {
       // A created container is deleted as runc deletes one: killed first. Its stand-in still
       // gets the exit status (137) before the relay closes.
-      await container.sandbox.agent.signalProcess(id, 9, true).catch(() => undefined);
+      await container.sandbox.agent.signalProcess(id, "", 9, true).catch(() => undefined);
       await settleWithin(container.finished, KILL_WAIT_MS);
     }
     this.containers.delete(id);
     await container.sandbox.agent.removeContainer(id).catch((error: unknown) => trace(id, `remove in guest: ${String(error)}`));
     await container.relay.close();
+    for (const relay of container.execs.values()) await relay.close();
     await container.sandbox.shutdown();
   }
 
-  /** Relays output to the stand-in and, once the process has exited and its output is out, its status. */
-  private follow(container: ManagedContainer): Promise<void> {
+  /**
+   * Relays a process's output to its stand-in and, once it has exited and its output is out,
+   * its exit status; `exited` records the status first. Resolves when the status went out.
+   */
+  private relayProcess(container: ManagedContainer, execId: string, relay: StdioRelay, exited: (exitStatus: number) => Promise<void> | void): Promise<void> {
     const { id } = container.state;
     const { agent } = container.sandbox;
     const relayOutput = async (stream: "stdout" | "stderr") => {
       const type = stream === "stdout" ? StandInFrame.STDOUT : StandInFrame.STDERR;
       for (;;) {
-        const { data, eof } = await agent.readOutput(id, stream);
-        if (data.length > 0) await container.relay.send(type, Buffer.from(data));
+        const { data, eof } = await agent.readOutput(id, execId, stream);
+        if (data.length > 0) await relay.send(type, Buffer.from(data));
         if (eof) return;
       }
     };
     // A read that fails (the guest went away) ends the relay; the exit path below reports it.
     const outputs = Promise.all([relayOutput("stdout"), relayOutput("stderr")]).catch((error: unknown) => trace(id, `output relay: ${String(error)}`));
     return agent
-      .waitProcess(id)
+      .waitProcess(id, execId)
       .then(async (exit) => {
-        container.state.status = "stopped";
-        container.state.exitStatus = exit.exitStatus;
-        container.state.pid = 0;
-        await this.persist(container);
+        await exited(exit.exitStatus);
         await outputs;
-        await container.relay.sendExit(exit.exitStatus);
+        await relay.sendExit(exit.exitStatus);
       })
-      .catch((error: unknown) => {
-        // The guest went away (QEMU killed, VM crashed): the container is stopped, killed.
-        trace(id, `lost the container's process: ${String(error)}`);
-        container.state.status = "stopped";
-        container.state.exitStatus = 137;
-        container.state.pid = 0;
-        void container.relay.sendExit(137).catch(() => undefined);
+      .catch(async (error: unknown) => {
+        // The guest went away (QEMU killed, VM crashed): the process is gone, killed.
+        trace(id, `lost ${execId ? `exec ${execId}` : "the container's process"}: ${String(error)}`);
+        await exited(137);
+        await relay.sendExit(137).catch(() => undefined);
       });
   }
 

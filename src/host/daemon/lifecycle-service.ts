@@ -14,6 +14,9 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
     async create(request) {
       return { stdioSocket: await daemon.create(request.containerId, request.bundle) };
     },
+    async exec(request) {
+      return { stdioSocket: await daemon.exec(request.containerId, request.execId, request.processJson) };
+    },
     async start(request) {
       await daemon.start(request.containerId);
       return {};

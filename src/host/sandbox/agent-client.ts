@@ -94,13 +94,21 @@ export class AgentClient {
     await this.ttrpc.call(ContainerService.method.startContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
   }
 
-  async signalProcess(containerId: string, signal: number, all = false): Promise<void> {
-    await this.ttrpc.call(ContainerService.method.signalProcess, { containerId, signal, all }, { timeoutMs: CALL_TIMEOUT_MS });
+  /** Runs another process in the running container; `execId` then names it in the calls below. */
+  async execProcess(containerId: string, execId: string, process: object, stdin: boolean): Promise<number> {
+    const request = { containerId, execId, processJson: JSON.stringify(process), stdin };
+    return (await this.ttrpc.call(ContainerService.method.execProcess, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS })).pid;
   }
 
-  /** Answers when the container's process has exited: as long as that takes. */
-  waitProcess(containerId: string): Promise<WaitProcessResponse> {
-    return this.ttrpc.call(ContainerService.method.waitProcess, { containerId }, { timeoutMs: undefined });
+  // In the calls below, an empty execId means the container's own process.
+
+  async signalProcess(containerId: string, execId: string, signal: number, all = false): Promise<void> {
+    await this.ttrpc.call(ContainerService.method.signalProcess, { containerId, execId, signal, all }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  /** Answers when the process has exited: as long as that takes. */
+  waitProcess(containerId: string, execId: string): Promise<WaitProcessResponse> {
+    return this.ttrpc.call(ContainerService.method.waitProcess, { containerId, execId }, { timeoutMs: undefined });
   }
 
   /** The container's status in the guest; the status string is checked, as everything from the guest is. */
@@ -116,18 +124,18 @@ export class AgentClient {
     await this.ttrpc.call(ContainerService.method.removeContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
   }
 
-  async writeStdin(containerId: string, data: Uint8Array): Promise<void> {
-    await this.ttrpc.call(IoService.method.writeStdin, { containerId, data }, { timeoutMs: undefined });
+  async writeStdin(containerId: string, execId: string, data: Uint8Array): Promise<void> {
+    await this.ttrpc.call(IoService.method.writeStdin, { containerId, execId, data }, { timeoutMs: undefined });
   }
 
-  async closeStdin(containerId: string): Promise<void> {
-    await this.ttrpc.call(IoService.method.closeStdin, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  async closeStdin(containerId: string, execId: string): Promise<void> {
+    await this.ttrpc.call(IoService.method.closeStdin, { containerId, execId }, { timeoutMs: CALL_TIMEOUT_MS });
   }
 
   /** The next bytes of stdout or stderr (a long poll), or eof. */
-  async readOutput(containerId: string, stream: "stdout" | "stderr"): Promise<{ data: Uint8Array; eof: boolean }> {
+  async readOutput(containerId: string, execId: string, stream: "stdout" | "stderr"): Promise<{ data: Uint8Array; eof: boolean }> {
     const which = stream === "stdout" ? OutputStream.STDOUT : OutputStream.STDERR;
-    const answer = await this.ttrpc.call(IoService.method.readOutput, { containerId, stream: which, maxBytes: MAX_READ_BYTES }, { timeoutMs: undefined });
+    const answer = await this.ttrpc.call(IoService.method.readOutput, { containerId, execId, stream: which, maxBytes: MAX_READ_BYTES }, { timeoutMs: undefined });
     if (answer.data.length > MAX_READ_BYTES) {
       throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent sent ${answer.data.length} bytes of ${stream}, more than the ${MAX_READ_BYTES} asked for`, { status: Code.DATA_LOSS });
     }

@@ -48,9 +48,9 @@ export async function runContainer(config: Config, options: RunOptions): Promise
     try {
       const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
       await agent.startContainer(containerId);
-      options.onStarted?.((signal) => void agent.signalProcess(containerId, signal).catch(() => undefined));
+      options.onStarted?.((signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined));
       if (options.stdin) void relayStdin(agent, containerId, options.stdin).catch(() => undefined); // the process may exit without reading it all
-      const exit = await agent.waitProcess(containerId);
+      const exit = await agent.waitProcess(containerId, "");
       await Promise.all(relays);
       return { exitStatus: exit.exitStatus, signal: exit.signal, sandbox };
     } finally {
@@ -73,7 +73,7 @@ function specFor(options: RunOptions): ReturnType<typeof guestSpec> {
 
 async function relayOutput(agent: AgentClient, containerId: string, stream: "stdout" | "stderr", to: Writable): Promise<void> {
   for (;;) {
-    const { data, eof } = await agent.readOutput(containerId, stream);
+    const { data, eof } = await agent.readOutput(containerId, "", stream);
     if (data.length > 0 && !to.write(data)) await new Promise((resolve) => to.once("drain", resolve));
     if (eof) return;
   }
@@ -83,8 +83,8 @@ async function relayStdin(agent: AgentClient, containerId: string, from: Readabl
   for await (const chunk of from) {
     const bytes = chunk as Buffer; // a byte stream: no encoding was set
     for (let offset = 0; offset < bytes.length; offset += STDIN_CHUNK_BYTES) {
-      await agent.writeStdin(containerId, bytes.subarray(offset, offset + STDIN_CHUNK_BYTES));
+      await agent.writeStdin(containerId, "", bytes.subarray(offset, offset + STDIN_CHUNK_BYTES));
     }
   }
-  await agent.closeStdin(containerId);
+  await agent.closeStdin(containerId, "");
 }
