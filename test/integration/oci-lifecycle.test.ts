@@ -138,3 +138,24 @@ test("exec runs another process in the running container: stdio, exit status, --
   assert.equal((await moat(["delete", "--force", "exec-1"])).code, 0);
   assert.equal((await container.standIn).exitStatus, 137);
 });
+
+test("pause freezes the container and resume thaws it; illegal transitions name the state", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/frozen`, ["sh", "-c", "while true; do date +%s%N > /tmp/tick; sleep 0.1; done"]);
+  const container = createAsConmon(subreaper, workspace.stateRoot, bundle, "freeze-1", "");
+  assert.equal(await container.created, 0, container.stderr());
+  const early = await moat(["pause", "freeze-1"]);
+  assert.match(early.stderr, /cannot pause a created container/);
+  assert.equal((await moat(["start", "freeze-1"])).code, 0);
+  assert.equal((await moat(["pause", "freeze-1"])).code, 0);
+  assert.equal((await state("freeze-1")).status, "paused");
+  const again = await moat(["pause", "freeze-1"]);
+  assert.match(again.stderr, /cannot pause a paused container/);
+  const busy = await moat(["delete", "freeze-1"]);
+  assert.match(busy.stderr, /cannot delete a paused container/);
+  assert.equal((await moat(["resume", "freeze-1"])).code, 0);
+  assert.equal((await state("freeze-1")).status, "running");
+  const tick = await moat(["exec", "freeze-1", "cat", "/tmp/tick"]);
+  assert.equal(tick.code, 0, tick.stderr);
+  assert.equal((await moat(["delete", "--force", "freeze-1"])).code, 0);
+  assert.equal((await container.standIn).exitStatus, 137);
+});

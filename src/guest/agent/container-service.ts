@@ -22,6 +22,14 @@ export function containerService(containers: Containers): ServiceImplementation<
     async waitProcess(request) {
       return containers.wait(request.containerId, request.execId);
     },
+    async pauseContainer(request) {
+      await containers.freeze(request.containerId, "pause");
+      return {};
+    },
+    async resumeContainer(request) {
+      await containers.freeze(request.containerId, "resume");
+      return {};
+    },
     async stateContainer(request) {
       return containers.status(request.containerId);
     },

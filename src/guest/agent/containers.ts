@@ -42,7 +42,7 @@ interface Container extends ProcessIo {
   id: string;
   dir: string;
   shares: ShareMount[];
-  state: "created" | "running" | "stopped";
+  state: "created" | "running" | "paused" | "stopped";
   exitStatus: number;
   execs: Map<string, ProcessIo>;
 }
@@ -140,6 +140,15 @@ export class Containers {
     // The pid file appears once crun has started the process; an exec that fails before has none.
     io.pid = await waitForPid(pidFile, io);
     return io.pid;
+  }
+
+  /** Freezes (`pause`) or thaws (`resume`) every process of a container. */
+  async freeze(id: string, action: "pause" | "resume"): Promise<void> {
+    const container = this.get(id);
+    const from = action === "pause" ? "running" : "paused";
+    if (container.state !== from) throw new MoatError("MOAT_CONTAINER_STATE", `container ${id}: cannot ${action} a ${container.state} container`, { status: Code.FAILED_PRECONDITION });
+    await crun(id, [action, id]);
+    if (container.state === from) container.state = action === "pause" ? "paused" : "running";
   }
 
   async signal(id: string, execId: string, signal: number, all: boolean): Promise<void> {

@@ -145,6 +145,14 @@ export function killCommand(id: string, signal: string | undefined, options: { a
   return withDaemon(global, async (client) => void (await client.kill(id, number, options.all ?? false)));
 }
 
+export function pauseCommand(id: string, global: GlobalOptions): Promise<void> {
+  return withDaemon(global, async (client) => void (await client.pause(id)));
+}
+
+export function resumeCommand(id: string, global: GlobalOptions): Promise<void> {
+  return withDaemon(global, async (client) => void (await client.resume(id)));
+}
+
 export function deleteCommand(id: string, options: { force?: boolean }, global: GlobalOptions): Promise<void> {
   return withDaemon(global, async (client) => void (await client.delete(id, options.force ?? false)));
 }

@@ -5,7 +5,8 @@ import { MOAT_VERSION } from "../../shared/version.js";
 import { bootCommand, type BootOptions } from "./boot.js";
 import { checkCommand } from "./check.js";
 import { runCommand, type RunCommandOptions } from "./run.js";
-import { createCommand, deleteCommand, execCommand, killCommand, listCommand, startCommand, stateCommand, type CreateOptions, type ExecOptions } from "./oci-commands.js";
+import { featuresCommand, specCommand } from "./spec-features.js";
+import { createCommand, deleteCommand, execCommand, killCommand, listCommand, pauseCommand, resumeCommand, startCommand, stateCommand, type CreateOptions, type ExecOptions } from "./oci-commands.js";
 import type { GlobalOptions } from "./global-options.js";
 import { versionCommand } from "./version.js";
 
@@ -23,7 +24,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       "after",
-      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: pause/resume, ps, update, terminals, the containerd shim, templates.",
+      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: ps, update, terminals, the containerd shim, templates.",
     );
 
   program
@@ -108,11 +109,30 @@ export function buildProgram(): Command {
     .option("-a, --all", "signal every process in the container")
     .action((id: string, signal: string | undefined, options: { all?: boolean }) => killCommand(id, signal, options, global()));
   program
+    .command("pause")
+    .description("OCI: freeze every process of a running container")
+    .argument("<id>", "container id")
+    .action((id: string) => pauseCommand(id, global()));
+  program
+    .command("resume")
+    .description("OCI: thaw a paused container")
+    .argument("<id>", "container id")
+    .action((id: string) => resumeCommand(id, global()));
+  program
     .command("delete")
     .description("OCI: delete a stopped container and its VM")
     .argument("<id>", "container id")
     .option("-f, --force", "kill it first if it still runs")
     .action((id: string, options: { force?: boolean }) => deleteCommand(id, options, global()));
+  program
+    .command("spec")
+    .description("OCI: write a starting config.json into the bundle directory")
+    .option("-b, --bundle <dir>", "the bundle directory (default: the current directory)")
+    .action((options: { bundle?: string }) => specCommand(options));
+  program
+    .command("features")
+    .description("OCI: print what this runtime supports, as JSON")
+    .action(() => featuresCommand());
   program
     .command("list")
     .description("OCI: list containers")

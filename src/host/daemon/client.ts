@@ -61,6 +61,12 @@ export class DaemonClient {
   kill(containerId: string, signal: number, all: boolean) {
     return this.ttrpc.call(ContainerLifecycleService.method.kill, { containerId, signal, all }, { timeoutMs: CALL_TIMEOUT_MS });
   }
+  pause(containerId: string) {
+    return this.ttrpc.call(ContainerLifecycleService.method.pause, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+  resume(containerId: string) {
+    return this.ttrpc.call(ContainerLifecycleService.method.resume, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
   delete(containerId: string, force: boolean) {
     return this.ttrpc.call(ContainerLifecycleService.method.delete, { containerId, force }, { timeoutMs: CALL_TIMEOUT_MS });
   }

@@ -14,7 +14,7 @@ import { StandInFrame, StdioRelay } from "./stdio-relay.js";
 
 const trace = tracer("daemon");
 
-export type ContainerStatus = "created" | "running" | "stopped";
+export type ContainerStatus = "created" | "running" | "paused" | "stopped";
 
 export interface ContainerState {
   id: string;
@@ -176,6 +176,22 @@ export class Daemon {
     await this.persist(container);
   }
 
+  async pause(id: string): Promise<void> {
+    const container = this.get(id);
+    if (container.state.status !== "running") throw this.illegal(container, "pause");
+    await container.sandbox.agent.pauseContainer(id);
+    if (container.state.status === "running") container.state.status = "paused";
+    await this.persist(container);
+  }
+
+  async resume(id: string): Promise<void> {
+    const container = this.get(id);
+    if (container.state.status !== "paused") throw this.illegal(container, "resume");
+    await container.sandbox.agent.resumeContainer(id);
+    if (container.state.status === "paused") container.state.status = "running";
+    await this.persist(container);
+  }
+
   state(id: string): ContainerState {
     return { ...this.get(id).state };
   }
@@ -194,7 +210,8 @@ export class Daemon {
     const container = this.containers.get(id);
     if (!container) throw notFound(id);
     const { status } = container.state;
-    if (status === "running" && !force) throw this.illegal(container, "delete");
+    if ((status === "running" || status === "paused") && !force) throw this.illegal(container, "delete");
+    if (status === "paused") await container.sandbox.agent.resumeContainer(id).catch(() => undefined); // a frozen process cannot die of SIGKILL until thawed
     if (status !== "stopped") {
       // A created container is deleted as runc deletes one: killed first. Its stand-in still
       // gets the exit status (137) before the relay closes.

@@ -28,6 +28,14 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
       await daemon.kill(request.containerId, request.signal, request.all);
       return {};
     },
+    async pause(request) {
+      await daemon.pause(request.containerId);
+      return {};
+    },
+    async resume(request) {
+      await daemon.resume(request.containerId);
+      return {};
+    },
     async delete(request) {
       await daemon.delete(request.containerId, request.force);
       return {};

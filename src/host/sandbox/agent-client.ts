@@ -112,9 +112,17 @@ export class AgentClient {
   }
 
   /** The container's status in the guest; the status string is checked, as everything from the guest is. */
-  async stateContainer(containerId: string): Promise<{ status: "created" | "running" | "stopped"; exitStatus: number }> {
+  async pauseContainer(containerId: string): Promise<void> {
+    await this.ttrpc.call(ContainerService.method.pauseContainer, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  async resumeContainer(containerId: string): Promise<void> {
+    await this.ttrpc.call(ContainerService.method.resumeContainer, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  async stateContainer(containerId: string): Promise<{ status: "created" | "running" | "paused" | "stopped"; exitStatus: number }> {
     const state = await this.ttrpc.call(ContainerService.method.stateContainer, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
-    if (state.status !== "created" && state.status !== "running" && state.status !== "stopped") {
+    if (state.status !== "created" && state.status !== "running" && state.status !== "paused" && state.status !== "stopped") {
       throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent reports unknown status ${JSON.stringify(bounded(state.status))}`, { status: Code.DATA_LOSS });
     }
     return { status: state.status, exitStatus: state.exitStatus };
