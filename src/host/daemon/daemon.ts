@@ -176,19 +176,13 @@ export class Daemon {
     await this.persist(container);
   }
 
-  async pause(id: string): Promise<void> {
+  /** Freezes a running container (`pause`) or thaws a paused one (`resume`). */
+  async freeze(id: string, action: "pause" | "resume"): Promise<void> {
     const container = this.get(id);
-    if (container.state.status !== "running") throw this.illegal(container, "pause");
-    await container.sandbox.agent.pauseContainer(id);
-    if (container.state.status === "running") container.state.status = "paused";
-    await this.persist(container);
-  }
-
-  async resume(id: string): Promise<void> {
-    const container = this.get(id);
-    if (container.state.status !== "paused") throw this.illegal(container, "resume");
-    await container.sandbox.agent.resumeContainer(id);
-    if (container.state.status === "paused") container.state.status = "running";
+    const [from, to]: [ContainerStatus, ContainerStatus] = action === "pause" ? ["running", "paused"] : ["paused", "running"];
+    if (container.state.status !== from) throw this.illegal(container, action);
+    await (action === "pause" ? container.sandbox.agent.pauseContainer(id) : container.sandbox.agent.resumeContainer(id));
+    if (container.state.status === from) container.state.status = to;
     await this.persist(container);
   }
 

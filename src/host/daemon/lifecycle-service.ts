@@ -29,11 +29,11 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
       return {};
     },
     async pause(request) {
-      await daemon.pause(request.containerId);
+      await daemon.freeze(request.containerId, "pause");
       return {};
     },
     async resume(request) {
-      await daemon.resume(request.containerId);
+      await daemon.freeze(request.containerId, "resume");
       return {};
     },
     async delete(request) {
