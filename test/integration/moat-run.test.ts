@@ -127,3 +127,14 @@ test("a malformed config.json is one line naming the file and field, and starts 
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /no-such-bundle\/config.json: cannot read: ENOENT/);
 });
+
+test("a bind mount of a single file shows the file's content (a copy taken at create)", async () => {
+  const hosts = `${workspace.dir}/hosts`;
+  writeFileSync(hosts, "10.1.2.3 from-the-host\n");
+  const bundle = busyboxBundle(`${workspace.dir}/bundle-file`, ["cat", "/etc/hosts"], (spec) => {
+    spec.mounts = [...(spec.mounts ?? []), { destination: "/etc/hosts", type: "bind", source: hosts, options: ["rbind", "ro"] }];
+  });
+  const result = await moat(["run", "--bundle", bundle]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "10.1.2.3 from-the-host\n");
+});

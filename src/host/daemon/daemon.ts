@@ -9,7 +9,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
-import { adoptSandboxVm, startSandboxVm, validateSandboxId, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, sandboxFilesDir, startSandboxVm, validateSandboxId, type SandboxVm } from "../sandbox/index.js";
 import { StandInFrame, StdioRelay } from "./stdio-relay.js";
 
 const trace = tracer("daemon");
@@ -63,10 +63,11 @@ export class Daemon {
     if (bundle.spec.process.terminal) {
       throw new MoatError("MOAT_CONTAINER_SPEC", `${bundle.dir}/config.json: process.terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
     }
-    const { spec, shares } = guestSpec(id, bundle.spec, bundle.rootfs, false, `${bundle.dir}/config.json`);
+    const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
+    const { spec, shares, files } = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
     this.creating.add(id);
     try {
-      const sandbox = await startSandboxVm(this.config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })) });
+      const sandbox = await startSandboxVm(this.config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay })), true);
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };

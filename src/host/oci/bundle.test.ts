@@ -55,7 +55,7 @@ test("the guest spec points root and directory bind mounts at their shares", () 
     spec.root.readonly = true;
     spec.mounts.push({ destination: "/data", type: "bind", source: data, options: ["rbind", "ro"] });
   });
-  const { spec, shares } = guestSpec("c1", loadBundle(dir).spec, join(dir, "rootfs"), false, "test");
+  const { spec, shares } = guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
   assert.deepEqual(spec.root, { path: "/run/moat/containers/c1/shares/rootfs", readonly: true });
   assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/m7");
   assert.equal(spec.mounts?.[0]?.source, "proc", "other mounts are made in the guest as they are");
@@ -65,19 +65,26 @@ test("the guest spec points root and directory bind mounts at their shares", () 
   ]);
 });
 
-test("bind mounts of missing sources, relative sources and single files are refused by name", () => {
-  const file = join(root, "a-file");
-  writeFileSync(file, "x");
+test("a single-file bind mount becomes a copy in the sandbox's files share", () => {
+  const file = join(root, "hosts");
+  writeFileSync(file, "127.0.0.1 localhost\n");
+  const dir = bundle("file-bind", (spec) => spec.mounts.push({ destination: "/etc/hosts", type: "bind", source: file, options: ["rbind", "ro"] }));
+  const { spec, shares, files } = guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
+  assert.deepEqual(files, [{ name: "7-hosts", source: file }]);
+  assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/files/7-hosts");
+  assert.deepEqual(shares.at(-1), { tag: "files", hostPath: "/state/c1/files", readOnly: false, overlay: false });
+});
+
+test("bind mounts of missing sources and relative sources are refused by name", () => {
   const refuse = (source: string, message: RegExp) => {
     const dir = bundle(`bind-${Math.random().toString(16).slice(2)}`, (spec) => spec.mounts.push({ destination: "/x", type: "bind", source }));
-    assert.throws(() => guestSpec("c1", loadBundle(dir).spec, join(dir, "rootfs"), false, "b/config.json"), message);
+    assert.throws(() => guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "b/config.json", filesDir: "/state/c1/files" }), message);
   };
   refuse(join(root, "nope"), /b\/config.json: mounts\[7\]: source .*nope does not exist/);
   refuse("relative", /mounts\[7\]: source must be an absolute path/);
-  refuse(file, /is a file; bind mounts of single files are not supported yet/);
 });
 
 test("an image's root is shared read-only under an overlay", () => {
-  const { shares } = guestSpec("c1", defaultSpec({ args: ["sh"], env: [], cwd: "/", hostname: "h" }), "/images/busybox", true, "image busybox");
+  const { shares } = guestSpec({ containerId: "c1", spec: defaultSpec({ args: ["sh"], env: [], cwd: "/", hostname: "h" }), rootfs: "/images/busybox", overlay: true, where: "image busybox", filesDir: "/state/c1/files" });
   assert.deepEqual(shares, [{ tag: "rootfs", hostPath: "/images/busybox", readOnly: true, overlay: true }]);
 });

@@ -1,9 +1,12 @@
 // The spec the guest runs: the bundle's (or moat's default) with the root file system and
 // every bind-mount source rewritten to where the agent mounts their 9p shares, and the list
-// of those shares. A directory bind mount becomes a share of its own; other mounts (proc,
-// tmpfs, devpts, …) are made in the guest as they are.
+// of those shares. A directory bind mount becomes a share of its own. A bind mount of a single
+// file (podman's /etc/hosts, /etc/resolv.conf) cannot be a 9p share: the file is copied into
+// the sandbox's files directory, which is one share, so the container sees the file as it was
+// at create and its writes stay in the copy. Other mounts (proc, tmpfs, devpts, …) are made in
+// the guest as they are.
 import { statSync } from "node:fs";
-import { isAbsolute } from "node:path";
+import { basename, isAbsolute } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { shareGuestPath } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
@@ -17,7 +20,27 @@ export interface GuestShare {
   overlay: boolean;
 }
 
+/** A single file to copy into the sandbox's files directory before the VM starts. */
+export interface CopiedFile {
+  /** The name in the files directory. */
+  name: string;
+  source: string;
+}
+
 export const ROOTFS_TAG = "rootfs";
+const FILES_TAG = "files";
+
+export interface GuestSpecInput {
+  containerId: string;
+  spec: OciSpec;
+  rootfs: string;
+  /** An image: the root is shared read-only under an overlay in guest memory. */
+  overlay: boolean;
+  /** Names the spec's source in errors: a config.json path or an image. */
+  where: string;
+  /** The host directory the copied files go to (the sandbox's), shared as one. */
+  filesDir: string;
+}
 
 /**
  * Rewrites `spec` for the guest. `rootfs` is shared as the container's root: with `overlay`
@@ -25,8 +48,9 @@ export const ROOTFS_TAG = "rootfs";
  * even when root.readonly is set: crun, like runc, creates missing mount points in the root
  * before it makes the root read-only for the container, and it enforces root.readonly itself.
  */
-export function guestSpec(containerId: string, spec: OciSpec, rootfs: string, overlay: boolean, where: string): { spec: OciSpec; shares: GuestShare[] } {
+export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): { spec: OciSpec; shares: GuestShare[]; files: CopiedFile[] } {
   const readOnlyRoot = spec.root.readonly === true;
+  const files: CopiedFile[] = [];
   const shares: GuestShare[] = [{ tag: ROOTFS_TAG, hostPath: rootfs, readOnly: overlay, overlay }];
   const mounts = (spec.mounts ?? []).map((mount, index): OciMount => {
     if (!isBindMount(mount)) return mount;
@@ -38,15 +62,21 @@ export function guestSpec(containerId: string, spec: OciSpec, rootfs: string, ov
     } catch {
       throw bindError(where, index, `source ${source} does not exist`);
     }
-    if (!isDirectory) throw bindError(where, index, `source ${source} is a file; bind mounts of single files are not supported yet`);
+    if (!isDirectory) {
+      const name = `${index}-${basename(source)}`;
+      files.push({ name, source });
+      return { ...mount, source: `${shareGuestPath(containerId, FILES_TAG)}/${name}` };
+    }
     const tag = `m${index}`;
     const readOnly = (mount.options ?? []).includes("ro");
     shares.push({ tag, hostPath: source, readOnly, overlay: false });
     return { ...mount, source: shareGuestPath(containerId, tag) };
   });
+  if (files.length > 0) shares.push({ tag: FILES_TAG, hostPath: filesDir, readOnly: false, overlay: false });
   return {
     spec: { ...spec, root: { path: shareGuestPath(containerId, ROOTFS_TAG), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}) },
     shares,
+    files,
   };
 }
 

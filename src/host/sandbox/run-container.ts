@@ -9,7 +9,7 @@ import type { Config } from "../config/index.js";
 import type { Image } from "../images/index.js";
 import { defaultSpec, guestSpec, type Bundle } from "../oci/index.js";
 import type { AgentClient } from "./agent-client.js";
-import { startSandboxVm, type SandboxVm } from "./sandbox-vm.js";
+import { sandboxFilesDir, startSandboxVm, type SandboxVm } from "./sandbox-vm.js";
 
 /** The largest stdin chunk sent in one call, well under the 4 MiB frame cap. */
 const STDIN_CHUNK_BYTES = 1 << 20;
@@ -36,9 +36,10 @@ export interface RunResult {
 
 export async function runContainer(config: Config, options: RunOptions): Promise<RunResult> {
   const containerId = options.id;
-  const { spec, shares } = specFor(options);
+  const { spec, shares, files } = specFor(options, sandboxFilesDir(config.runtime.stateRoot, options.id));
   const sandbox = await startSandboxVm(config, options.id, {
     shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })),
+    files,
     vcpus: options.vcpus,
     memoryMiB: options.memoryMiB,
   });
@@ -61,14 +62,15 @@ export async function runContainer(config: Config, options: RunOptions): Promise
   }
 }
 
-function specFor(options: RunOptions): ReturnType<typeof guestSpec> {
+function specFor(options: RunOptions, filesDir: string): ReturnType<typeof guestSpec> {
+  const containerId = options.id;
   if ("bundle" in options.what) {
     const { bundle } = options.what;
-    return guestSpec(options.id, bundle.spec, bundle.rootfs, false, `${bundle.dir}/config.json`);
+    return guestSpec({ containerId, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
   }
   const { image, args } = options.what;
-  const spec = defaultSpec({ args: args.length > 0 ? args : image.cmd, env: image.env, cwd: image.cwd, hostname: options.id.slice(0, 63) });
-  return guestSpec(options.id, spec, image.rootfs, true, `image ${image.name}`);
+  const spec = defaultSpec({ args: args.length > 0 ? args : image.cmd, env: image.env, cwd: image.cwd, hostname: containerId.slice(0, 63) });
+  return guestSpec({ containerId, spec, rootfs: image.rootfs, overlay: true, where: `image ${image.name}`, filesDir });
 }
 
 async function relayOutput(agent: AgentClient, containerId: string, stream: "stdout" | "stderr", to: Writable): Promise<void> {

@@ -1,13 +1,14 @@
 // A sandbox's VM with its agent ready: the state directory, QEMU, the agent connection, and
 // the undo of each, so that a failure at any step leaves nothing behind.
 import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { copyFile, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
+import type { CopiedFile } from "../oci/index.js";
 import {
   chooseAccelerator,
   exitedError,
@@ -49,6 +50,11 @@ export interface SandboxVm {
   shutdown(): Promise<VmExit>;
 }
 
+/** Where a sandbox's copied single files live: in its state directory, removed with it. */
+export function sandboxFilesDir(stateRoot: string, id: string): string {
+  return join(stateRoot, id, "files");
+}
+
 export function validateSandboxId(id: string): void {
   if (!VALID_ID.test(id)) {
     throw new MoatError("MOAT_SANDBOX_ID", `sandbox id "${id}": must be 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit`, {
@@ -74,6 +80,8 @@ export function guestArtifacts(config: Config): { kernel: string; rootfs: GuestR
 export interface SandboxOptions {
   /** Host directories exported to the guest over 9p. */
   shares?: Share[];
+  /** Single files copied into the sandbox's files directory (sandboxFilesDir) before the VM starts. */
+  files?: CopiedFile[];
   /** vCPUs and memory for this sandbox instead of the configured defaults. */
   vcpus?: number;
   memoryMiB?: number;
@@ -97,6 +105,11 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       throw new MoatError("MOAT_STATE_DIR", `${where}: cannot create ${stateDir}`, { cause: error, status: Code.INTERNAL });
     }
     cleanup.push(`remove ${stateDir}`, () => rm(stateDir, { recursive: true, force: true }));
+    if (options.files && options.files.length > 0) {
+      const filesDir = sandboxFilesDir(config.runtime.stateRoot, id);
+      await mkdir(filesDir);
+      for (const file of options.files) await copyFile(file.source, join(filesDir, file.name));
+    }
 
     const spec: VmSpec = {
       id,
