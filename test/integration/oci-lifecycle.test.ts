@@ -1,9 +1,11 @@
 // The OCI runtime CLI as conmon and containerd's runc shim drive it (issue 3): create with a
 // pid file, state transitions, start, the stand-in's stdio and exit status, kill, delete.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
+import { moatBinary } from "./harness/moat-cli.js";
 import { createAsConmon, ociWorkspace } from "./harness/oci-runtime.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
@@ -158,4 +160,48 @@ test("pause freezes the container and resume thaws it; illegal transitions name 
   assert.equal(tick.code, 0, tick.stderr);
   assert.equal((await moat(["delete", "--force", "freeze-1"])).code, 0);
   assert.equal((await container.standIn).exitStatus, 137);
+});
+
+test("run --detach (runc's run -d), ps lists the guest's processes, update changes the guest cgroup", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/detached`, ["sh", "-c", "sleep 1000 & exec sleep 2000"]);
+  const pidFile = `${workspace.dir}/detached.pid`;
+  // The container keeps the caller's stdio, as runc run -d's does: give it a file, not a pipe
+  // that would stay open after moat returned.
+  const output = openSync(`${workspace.dir}/detached.out`, "w");
+  const run = spawnSync(moatBinary, ["--root", workspace.stateRoot, "run", "--detach", "--pid-file", pidFile, "--bundle", bundle, "run-1"], { stdio: ["ignore", output, output] });
+  closeSync(output);
+  assert.equal(run.status, 0, readFileSync(`${workspace.dir}/detached.out`, "utf8"));
+  assert.equal((await state("run-1")).status, "running");
+  assert.equal((await state("run-1")).pid, Number(readFileSync(pidFile, "utf8")));
+
+  const json = await moat(["ps", "--format", "json", "run-1"]);
+  assert.equal(json.code, 0, json.stderr);
+  const pids = JSON.parse(json.stdout) as number[];
+  assert.equal(pids.length, 2);
+  const table = await moat(["ps", "run-1"]);
+  assert.match(table.stdout, /^\s*PID\s+CMD\n/);
+  assert.match(table.stdout, /sleep 1000\n/);
+  assert.match(table.stdout, /sleep 2000\n/);
+
+  const update = await moat(["update", "--memory", "64m", "--pids-limit", "32", "run-1"]);
+  assert.equal(update.code, 0, update.stderr);
+  const limits = await moat(["exec", "run-1", "cat", "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/pids.max"]);
+  assert.equal(limits.stdout, `${64 * 1024 * 1024}\n32\n`);
+  const bad = await moat(["update", "--memory", "lots", "run-1"]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--memory: must be a size/);
+
+  assert.equal((await moat(["delete", "--force", "run-1"])).code, 0);
+  const gone = await moat(["ps", "run-1"]);
+  assert.match(gone.stderr, /container run-1: does not exist/);
+});
+
+test("run in the foreground with a bundle and a container id, as runc run does", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/foreground`, ["sh", "-c", "hostname; exit 6"], (spec) => (spec.hostname = "fg-host"));
+  const run = await moat(["run", "--bundle", bundle, "fg-1"]);
+  assert.equal(run.code, 6, run.stderr);
+  assert.equal(run.stdout, "fg-host\n");
+  const extra = await moat(["run", "--bundle", bundle, "fg-2", "echo", "hi"]);
+  assert.equal(extra.code, 1);
+  assert.match(extra.stderr, /takes one argument, the container id/);
 });

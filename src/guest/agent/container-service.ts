@@ -33,6 +33,13 @@ export function containerService(containers: Containers): ServiceImplementation<
     async stateContainer(request) {
       return containers.status(request.containerId);
     },
+    async listProcesses(request) {
+      return { processes: await containers.processes(request.containerId) };
+    },
+    async updateContainer(request) {
+      await containers.update(request.containerId, request.resourcesJson);
+      return {};
+    },
     async removeContainer(request) {
       await containers.remove(request.containerId);
       return {};

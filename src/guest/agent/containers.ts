@@ -47,6 +47,8 @@ interface Container extends ProcessIo {
   execs: Map<string, ProcessIo>;
 }
 
+/** A command line as ListProcesses reports it, at most this long. */
+const MAX_COMMAND_BYTES = 4096;
 /** Exec'd processes that have exited stay readable until the container is removed; this many at most. */
 const MAX_EXECS = 256;
 
@@ -162,6 +164,34 @@ export class Containers {
     await crun(id, ["kill", ...(all ? ["--all"] : []), id, String(signal)]);
   }
 
+  /** Every process in the container's cgroup (`crun ps`), with its command line. */
+  async processes(id: string): Promise<{ pid: number; command: string }[]> {
+    this.get(id);
+    const said = await crun(id, ["ps", "--format", "json", id]);
+    let pids: unknown;
+    try {
+      pids = JSON.parse(said);
+    } catch (error) {
+      throw new MoatError("MOAT_CRUN_FAILED", `container ${id}: crun ps printed no JSON: ${said.slice(0, 200)}`, { cause: error, status: Code.INTERNAL });
+    }
+    if (!Array.isArray(pids) || !pids.every((pid) => Number.isInteger(pid) && pid > 0)) {
+      throw new MoatError("MOAT_CRUN_FAILED", `container ${id}: crun ps printed ${said.slice(0, 200)}, not a list of pids`, { status: Code.INTERNAL });
+    }
+    const checked = pids as number[]; // checked element by element just above
+    // A process may exit between crun's look and ours: it then has an empty command line.
+    return Promise.all(checked.map(async (pid) => ({ pid, command: await commandLine(pid) })));
+  }
+
+  /** Applies an OCI LinuxResources object to the container (`crun update --resources`). */
+  async update(id: string, resourcesJson: string): Promise<void> {
+    const container = this.get(id);
+    if (container.state === "stopped") throw new MoatError("MOAT_CONTAINER_STATE", `container ${id}: cannot update a stopped container`, { status: Code.FAILED_PRECONDITION });
+    const resources = parseObject(resourcesJson, `container ${id}`, "resources");
+    const file = `${container.dir}/resources.json`;
+    await writeFile(file, JSON.stringify(resources));
+    await crun(id, ["update", "--resources", file, id]);
+  }
+
   status(id: string): { status: string; pid: number; exitStatus: number } {
     const container = this.get(id);
     return { status: container.state, pid: container.pid, exitStatus: container.exitStatus };
@@ -230,6 +260,12 @@ function parseObject(json: string, where: string, what: string): Record<string, 
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: ${what} is not an object`, { status: Code.INVALID_ARGUMENT });
   return value as Record<string, unknown>; // checked to be a plain object just above
+}
+
+/** /proc/PID/cmdline with its NULs as spaces, bounded; empty for a process that is gone. */
+async function commandLine(pid: number): Promise<string> {
+  const raw = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
+  return raw.subarray(0, MAX_COMMAND_BYTES).toString().replace(/\0+$/, "").replaceAll("\0", " ");
 }
 
 /** Waits for crun's pid file; 0 if the process exited (failed) before one was written. */

@@ -1,5 +1,6 @@
 // The OCI runtime commands, as runc's callers use them (conmon, containerd's runc shim with a
-// custom binary): create, start, state, kill, delete, list. Each is a thin call to moatd.
+// custom binary): create, start, exec, state, kill, pause, resume, delete, list, ps, update.
+// Each is a thin call to moatd.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
@@ -14,6 +15,7 @@ import { loadBundle } from "../oci/index.js";
 import { DaemonClient } from "../daemon/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { parseSignal } from "./signals.js";
+import { updateResources, type UpdateOptions } from "./update-resources.js";
 
 export interface CreateOptions {
   bundle?: string;
@@ -168,6 +170,29 @@ export async function listCommand(options: { format?: string; quiet?: boolean },
     const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length))); // every row has five columns
     process.stdout.write(rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("   ").trimEnd() + "\n").join(""));
   }
+}
+
+/**
+ * `ps`: the container's processes. They run in the VM, so the pids are the guest's: `--format
+ * json` prints them as runc does (an array), the table adds each one's command line.
+ */
+export async function psCommand(id: string, options: { format?: string }, global: GlobalOptions): Promise<void> {
+  if (options.format !== "table" && options.format !== "json") {
+    throw new MoatError("MOAT_CLI_FORMAT", `ps: --format: must be table or json, got "${options.format}"`, { status: Code.INVALID_ARGUMENT });
+  }
+  const { processes } = await withDaemon(global, (client) => client.ps(id));
+  if (options.format === "json") {
+    process.stdout.write(JSON.stringify(processes.map(({ pid }) => pid)) + "\n");
+    return;
+  }
+  const width = Math.max(3, ...processes.map(({ pid }) => String(pid).length));
+  process.stdout.write([`${"PID".padStart(width)}   CMD`, ...processes.map(({ pid, command }) => `${String(pid).padStart(width)}   ${command}`)].join("\n") + "\n");
+}
+
+/** `update`: new Linux resources for the container's cgroup in its VM. */
+export async function updateCommand(id: string, options: UpdateOptions, global: GlobalOptions): Promise<void> {
+  const resources = updateResources(id, options);
+  await withDaemon(global, (client) => client.update(id, resources));
 }
 
 function ociState(state: StateResponse) {

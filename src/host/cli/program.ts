@@ -6,7 +6,22 @@ import { bootCommand, type BootOptions } from "./boot.js";
 import { checkCommand } from "./check.js";
 import { runCommand, type RunCommandOptions } from "./run.js";
 import { featuresCommand, specCommand } from "./spec-features.js";
-import { createCommand, deleteCommand, execCommand, killCommand, listCommand, pauseCommand, resumeCommand, startCommand, stateCommand, type CreateOptions, type ExecOptions } from "./oci-commands.js";
+import {
+  createCommand,
+  deleteCommand,
+  execCommand,
+  killCommand,
+  listCommand,
+  pauseCommand,
+  psCommand,
+  resumeCommand,
+  startCommand,
+  stateCommand,
+  updateCommand,
+  type CreateOptions,
+  type ExecOptions,
+} from "./oci-commands.js";
+import type { UpdateOptions } from "./update-resources.js";
 import type { GlobalOptions } from "./global-options.js";
 import { versionCommand } from "./version.js";
 
@@ -24,7 +39,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       "after",
-      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: ps, update, terminals, the containerd shim, templates.",
+      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: terminals, the containerd shim, templates.",
     );
 
   program
@@ -49,7 +64,7 @@ export function buildProgram(): Command {
   program
     .command("run")
     .description("run a container in its own VM, in the foreground; exit with its status")
-    .argument("[image-and-command...]", "a built-in image (busybox), then the command and its arguments (default: the image's)")
+    .argument("[image-and-command...]", "a built-in image (busybox), then the command and its arguments (default: the image's); with --bundle, the container id (runc's run ID)")
     .option("--bundle <dir>", "run an OCI bundle (config.json and its root file system) instead of an image")
     .option("--rm", "remove the container when it exits (always the case until moatd keeps stopped containers)")
     .option("-i, --interactive", "relay stdin to the container")
@@ -57,6 +72,8 @@ export function buildProgram(): Command {
     .option("--cpus <n>", "vCPUs of the container's VM")
     .option("--memory <size>", "memory of the container's VM, e.g. 512m or 1g")
     .option("--name <id>", "container id (default: run-<random>)")
+    .option("-d, --detach", "with --bundle: create and start through moatd and return (runc's run -d)")
+    .option("--pid-file <file>", "write the pid of the host process that stands for the container")
     .passThroughOptions()
     .action(async (imageAndArgs: string[], options: RunCommandOptions) => {
       process.exitCode = await runCommand(imageAndArgs, options, program.opts<GlobalOptions>());
@@ -139,6 +156,28 @@ export function buildProgram(): Command {
     .option("-f, --format <format>", "table or json", "table")
     .option("-q, --quiet", "print only the ids")
     .action((options: { format?: string; quiet?: boolean }) => listCommand(options, global()));
+  program
+    .command("ps")
+    .description("OCI: list a container's processes (their pids are the guest's: the container runs in a VM)")
+    .argument("<id>", "container id")
+    .option("-f, --format <format>", "table or json (an array of pids, as runc prints)", "table")
+    .action((id: string, options: { format?: string }) => psCommand(id, options, global()));
+  program
+    .command("update")
+    .description("OCI: change a container's resources (its cgroup inside the VM; the VM's own size stays)")
+    .argument("<id>", "container id")
+    .option("-r, --resources <file>", "an OCI LinuxResources JSON file, - for stdin")
+    .option("--memory <size>", "memory limit, e.g. 256m; -1 for none")
+    .option("--memory-reservation <size>", "memory soft limit")
+    .option("--memory-swap <size>", "memory plus swap limit")
+    .option("--cpu-share <n>", "CPU weight (shares)")
+    .option("--cpu-quota <us>", "CPU time per period, in microseconds")
+    .option("--cpu-period <us>", "CPU period, in microseconds")
+    .option("--cpuset-cpus <list>", "CPUs to use, e.g. 0-1")
+    .option("--cpuset-mems <list>", "memory nodes to use")
+    .option("--pids-limit <n>", "most processes; -1 for none")
+    .option("--blkio-weight <n>", "block I/O weight")
+    .action((id: string, options: UpdateOptions) => updateCommand(id, options, global()));
 
   return program;
 }

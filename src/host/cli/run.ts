@@ -1,6 +1,9 @@
 // `moat run`: a container in its own VM, in the foreground, removed when it exits. The exit
 // status is the container's (128 + N for a signal), as docker and podman report it.
+// With --bundle it is also runc's `run [--detach] [--pid-file F] --bundle DIR ID`: the one
+// argument is the container id, and --detach makes it create + start through moatd.
 import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
@@ -8,6 +11,7 @@ import { builtinImage } from "../images/index.js";
 import { loadBundle } from "../oci/index.js";
 import { runContainer } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
+import { createCommand, startCommand } from "./oci-commands.js";
 
 export interface RunCommandOptions {
   rm?: boolean;
@@ -17,6 +21,8 @@ export interface RunCommandOptions {
   memory?: string;
   name?: string;
   bundle?: string;
+  detach?: boolean;
+  pidFile?: string;
 }
 
 export async function runCommand(imageAndArgs: string[], options: RunCommandOptions, global: GlobalOptions): Promise<number> {
@@ -27,8 +33,20 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
   if (options.bundle === undefined && image === undefined) {
     throw new MoatError("MOAT_RUN_ARGS", "moat run: name an image (busybox) or give --bundle DIR", { status: Code.INVALID_ARGUMENT });
   }
-  if (options.bundle !== undefined && image !== undefined) {
-    throw new MoatError("MOAT_RUN_ARGS", `moat run: --bundle runs the bundle's own process; drop "${imageAndArgs.join(" ")}"`, { status: Code.INVALID_ARGUMENT });
+  if (options.bundle !== undefined && args.length > 0) {
+    throw new MoatError("MOAT_RUN_ARGS", `moat run: --bundle runs the bundle's own process and takes one argument, the container id; drop "${args.join(" ")}"`, {
+      status: Code.INVALID_ARGUMENT,
+    });
+  }
+  if (options.detach && options.bundle === undefined) {
+    throw new MoatError("MOAT_RUN_ARGS", "moat run: --detach runs a bundle (runc's run -d): give --bundle DIR ID", { status: Code.INVALID_ARGUMENT });
+  }
+  // With --bundle, the positional argument is runc's container id.
+  const id = (options.bundle !== undefined ? image : undefined) ?? options.name ?? `run-${randomBytes(4).toString("hex")}`;
+  if (options.detach) {
+    await createCommand(id, { bundle: options.bundle, pidFile: options.pidFile }, global);
+    await startCommand(id, global);
+    return 0;
   }
   const bundle = options.bundle === undefined ? undefined : loadBundle(options.bundle);
   if (bundle?.spec.process.terminal) {
@@ -36,7 +54,7 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
   }
   const config = withOverrides(loadConfig(global.config), global);
   const result = await runContainer(config, {
-    id: options.name ?? `run-${randomBytes(4).toString("hex")}`,
+    id,
     what: bundle ? { bundle } : { image: builtinImage(image!), args }, // image is defined when there is no bundle (checked above)
     stdin: options.interactive ? process.stdin : undefined,
     stdout: process.stdout,
@@ -44,6 +62,8 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
     vcpus: options.cpus === undefined ? undefined : parseCpus(options.cpus),
     memoryMiB: options.memory === undefined ? undefined : parseMemoryMiB(options.memory),
     onStarted: (signal) => {
+      // In the foreground this process stands for the container, as runc run's does.
+      if (options.pidFile) writeFileSync(options.pidFile, String(process.pid));
       // The first SIGINT or SIGTERM goes to the container, whose init may ignore it; a second
       // one kills the container, so that moat run can always be stopped.
       let received = 0;

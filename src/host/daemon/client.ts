@@ -73,6 +73,12 @@ export class DaemonClient {
   list() {
     return this.ttrpc.call(ContainerLifecycleService.method.list, {}, { timeoutMs: CALL_TIMEOUT_MS });
   }
+  ps(containerId: string) {
+    return this.ttrpc.call(ContainerLifecycleService.method.ps, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+  update(containerId: string, resources: object) {
+    return this.ttrpc.call(ContainerLifecycleService.method.update, { containerId, resourcesJson: JSON.stringify(resources) }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
 
   close(): void {
     this.ttrpc.close();

@@ -9,7 +9,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
-import { adoptSandboxVm, sandboxFilesDir, startSandboxVm, validateSandboxId, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { StandInFrame, StdioRelay } from "./stdio-relay.js";
 
 const trace = tracer("daemon");
@@ -32,8 +32,12 @@ interface ManagedContainer {
   relay: StdioRelay;
   /** The stand-in relays of exec'd processes still running, by exec id. */
   execs: Map<string, StdioRelay>;
+  /** Exec'd processes so far: numbers their sockets, whose names must stay short (SOCKET_NAME_MAX_BYTES). */
+  execCount: number;
   /** Resolves once the process has exited and the stand-in was sent its status. */
   finished: Promise<void>;
+  /** While a start call is being answered: the exit status waits for it (see start). */
+  starting: Promise<void>;
 }
 
 /** The container's state on disk, in its sandbox's state directory, for a restarted daemon. */
@@ -117,7 +121,7 @@ export class Daemon {
     const relay = await this.standIn(sandbox, state.id, "", "stdio.sock", (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
-    const container: ManagedContainer = { state, sandbox, relay, execs: new Map(), finished: Promise.resolve() };
+    const container: ManagedContainer = { state, sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve() };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
@@ -137,16 +141,11 @@ export class Daemon {
     if (container.execs.has(execId)) {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: exec ${execId}: already exists`, { status: Code.ALREADY_EXISTS });
     }
-    let process: unknown;
-    try {
-      process = JSON.parse(processJson);
-    } catch (error) {
-      throw new MoatError("MOAT_CONTAINER_SPEC", `container ${id}: exec ${execId}: process is not JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
-    }
-    const relay = await this.standIn(container.sandbox, id, execId, `exec-${execId}.sock`, () => undefined);
+    const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`);
+    const relay = await this.standIn(container.sandbox, id, execId, `exec-${++container.execCount}.sock`, () => undefined);
     container.execs.set(execId, relay);
     try {
-      await container.sandbox.agent.execProcess(id, execId, process as object, true); // the agent checks it is an object
+      await container.sandbox.agent.execProcess(id, execId, process, true);
     } catch (error) {
       container.execs.delete(execId);
       await relay.close();
@@ -172,9 +171,19 @@ export class Daemon {
   async start(id: string): Promise<void> {
     const container = this.get(id);
     if (container.state.status !== "created") throw this.illegal(container, "start");
-    await container.sandbox.agent.startContainer(id);
-    if (container.state.status === "created") container.state.status = "running";
-    await this.persist(container);
+    // A process that exits at once must not have its status reach the stand-in (whose exit
+    // its caller takes as the container's) before `start` has answered: podman's exit
+    // handling races with its own start when it does (libpod "no such exit code"). runc's
+    // start returns within a few ms of the exec, so its callers never see that order.
+    let answered!: () => void; // assigned by the executor below, which runs at once
+    container.starting = new Promise((resolve) => (answered = resolve));
+    try {
+      await container.sandbox.agent.startContainer(id);
+      if (container.state.status === "created") container.state.status = "running";
+      await this.persist(container);
+    } finally {
+      setImmediate(answered); // after the ttrpc response is written
+    }
   }
 
   /** Freezes a running container (`pause`) or thaws a paused one (`resume`). */
@@ -193,6 +202,20 @@ export class Daemon {
 
   list(): ContainerState[] {
     return [...this.containers.values()].map((container) => ({ ...container.state }));
+  }
+
+  /** The guest pids of a running or paused container's processes. */
+  async ps(id: string): Promise<GuestProcess[]> {
+    const container = this.get(id);
+    if (container.state.status !== "running" && container.state.status !== "paused") throw this.illegal(container, "list the processes of");
+    return container.sandbox.agent.listProcesses(id);
+  }
+
+  /** Changes a created, running or paused container's Linux resources in the guest. */
+  async update(id: string, resourcesJson: string): Promise<void> {
+    const container = this.get(id);
+    if (container.state.status === "stopped") throw this.illegal(container, "update");
+    await container.sandbox.agent.updateContainer(id, parseJsonObject(resourcesJson, `container ${id}: update: resources`));
   }
 
   async kill(id: string, signal: number, all: boolean): Promise<void> {
@@ -242,6 +265,7 @@ export class Daemon {
       .then(async (exit) => {
         await exited(exit.exitStatus);
         await outputs;
+        await container.starting;
         await relay.sendExit(exit.exitStatus);
       })
       .catch(async (error: unknown) => {
@@ -266,6 +290,18 @@ export class Daemon {
   private illegal(container: ManagedContainer, action: string): MoatError {
     return new MoatError("MOAT_CONTAINER_STATE", `container ${container.state.id}: cannot ${action} a ${container.state.status} container`, { status: Code.FAILED_PRECONDITION });
   }
+}
+
+/** A JSON document from a front end that must be an object. */
+function parseJsonObject(json: string, where: string): object {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: not JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: must be a JSON object`, { status: Code.INVALID_ARGUMENT });
+  return value;
 }
 
 function notFound(id: string): MoatError {

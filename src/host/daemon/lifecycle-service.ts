@@ -43,5 +43,12 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
     async list() {
       return { containers: daemon.list().map(toWire) };
     },
+    async ps(request) {
+      return { processes: await daemon.ps(request.containerId) };
+    },
+    async update(request) {
+      await daemon.update(request.containerId, request.resourcesJson);
+      return {};
+    },
   };
 }

@@ -24,8 +24,18 @@ const CALL_TIMEOUT_MS = 10_000;
 const CONTAINER_CALL_TIMEOUT_MS = 60_000;
 /** The most output bytes asked for in one read. */
 const MAX_READ_BYTES = 1 << 20;
+/** The most pids a container may list (the guest's default pid_max is 32768). */
+const MAX_PIDS = 65_536;
+/** A process's command line as ps shows it. */
+const MAX_COMMAND = 4096;
 /** Guest strings are shown to users: bound them. */
 const MAX_GUEST_STRING = 256;
+
+/** One process of a container, as the guest names it. */
+export interface GuestProcess {
+  pid: number;
+  command: string;
+}
 
 export interface GuestDetails {
   kernelRelease: string;
@@ -111,7 +121,6 @@ export class AgentClient {
     return this.ttrpc.call(ContainerService.method.waitProcess, { containerId, execId }, { timeoutMs: undefined });
   }
 
-  /** The container's status in the guest; the status string is checked, as everything from the guest is. */
   async pauseContainer(containerId: string): Promise<void> {
     await this.ttrpc.call(ContainerService.method.pauseContainer, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
   }
@@ -120,12 +129,27 @@ export class AgentClient {
     await this.ttrpc.call(ContainerService.method.resumeContainer, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
   }
 
+  /** The container's status in the guest; the status string is checked, as everything from the guest is. */
   async stateContainer(containerId: string): Promise<{ status: "created" | "running" | "paused" | "stopped"; exitStatus: number }> {
     const state = await this.ttrpc.call(ContainerService.method.stateContainer, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
     if (state.status !== "created" && state.status !== "running" && state.status !== "paused" && state.status !== "stopped") {
       throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent reports unknown status ${JSON.stringify(bounded(state.status))}`, { status: Code.DATA_LOSS });
     }
     return { status: state.status, exitStatus: state.exitStatus };
+  }
+
+  /** The container's processes (guest pids); count and commands bounded, as everything from the guest is. */
+  async listProcesses(containerId: string): Promise<GuestProcess[]> {
+    const { processes } = await this.ttrpc.call(ContainerService.method.listProcesses, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+    if (processes.length > MAX_PIDS) {
+      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent listed ${processes.length} processes, more than ${MAX_PIDS}`, { status: Code.DATA_LOSS });
+    }
+    return processes.map(({ pid, command }) => ({ pid, command: bounded(command, MAX_COMMAND) }));
+  }
+
+  /** Applies an OCI LinuxResources object to the container's cgroup in the guest. */
+  async updateContainer(containerId: string, resources: object): Promise<void> {
+    await this.ttrpc.call(ContainerService.method.updateContainer, { containerId, resourcesJson: JSON.stringify(resources) }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
   }
 
   async removeContainer(containerId: string): Promise<void> {
@@ -156,7 +180,7 @@ export class AgentClient {
 }
 
 /** A guest string cut to a printable, bounded form. */
-function bounded(text: string): string {
+function bounded(text: string, max = MAX_GUEST_STRING): string {
   const printable = text.replace(/[\u0000-\u001f\u007f]/g, "?");
-  return printable.length > MAX_GUEST_STRING ? `${printable.slice(0, MAX_GUEST_STRING)}…` : printable;
+  return printable.length > max ? `${printable.slice(0, max)}…` : printable;
 }

@@ -30,6 +30,13 @@ const QEMU_START_TIMEOUT_MS = 10_000;
 const SHUTDOWN_CALL_MS = 2_000;
 const SHUTDOWN_GRACE_MS = 5_000;
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/**
+ * The longest name of a socket in a sandbox's state directory ("exec-12345.sock"). A unix
+ * socket's path is at most 107 bytes, and container ids are long (podman's and Kubernetes'
+ * are 64 hex digits), so the state root must leave room for both.
+ */
+export const SOCKET_NAME_MAX_BYTES = 16;
+const SOCKET_PATH_MAX_BYTES = 107;
 
 export interface BootTimings {
   /** QEMU spawned → QMP answered. */
@@ -58,6 +65,17 @@ export function sandboxFilesDir(stateRoot: string, id: string): string {
 export function validateSandboxId(id: string): void {
   if (!VALID_ID.test(id)) {
     throw new MoatError("MOAT_SANDBOX_ID", `sandbox id "${id}": must be 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit`, {
+      status: Code.INVALID_ARGUMENT,
+    });
+  }
+}
+
+/** Fails clearly where a socket in `stateDir` would not fit in a unix socket address. */
+function checkSocketRoom(stateDir: string, where: string): void {
+  const longest = Buffer.byteLength(stateDir) + 1 + SOCKET_NAME_MAX_BYTES;
+  if (longest > SOCKET_PATH_MAX_BYTES) {
+    throw new MoatError("MOAT_STATE_PATH_LONG", `${where}: state directory ${stateDir} is too long for its sockets (${longest} bytes, unix sockets allow ${SOCKET_PATH_MAX_BYTES})`, {
+      hint: "use a shorter state root (--root or [runtime] state_root) or a shorter container id",
       status: Code.INVALID_ARGUMENT,
     });
   }
@@ -95,6 +113,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   const cleanup = new CleanupStack();
   try {
     const stateDir = join(config.runtime.stateRoot, id);
+    checkSocketRoom(stateDir, where);
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
       await mkdir(stateDir, { mode: 0o700 });

@@ -48,6 +48,24 @@ export class TestWorkspace {
     assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
   }
 
+  /**
+   * Waits up to `timeoutMs` for the sandboxes to be gone, then asserts as assertNothingLeft:
+   * for callers whose cleanup runs after they return (podman removes a --rm container from
+   * conmon's exit command, asynchronously).
+   */
+  async assertNothingLeftWithin(timeoutMs: number, daemonFiles: string[] = []): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const leftovers = () => {
+      try {
+        return readdirSync(this.stateRoot).filter((name) => !daemonFiles.includes(name)).length;
+      } catch {
+        return 0; // a state root that was never created holds nothing
+      }
+    };
+    while (Date.now() < deadline && (this.qemuProcesses().length > 0 || leftovers() > 0)) await new Promise((resolve) => setTimeout(resolve, 200));
+    this.assertNothingLeft(daemonFiles);
+  }
+
   /** moatd's log, to attach to an assertion message. */
   daemonLog(): string {
     try {

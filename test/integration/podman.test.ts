@@ -1,0 +1,109 @@
+// Podman with conmon drives moat as its OCI runtime (issue 3): private storage, a busybox
+// image imported locally, moat's state under the test's own root (a wrapper passes --root).
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { after, afterEach, test } from "node:test";
+import { join } from "node:path";
+import { packageRoot } from "../../src/host/config/index.js";
+import { moatBinary } from "./harness/moat-cli.js";
+import { TestWorkspace } from "./harness/state-root.js";
+
+const workspace = new TestWorkspace();
+const podmanArgs = [
+  "--root", join(workspace.dir, "podman-root"),
+  "--runroot", join(workspace.dir, "podman-runroot"),
+  "--cgroup-manager", "cgroupfs",
+  "--events-backend", "file",
+  "--runtime", runtimeWrapper(),
+];
+
+/**
+ * moat with the test's state root, as one executable. Not --runtime-flag root=…: podman's
+ * exit command, which removes a container after it exits, drops runtime flags (podman 4.3).
+ */
+function runtimeWrapper(): string {
+  const path = join(workspace.dir, "moat-runtime");
+  writeFileSync(path, `#!/bin/sh\nexec ${moatBinary} --root ${workspace.stateRoot} "$@"\n`, { mode: 0o755 });
+  return path;
+}
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function podman(args: string[], input?: string): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("podman", [...podmanArgs, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input ?? "");
+  });
+}
+
+// The built-in busybox image's tree, imported as a local image: no registry is reachable.
+const tarball = join(workspace.dir, "busybox.tar");
+execFileSync("tar", ["-C", join(packageRoot(), "dist", "images", "busybox", "rootfs"), "-cf", tarball, "."]);
+execFileSync("podman", [...podmanArgs, "import", tarball, "localhost/busybox"], { stdio: "ignore" });
+
+// podman removes a container from conmon's exit command, after `podman run --rm` returned.
+afterEach(() => workspace.assertNothingLeftWithin(30_000, ["moatd.sock", "moatd.log"]));
+after(async () => {
+  await podman(["rm", "--all", "--force"]);
+  await workspace.stopDaemon();
+  execFileSync("podman", [...podmanArgs, "system", "reset", "--force"], { stdio: "ignore" });
+  workspace.remove();
+});
+
+const run = ["run", "--network", "none", "--rm"];
+
+test("podman run --rm: output and the guest's kernel", async () => {
+  const result = await podman([...run, "localhost/busybox", "uname", "-r"]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /-moat\n$/);
+});
+
+test("podman run: the exit code propagates; -i relays stdin", async () => {
+  const failed = await podman([...run, "localhost/busybox", "sh", "-c", "exit 3"]);
+  assert.equal(failed.code, 3, failed.stderr);
+  const echoed = await podman([...run, "-i", "localhost/busybox", "cat"], "through podman\n");
+  assert.equal(echoed.code, 0, echoed.stderr);
+  assert.equal(echoed.stdout, "through podman\n");
+});
+
+test("podman run -d, exec, logs, pause/unpause, kill -s, rm", async () => {
+  const started = await podman(["run", "-d", "--network", "none", "--name", "detached", "localhost/busybox", "sh", "-c", "echo started; sleep 1000"]);
+  assert.equal(started.code, 0, started.stderr);
+  const exec = await podman(["exec", "detached", "sh", "-c", "echo from-exec; exit 5"]);
+  assert.equal(exec.code, 5, exec.stderr);
+  assert.equal(exec.stdout, "from-exec\n");
+  const logs = await podman(["logs", "detached"]);
+  assert.equal(logs.stdout, "started\n");
+  assert.equal((await podman(["pause", "detached"])).code, 0);
+  assert.match((await podman(["inspect", "--format", "{{.State.Status}}", "detached"])).stdout, /paused/);
+  assert.equal((await podman(["unpause", "detached"])).code, 0);
+  const killed = await podman(["kill", "-s", "KILL", "detached"]);
+  assert.equal(killed.code, 0, killed.stderr);
+  const waited = await podman(["wait", "detached"]);
+  assert.equal(waited.stdout.trim(), "137");
+  assert.equal((await podman(["rm", "detached"])).code, 0);
+});
+
+test("podman stop: SIGTERM, then SIGKILL after the timeout", async () => {
+  assert.equal((await podman(["run", "-d", "--network", "none", "--name", "stopped", "localhost/busybox", "sleep", "1000"])).code, 0);
+  const stopped = await podman(["stop", "-t", "1", "stopped"]);
+  assert.equal(stopped.code, 0, stopped.stderr);
+  assert.equal((await podman(["rm", "stopped"])).code, 0);
+});
+
+test("podman run -t is refused with a clear message", async () => {
+  const result = await podman([...run, "-t", "localhost/busybox", "true"]);
+  assert.notEqual(result.code, 0);
+  assert.match(result.stderr, /terminals are not supported yet/);
+});
