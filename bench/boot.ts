@@ -1,6 +1,7 @@
-// bench/boot: cold boot of a sandbox VM to agent ready, beside the floor (a bare QEMU boot of
-// the same kernel, same machine and parameters, to a busybox shell that prints a marker) and
-// beside runc and gVisor starting a busybox container on the same machine in the same run.
+// bench/boot: a sandbox VM to agent ready, booted cold and restored from a VM template, beside
+// the floor (a bare QEMU boot of the same kernel, same machine and parameters, to a busybox
+// shell that prints a marker) and beside runc and gVisor starting a busybox container on the
+// same machine in the same run.
 //
 //   node dist/bench/boot.js [--runs N]     (make bench)
 import { execFileSync, spawn } from "node:child_process";
@@ -23,6 +24,8 @@ const runs = Number(values.runs);
 const work = mkdtempSync(join(tmpdir(), "moat-bench-boot-"));
 const config = loadConfig();
 config.runtime.stateRoot = join(work, "state");
+const cold = { ...config, factory: { ...config.factory, enableTemplate: false } };
+const templated = { ...config, factory: { ...config.factory, enableTemplate: true } };
 
 /** An initrd with busybox whose /init prints the marker and resets the VM (ending QEMU). */
 function floorInitrd(): string {
@@ -76,23 +79,31 @@ async function main(): Promise<void> {
   const runc = runcBaseline(bundle, join(work, "runc"));
   const gvisor = gvisorBaseline(bundle, join(work, "runsc"));
 
-  const samples = { moat: [] as number[], floor: [] as number[], runc: [] as number[], gvisor: [] as number[] };
+  const samples = { moat: [] as number[], template: [] as number[], floor: [] as number[], runc: [] as number[], gvisor: [] as number[] };
   process.stdout.write(`bench/boot: ${runs} runs, ${accelerator.accelerator} (${accelerator.reason})\n`);
+  const first = await startSandboxVm(templated, "bench-template"); // builds the template, not measured
+  if (first.timings.start.kind !== "template") throw new Error(`no VM template here: ${first.timings.start.reason}`);
+  await first.shutdown();
+  const readyMs = async (which: typeof config, id: string) => {
+    const sandbox = await startSandboxVm(which, id);
+    await sandbox.shutdown();
+    return sandbox.timings.agentReadyMs;
+  };
   for (let run = 0; run < runs; run++) {
     // Interleaved, so that a noisy moment on this shared machine hits every row alike.
     samples.floor.push(await floorBoot(floorSpec));
-    const sandbox = await startSandboxVm(config, `bench-${run}`);
-    samples.moat.push(sandbox.timings.agentReadyMs);
-    await sandbox.shutdown();
+    samples.moat.push(await readyMs(cold, `bench-${run}`));
+    samples.template.push(await readyMs(templated, `bench-t${run}`));
     samples.runc.push(runc.run(`bench-${run}`));
     samples.gvisor.push(gvisor.run(`bench-${run}`));
-    process.stdout.write(`  run ${run + 1}/${runs}: moat ${samples.moat.at(-1)!.toFixed(0)} ms, floor ${samples.floor.at(-1)!.toFixed(0)} ms\n`); // each array just got a sample
+    process.stdout.write(`  run ${run + 1}/${runs}: moat cold ${samples.moat.at(-1)!.toFixed(0)} ms, template ${samples.template.at(-1)!.toFixed(0)} ms, floor ${samples.floor.at(-1)!.toFixed(0)} ms\n`); // each array just got a sample
   }
   report(
     "boot",
-    "Cold boot to ready: moat (QEMU spawn → agent answers) vs the floor (same kernel to a shell) vs containers started by runc and gVisor",
+    "Sandbox VM to ready: moat cold boot and template restore (QEMU spawn → agent answers, identity taken) vs the floor (same kernel to a shell) vs containers started by runc and gVisor",
     [
       { name: "moat: cold boot to agent ready", summary: summarize(samples.moat) },
+      { name: "moat: restore from a VM template to agent ready", summary: summarize(samples.template) },
       { name: "floor: bare QEMU, same kernel, to shell", summary: summarize(samples.floor) },
       { name: "runc run /bin/true", summary: summarize(samples.runc) },
       { name: "gVisor runsc run /bin/true (ptrace)", summary: summarize(samples.gvisor) },

@@ -20,11 +20,11 @@ export function report(benchName: string, title: string, rows: Row[], reference:
   const referenceMedian = rows.find((row) => row.name === reference)?.summary.medianMs ?? Number.NaN;
   const width = Math.max(...rows.map((row) => row.name.length));
   process.stdout.write(`\n${title}\n`);
-  process.stdout.write(`${"".padEnd(width)}  ${`median ${unit}`.padStart(9)}   ${`min..max ${unit}`.padEnd(15)}  ${`p90 ${unit}`.padStart(9)}   moat ÷ this\n`);
+  process.stdout.write(`${"".padEnd(width)}  ${`median ${unit}`.padStart(9)}   ${`min..max ${unit}`.padEnd(15)}  ${`p95 ${unit}`.padStart(9)}   moat ÷ this\n`);
   for (const { name, summary } of rows) {
     const ratio = referenceMedian / summary.medianMs;
     process.stdout.write(
-      `${name.padEnd(width)}  ${summary.medianMs.toFixed(1).padStart(9)}   ${`${summary.minMs.toFixed(0)}..${summary.maxMs.toFixed(0)}`.padEnd(15)}  ${summary.p90Ms.toFixed(1).padStart(9)}   ${ratio.toFixed(2)}x\n`,
+      `${name.padEnd(width)}  ${summary.medianMs.toFixed(1).padStart(9)}   ${`${summary.minMs.toFixed(0)}..${summary.maxMs.toFixed(0)}`.padEnd(15)}  ${summary.p95Ms.toFixed(1).padStart(9)}   ${ratio.toFixed(2)}x\n`,
     );
   }
   const result = {

@@ -5,8 +5,9 @@ export interface Summary {
   medianMs: number;
   minMs: number;
   maxMs: number;
-  /** 90th percentile, nearest-rank. */
+  /** 90th and 95th percentiles, nearest-rank. */
   p90Ms: number;
+  p95Ms: number;
   samplesMs: number[];
 }
 
@@ -27,6 +28,7 @@ export function summarize(samplesMs: number[]): Summary {
     minMs: round(sorted[0]!),
     maxMs: round(sorted[sorted.length - 1]!),
     p90Ms: round(percentile(sorted, 0.9)),
+    p95Ms: round(percentile(sorted, 0.95)),
     samplesMs: samplesMs.map(round),
   };
 }

@@ -38,6 +38,8 @@ mkdir -p "$stage"/{proc,sys,dev,run,tmp,etc,moat,sbin,bin,usr/bin,usr/sbin,root}
 chmod 1777 "$stage/tmp"
 gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-init" "$here/../../src/guest/init/moat-init.c" "$here/../../src/guest/init/vport-relay.c"
 strip "$stage/sbin/moat-init"
+gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-clone" "$here/../../src/guest/init/moat-clone.c"
+strip "$stage/sbin/moat-clone"
 copy_binary "$(readlink -f "$(command -v node)")"
 [ "$(readlink -f "$(command -v node)")" = /usr/bin/node ] || ln -s "$(readlink -f "$(command -v node)")" "$stage/usr/bin/node"
 copy_binary "$(command -v crun)"

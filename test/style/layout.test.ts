@@ -39,9 +39,10 @@ const allowed: Record<string, string[]> = {
   "host/hypervisor": ["shared"],
   "host/oci": ["shared"],
   "host/images": ["shared", "host/config"],
-  "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images"],
+  "host/factory": ["shared", "host/config", "host/hypervisor"],
+  "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/factory"],
   "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox"],
-  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon"],
+  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon", "host/factory"],
 };
 
 test("imports point one way: cli → sandbox → hypervisor/config → shared; guest and host apart", () => {

@@ -1,8 +1,15 @@
-// GuestService: what the guest is (kernel, CPUs, memory) and powering it off.
+// GuestService: what the guest is (kernel, CPUs, memory), taking its own identity after a
+// restore from a VM template, and powering it off.
+import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { availableParallelism, uptime } from "node:os";
 import type { GuestService } from "../../shared/protocol/index.js";
-import type { ServiceImplementation } from "../../shared/ttrpc/index.js";
+import { MoatError } from "../../shared/errors.js";
+import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
+
+/** The C helper that reseeds the RNG and sets the clock and hostname (src/guest/init/moat-clone.c). */
+const MOAT_CLONE = "/sbin/moat-clone";
+const MOAT_CLONE_TIMEOUT_MS = 10_000;
 
 /** A field of /proc/meminfo in bytes ("MemTotal:  503412 kB"), 0 if absent. */
 function meminfoBytes(meminfo: string, field: string): bigint {
@@ -26,6 +33,18 @@ export function guestService(powerOff: () => void): ServiceImplementation<typeof
         memoryAvailableBytes: meminfoBytes(meminfo, "MemAvailable"),
         uptimeSeconds: uptime(),
       };
+    },
+    async takeIdentity(request) {
+      const nanos = request.timeUnixNanos;
+      const args = [String(nanos / 1_000_000_000n), String(nanos % 1_000_000_000n), request.hostname];
+      await new Promise<void>((resolve, reject) => {
+        const child = execFile(MOAT_CLONE, args, { timeout: MOAT_CLONE_TIMEOUT_MS }, (error, _stdout, stderr) => {
+          if (!error) return resolve();
+          reject(new MoatError("MOAT_GUEST_IDENTITY", `guest: moat-clone failed: ${stderr.trim() || error.message}`, { status: Code.INTERNAL }));
+        });
+        child.stdin?.end(request.entropy);
+      });
+      return {};
     },
     async shutdown(_request, context) {
       context.afterResponse(powerOff);

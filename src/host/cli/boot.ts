@@ -27,6 +27,7 @@ export async function bootCommand(options: BootOptions, global: GlobalOptions): 
       guestCpus: details.onlineCpus,
       guestMemoryMiB: Number(details.memoryTotalBytes / 1024n / 1024n),
       agentVersion: version.agentVersion,
+      start: sandbox.timings.start.kind === "template" ? "from a VM template" : `cold boot (${sandbox.timings.start.reason})`,
       qemuReadyMs: Math.round(sandbox.timings.qemuReadyMs),
       agentReadyMs: Math.round(sandbox.timings.agentReadyMs),
       guestUptimeAtReadyMs: Math.round(sandbox.timings.guestUptimeMs),
@@ -39,7 +40,7 @@ export async function bootCommand(options: BootOptions, global: GlobalOptions): 
         [
           `host kernel:   ${result.hostKernel}`,
           `guest kernel:  ${result.guestKernel}  (${result.guestCpus} vCPU, ${result.guestMemoryMiB} MiB, agent ${result.agentVersion})`,
-          `boot:          agent ready ${result.agentReadyMs} ms after QEMU started (QEMU up in ${result.qemuReadyMs} ms, ${result.accelerator})`,
+          `start:         agent ready ${result.agentReadyMs} ms after QEMU started, ${result.start} (QEMU up in ${result.qemuReadyMs} ms, ${result.accelerator})`,
         ].join("\n") + "\n",
       );
     }

@@ -5,7 +5,9 @@ import { constants, existsSync } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
 import { formatForUser } from "../../shared/errors.js";
 import { loadConfig, type Config } from "../config/index.js";
+import { listTemplates, templateKey } from "../factory/index.js";
 import { chooseAccelerator, qemuMachineTypes, qemuVersion } from "../hypervisor/index.js";
+import { vmBase } from "../sandbox/index.js";
 import { guestKernelRelease } from "./guest-kernel-release.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 
@@ -34,6 +36,7 @@ export async function checkCommand(global: GlobalOptions): Promise<number> {
     await checkKernel(config),
     await checkRootfs(config),
     await checkStateRoot(config),
+    await checkTemplates(config),
     checkVsock(),
   ];
   for (const finding of findings) {
@@ -98,6 +101,17 @@ async function checkStateRoot(config: Config): Promise<Finding> {
   } catch (error) {
     return { what: "state root", verdict: "fail", detail: `${root} is not writable (${(error as NodeJS.ErrnoException).code})`, fix: "run moat as root, or pass --root DIR" };
   }
+}
+
+/** Whether sandboxes start from a VM template here: one that was built and saved proves it. */
+async function checkTemplates(config: Config): Promise<Finding> {
+  const what = "VM templates";
+  if (!config.factory.enableTemplate) return { what, verdict: "note", detail: "off ([factory] enable_template = false): every sandbox boots cold" };
+  const current = await vmBase(config).then((base) => templateKey(base, config.qemu.path), () => undefined);
+  const built = (await listTemplates(config)).find((template) => template.key === current);
+  return built
+    ? { what, verdict: "ok", detail: `on; template ${built.key} saved ${built.created}, sandboxes restore from it` }
+    : { what, verdict: "note", detail: "on; none built for this configuration yet: the first sandbox builds it", fix: "moat factory init   (builds it now and restores one VM to prove templates work here)" };
 }
 
 function checkVsock(): Finding {

@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { MOAT_VERSION } from "../../shared/version.js";
 import { bootCommand, type BootOptions } from "./boot.js";
 import { checkCommand } from "./check.js";
+import { factoryDestroyCommand, factoryInitCommand, factoryStatusCommand } from "./factory.js";
 import { runCommand, type RunCommandOptions } from "./run.js";
 import { featuresCommand, specCommand } from "./spec-features.js";
 import {
@@ -80,6 +81,20 @@ export function buildProgram(): Command {
     });
 
   const global = () => program.opts<GlobalOptions>();
+  const factory = program.command("factory").description("VM templates that sandboxes restore from instead of booting");
+  factory
+    .command("init")
+    .description("build the template for the current configuration and restore one VM from it")
+    .action(() => factoryInitCommand(global()));
+  factory
+    .command("status")
+    .description("list the templates, marking the one the current configuration uses")
+    .action(() => factoryStatusCommand(global()));
+  factory
+    .command("destroy")
+    .description("remove every template (running sandboxes keep theirs)")
+    .action(() => factoryDestroyCommand(global()));
+
   program
     .command("create")
     .description("OCI: create a container in its own VM from a bundle; its process waits for start")

@@ -30,10 +30,18 @@ export interface RuntimeConfig {
   stateRoot: string;
 }
 
+export interface FactoryConfig {
+  /** Start sandboxes by restoring a saved VM template instead of booting (docs/templates.md). */
+  enableTemplate: boolean;
+  /** Where templates are kept; undefined: <state root>/templates. */
+  templatePath: string | undefined;
+}
+
 export interface Config {
   /** The file the configuration was read from, or undefined for built-in defaults only. */
   source: string | undefined;
   qemu: QemuConfig;
   agent: AgentConfig;
   runtime: RuntimeConfig;
+  factory: FactoryConfig;
 }

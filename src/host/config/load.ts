@@ -31,6 +31,7 @@ export function defaultConfig(): Config {
     },
     agent: { dialTimeoutMs: 30_000 },
     runtime: { stateRoot: "/run/moat" },
+    factory: { enableTemplate: true, templatePath: undefined },
   };
 }
 
@@ -90,6 +91,10 @@ export function parseConfig(text: string, file: string): Config {
 
   const runtime = read.table(document, ["runtime"]);
   config.runtime.stateRoot = read.absolutePath(runtime, "runtime.state_root") ?? config.runtime.stateRoot;
+
+  const factory = read.table(document, ["factory"]);
+  config.factory.enableTemplate = read.boolean(factory, "factory.enable_template") ?? config.factory.enableTemplate;
+  config.factory.templatePath = read.absolutePath(factory, "factory.template_path") ?? config.factory.templatePath;
   return config;
 }
 

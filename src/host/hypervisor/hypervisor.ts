@@ -19,6 +19,8 @@ export interface VmPaths {
   /** QEMU's own stderr. */
   hypervisorLog: string;
   pidFile: string;
+  /** Where saved state streams through on save and restore (QEMU's `migrate` to or from a unix socket). */
+  migrationSocket: string;
 }
 
 /** A host directory exported to the guest over 9p, mounted by the agent under its tag. */
@@ -46,6 +48,14 @@ export interface VmSpec {
   /** The host TSC frequency, used under TCG to skip the guest's timer calibration. */
   hostTscKhz: number | undefined;
   paths: VmPaths;
+  /**
+   * Guest RAM in a file instead of anonymous memory: `shared` for a VM template being made
+   * (its RAM is written to the file), private for a VM restored from one (the file's pages
+   * are mapped copy-on-write, so clones share what they do not write).
+   */
+  memoryFile?: { path: string; shared: boolean };
+  /** Start paused, waiting for saved state to be loaded over QMP (a restore). */
+  incoming?: boolean;
 }
 
 export interface VmExit {
@@ -75,5 +85,6 @@ export function vmPaths(stateDir: string): VmPaths {
     vmLog: `${stateDir}/vm.log`,
     hypervisorLog: `${stateDir}/qemu.log`,
     pidFile: `${stateDir}/qemu.pid`,
+    migrationSocket: `${stateDir}/migrate.sock`,
   };
 }

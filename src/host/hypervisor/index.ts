@@ -7,3 +7,4 @@ export { QmpClient, type QmpEvent } from "./qemu/qmp.js";
 export { qemuArgs, shellQuote } from "./qemu/cmdline.js";
 export { kernelParams } from "./qemu/kernel-params.js";
 export { qemuVersion, qemuMachineTypes } from "./qemu/version.js";
+export { loadState, saveState } from "./qemu/migration.js";

@@ -56,12 +56,12 @@ test("the guest spec points root and directory bind mounts at their shares", () 
     spec.mounts.push({ destination: "/data", type: "bind", source: data, options: ["rbind", "ro"] });
   });
   const { spec, shares } = guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
-  assert.deepEqual(spec.root, { path: "/run/moat/containers/c1/shares/rootfs", readonly: true });
-  assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/m7");
+  assert.deepEqual(spec.root, { path: "/run/moat/containers/c1/shares/s0", readonly: true });
+  assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/s1");
   assert.equal(spec.mounts?.[0]?.source, "proc", "other mounts are made in the guest as they are");
   assert.deepEqual(shares, [
-    { tag: "rootfs", hostPath: join(dir, "rootfs"), readOnly: false, overlay: false }, // crun enforces root.readonly
-    { tag: "m7", hostPath: data, readOnly: true, overlay: false },
+    { tag: "s0", hostPath: join(dir, "rootfs"), readOnly: false, overlay: false }, // crun enforces root.readonly
+    { tag: "s1", hostPath: data, readOnly: true, overlay: false },
   ]);
 });
 
@@ -71,8 +71,8 @@ test("a single-file bind mount becomes a copy in the sandbox's files share", () 
   const dir = bundle("file-bind", (spec) => spec.mounts.push({ destination: "/etc/hosts", type: "bind", source: file, options: ["rbind", "ro"] }));
   const { spec, shares, files } = guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
   assert.deepEqual(files, [{ name: "7-hosts", source: file }]);
-  assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/files/7-hosts");
-  assert.deepEqual(shares.at(-1), { tag: "files", hostPath: "/state/c1/files", readOnly: false, overlay: false });
+  assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/s1/7-hosts");
+  assert.deepEqual(shares[1], { tag: "s1", hostPath: "/state/c1/files", readOnly: false, overlay: false });
 });
 
 test("bind mounts of missing sources and relative sources are refused by name", () => {
@@ -86,5 +86,5 @@ test("bind mounts of missing sources and relative sources are refused by name", 
 
 test("an image's root is shared read-only under an overlay", () => {
   const { shares } = guestSpec({ containerId: "c1", spec: defaultSpec({ args: ["sh"], env: [], cwd: "/", hostname: "h" }), rootfs: "/images/busybox", overlay: true, where: "image busybox", filesDir: "/state/c1/files" });
-  assert.deepEqual(shares, [{ tag: "rootfs", hostPath: "/images/busybox", readOnly: true, overlay: true }]);
+  assert.deepEqual(shares, [{ tag: "s0", hostPath: "/images/busybox", readOnly: true, overlay: true }]);
 });

@@ -27,8 +27,15 @@ export interface CopiedFile {
   source: string;
 }
 
-export const ROOTFS_TAG = "rootfs";
-const FILES_TAG = "files";
+/**
+ * Shares are named by slot: "s0" is the root file system, then the files share (if any), then
+ * each directory bind mount in order. A VM template has a fixed number of such 9p devices,
+ * whose tags the guest learnt when the template booted, so the names cannot depend on the
+ * spec (docs/templates.md).
+ */
+export function shareTag(slot: number): string {
+  return `s${slot}`;
+}
 
 export interface GuestSpecInput {
   containerId: string;
@@ -50,34 +57,40 @@ export interface GuestSpecInput {
  */
 export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): { spec: OciSpec; shares: GuestShare[]; files: CopiedFile[] } {
   const readOnlyRoot = spec.root.readonly === true;
+  const binds = (spec.mounts ?? []).map((mount, index) => (isBindMount(mount) ? { index, isDirectory: bindIsDirectory(mount, index, where) } : undefined));
+  const filesTag = binds.some((bind) => bind && !bind.isDirectory) ? shareTag(1) : undefined;
   const files: CopiedFile[] = [];
-  const shares: GuestShare[] = [{ tag: ROOTFS_TAG, hostPath: rootfs, readOnly: overlay, overlay }];
+  const shares: GuestShare[] = [{ tag: shareTag(0), hostPath: rootfs, readOnly: overlay, overlay }];
+  if (filesTag) shares.push({ tag: filesTag, hostPath: filesDir, readOnly: false, overlay: false });
   const mounts = (spec.mounts ?? []).map((mount, index): OciMount => {
-    if (!isBindMount(mount)) return mount;
-    const source = mount.source ?? "";
-    if (!isAbsolute(source)) throw bindError(where, index, `source must be an absolute path, got ${JSON.stringify(source)}`);
-    let isDirectory: boolean;
-    try {
-      isDirectory = statSync(source).isDirectory();
-    } catch {
-      throw bindError(where, index, `source ${source} does not exist`);
-    }
-    if (!isDirectory) {
+    const bind = binds[index];
+    if (!bind) return mount;
+    const source = mount.source ?? ""; // checked by bindIsDirectory
+    if (!bind.isDirectory) {
       const name = `${index}-${basename(source)}`;
       files.push({ name, source });
-      return { ...mount, source: `${shareGuestPath(containerId, FILES_TAG)}/${name}` };
+      return { ...mount, source: `${shareGuestPath(containerId, filesTag ?? "")}/${name}` }; // filesTag is set when any bind is a file
     }
-    const tag = `m${index}`;
-    const readOnly = (mount.options ?? []).includes("ro");
-    shares.push({ tag, hostPath: source, readOnly, overlay: false });
+    const tag = shareTag(shares.length);
+    shares.push({ tag, hostPath: source, readOnly: (mount.options ?? []).includes("ro"), overlay: false });
     return { ...mount, source: shareGuestPath(containerId, tag) };
   });
-  if (files.length > 0) shares.push({ tag: FILES_TAG, hostPath: filesDir, readOnly: false, overlay: false });
   return {
-    spec: { ...spec, root: { path: shareGuestPath(containerId, ROOTFS_TAG), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}) },
+    spec: { ...spec, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}) },
     shares,
     files,
   };
+}
+
+/** Whether a bind mount's source is a directory; refuses a relative or missing source by name. */
+function bindIsDirectory(mount: OciMount, index: number, where: string): boolean {
+  const source = mount.source ?? "";
+  if (!isAbsolute(source)) throw bindError(where, index, `source must be an absolute path, got ${JSON.stringify(source)}`);
+  try {
+    return statSync(source).isDirectory();
+  } catch {
+    throw bindError(where, index, `source ${source} does not exist`);
+  }
 }
 
 function bindError(where: string, index: number, what: string): MoatError {

@@ -1,3 +1,3 @@
 export { defaultSpec, type ProcessOptions } from "./default-spec.js";
 export { isBindMount, loadBundle, type Bundle, type OciMount, type OciSpec } from "./bundle.js";
-export { guestSpec, ROOTFS_TAG, type CopiedFile, type GuestShare, type GuestSpecInput } from "./guest-spec.js";
+export { guestSpec, shareTag, type CopiedFile, type GuestShare, type GuestSpecInput } from "./guest-spec.js";

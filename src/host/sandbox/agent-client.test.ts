@@ -29,6 +29,9 @@ async function clientOf(agentVersion: string, protocolVersion: number, kernelRel
     async shutdown() {
       return {};
     },
+    async takeIdentity() {
+      return {};
+    },
   });
   server.serve(pair.server, "fake-agent");
   return new AgentClient(pair.client, "fake");

@@ -89,6 +89,15 @@ export class AgentClient {
     };
   }
 
+  /**
+   * Makes a guest restored from a template its own: `entropy` reseeds its RNG at once, and its
+   * clock and hostname are set, before any container runs.
+   */
+  async takeIdentity(entropy: Uint8Array, hostname: string): Promise<void> {
+    const timeUnixNanos = BigInt(Date.now()) * 1_000_000n;
+    await this.ttrpc.call(GuestService.method.takeIdentity, { entropy, timeUnixNanos, hostname }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
   /** Asks the guest to power off; it answers first, then QEMU exits. */
   async shutdown(timeoutMs: number): Promise<void> {
     await this.ttrpc.call(GuestService.method.shutdown, {}, { timeoutMs });

@@ -1,5 +1,6 @@
 // A sandbox's VM with its agent ready: the state directory, QEMU, the agent connection, and
 // the undo of each, so that a failure at any step leaves nothing behind.
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -8,6 +9,7 @@ import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
+import { emptyShareDir, ensureTemplate, restoreFromTemplate, slotShares, TEMPLATE_SHARE_SLOTS, type TemplateBase } from "../factory/index.js";
 import type { CopiedFile } from "../oci/index.js";
 import {
   chooseAccelerator,
@@ -27,6 +29,8 @@ import { AgentClient } from "./agent-client.js";
 const trace = tracer("sandbox");
 
 const QEMU_START_TIMEOUT_MS = 10_000;
+/** Random bytes a VM restored from a template gets for its RNG (moat-clone credits them all). */
+const CLONE_ENTROPY_BYTES = 64;
 const SHUTDOWN_CALL_MS = 2_000;
 const SHUTDOWN_GRACE_MS = 5_000;
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -39,7 +43,9 @@ export const SOCKET_NAME_MAX_BYTES = 16;
 const SOCKET_PATH_MAX_BYTES = 107;
 
 export interface BootTimings {
-  /** QEMU spawned → QMP answered. */
+  /** Restored from a VM template, or booted cold (and why). */
+  start: { kind: "template" } | { kind: "cold"; reason: string };
+  /** QEMU spawned → QMP answered (with a template: and the saved state loaded). */
   qemuReadyMs: number;
   /** QEMU spawned → the agent answered its first Check. */
   agentReadyMs: number;
@@ -108,7 +114,7 @@ export interface SandboxOptions {
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
   validateSandboxId(id);
   const where = `sandbox ${id}`;
-  const { kernel, rootfs } = guestArtifacts(config);
+  guestArtifacts(config); // fails clearly, before anything is created, if the kernel or image is missing
   const accelerator = await chooseAccelerator();
   const cleanup = new CleanupStack();
   try {
@@ -130,22 +136,10 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       for (const file of options.files) await copyFile(file.source, join(filesDir, file.name));
     }
 
-    const spec: VmSpec = {
-      id,
-      machine: config.qemu.machineType,
-      accelerator: accelerator.accelerator,
-      vcpus: options.vcpus ?? config.qemu.defaultVcpus,
-      memoryMiB: options.memoryMiB ?? config.qemu.defaultMemoryMiB,
-      kernelPath: kernel,
-      rootfs,
-      extraKernelParams: config.qemu.kernelParams,
-      debug: config.qemu.enableDebug,
-      shares: options.shares ?? [],
-      hostTscKhz: await hostTscKhz(),
-      paths: vmPaths(stateDir),
-    };
-    const spawnedAt = performance.now();
-    const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+    const base = await vmBase(config, options);
+    const shares = options.shares ?? [];
+    const spec: VmSpec = { ...base, id, shares, paths: vmPaths(stateDir) };
+    const { vm, start, spawnedAt } = await startVm(config, spec, base);
     cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     const qemuReadyMs = performance.now() - spawnedAt;
 
@@ -169,17 +163,72 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
         throw await exitedError(exit, spec.paths, where, `during boot, ${Math.round(performance.now() - spawnedAt)} ms after start`);
       }),
     ]);
-    const agentReadyMs = performance.now() - spawnedAt;
     await agent.version();
-    trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
+    // A clone shares the template's RNG state, clock and hostname until it takes its own.
+    if (start.kind === "template") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
+    const agentReadyMs = performance.now() - spawnedAt;
+    trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (${start.kind === "template" ? "from a template" : `cold boot: ${start.reason}`}; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
 
     cleanup.release();
-    return sandboxHandle(id, vm, agent, accelerator, { qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
+    return sandboxHandle(id, vm, agent, accelerator, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
     throw error;
   }
+}
+
+/** The VM a sandbox gets, short of its id, paths and shares: what a template is keyed by. */
+export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpus" | "memoryMiB"> = {}): Promise<TemplateBase> {
+  const { kernel, rootfs } = guestArtifacts(config);
+  return {
+    machine: config.qemu.machineType,
+    accelerator: (await chooseAccelerator()).accelerator,
+    vcpus: options.vcpus ?? config.qemu.defaultVcpus,
+    memoryMiB: options.memoryMiB ?? config.qemu.defaultMemoryMiB,
+    kernelPath: kernel,
+    rootfs,
+    extraKernelParams: config.qemu.kernelParams,
+    debug: config.qemu.enableDebug,
+    hostTscKhz: await hostTscKhz(),
+  };
+}
+
+/**
+ * Starts the sandbox's QEMU: restored from the VM template when one fits (building it the
+ * first time), else booted. A template that cannot be built or restored is not fatal: the
+ * sandbox boots cold, and the reason is traced and reported in its timings.
+ */
+async function startVm(config: Config, spec: VmSpec, base: TemplateBase): Promise<{ vm: QemuVm; start: BootTimings["start"]; spawnedAt: number }> {
+  const boot = async (reason: string) => {
+    const spawnedAt = performance.now();
+    const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+    return { vm, start: { kind: "cold" as const, reason }, spawnedAt };
+  };
+  const reason = coldBootReason(config, spec);
+  if (reason !== undefined) return boot(reason);
+  try {
+    // Building the template (the first time) is not part of this sandbox's start time.
+    const template = await ensureTemplate(config, base);
+    const shares = slotShares(spec.shares, await emptyShareDir(config));
+    const spawnedAt = performance.now();
+    const vm = await restoreFromTemplate(config, template, { ...spec, shares });
+    return { vm, start: { kind: "template" }, spawnedAt };
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    trace(spec.id, `template: ${why}; booting cold`);
+    return boot(`the template failed: ${why}`);
+  }
+}
+
+/** Why this sandbox cannot start from the template, or undefined if it can. */
+function coldBootReason(config: Config, spec: VmSpec): string | undefined {
+  if (!config.factory.enableTemplate) return "templates are off ([factory] enable_template)";
+  if (spec.vcpus !== config.qemu.defaultVcpus || spec.memoryMiB !== config.qemu.defaultMemoryMiB) {
+    return `${spec.vcpus} vCPUs and ${spec.memoryMiB} MiB differ from the template's ${config.qemu.defaultVcpus} and ${config.qemu.defaultMemoryMiB}`;
+  }
+  if (spec.shares.length > TEMPLATE_SHARE_SLOTS) return `${spec.shares.length} shares, more than the template's ${TEMPLATE_SHARE_SLOTS}`;
+  return undefined;
 }
 
 /**
@@ -195,7 +244,7 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    return sandboxHandle(id, vm, agent, await chooseAccelerator(), { qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
+    return sandboxHandle(id, vm, agent, await chooseAccelerator(), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
   } catch (error) {
     await vm.kill();
     throw error;

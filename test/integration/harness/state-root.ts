@@ -36,16 +36,18 @@ export class TestWorkspace {
     }
   }
 
-  /** Fails, listing what is left, if any sandbox outlived the test; `daemonFiles` are moatd's own. */
+  /**
+   * Fails, listing what is left, if any sandbox outlived the test; `daemonFiles` are moatd's
+   * own. The VM templates kept under the state root are a cache, not a sandbox: they may stay,
+   * but not a half-built one.
+   */
   assertNothingLeft(daemonFiles: string[] = []): void {
     assert.deepEqual(this.qemuProcesses(), [], "QEMU processes left running");
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(this.stateRoot).filter((name) => !daemonFiles.includes(name));
-    } catch {
-      // A state root that was never created holds nothing.
-    }
+    const kept = [...daemonFiles, "templates"];
+    const entries = listDir(this.stateRoot).filter((name) => !kept.includes(name));
     assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
+    const building = listDir(join(this.stateRoot, "templates")).filter((name) => name.includes(".building-"));
+    assert.deepEqual(building, [], "half-built VM templates left");
   }
 
   /**
@@ -55,13 +57,7 @@ export class TestWorkspace {
    */
   async assertNothingLeftWithin(timeoutMs: number, daemonFiles: string[] = []): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const leftovers = () => {
-      try {
-        return readdirSync(this.stateRoot).filter((name) => !daemonFiles.includes(name)).length;
-      } catch {
-        return 0; // a state root that was never created holds nothing
-      }
-    };
+    const leftovers = () => listDir(this.stateRoot).filter((name) => ![...daemonFiles, "templates"].includes(name)).length;
     while (Date.now() < deadline && (this.qemuProcesses().length > 0 || leftovers() > 0)) await new Promise((resolve) => setTimeout(resolve, 200));
     this.assertNothingLeft(daemonFiles);
   }
@@ -108,5 +104,14 @@ export class TestWorkspace {
       }
     }
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A directory's entries; none for a directory that was never created. */
+function listDir(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
   }
 }

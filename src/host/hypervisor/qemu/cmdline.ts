@@ -11,10 +11,11 @@ export function qemuArgs(spec: VmSpec): string[] {
   const { paths } = spec;
   const mmio = spec.machine === "microvm";
   const virtio = (device: string) => (mmio ? `virtio-${device}-device` : `virtio-${device}-pci`);
+  const ram = spec.memoryFile ? ",memory-backend=ram" : "";
   const machine =
     spec.machine === "microvm"
-      ? `microvm,accel=${spec.accelerator},isa-serial=on`
-      : `q35,accel=${spec.accelerator}`;
+      ? `microvm,accel=${spec.accelerator},isa-serial=on${ram}`
+      : `q35,accel=${spec.accelerator}${ram}`;
   const args = [
     "-name", `moat-${spec.id},debug-threads=on`,
     "-machine", machine,
@@ -32,6 +33,12 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-kernel", spec.kernelPath,
     "-append", kernelParams(spec).join(" "),
   ];
+  if (spec.memoryFile) {
+    args.push("-object", `memory-backend-file,id=ram,size=${spec.memoryMiB}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.shared ? "on" : "off"}`);
+  }
+  // The state comes later over QMP (migrate-incoming), from a unix socket: `exec:` would need
+  // QEMU to spawn a process, which its seccomp sandbox (spawn=deny) forbids.
+  if (spec.incoming) args.push("-incoming", "defer");
   if (spec.rootfs.kind === "image") {
     args.push(
       "-drive", `id=rootfs,file=${spec.rootfs.path},format=raw,if=none,readonly=on`,

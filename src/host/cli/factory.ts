@@ -1,0 +1,49 @@
+// `moat factory init|status|destroy`: the VM templates sandboxes restore from
+// (docs/templates.md). Sandboxes build the template themselves when there is none; `init`
+// does it ahead of time and proves that a VM restores from it on this host.
+import { randomBytes } from "node:crypto";
+import { MoatError } from "../../shared/errors.js";
+import { Code } from "../../shared/ttrpc/index.js";
+import { loadConfig, type Config } from "../config/index.js";
+import { destroyTemplates, listTemplates, templateKey, templateRoot } from "../factory/index.js";
+import { startSandboxVm, vmBase } from "../sandbox/index.js";
+import { withOverrides, type GlobalOptions } from "./global-options.js";
+
+function configOf(global: GlobalOptions): Config {
+  return withOverrides(loadConfig(global.config), global);
+}
+
+/** Builds the template if needed, then restores one VM from it and shuts it down. */
+export async function factoryInitCommand(global: GlobalOptions): Promise<void> {
+  const config = configOf(global);
+  if (!config.factory.enableTemplate) {
+    throw new MoatError("MOAT_TEMPLATE_OFF", `${config.source ?? "configuration"}: [factory] enable_template is false`, { hint: "set enable_template = true to use VM templates", status: Code.FAILED_PRECONDITION });
+  }
+  const sandbox = await startSandboxVm(config, `factory-init-${randomBytes(4).toString("hex")}`);
+  try {
+    const { start, agentReadyMs } = sandbox.timings;
+    if (start.kind === "cold") throw new MoatError("MOAT_TEMPLATE_BUILD", `templates do not work on this host: ${start.reason}`, { status: Code.FAILED_PRECONDITION });
+    process.stdout.write(`template ready in ${templateRoot(config)}; a VM restored from it answered ${Math.round(agentReadyMs)} ms after QEMU started\n`);
+  } finally {
+    await sandbox.shutdown();
+  }
+}
+
+/** Lists the templates, marking the one the current configuration uses. */
+export async function factoryStatusCommand(global: GlobalOptions): Promise<void> {
+  const config = configOf(global);
+  const current = await templateKey(await vmBase(config), config.qemu.path);
+  const templates = await listTemplates(config);
+  process.stdout.write(`templates: ${config.factory.enableTemplate ? "on" : "off ([factory] enable_template = false)"}; kept in ${templateRoot(config)}\n`);
+  if (templates.length === 0) process.stdout.write("none built yet: the first sandbox builds one, or run `moat factory init`\n");
+  for (const template of templates) {
+    const mark = template.key === current ? "current" : "stale";
+    process.stdout.write(`${template.key}  ${mark.padEnd(7)}  saved ${template.created}  memory ${Math.round(template.memoryBytes / 1024 / 1024)} MiB in use, state ${Math.round(template.stateBytes / 1024)} KiB\n`);
+  }
+}
+
+export async function factoryDestroyCommand(global: GlobalOptions): Promise<void> {
+  const config = configOf(global);
+  const count = await destroyTemplates(config);
+  process.stdout.write(`removed ${count} template${count === 1 ? "" : "s"} from ${templateRoot(config)}\n`);
+}

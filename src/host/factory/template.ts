@@ -1,0 +1,216 @@
+// VM templates (docs/templates.md): a VM booted once to agent-ready with its RAM in a file,
+// paused, and its device state saved; new sandboxes restore from it with that RAM mapped
+// copy-on-write, so they start in a fraction of a boot and share the pages they never write.
+//
+// A template is keyed by everything that shapes the saved guest (kernel, guest image, QEMU,
+// machine, size, kernel parameters, accelerator, the number of share devices): change any of
+// it and the next sandbox builds a new template. Each one is a directory
+// <template path>/<key>/ holding `memory`, `state` and `template.json`.
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CleanupStack } from "../../shared/cleanup.js";
+import { MoatError } from "../../shared/errors.js";
+import { tracer } from "../../shared/trace.js";
+import { Code } from "../../shared/ttrpc/index.js";
+import { MOAT_VERSION } from "../../shared/version.js";
+import type { Config } from "../config/index.js";
+import { exitedError, loadState, QemuVm, saveState, vmPaths, type Share, type VmSpec } from "../hypervisor/index.js";
+
+const trace = tracer("factory");
+
+/** 9p share devices every template has; a sandbox that needs more boots cold. */
+export const TEMPLATE_SHARE_SLOTS = 8;
+const QEMU_START_TIMEOUT_MS = 10_000;
+const SAVE_TIMEOUT_MS = 30_000;
+const RESTORE_TIMEOUT_MS = 30_000;
+/** The agent's "serving" line in vm.log: the guest is ready to be saved. */
+const AGENT_READY_MARK = "serving on";
+const READY_POLL_MS = 20;
+
+/** What a template is made of: a VmSpec without the per-VM parts (id, paths, shares, RAM file). */
+export type TemplateBase = Omit<VmSpec, "id" | "paths" | "shares" | "memoryFile" | "incoming">;
+
+export interface Template {
+  key: string;
+  dir: string;
+  memoryPath: string;
+  statePath: string;
+  base: TemplateBase;
+  /** ISO time the template was saved. */
+  created: string;
+}
+
+export function templateRoot(config: Config): string {
+  return config.factory.templatePath ?? join(config.runtime.stateRoot, "templates");
+}
+
+/** The empty directory that unused share slots export. */
+export async function emptyShareDir(config: Config): Promise<string> {
+  const empty = join(templateRoot(config), "empty");
+  await mkdir(empty, { recursive: true, mode: 0o755 });
+  return empty;
+}
+
+/** The key of the template for `base` and this QEMU: a hash of every input, file versions included. */
+export async function templateKey(base: TemplateBase, qemuPath: string): Promise<string> {
+  const version = async (path: string) => {
+    const info = await stat(path);
+    return `${path}:${info.size}:${info.mtimeMs}`;
+  };
+  const inputs = { base, moat: MOAT_VERSION, slots: TEMPLATE_SHARE_SLOTS, kernel: await version(base.kernelPath), rootfs: await version(base.rootfs.path), qemu: await version(qemuPath) };
+  return createHash("sha256").update(JSON.stringify(inputs)).digest("hex").slice(0, 16);
+}
+
+/** The 9p devices of a template: TEMPLATE_SHARE_SLOTS of them, the unused ones exporting `empty`. */
+export function slotShares(shares: Share[], empty: string): Share[] {
+  return Array.from({ length: TEMPLATE_SHARE_SLOTS }, (_, slot) => shares[slot] ?? { tag: `s${slot}`, hostPath: empty, readOnly: true });
+}
+
+/**
+ * Template builds that failed in this process, by key: a daemon does not pay for a failing
+ * build again with every sandbox (they boot cold); a new daemon, or `moat factory init`, tries again.
+ */
+const failedBuilds = new Map<string, Error>();
+
+/** The template for `base`, built first if there is none yet. */
+export async function ensureTemplate(config: Config, base: TemplateBase): Promise<Template> {
+  const root = templateRoot(config);
+  const key = await templateKey(base, config.qemu.path);
+  const existing = await readTemplate(join(root, key));
+  if (existing) return existing;
+  const failed = failedBuilds.get(`${root}/${key}`);
+  if (failed) throw failed;
+  return buildTemplate(config, base, key).catch((error: Error) => {
+    failedBuilds.set(`${root}/${key}`, error);
+    throw error;
+  });
+}
+
+async function readTemplate(dir: string): Promise<Template | undefined> {
+  const text = await readFile(join(dir, "template.json"), "utf8").catch(() => undefined);
+  return text === undefined ? undefined : (JSON.parse(text) as Template); // written by buildTemplate below
+}
+
+/**
+ * Boots the template VM, waits for its agent to serve, saves it, and moves it into place.
+ * Two builds at once both finish; the second to arrive keeps the first's. Other templates in
+ * the directory are removed: they were made from inputs that have changed since (VMs restored
+ * from them keep their mapping of the removed files).
+ */
+async function buildTemplate(config: Config, base: TemplateBase, key: string): Promise<Template> {
+  const root = templateRoot(config);
+  const where = `template ${key}`;
+  const dir = join(root, `${key}.building-${randomBytes(4).toString("hex")}`);
+  const cleanup = new CleanupStack();
+  const startedAt = performance.now();
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    cleanup.push(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
+    const memoryPath = join(dir, "memory");
+    const spec: VmSpec = {
+      ...base,
+      id: `template-${key}`,
+      paths: vmPaths(dir),
+      shares: slotShares([], await emptyShareDir(config)),
+      memoryFile: { path: memoryPath, shared: true },
+    };
+    const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+    cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
+    await agentServing(vm, config.agent.dialTimeoutMs, where);
+    const statePath = join(dir, "state");
+    await saveState(vm.qmp, statePath, spec.paths.migrationSocket, SAVE_TIMEOUT_MS, where);
+    await vm.kill();
+    const final = join(root, key);
+    const template: Template = { key, dir: final, memoryPath: join(final, "memory"), statePath: join(final, "state"), base, created: new Date().toISOString() };
+    await writeFile(join(dir, "template.json"), JSON.stringify(template, null, 2) + "\n");
+    for (const name of ["qmp.sock", "agent.sock", "qemu.pid"]) await rm(join(dir, name), { force: true });
+    try {
+      await rename(dir, final);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error;
+      trace(where, "another build finished first; keeping it");
+      await cleanup.unwind();
+      return (await readTemplate(final)) ?? template;
+    }
+    cleanup.release();
+    await removeOthers(root, key);
+    trace(where, `built in ${Math.round(performance.now() - startedAt)} ms`);
+    return template;
+  } catch (error) {
+    await cleanup.unwind();
+    throw new MoatError("MOAT_TEMPLATE_BUILD", `${where}: cannot build the VM template in ${root}`, {
+      cause: error,
+      hint: "[factory] enable_template = false boots every sandbox instead",
+      status: error instanceof MoatError ? error.status : Code.INTERNAL,
+    });
+  }
+}
+
+/** Waits for the agent's ready line in the VM's log (no host session: clones start their own). */
+async function agentServing(vm: QemuVm, timeoutMs: number, where: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void vm.exited.then(() => (exited = true));
+  for (;;) {
+    const log = await readFile(vm.paths.vmLog, "utf8").catch(() => "");
+    if (log.includes(AGENT_READY_MARK)) return;
+    if (exited) throw await exitedError(await vm.exited, vm.paths, where, "while booting the template");
+    if (Date.now() > deadline) throw new MoatError("MOAT_AGENT_TIMEOUT", `${where}: the agent did not start within ${timeoutMs} ms`, { status: Code.DEADLINE_EXCEEDED });
+    await sleep(READY_POLL_MS);
+  }
+}
+
+async function removeOthers(root: string, key: string): Promise<void> {
+  for (const name of await readdir(root).catch(() => [])) {
+    if (name !== key && name !== "empty" && !name.includes(".building-")) await rm(join(root, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Starts QEMU for `spec` from `template`: the same devices, the template's RAM file mapped
+ * privately, the saved state loaded, the guest running. The caller then talks to its agent.
+ */
+export async function restoreFromTemplate(config: Config, template: Template, spec: VmSpec): Promise<QemuVm> {
+  const where = `sandbox ${spec.id}`;
+  const restored: VmSpec = { ...spec, memoryFile: { path: template.memoryPath, shared: false }, incoming: true };
+  const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec: restored, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+  try {
+    await loadState(vm.qmp, template.statePath, spec.paths.migrationSocket, RESTORE_TIMEOUT_MS, where);
+    return vm;
+  } catch (error) {
+    await vm.kill();
+    throw error;
+  }
+}
+
+export interface TemplateStatus {
+  key: string;
+  dir: string;
+  created: string;
+  /** Bytes of the memory file in use (it is sparse). */
+  memoryBytes: number;
+  stateBytes: number;
+}
+
+/** The templates kept in this configuration's template directory. */
+export async function listTemplates(config: Config): Promise<TemplateStatus[]> {
+  const root = templateRoot(config);
+  const found: TemplateStatus[] = [];
+  for (const name of await readdir(root).catch(() => [])) {
+    const template = await readTemplate(join(root, name));
+    if (!template) continue;
+    const [memory, state] = await Promise.all([stat(template.memoryPath), stat(template.statePath)]);
+    found.push({ key: template.key, dir: template.dir, created: template.created, memoryBytes: memory.blocks * 512, stateBytes: state.size });
+  }
+  return found;
+}
+
+/** Removes every template (restored VMs keep their mappings); returns how many there were. */
+export async function destroyTemplates(config: Config): Promise<number> {
+  const count = (await listTemplates(config)).length;
+  await rm(templateRoot(config), { recursive: true, force: true });
+  return count;
+}

@@ -1,0 +1,83 @@
+// Saving a paused VM's device state to a file and loading it into a new QEMU: the two halves
+// of a VM template (docs/templates.md). QEMU's migration stream goes through a unix socket
+// that this process serves or dials, because `exec:` would need QEMU to spawn a process,
+// which its seccomp sandbox forbids, and `file:` needs QEMU 8.2.
+//
+// Guest RAM is not in the stream: with the x-ignore-shared capability QEMU skips RAM that is
+// backed by a file (the template's memory file), so the state is tens of KiB.
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { connect, createServer, type Socket } from "node:net";
+import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { settleWithin } from "../../../shared/deadline.js";
+import { MoatError } from "../../../shared/errors.js";
+import { Code } from "../../../shared/ttrpc/index.js";
+import type { QmpClient } from "./qmp.js";
+
+const POLL_MS = 5;
+const QMP_CALL_MS = 5_000;
+const IGNORE_SHARED = { capabilities: [{ capability: "x-ignore-shared", state: true }] };
+
+/** Stops the VM and writes its device state to `statePath`, through `socketPath`. */
+export async function saveState(qmp: QmpClient, statePath: string, socketPath: string, timeoutMs: number, where: string): Promise<void> {
+  await rm(socketPath, { force: true });
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(socketPath, resolve));
+  try {
+    const received = new Promise<void>((resolve, reject) => {
+      server.once("connection", (socket: Socket) => pipeline(socket, createWriteStream(statePath)).then(resolve, reject));
+    });
+    await qmp.execute("stop", undefined, QMP_CALL_MS);
+    await qmp.execute("migrate-set-capabilities", IGNORE_SHARED, QMP_CALL_MS);
+    await qmp.execute("migrate", { uri: `unix:${socketPath}` }, QMP_CALL_MS);
+    await migrationDone(qmp, timeoutMs, `${where}: saving state`);
+    const ended = await settleWithin(received.then(() => true), timeoutMs);
+    if (!ended) throw new MoatError("MOAT_TEMPLATE_SAVE", `${where}: saving state: the stream did not end within ${timeoutMs} ms`, { status: Code.DEADLINE_EXCEEDED });
+  } finally {
+    server.close();
+    await rm(socketPath, { force: true });
+  }
+}
+
+/**
+ * Loads `statePath` into a QEMU started with `-incoming defer` and the same devices, then
+ * lets the guest run. QEMU listens on `socketPath`; this process streams the file into it.
+ */
+export async function loadState(qmp: QmpClient, statePath: string, socketPath: string, timeoutMs: number, where: string): Promise<void> {
+  await qmp.execute("migrate-set-capabilities", IGNORE_SHARED, QMP_CALL_MS);
+  await qmp.execute("migrate-incoming", { uri: `unix:${socketPath}` }, QMP_CALL_MS);
+  const socket = connect(socketPath);
+  try {
+    await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+    await pipeline(createReadStream(statePath), socket);
+  } catch (error) {
+    socket.destroy();
+    throw new MoatError("MOAT_TEMPLATE_RESTORE", `${where}: streaming ${statePath} into QEMU failed`, { cause: error, status: Code.INTERNAL });
+  }
+  // A loaded VM stays paused (no -S, but incoming ends in "paused" or "postmigrate"): run it.
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { status } = (await qmp.execute("query-status", undefined, QMP_CALL_MS)) as { status: string };
+    if (status === "paused" || status === "postmigrate") break;
+    if (status !== "inmigrate") throw new MoatError("MOAT_TEMPLATE_RESTORE", `${where}: QEMU is "${status}" after loading ${statePath}`, { status: Code.INTERNAL });
+    if (Date.now() > deadline) throw new MoatError("MOAT_TEMPLATE_RESTORE", `${where}: loading ${statePath} took over ${timeoutMs} ms`, { status: Code.DEADLINE_EXCEEDED });
+    await sleep(POLL_MS);
+  }
+  await qmp.execute("cont", undefined, QMP_CALL_MS);
+  await rm(socketPath, { force: true });
+}
+
+/** Waits for an outgoing migration to complete; fails with QEMU's reason if it did not. */
+async function migrationDone(qmp: QmpClient, timeoutMs: number, where: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = (await qmp.execute("query-migrate", undefined, QMP_CALL_MS)) as { status?: string; "error-desc"?: string };
+    if (info.status === "completed") return;
+    if (info.status === "failed" || info.status === "cancelled") {
+      throw new MoatError("MOAT_TEMPLATE_SAVE", `${where}: QEMU's migration ${info.status}: ${info["error-desc"] ?? "no reason given"}`, { status: Code.INTERNAL });
+    }
+    if (Date.now() > deadline) throw new MoatError("MOAT_TEMPLATE_SAVE", `${where}: not done within ${timeoutMs} ms (${info.status ?? "no status"})`, { status: Code.DEADLINE_EXCEEDED });
+    await sleep(POLL_MS);
+  }
+}
