@@ -50,3 +50,16 @@ test("a daemon killed mid-create: create fails, and the next daemon removes the 
   assert.equal(list.stdout, "");
   assert.deepEqual(workspace.qemuProcesses(), []);
 });
+
+test("a daemon killed while it builds the VM template: the next daemon kills the builder's QEMU", async () => {
+  assert.equal((await moat(["factory", "destroy"])).code, 0);
+  const bundle = busyboxBundle(`${workspace.dir}/first`, ["true"]);
+  const creating = moat(["create", "--bundle", bundle, "first"]);
+  while (!workspace.qemuProcesses().some((line) => line.includes("moat-template-"))) await sleep(20);
+  killDaemon();
+  assert.equal((await creating).code, 1);
+  const list = await moat(["list", "-q"]);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(workspace.daemonLog(), /template build [0-9a-f]{16}\.building-[0-9a-f]{8}: its builder is gone; removed and its QEMU \d+ killed/);
+  assert.deepEqual(workspace.qemuProcesses(), []);
+});

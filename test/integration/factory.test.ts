@@ -58,5 +58,5 @@ test("a changed configuration builds a new template in place of the old; destroy
   assert.ok(key(before) && key(after) && key(before) !== key(after), `${before}\n${after}`);
   assert.equal(after.match(/^[0-9a-f]{16} /gm)?.length, 1, "the old template was removed");
   const destroyed = await moat(["--config", changed, "factory", "destroy"]);
-  assert.equal(destroyed.stdout, `removed 1 template from ${workspace.stateRoot}/templates\n`);
+  assert.equal(destroyed.stdout, `removed 1 template from ${workspace.stateRoot}/.templates\n`);
 });

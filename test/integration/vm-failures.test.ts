@@ -72,7 +72,7 @@ test("a QEMU killed mid-boot is reported and cleaned up", async () => {
   );
   assert.ok(error instanceof MoatError);
   assert.equal(error.code, "MOAT_QEMU_EXITED");
-  assert.match(error.message, /sandbox killed: QEMU exited (while starting|during boot, \d+ ms after start) \(killed by SIGKILL\)/);
+  assert.match(error.message, /sandbox killed: QEMU exited (while starting|while restoring from the template|during boot, \d+ ms after start) \(killed by SIGKILL\)/);
 });
 
 test("an invalid sandbox id is refused before anything is created", async () => {

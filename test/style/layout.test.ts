@@ -41,7 +41,7 @@ const allowed: Record<string, string[]> = {
   "host/images": ["shared", "host/config"],
   "host/factory": ["shared", "host/config", "host/hypervisor"],
   "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/factory"],
-  "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox"],
+  "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox", "host/factory"],
   "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon", "host/factory"],
 };
 

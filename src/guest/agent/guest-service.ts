@@ -6,6 +6,7 @@ import { availableParallelism, uptime } from "node:os";
 import type { GuestService } from "../../shared/protocol/index.js";
 import { MoatError } from "../../shared/errors.js";
 import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
+import { log } from "./log.js";
 
 /** The C helper that reseeds the RNG and sets the clock and hostname (src/guest/init/moat-clone.c). */
 const MOAT_CLONE = "/sbin/moat-clone";
@@ -44,6 +45,7 @@ export function guestService(powerOff: () => void): ServiceImplementation<typeof
         });
         child.stdin?.end(request.entropy);
       });
+      log(`restored from a template: RNG reseeded, clock set, hostname ${request.hostname}`);
       return {};
     },
     async shutdown(_request, context) {

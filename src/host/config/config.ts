@@ -33,7 +33,7 @@ export interface RuntimeConfig {
 export interface FactoryConfig {
   /** Start sandboxes by restoring a saved VM template instead of booting (docs/templates.md). */
   enableTemplate: boolean;
-  /** Where templates are kept; undefined: <state root>/templates. */
+  /** Where templates are kept; undefined: <state root>/.templates. */
   templatePath: string | undefined;
 }
 

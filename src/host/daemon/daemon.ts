@@ -1,15 +1,16 @@
 // moatd's core: every container it owns, each in its own sandbox VM, with the lifecycle the
 // OCI runtime spec describes (created → running → stopped) and the relay to its stand-in.
 // An illegal transition is an error that names the state.
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
+import { removeAbandonedBuilds } from "../factory/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
-import { adoptSandboxVm, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { StandInFrame, StdioRelay } from "./stdio-relay.js";
 
 const trace = tracer("daemon");
@@ -93,25 +94,34 @@ export class Daemon {
    */
   async adoptAll(log: (line: string) => void): Promise<void> {
     const stateRoot = this.config.runtime.stateRoot;
+    await removeAbandonedBuilds(this.config, log);
     const entries = await readdir(stateRoot, { withFileTypes: true }).catch(() => []);
-    for (const entry of entries.filter((candidate) => candidate.isDirectory())) {
+    // Only sandboxes are named like sandbox ids; the templates' ".templates" is not one.
+    for (const entry of entries.filter((candidate) => candidate.isDirectory() && isSandboxId(candidate.name))) {
       const id = entry.name;
       const saved = await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as ContainerState, () => undefined);
+      // A create that never finished may have left a VM that is still restoring or booting,
+      // whose agent would not answer: it is not adopted, only removed.
+      if (!saved) {
+        log(`container ${id}: its create never finished; removing what is left`);
+        await discardSandbox(this.config, id);
+        continue;
+      }
       let sandbox: SandboxVm | undefined;
       try {
         sandbox = await adoptSandboxVm(this.config, id);
-        if (!sandbox || !saved) {
-          log(`container ${id}: ${sandbox ? "its create never finished" : "its VM is gone"}; removing what is left`);
-          if (sandbox) await sandbox.vm.kill();
-          await rm(join(stateRoot, id), { recursive: true, force: true });
+        if (!sandbox) {
+          log(`container ${id}: its VM is gone; removing what is left`);
+          await discardSandbox(this.config, id);
           continue;
         }
         const guest = await sandbox.agent.stateContainer(id);
         await this.attach(sandbox, { ...saved, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid });
         log(`container ${id}: adopted (${guest.status})`);
       } catch (error) {
-        log(`container ${id}: cannot adopt: ${String(error)}`);
-        await sandbox?.vm.kill();
+        log(`container ${id}: cannot adopt: ${String(error)}; removing it`);
+        sandbox?.agent.close();
+        await discardSandbox(this.config, id);
       }
     }
   }

@@ -3,6 +3,7 @@ export {
   emptyShareDir,
   ensureTemplate,
   listTemplates,
+  removeAbandonedBuilds,
   restoreFromTemplate,
   slotShares,
   templateKey,

@@ -11,12 +11,13 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/p
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CleanupStack } from "../../shared/cleanup.js";
+import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import type { Config } from "../config/index.js";
-import { exitedError, loadState, QemuVm, saveState, vmPaths, type Share, type VmSpec } from "../hypervisor/index.js";
+import { exitedError, loadState, processGone, QemuVm, runningQemuPid, saveState, vmPaths, type Share, type VmSpec } from "../hypervisor/index.js";
 
 const trace = tracer("factory");
 
@@ -25,9 +26,12 @@ export const TEMPLATE_SHARE_SLOTS = 8;
 const QEMU_START_TIMEOUT_MS = 10_000;
 const SAVE_TIMEOUT_MS = 30_000;
 const RESTORE_TIMEOUT_MS = 30_000;
+const BUILDER_PID_FILE = "builder.pid";
 /** The agent's "serving" line in vm.log: the guest is ready to be saved. */
 const AGENT_READY_MARK = "serving on";
 const READY_POLL_MS = 20;
+/** After a failed restore, how long to wait for QEMU's exit to be seen before blaming the restore. */
+const EXIT_SETTLE_MS = 1000;
 
 /** What a template is made of: a VmSpec without the per-VM parts (id, paths, shares, RAM file). */
 export type TemplateBase = Omit<VmSpec, "id" | "paths" | "shares" | "memoryFile" | "incoming">;
@@ -43,7 +47,8 @@ export interface Template {
 }
 
 export function templateRoot(config: Config): string {
-  return config.factory.templatePath ?? join(config.runtime.stateRoot, "templates");
+  // Not a valid sandbox id, so that no container's state directory can take its name.
+  return config.factory.templatePath ?? join(config.runtime.stateRoot, ".templates");
 }
 
 /** The empty directory that unused share slots export. */
@@ -108,6 +113,9 @@ async function buildTemplate(config: Config, base: TemplateBase, key: string): P
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     cleanup.push(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
+    // Who builds: a builder that dies leaves its QEMU running (it has its own session), and
+    // removeAbandonedBuilds tells an abandoned build from a live one by this pid.
+    await writeFile(join(dir, BUILDER_PID_FILE), String(process.pid));
     const memoryPath = join(dir, "memory");
     const spec: VmSpec = {
       ...base,
@@ -125,7 +133,7 @@ async function buildTemplate(config: Config, base: TemplateBase, key: string): P
     const final = join(root, key);
     const template: Template = { key, dir: final, memoryPath: join(final, "memory"), statePath: join(final, "state"), base, created: new Date().toISOString() };
     await writeFile(join(dir, "template.json"), JSON.stringify(template, null, 2) + "\n");
-    for (const name of ["qmp.sock", "agent.sock", "qemu.pid"]) await rm(join(dir, name), { force: true });
+    for (const name of ["qmp.sock", "agent.sock", "qemu.pid", BUILDER_PID_FILE]) await rm(join(dir, name), { force: true });
     try {
       await rename(dir, final);
     } catch (error) {
@@ -163,6 +171,24 @@ async function agentServing(vm: QemuVm, timeoutMs: number, where: string): Promi
   }
 }
 
+/**
+ * Removes the half-built templates of builders that died (a daemon killed mid-build): their
+ * QEMU, found by its pid file and checked to be that build's, is killed, and the directory
+ * removed. Builds whose builder still runs are left alone.
+ */
+export async function removeAbandonedBuilds(config: Config, log: (line: string) => void): Promise<void> {
+  const root = templateRoot(config);
+  for (const name of (await readdir(root).catch(() => [])).filter((entry) => entry.includes(".building-"))) {
+    const dir = join(root, name);
+    const builder = Number(await readFile(join(dir, BUILDER_PID_FILE), "utf8").catch(() => "0"));
+    if (builder > 0 && !(await processGone(builder))) continue;
+    const qemu = await runningQemuPid(`template-${name.slice(0, name.indexOf(".building-"))}`, vmPaths(dir));
+    if (qemu !== undefined) process.kill(qemu, "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+    log(`template build ${name}: its builder is gone; removed${qemu !== undefined ? ` and its QEMU ${qemu} killed` : ""}`);
+  }
+}
+
 async function removeOthers(root: string, key: string): Promise<void> {
   for (const name of await readdir(root).catch(() => [])) {
     if (name !== key && name !== "empty" && !name.includes(".building-")) await rm(join(root, name), { recursive: true, force: true });
@@ -181,7 +207,10 @@ export async function restoreFromTemplate(config: Config, template: Template, sp
     await loadState(vm.qmp, template.statePath, spec.paths.migrationSocket, RESTORE_TIMEOUT_MS, where);
     return vm;
   } catch (error) {
+    // QEMU dying is the usual reason a restore fails; then that is the error to show.
+    const exit = await settleWithin(vm.exited, EXIT_SETTLE_MS);
     await vm.kill();
+    if (exit) throw await exitedError(exit, spec.paths, where, "while restoring from the template");
     throw error;
   }
 }

@@ -2,7 +2,8 @@ export type { Accelerator, GuestRootfs, MachineType, Share, Vm, VmExit, VmPaths,
 export { vmPaths } from "./hypervisor.js";
 export { chooseAccelerator, hostTscKhz, type AcceleratorChoice, type HostProbePaths } from "./accelerator.js";
 export { tailOf } from "./file-tail.js";
-export { QemuVm, describeExit, exitedError, type QemuStartOptions } from "./qemu/qemu.js";
+export { processGone } from "./process-gone.js";
+export { QemuVm, describeExit, exitedError, runningQemuPid, type QemuStartOptions } from "./qemu/qemu.js";
 export { QmpClient, type QmpEvent } from "./qemu/qmp.js";
 export { qemuArgs, shellQuote } from "./qemu/cmdline.js";
 export { kernelParams } from "./qemu/kernel-params.js";

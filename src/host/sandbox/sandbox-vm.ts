@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
@@ -15,7 +16,9 @@ import {
   chooseAccelerator,
   exitedError,
   hostTscKhz,
+  processGone,
   QemuVm,
+  runningQemuPid,
   tailOf,
   vmPaths,
   type AcceleratorChoice,
@@ -29,6 +32,7 @@ import { AgentClient } from "./agent-client.js";
 const trace = tracer("sandbox");
 
 const QEMU_START_TIMEOUT_MS = 10_000;
+const DISCARD_POLL_MS = 20;
 /** Random bytes a VM restored from a template gets for its RNG (moat-clone credits them all). */
 const CLONE_ENTROPY_BYTES = 64;
 const SHUTDOWN_CALL_MS = 2_000;
@@ -68,8 +72,12 @@ export function sandboxFilesDir(stateRoot: string, id: string): string {
   return join(stateRoot, id, "files");
 }
 
+export function isSandboxId(name: string): boolean {
+  return VALID_ID.test(name);
+}
+
 export function validateSandboxId(id: string): void {
-  if (!VALID_ID.test(id)) {
+  if (!isSandboxId(id)) {
     throw new MoatError("MOAT_SANDBOX_ID", `sandbox id "${id}": must be 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit`, {
       status: Code.INVALID_ARGUMENT,
     });
@@ -196,8 +204,8 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
 
 /**
  * Starts the sandbox's QEMU: restored from the VM template when one fits (building it the
- * first time), else booted. A template that cannot be built or restored is not fatal: the
- * sandbox boots cold, and the reason is traced and reported in its timings.
+ * first time), else booted. A template that cannot be built is not fatal: the sandbox boots
+ * cold, and the reason is traced and reported in its timings.
  */
 async function startVm(config: Config, spec: VmSpec, base: TemplateBase): Promise<{ vm: QemuVm; start: BootTimings["start"]; spawnedAt: number }> {
   const boot = async (reason: string) => {
@@ -207,18 +215,17 @@ async function startVm(config: Config, spec: VmSpec, base: TemplateBase): Promis
   };
   const reason = coldBootReason(config, spec);
   if (reason !== undefined) return boot(reason);
-  try {
-    // Building the template (the first time) is not part of this sandbox's start time.
-    const template = await ensureTemplate(config, base);
-    const shares = slotShares(spec.shares, await emptyShareDir(config));
-    const spawnedAt = performance.now();
-    const vm = await restoreFromTemplate(config, template, { ...spec, shares });
-    return { vm, start: { kind: "template" }, spawnedAt };
-  } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
-    trace(spec.id, `template: ${why}; booting cold`);
-    return boot(`the template failed: ${why}`);
-  }
+  // Building the template (the first time) is not part of this sandbox's start time.
+  const template = await ensureTemplate(config, base).catch((error: unknown) => {
+    trace(spec.id, `template: ${error instanceof Error ? error.message : String(error)}`);
+    return `the template could not be built: ${error instanceof Error ? error.message : String(error)}`;
+  });
+  if (typeof template === "string") return boot(template);
+  // A restore that fails is this sandbox's failure, as a boot's would be: no second try.
+  const shares = slotShares(spec.shares, await emptyShareDir(config));
+  const spawnedAt = performance.now();
+  const vm = await restoreFromTemplate(config, template, { ...spec, shares });
+  return { vm, start: { kind: "template" }, spawnedAt };
 }
 
 /** Why this sandbox cannot start from the template, or undefined if it can. */
@@ -249,6 +256,22 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     await vm.kill();
     throw error;
   }
+}
+
+/**
+ * Removes a sandbox that cannot be adopted: its QEMU, if one still runs (found by its pid file
+ * and checked to be this sandbox's), is killed without asking anything of it, and its state
+ * directory is removed.
+ */
+export async function discardSandbox(config: Config, id: string): Promise<void> {
+  validateSandboxId(id);
+  const paths = vmPaths(join(config.runtime.stateRoot, id));
+  const pid = await runningQemuPid(id, paths);
+  if (pid !== undefined) {
+    process.kill(pid, "SIGKILL");
+    while (!(await processGone(pid))) await sleep(DISCARD_POLL_MS);
+  }
+  await rm(paths.stateDir, { recursive: true, force: true });
 }
 
 function sandboxHandle(id: string, vm: QemuVm, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {

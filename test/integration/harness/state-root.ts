@@ -43,10 +43,10 @@ export class TestWorkspace {
    */
   assertNothingLeft(daemonFiles: string[] = []): void {
     assert.deepEqual(this.qemuProcesses(), [], "QEMU processes left running");
-    const kept = [...daemonFiles, "templates"];
+    const kept = [...daemonFiles, ".templates"];
     const entries = listDir(this.stateRoot).filter((name) => !kept.includes(name));
     assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
-    const building = listDir(join(this.stateRoot, "templates")).filter((name) => name.includes(".building-"));
+    const building = listDir(join(this.stateRoot, ".templates")).filter((name) => name.includes(".building-"));
     assert.deepEqual(building, [], "half-built VM templates left");
   }
 
@@ -57,7 +57,7 @@ export class TestWorkspace {
    */
   async assertNothingLeftWithin(timeoutMs: number, daemonFiles: string[] = []): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const leftovers = () => listDir(this.stateRoot).filter((name) => ![...daemonFiles, "templates"].includes(name)).length;
+    const leftovers = () => listDir(this.stateRoot).filter((name) => ![...daemonFiles, ".templates"].includes(name)).length;
     while (Date.now() < deadline && (this.qemuProcesses().length > 0 || leftovers() > 0)) await new Promise((resolve) => setTimeout(resolve, 200));
     this.assertNothingLeft(daemonFiles);
   }

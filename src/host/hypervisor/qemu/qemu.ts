@@ -2,7 +2,7 @@
 // started it, ARCHITECTURE.md "Failure domains"), controlled over QMP, stopped politely and
 // then firmly.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../shared/deadline.js";
@@ -10,6 +10,7 @@ import { MoatError } from "../../../shared/errors.js";
 import { tracer } from "../../../shared/trace.js";
 import { Code } from "../../../shared/ttrpc/index.js";
 import { tailOf } from "../file-tail.js";
+import { processGone } from "../process-gone.js";
 import type { Vm, VmExit, VmPaths, VmSpec } from "../hypervisor.js";
 import { qemuArgs, shellQuote } from "./cmdline.js";
 import { QmpClient } from "./qmp.js";
@@ -50,13 +51,11 @@ export class QemuVm implements Vm {
    * child, so its exit is seen as QMP closing and the pid disappearing; its status is unknown.
    */
   static async adopt(id: string, paths: VmPaths, timeoutMs: number): Promise<QemuVm | undefined> {
-    const pid = Number((await readFile(paths.pidFile, "utf8").catch(() => "")).trim());
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    if (!cmdline.split("\0").includes(`moat-${id},debug-threads=on`)) return undefined;
+    const pid = await runningQemuPid(id, paths);
+    if (pid === undefined) return undefined;
     const qmp = await QmpClient.connect(paths.qmpSocket, timeoutMs);
     const exited = qmp.closed.then(async (): Promise<VmExit> => {
-      while (existsSync(`/proc/${pid}`) && !(await isZombie(pid))) await sleep(ADOPTED_EXIT_POLL_MS);
+      while (!(await processGone(pid))) await sleep(ADOPTED_EXIT_POLL_MS);
       return { code: null, signal: null };
     });
     trace(id, `adopted QEMU ${pid}`);
@@ -135,6 +134,14 @@ export class QemuVm implements Vm {
   }
 }
 
+/** The pid of the VM's QEMU from its pid file, if that process runs and is this VM's QEMU. */
+export async function runningQemuPid(id: string, paths: VmPaths): Promise<number | undefined> {
+  const pid = Number((await readFile(paths.pidFile, "utf8").catch(() => "")).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  return cmdline.split("\0").includes(`moat-${id},debug-threads=on`) ? pid : undefined;
+}
+
 async function connectQmp(path: string, timeoutMs: number, where: string): Promise<QmpClient> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -157,12 +164,6 @@ async function connectQmp(path: string, timeoutMs: number, where: string): Promi
 export async function exitedError(exit: VmExit, paths: VmPaths, where: string, when: string): Promise<MoatError> {
   const said = (await tailOf(paths.hypervisorLog, 3)) || (await tailOf(paths.consoleLog, 5)) || "no output";
   return new MoatError("MOAT_QEMU_EXITED", `${where}: QEMU exited ${when} (${describeExit(exit)}): ${said}`, { status: Code.UNAVAILABLE });
-}
-
-/** A process that has exited but not been reaped yet counts as gone. */
-async function isZombie(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  return stat === "" || / Z /.test(stat.slice(stat.lastIndexOf(")")));
 }
 
 export function describeExit(exit: VmExit): string {
