@@ -5,8 +5,8 @@
 //
 // Guest RAM is not in the stream: with the x-ignore-shared capability QEMU skips RAM that is
 // backed by a file (the template's memory file), so the state is tens of KiB.
-import { createReadStream, createWriteStream } from "node:fs";
-import { rm } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
 import { connect, createServer, type Socket } from "node:net";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -45,16 +45,21 @@ export async function saveState(qmp: QmpClient, statePath: string, socketPath: s
  * lets the guest run. QEMU listens on `socketPath`; this process streams the file into it.
  */
 export async function loadState(qmp: QmpClient, statePath: string, socketPath: string, timeoutMs: number, where: string): Promise<void> {
+  const state = await readFile(statePath);
   await qmp.execute("migrate-set-capabilities", IGNORE_SHARED, QMP_CALL_MS);
   await qmp.execute("migrate-incoming", { uri: `unix:${socketPath}` }, QMP_CALL_MS);
+  // QEMU closes the connection as soon as it has read the end-of-state marker, which may be
+  // before this side sees its own write finish: the verdict is QEMU's status below, not the
+  // socket's, and a QEMU that fails to load exits (restoreFromTemplate then quotes its log).
   const socket = connect(socketPath);
-  try {
-    await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
-    await pipeline(createReadStream(statePath), socket);
-  } catch (error) {
-    socket.destroy();
-    throw new MoatError("MOAT_TEMPLATE_RESTORE", `${where}: streaming ${statePath} into QEMU failed`, { cause: error, status: Code.INTERNAL });
-  }
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => socket.end(state));
+    socket.once("close", () => resolve());
+    socket.once("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EPIPE" || error.code === "ECONNRESET") return; // QEMU stopped reading: see above
+      reject(new MoatError("MOAT_TEMPLATE_RESTORE", `${where}: cannot stream ${statePath} into QEMU`, { cause: error, status: Code.INTERNAL }));
+    });
+  });
   // A loaded VM stays paused (no -S, but incoming ends in "paused" or "postmigrate"): run it.
   const deadline = Date.now() + timeoutMs;
   for (;;) {
