@@ -1,13 +1,12 @@
 // `moat run IMAGE CMD…` and `moat run --bundle DIR`: a container in its own VM, in the
 // foreground (issue 3, first steps).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { release } from "node:os";
 import { after, afterEach, test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
-import { moatBinary, runMoat } from "./harness/moat-cli.js";
+import { moatBinary, runCommand, runMoat } from "./harness/moat-cli.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
@@ -17,17 +16,8 @@ after(() => workspace.remove());
 const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args]);
 
 /** Runs moat with `input` on its stdin; resolves with its exit code and stdout bytes. */
-function moatWithInput(args: string[], input: Buffer): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(moatBinary, ["--root", workspace.stateRoot, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    const stdout: Buffer[] = [];
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout: Buffer.concat(stdout), stderr }));
-    child.stdin.end(input);
-  });
+function moatWithInput(args: string[], input: Buffer) {
+  return runCommand(moatBinary, ["--root", workspace.stateRoot, ...args], { input });
 }
 
 test("the container runs on the guest kernel, not the host's", async () => {
@@ -56,13 +46,13 @@ test("-i relays stdin intact, with end of file", async () => {
   const input = randomBytes(3 * 1024 * 1024 + 17);
   const result = await moatWithInput(["run", "-i", "busybox", "md5sum"], input);
   assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stdout.toString().split(" ")[0], createHash("md5").update(input).digest("hex"));
+  assert.equal(result.stdout.split(" ")[0], createHash("md5").update(input).digest("hex"));
 });
 
 test("a large output stream arrives intact", async () => {
   const result = await moatWithInput(["run", "busybox", "sh", "-c", "seq 1 2000000"], Buffer.alloc(0));
   assert.equal(result.code, 0, result.stderr);
-  const lines = result.stdout.toString().split("\n");
+  const lines = result.stdout.split("\n");
   assert.equal(lines.length, 2_000_001);
   assert.equal(lines[1_999_999], "2000000");
 });

@@ -1,12 +1,12 @@
 // Podman with conmon drives moat as its OCI runtime (issue 3): private storage, a busybox
 // image imported locally, moat's state under the test's own root (a wrapper passes --root).
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { after, afterEach, test } from "node:test";
 import { join } from "node:path";
 import { packageRoot } from "../../src/host/config/index.js";
-import { moatBinary } from "./harness/moat-cli.js";
+import { moatBinary, runCommand } from "./harness/moat-cli.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
@@ -28,23 +28,8 @@ function runtimeWrapper(): string {
   return path;
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function podman(args: string[], input?: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("podman", [...podmanArgs, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? "");
-  });
+function podman(args: string[], input?: string) {
+  return runCommand("podman", [...podmanArgs, ...args], { input: input ?? "" });
 }
 
 // The built-in busybox image's tree, imported as a local image: no registry is reachable.

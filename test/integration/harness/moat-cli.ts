@@ -1,4 +1,5 @@
-// Runs the real `moat` (bin/moat, the bundled CLI) as its users do, with a private state root.
+// Runs the real `moat` (bin/moat, the bundled CLI) as its users do, with a private state root;
+// and any other real client (podman, ctr) the same way.
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,14 +13,26 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runMoat(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Written to the command's stdin, which is then closed; without it stdin is /dev/null. */
+  input?: string | Buffer;
+}
+
+/** Runs `command` to its end and collects its output. */
+export function runCommand(command: string, args: string[], options: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(moatBinary, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
+    const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    const stdout: Buffer[] = [];
     let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.stdout!.on("data", (chunk: Buffer) => stdout.push(chunk)); // stdio[1] is "pipe"
+    child.stderr!.on("data", (chunk) => (stderr += chunk)); // stdio[2] is "pipe"
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code) => resolve({ code, stdout: Buffer.concat(stdout).toString(), stderr }));
+    child.stdin?.end(options.input);
   });
+}
+
+export function runMoat(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return runCommand(moatBinary, args, { env });
 }
