@@ -35,11 +35,12 @@ function layer(path: string): string {
 const allowed: Record<string, string[]> = {
   shared: [],
   guest: ["shared"],
-  "host/config": ["shared", "host/hypervisor"],
+  "host/config": ["shared", "host/hypervisor", "host/storage"],
   "host/hypervisor": ["shared"],
+  "host/storage": ["shared", "host/hypervisor"],
   "host/oci": ["shared"],
   "host/images": ["shared", "host/config"],
-  "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images"],
+  "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/storage"],
   "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox"],
   "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon"],
 };

@@ -73,7 +73,7 @@ export class Daemon {
     try {
       const sandbox = await startSandboxVm(this.config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files });
       try {
-        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay })), true);
+        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), true);
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
         return (await this.attach(sandbox, state)).relay.path;
       } catch (error) {
@@ -102,7 +102,7 @@ export class Daemon {
         sandbox = await adoptSandboxVm(this.config, id);
         if (!sandbox || !saved) {
           log(`container ${id}: ${sandbox ? "its create never finished" : "its VM is gone"}; removing what is left`);
-          if (sandbox) await sandbox.vm.kill();
+          if (sandbox) await sandbox.kill();
           await rm(join(stateRoot, id), { recursive: true, force: true });
           continue;
         }
@@ -111,7 +111,7 @@ export class Daemon {
         log(`container ${id}: adopted (${guest.status})`);
       } catch (error) {
         log(`container ${id}: cannot adopt: ${String(error)}`);
-        await sandbox?.vm.kill();
+        await sandbox?.kill();
       }
     }
   }

@@ -3,6 +3,8 @@
 
 export type Accelerator = "kvm" | "tcg";
 export type MachineType = "microvm" | "q35";
+/** How host directories reach the guest: QEMU's built-in 9p server, or virtiofsd over vhost-user (Kata's `shared_fs` values). */
+export type SharedFs = "virtio-fs" | "virtio-9p";
 
 /** The guest's root file system: a read-only image on virtio-blk, or an initrd in RAM. */
 export type GuestRootfs = { kind: "image"; path: string } | { kind: "initrd"; path: string };
@@ -21,9 +23,9 @@ export interface VmPaths {
   pidFile: string;
 }
 
-/** A host directory exported to the guest over 9p, mounted by the agent under its tag. */
+/** A host directory exported to the guest (over VmSpec.sharedFs), mounted by the agent under its tag. */
 export interface Share {
-  /** The 9p mount tag the guest sees (at most 31 characters). */
+  /** The mount tag the guest sees (at most 31 characters). */
   tag: string;
   hostPath: string;
   readOnly: boolean;
@@ -41,6 +43,8 @@ export interface VmSpec {
   extraKernelParams: string[];
   /** Verbose guest kernel console instead of `quiet`. */
   debug: boolean;
+  /** How `shares` reach the guest. */
+  sharedFs: SharedFs;
   /** Host directories exported to the guest. */
   shares: Share[];
   /** The host TSC frequency, used under TCG to skip the guest's timer calibration. */
@@ -76,4 +80,9 @@ export function vmPaths(stateDir: string): VmPaths {
     hypervisorLog: `${stateDir}/qemu.log`,
     pidFile: `${stateDir}/qemu.pid`,
   };
+}
+
+/** The vhost-user socket on which the virtiofsd serving share `tag` listens; QEMU connects to it. */
+export function virtiofsSocketPath(stateDir: string, tag: string): string {
+  return `${stateDir}/virtiofsd-${tag}.sock`;
 }

@@ -1,5 +1,5 @@
-export type { Accelerator, GuestRootfs, MachineType, Share, Vm, VmExit, VmPaths, VmSpec } from "./hypervisor.js";
-export { vmPaths } from "./hypervisor.js";
+export type { Accelerator, GuestRootfs, MachineType, Share, SharedFs, Vm, VmExit, VmPaths, VmSpec } from "./hypervisor.js";
+export { virtiofsSocketPath, vmPaths } from "./hypervisor.js";
 export { chooseAccelerator, hostTscKhz, type AcceleratorChoice, type HostProbePaths } from "./accelerator.js";
 export { tailOf } from "./file-tail.js";
 export { QemuVm, describeExit, exitedError, type QemuStartOptions } from "./qemu/qemu.js";

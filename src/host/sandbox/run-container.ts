@@ -45,7 +45,7 @@ export async function runContainer(config: Config, options: RunOptions): Promise
   });
   const { agent } = sandbox;
   try {
-    await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay })), options.stdin !== undefined);
+    await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), options.stdin !== undefined);
     try {
       const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
       await agent.startContainer(containerId);

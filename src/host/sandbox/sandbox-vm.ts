@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
+import { SharedFs as GuestSharedFs } from "../../shared/protocol/index.js";
 import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import type { CopiedFile } from "../oci/index.js";
@@ -22,6 +23,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
+import { ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 
 const trace = tracer("sandbox");
@@ -29,6 +31,8 @@ const trace = tracer("sandbox");
 const QEMU_START_TIMEOUT_MS = 10_000;
 const SHUTDOWN_CALL_MS = 2_000;
 const SHUTDOWN_GRACE_MS = 5_000;
+/** A virtiofsd exits by itself once QEMU has gone; this long is allowed before it is killed. */
+const SHARE_SERVER_GRACE_MS = 1_000;
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /**
  * The longest name of a socket in a sandbox's state directory ("exec-12345.sock"). A unix
@@ -50,11 +54,17 @@ export interface BootTimings {
 export interface SandboxVm {
   readonly id: string;
   readonly vm: QemuVm;
+  /** The host processes serving its shares (virtiofsd; none for 9p). */
+  readonly shareServers: ShareServers;
+  /** How its shares reach the guest, as the agent's ShareMount.fs names it. */
+  readonly shareFs: GuestSharedFs;
   readonly agent: AgentClient;
   readonly accelerator: AcceleratorChoice;
   readonly timings: BootTimings;
-  /** Asks the guest to power off, stops QEMU, removes the state directory. */
+  /** Asks the guest to power off, stops QEMU and the share servers, removes the state directory. */
   shutdown(): Promise<VmExit>;
+  /** Kills QEMU and the share servers at once; the state directory stays. */
+  kill(): Promise<void>;
 }
 
 /** Where a sandbox's copied single files live: in its state directory, removed with it. */
@@ -92,11 +102,12 @@ export function guestArtifacts(config: Config): { kernel: string; rootfs: GuestR
   if (!existsSync(rootfs.path)) {
     throw new MoatError("MOAT_IMAGE_MISSING", `${where}: guest ${rootfs.kind} ${rootfs.path || "(none set)"} does not exist`, { hint, status: Code.FAILED_PRECONDITION });
   }
+  ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, where);
   return { kernel: config.qemu.kernel, rootfs };
 }
 
 export interface SandboxOptions {
-  /** Host directories exported to the guest over 9p. */
+  /** Host directories exported to the guest (over [hypervisor.qemu] shared_fs). */
   shares?: Share[];
   /** Single files copied into the sandbox's files directory (sandboxFilesDir) before the VM starts. */
   files?: CopiedFile[];
@@ -140,10 +151,20 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       rootfs,
       extraKernelParams: config.qemu.kernelParams,
       debug: config.qemu.enableDebug,
+      sharedFs: config.qemu.sharedFs,
       shares: options.shares ?? [],
       hostTscKhz: await hostTscKhz(),
       paths: vmPaths(stateDir),
     };
+    // virtiofsd listens before QEMU starts: QEMU connects to its socket while it starts.
+    const shareServers = await ShareServers.start({
+      sharedFs: spec.sharedFs,
+      shares: spec.shares,
+      virtiofsd: { binary: config.qemu.virtioFsDaemon, cache: config.qemu.virtioFsCache },
+      stateDir,
+      where,
+    });
+    cleanup.push(`kill share servers ${shareServers.pids.join(" ")}`, () => shareServers.kill());
     const spawnedAt = performance.now();
     const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
     cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
@@ -174,7 +195,8 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
 
     cleanup.release();
-    return sandboxHandle(id, vm, agent, accelerator, { qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
+    const shareFs = spec.sharedFs === "virtio-fs" ? GuestSharedFs.VIRTIO_FS : GuestSharedFs.VIRTIO_9P;
+    return sandboxHandle(id, vm, shareServers, shareFs, agent, accelerator, { qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -184,28 +206,41 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
 
 /**
  * Takes over a sandbox VM that a previous daemon started and left running: its QEMU (by pid
- * file) and its agent (a new session on the same socket). Undefined if its QEMU is gone.
+ * file), its share servers (by pid files) and its agent (a new session on the same socket).
+ * Undefined if its QEMU is gone; then its share servers are killed too.
  */
 export async function adoptSandboxVm(config: Config, id: string): Promise<SandboxVm | undefined> {
   validateSandboxId(id);
   const paths = vmPaths(join(config.runtime.stateRoot, id));
-  const vm = await QemuVm.adopt(id, paths, QEMU_START_TIMEOUT_MS);
-  if (!vm) return undefined;
+  const shareServers = await ShareServers.adopt(paths.stateDir);
+  const vm = await QemuVm.adopt(id, paths, QEMU_START_TIMEOUT_MS).catch(async (error: unknown) => {
+    await shareServers.kill();
+    throw error;
+  });
+  if (!vm) {
+    await shareServers.kill();
+    return undefined;
+  }
   try {
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    return sandboxHandle(id, vm, agent, await chooseAccelerator(), { qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
+    // Its share kind is what it was started with, not what the configuration says now.
+    const shareFs = shareServers.pids.length > 0 ? GuestSharedFs.VIRTIO_FS : GuestSharedFs.VIRTIO_9P;
+    return sandboxHandle(id, vm, shareServers, shareFs, agent, await chooseAccelerator(), { qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
   } catch (error) {
     await vm.kill();
+    await shareServers.kill();
     throw error;
   }
 }
 
-function sandboxHandle(id: string, vm: QemuVm, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
+function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, shareFs: GuestSharedFs, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
   return {
     id,
     vm,
+    shareServers,
+    shareFs,
     agent,
     accelerator,
     timings,
@@ -213,8 +248,13 @@ function sandboxHandle(id: string, vm: QemuVm, agent: AgentClient, accelerator: 
       await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
+      await shareServers.stop(SHARE_SERVER_GRACE_MS);
       await rm(vm.paths.stateDir, { recursive: true, force: true });
       return exit;
+    },
+    kill: async () => {
+      await vm.kill();
+      await shareServers.kill();
     },
   };
 }

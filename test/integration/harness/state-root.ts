@@ -1,6 +1,6 @@
 // A private workspace per test file: a state root for sandboxes and room for config files;
-// and the check that a test left nothing behind: no QEMU process started for it, no state
-// directory, socket or log under its state root.
+// and the check that a test left nothing behind: no QEMU or virtiofsd process started for it,
+// no state directory, socket or log under its state root.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -27,18 +27,18 @@ export class TestWorkspace {
 
   /** QEMU processes started for this workspace, as "pid cmdline" lines. */
   qemuProcesses(): string[] {
-    try {
-      return execFileSync("pgrep", ["-a", "-f", `qemu-system.*${this.stateRoot}/`], { encoding: "utf8" })
-        .split("\n")
-        .filter((line) => line.trim().length > 0);
-    } catch {
-      return []; // pgrep exits 1 when nothing matches
-    }
+    return processesMatching(`qemu-system.*${this.stateRoot}/`);
+  }
+
+  /** virtiofsd processes (and their forked servers) started for this workspace, as "pid cmdline" lines. */
+  virtiofsdProcesses(): string[] {
+    return processesMatching(`virtiofsd.*--socket-path=${this.stateRoot}/`);
   }
 
   /** Fails, listing what is left, if any sandbox outlived the test; `daemonFiles` are moatd's own. */
   assertNothingLeft(daemonFiles: string[] = []): void {
     assert.deepEqual(this.qemuProcesses(), [], "QEMU processes left running");
+    assert.deepEqual(this.virtiofsdProcesses(), [], "virtiofsd processes left running");
     let entries: string[] = [];
     try {
       entries = readdirSync(this.stateRoot).filter((name) => !daemonFiles.includes(name));
@@ -77,13 +77,7 @@ export class TestWorkspace {
 
   /** The moatd serving this workspace, if one runs, as "pid cmdline" lines. */
   daemonProcesses(): string[] {
-    try {
-      return execFileSync("pgrep", ["-a", "-f", `moatd.mjs --root ${this.stateRoot}`], { encoding: "utf8" })
-        .split("\n")
-        .filter((line) => line.trim().length > 0);
-    } catch {
-      return [];
-    }
+    return processesMatching(`moatd.mjs --root ${this.stateRoot}`);
   }
 
   /** Stops this workspace's moatd (SIGTERM) and waits until it is gone. */
@@ -100,7 +94,7 @@ export class TestWorkspace {
 
   /** Removes the workspace; first kills what a failed test left, so one failure does not leak into the next. */
   remove(): void {
-    for (const line of [...this.qemuProcesses(), ...this.daemonProcesses()]) {
+    for (const line of [...this.qemuProcesses(), ...this.virtiofsdProcesses(), ...this.daemonProcesses()]) {
       try {
         process.kill(Number(line.split(" ")[0]), "SIGKILL");
       } catch {
@@ -108,5 +102,16 @@ export class TestWorkspace {
       }
     }
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Processes whose command line matches `pattern` (pgrep -f), as "pid cmdline" lines. */
+function processesMatching(pattern: string): string[] {
+  try {
+    return execFileSync("pgrep", ["-a", "-f", pattern], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.trim().length > 0);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
   }
 }
