@@ -73,6 +73,7 @@ bench: setup build guest
 	node dist/bench/boot.js
 	node dist/bench/run.js
 	node dist/bench/memory.js
+	node dist/bench/shared-fs.js
 
 ## docs: regenerate docs/cli.md from the command table
 docs: build
