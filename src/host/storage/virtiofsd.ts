@@ -15,7 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
-import { tailOf, virtiofsSocketPath } from "../hypervisor/index.js";
+import { pidExited, tailOf, virtiofsSocketPath } from "../hypervisor/index.js";
 
 const trace = tracer("storage");
 
@@ -143,7 +143,7 @@ export class Virtiofsd {
       const pid = Number((await readFile(join(stateDir, name), "utf8").catch(() => "")).trim());
       const cmdline = Number.isInteger(pid) && pid > 0 ? await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "") : "";
       if (!cmdline.includes(`--socket-path=${stateDir}/`)) continue;
-      found.push(new Virtiofsd(pid, tag, () => pidGone(pid)));
+      found.push(new Virtiofsd(pid, tag, () => pidExited(pid, EXIT_POLL_MS)));
     }
     return found;
   }
@@ -180,13 +180,4 @@ async function startError(where: string, tag: string, what: string, log: string)
     hint: "MOAT_TRACE=storage shows its command line",
     status: Code.INTERNAL,
   });
-}
-
-/** Resolves once `pid` has exited (a zombie counts as exited): for processes that are not our children. */
-async function pidGone(pid: number): Promise<void> {
-  for (;;) {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-    if (stat === "" || / Z /.test(stat.slice(stat.lastIndexOf(")")))) return;
-    await sleep(EXIT_POLL_MS);
-  }
 }

@@ -2,7 +2,7 @@
 // started it, ARCHITECTURE.md "Failure domains"), controlled over QMP, stopped politely and
 // then firmly.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../shared/deadline.js";
@@ -10,6 +10,7 @@ import { MoatError } from "../../../shared/errors.js";
 import { tracer } from "../../../shared/trace.js";
 import { Code } from "../../../shared/ttrpc/index.js";
 import { tailOf } from "../file-tail.js";
+import { pidExited } from "../pid-exit.js";
 import type { Vm, VmExit, VmPaths, VmSpec } from "../hypervisor.js";
 import { qemuArgs, shellQuote } from "./cmdline.js";
 import { QmpClient } from "./qmp.js";
@@ -56,7 +57,7 @@ export class QemuVm implements Vm {
     if (!cmdline.split("\0").includes(`moat-${id},debug-threads=on`)) return undefined;
     const qmp = await QmpClient.connect(paths.qmpSocket, timeoutMs);
     const exited = qmp.closed.then(async (): Promise<VmExit> => {
-      while (existsSync(`/proc/${pid}`) && !(await isZombie(pid))) await sleep(ADOPTED_EXIT_POLL_MS);
+      await pidExited(pid, ADOPTED_EXIT_POLL_MS);
       return { code: null, signal: null };
     });
     trace(id, `adopted QEMU ${pid}`);
@@ -157,12 +158,6 @@ async function connectQmp(path: string, timeoutMs: number, where: string): Promi
 export async function exitedError(exit: VmExit, paths: VmPaths, where: string, when: string): Promise<MoatError> {
   const said = (await tailOf(paths.hypervisorLog, 3)) || (await tailOf(paths.consoleLog, 5)) || "no output";
   return new MoatError("MOAT_QEMU_EXITED", `${where}: QEMU exited ${when} (${describeExit(exit)}): ${said}`, { status: Code.UNAVAILABLE });
-}
-
-/** A process that has exited but not been reaped yet counts as gone. */
-async function isZombie(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  return stat === "" || / Z /.test(stat.slice(stat.lastIndexOf(")")));
 }
 
 export function describeExit(exit: VmExit): string {
