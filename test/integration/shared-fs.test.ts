@@ -113,3 +113,12 @@ test("a virtiofsd that dies at start is reported with what it said, and leaves n
   assert.equal(result.code, 1);
   assert.match(result.stderr, /virtiofsd for share rootfs: exited \(exit status 3\): virtiofsd: cannot serve this/);
 });
+
+test("a QEMU that fails after its virtiofsd started takes the virtiofsd with it", async () => {
+  const bogusKernel = `${workspace.dir}/not-a-kernel`;
+  writeFileSync(bogusKernel, "this is not a kernel\n");
+  const config = workspace.configFile("vfs-bogus-kernel", `[hypervisor.qemu]\nshared_fs = "virtio-fs"\nkernel = "${bogusKernel}"\n`);
+  const result = await runMoat(["--config", config, "run", "--rm", "busybox", "true"]);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /QEMU exited while starting \(exit status 1\): .*invalid kernel header/);
+});
