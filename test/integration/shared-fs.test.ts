@@ -95,6 +95,18 @@ test("virtio-fs through moatd: virtiofsd outlives a killed moatd with its VM, an
   assert.equal(deleted.code, 0, deleted.stderr);
 });
 
+test("moatd killed mid-create once a virtiofsd runs: the next moatd kills the virtiofsd", async () => {
+  const bundle = busyboxBundle(`${workspace.dir}/halfmade`, ["true"]);
+  const creating = runMoat(["--config", configs["virtio-fs"], "create", "--bundle", bundle, "vfs-halfmade"]);
+  while (workspace.virtiofsdProcesses().length === 0) await sleep(5);
+  const [moatd] = workspace.daemonProcesses();
+  process.kill(Number(moatd?.split(" ")[0]), "SIGKILL");
+  assert.equal((await creating).code, 1);
+  const list = await runMoat(["--config", configs["virtio-fs"], "list", "-q"]); // a new moatd cleans up what it cannot adopt
+  assert.equal(list.code, 0, list.stderr);
+  assert.equal(list.stdout, "");
+});
+
 test("a missing virtiofsd is one clear error naming the key and the fix, and starts nothing", async () => {
   const config = workspace.configFile("no-virtiofsd", '[hypervisor.qemu]\nshared_fs = "virtio-fs"\nvirtio_fs_daemon = "/nonexistent/virtiofsd"\n');
   const result = await runMoat(["--config", config, "run", "--rm", "busybox", "true"]);

@@ -13,7 +13,8 @@ test("virtiofsd starts in a private mount namespace, one pid from unshare to vir
   const script = args[6] ?? "";
   assert.match(script, /mount -t tmpfs .* \/run\/virtiofsd/, "its pid lock files stay in the namespace");
   assert.match(script, /exec "\$@"/, "sh execs virtiofsd: the pid moat records is virtiofsd's");
-  assert.deepEqual(args.slice(8, 11), ["rw", "/data", "/usr/lib/qemu/virtiofsd"]);
+  assert.deepEqual(args.slice(8, 12), ["rw", "/data", "/run/moat/s1/virtiofsd-m1.pid", "/usr/lib/qemu/virtiofsd"]);
+  assert.match(script, /echo \$\$ > "\$3"/, "it writes its own pid file, even if moatd dies right after spawning it");
 });
 
 test("its socket is where QEMU looks, and it keeps its own sandbox with fewer capabilities", () => {

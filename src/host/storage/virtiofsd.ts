@@ -9,7 +9,7 @@
 // leaves a pid lock file per socket that it never removes. Both vanish with the process.
 import { spawn } from "node:child_process";
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync } from "node:fs";
-import { readdir, readFile, realpath, writeFile } from "node:fs/promises";
+import { readdir, readFile, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MoatError } from "../../shared/errors.js";
@@ -49,16 +49,19 @@ export interface VirtiofsdOptions {
 export function virtiofsdCommand(options: VirtiofsdOptions): { command: string; args: string[] } {
   const script = [
     "set -e",
+    // The process writes its own pid file, so that a moatd killed right after spawning it
+    // still leaves the next moatd a way to find it.
+    'echo $$ > "$3"',
     `mount -t tmpfs -o size=64k,mode=0700 moat-virtiofsd ${PID_LOCK_DIR}`,
     'if [ "$1" = ro ]; then mount --bind -o ro "$2" "$2"; fi',
-    "shift 2",
+    "shift 3",
     'exec "$@"',
   ].join("\n");
   return {
     command: UNSHARE,
     args: [
       "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
-      options.readOnly ? "ro" : "rw", options.source,
+      options.readOnly ? "ro" : "rw", options.source, virtiofsdFiles(options.stateDir, options.tag).pid,
       options.binary,
       `--socket-path=${virtiofsSocketPath(options.stateDir, options.tag)}`,
       "-o", `source=${options.source}`,
@@ -116,7 +119,6 @@ export class Virtiofsd {
     if (pid === undefined) throw await startError(where, options.tag, await exited, paths.log);
     const daemon = new Virtiofsd(pid, options.tag, () => exited.then(() => undefined));
     try {
-      await writeFile(paths.pid, `${pid}\n`);
       const deadline = Date.now() + START_TIMEOUT_MS;
       for (;;) {
         if (existsSync(socketPath)) return daemon;
