@@ -65,6 +65,13 @@ for (const [kind, config] of Object.entries(configs)) {
   });
 }
 
+test("virtio-fs on q35 uses the PCI device", async () => {
+  const config = workspace.configFile("virtio-fs-q35", '[hypervisor.qemu]\nshared_fs = "virtio-fs"\nmachine_type = "q35"\n');
+  const result = await runMoat(["--config", config, "run", "--rm", "busybox", "ls", "/bin/busybox"]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "/bin/busybox\n");
+});
+
 test("virtio-fs through moatd: virtiofsd outlives a killed moatd with its VM, and goes with the container", async () => {
   const config = configs["virtio-fs"];
   const bundle = busyboxBundle(`${workspace.dir}/oci`, ["sh", "-c", "echo before; sleep 6; cat /etc/motd-from-share; exit 5"]);
