@@ -122,6 +122,9 @@ test("a missing virtiofsd is one clear error naming the key and the fix, and sta
   assert.match(lines[0] ?? "", /^moat: .*no-virtiofsd.toml: hypervisor.qemu.virtio_fs_daemon: \/nonexistent\/virtiofsd is not an executable file$/);
   assert.match(lines[1] ?? "", /^Hint: apt-get install qemu-system-x86 .*virtio_fs_daemon.*shared_fs = "virtio-9p"/);
   assert.equal(lines.length, 2, result.stderr);
+  const check = await runMoat(["--config", config, "check"]);
+  assert.equal(check.code, 1);
+  assert.match(check.stdout, /^FAIL shares +.*virtio_fs_daemon: \/nonexistent\/virtiofsd is not an executable file$/m);
 });
 
 test("a virtiofsd that dies at start is reported with what it said, and leaves nothing", async () => {

@@ -42,7 +42,7 @@ const allowed: Record<string, string[]> = {
   "host/images": ["shared", "host/config"],
   "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/storage"],
   "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox"],
-  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon"],
+  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon", "host/storage"],
 };
 
 test("imports point one way: cli → sandbox → hypervisor/config → shared; guest and host apart", () => {

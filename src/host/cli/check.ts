@@ -3,9 +3,10 @@
 // only if sandboxes can run.
 import { constants, existsSync } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
-import { formatForUser } from "../../shared/errors.js";
+import { formatForUser, MoatError } from "../../shared/errors.js";
 import { loadConfig, type Config } from "../config/index.js";
 import { chooseAccelerator, qemuMachineTypes, qemuVersion } from "../hypervisor/index.js";
+import { ShareServers } from "../storage/index.js";
 import { guestKernelRelease } from "./guest-kernel-release.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 
@@ -34,6 +35,7 @@ export async function checkCommand(global: GlobalOptions): Promise<number> {
     await checkKernel(config),
     await checkRootfs(config),
     await checkStateRoot(config),
+    checkShares(config),
     checkVsock(),
   ];
   for (const finding of findings) {
@@ -98,6 +100,18 @@ async function checkStateRoot(config: Config): Promise<Finding> {
   } catch (error) {
     return { what: "state root", verdict: "fail", detail: `${root} is not writable (${(error as NodeJS.ErrnoException).code})`, fix: "run moat as root, or pass --root DIR" };
   }
+}
+
+function checkShares(config: Config): Finding {
+  const what = "shares";
+  if (config.qemu.sharedFs === "virtio-9p") return { what, verdict: "ok", detail: "virtio-9p, served by QEMU itself" };
+  try {
+    ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, config.source ?? "built-in configuration");
+  } catch (error) {
+    if (!(error instanceof MoatError)) throw error;
+    return { what, verdict: "fail", detail: error.message, fix: error.hint };
+  }
+  return { what, verdict: "ok", detail: `virtio-fs, one ${config.qemu.virtioFsDaemon} per share (cache=${config.qemu.virtioFsCache})` };
 }
 
 function checkVsock(): Finding {

@@ -102,7 +102,6 @@ export function guestArtifacts(config: Config): { kernel: string; rootfs: GuestR
   if (!existsSync(rootfs.path)) {
     throw new MoatError("MOAT_IMAGE_MISSING", `${where}: guest ${rootfs.kind} ${rootfs.path || "(none set)"} does not exist`, { hint, status: Code.FAILED_PRECONDITION });
   }
-  ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, where);
   return { kernel: config.qemu.kernel, rootfs };
 }
 
@@ -120,6 +119,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   validateSandboxId(id);
   const where = `sandbox ${id}`;
   const { kernel, rootfs } = guestArtifacts(config);
+  ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, config.source ?? "built-in configuration");
   const accelerator = await chooseAccelerator();
   const cleanup = new CleanupStack();
   try {
