@@ -96,7 +96,8 @@ test("virtio-fs through moatd: virtiofsd outlives a killed moatd with its VM, an
   const state = await moat(["state", "vfs-oci"]); // a new moatd, which adopts the VM and its virtiofsd
   assert.equal(state.code, 0, `${state.stderr}\nmoatd.log:\n${workspace.daemonLog()}`);
   assert.equal((await container.standIn).exitStatus, 5, `moatd.log:\n${workspace.daemonLog()}`);
-  assert.equal(container.stdout(), "before\nafter\n", "the share still served after the restart");
+  // Only the end: output relayed around the moment moatd died may be lost (daemon-restart.test.ts checks the same way).
+  assert.match(container.stdout(), /after\n$/, "the share still served after the restart");
 
   const deleted = await moat(["delete", "vfs-oci"]);
   assert.equal(deleted.code, 0, deleted.stderr);

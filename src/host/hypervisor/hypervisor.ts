@@ -82,7 +82,11 @@ export function vmPaths(stateDir: string): VmPaths {
   };
 }
 
-/** The vhost-user socket on which the virtiofsd serving share `tag` listens; QEMU connects to it. */
+/**
+ * The vhost-user socket on which the virtiofsd serving share `tag` listens; QEMU connects to
+ * it. A short name: a unix socket path has 107 bytes, and podman's container ids (the state
+ * directory's name) alone take 64.
+ */
 export function virtiofsSocketPath(stateDir: string, tag: string): string {
-  return `${stateDir}/virtiofsd-${tag}.sock`;
+  return `${stateDir}/vfs-${tag}.sock`;
 }

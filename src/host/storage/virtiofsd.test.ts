@@ -19,7 +19,7 @@ test("virtiofsd starts in a private mount namespace, one pid from unshare to vir
 
 test("its socket is where QEMU looks, and it keeps its own sandbox with fewer capabilities", () => {
   const { args } = virtiofsdCommand(options());
-  assert.ok(args.includes("--socket-path=/run/moat/s1/virtiofsd-m1.sock"));
+  assert.ok(args.includes("--socket-path=/run/moat/s1/vfs-m1.sock"));
   assert.ok(args.includes("source=/data"));
   assert.ok(args.includes("sandbox=namespace"));
   assert.ok(args.includes("modcaps=-mknod:-setfcap"));

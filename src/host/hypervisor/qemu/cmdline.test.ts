@@ -115,7 +115,7 @@ test("virtio-fs shares are vhost-user-fs devices on each share's virtiofsd socke
   assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on,memory-backend=ram"]);
   assert.deepEqual(valuesOf(args, "-object"), ["memory-backend-memfd,id=ram,size=512M,share=on"]);
   assert.deepEqual(valuesOf(args, "-global"), ["virtio-mmio.force-legacy=false"], "the C virtiofsd refuses legacy virtio-mmio");
-  assert.ok(valuesOf(args, "-chardev").includes("socket,id=fs-m1,path=/run/moat/s1/virtiofsd-m1.sock"));
+  assert.ok(valuesOf(args, "-chardev").includes("socket,id=fs-m1,path=/run/moat/s1/vfs-m1.sock"));
   assert.ok(valuesOf(args, "-device").includes("vhost-user-fs-device,chardev=fs-rootfs,tag=rootfs,id=share-rootfs"));
 });
 
