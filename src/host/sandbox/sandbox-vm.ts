@@ -195,8 +195,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
 
     cleanup.release();
-    const shareFs = spec.sharedFs === "virtio-fs" ? GuestSharedFs.VIRTIO_FS : GuestSharedFs.VIRTIO_9P;
-    return sandboxHandle(id, vm, shareServers, shareFs, agent, accelerator, { qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, { qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -225,9 +224,7 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    // Its share kind is what it was started with, not what the configuration says now.
-    const shareFs = shareServers.pids.length > 0 ? GuestSharedFs.VIRTIO_FS : GuestSharedFs.VIRTIO_9P;
-    return sandboxHandle(id, vm, shareServers, shareFs, agent, await chooseAccelerator(), { qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), { qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();
@@ -235,12 +232,13 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
   }
 }
 
-function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, shareFs: GuestSharedFs, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
+function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
   return {
     id,
     vm,
     shareServers,
-    shareFs,
+    // What it was started with (an adopted sandbox's too), not what the configuration says now.
+    shareFs: shareServers.sharedFs === "virtio-fs" ? GuestSharedFs.VIRTIO_FS : GuestSharedFs.VIRTIO_9P,
     agent,
     accelerator,
     timings,

@@ -15,7 +15,11 @@ export interface ShareServerOptions {
 }
 
 export class ShareServers {
-  private constructor(private readonly daemons: Virtiofsd[]) {}
+  private constructor(
+    /** The kind of share these serve: for an adopted sandbox, the kind it was started with. */
+    readonly sharedFs: SharedFs,
+    private readonly daemons: Virtiofsd[],
+  ) {}
 
   /** Fails with one clear error if the share kind needs a program that is not there. */
   static check(sharedFs: SharedFs, virtiofsdBinary: string, where: string): void {
@@ -24,7 +28,7 @@ export class ShareServers {
 
   /** Starts every server (in parallel); if any fails, the others are killed and its error thrown. */
   static async start(options: ShareServerOptions): Promise<ShareServers> {
-    if (options.sharedFs === "virtio-9p") return new ShareServers([]);
+    if (options.sharedFs === "virtio-9p") return new ShareServers("virtio-9p", []);
     const started = await Promise.allSettled(
       options.shares.map((share) =>
         Virtiofsd.start({ ...options.virtiofsd, tag: share.tag, source: share.hostPath, readOnly: share.readOnly, stateDir: options.stateDir }, options.where),
@@ -33,15 +37,16 @@ export class ShareServers {
     const daemons = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
     const failed = started.find((result): result is PromiseRejectedResult => result.status === "rejected");
     if (failed) {
-      await new ShareServers(daemons).kill();
+      await new ShareServers(options.sharedFs, daemons).kill();
       throw failed.reason;
     }
-    return new ShareServers(daemons);
+    return new ShareServers(options.sharedFs, daemons);
   }
 
   /** The servers a previous moatd started for the sandbox in `stateDir` and left running. */
   static async adopt(stateDir: string): Promise<ShareServers> {
-    return new ShareServers(await Virtiofsd.adopt(stateDir));
+    const sharedFs = (await Virtiofsd.tagsIn(stateDir)).length > 0 ? "virtio-fs" : "virtio-9p";
+    return new ShareServers(sharedFs, await Virtiofsd.adopt(stateDir));
   }
 
   get pids(): number[] {

@@ -137,17 +137,20 @@ export class Virtiofsd {
    * files; a pid that is gone or now runs something else is skipped.
    */
   static async adopt(stateDir: string): Promise<Virtiofsd[]> {
-    const names = await readdir(stateDir).catch(() => []);
     const found: Virtiofsd[] = [];
-    for (const name of names) {
-      const tag = /^virtiofsd-(.+)\.pid$/.exec(name)?.[1];
-      if (tag === undefined) continue;
-      const pid = Number((await readFile(join(stateDir, name), "utf8").catch(() => "")).trim());
+    for (const tag of await Virtiofsd.tagsIn(stateDir)) {
+      const pid = Number((await readFile(virtiofsdFiles(stateDir, tag).pid, "utf8").catch(() => "")).trim());
       const cmdline = Number.isInteger(pid) && pid > 0 ? await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "") : "";
       if (!cmdline.includes(`--socket-path=${stateDir}/`)) continue;
       found.push(new Virtiofsd(pid, tag, () => pidExited(pid, EXIT_POLL_MS)));
     }
     return found;
+  }
+
+  /** The tags of the shares a virtiofsd was started for in `stateDir` (by their pid files), whether or not it still runs. */
+  static async tagsIn(stateDir: string): Promise<string[]> {
+    const names = await readdir(stateDir).catch(() => []);
+    return names.flatMap((name) => /^virtiofsd-(.+)\.pid$/.exec(name)?.[1] ?? []);
   }
 
   /**
