@@ -7,7 +7,10 @@
 //   files read, 1000 created, 1000 stat'ed), timed in the container itself so that boot does
 //   not count.
 //
-//   node dist/bench/shared-fs.js [--runs N]
+//   node dist/bench/shared-fs.js [--runs N] [--cache-modes]
+//
+// --cache-modes adds virtio-fs with virtiofsd's other cache modes (`virtio_fs_cache`
+// "always" and "never"; the default is "auto").
 import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,20 +21,22 @@ import { busyboxBundle } from "./support/baselines.js";
 import { writeResult } from "./support/report.js";
 import { summarize, type Summary } from "./support/stats.js";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "7" } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "7" }, "cache-modes": { type: "boolean", default: false } } });
 const runs = Number(values.runs);
 const work = mkdtempSync(join(tmpdir(), "moat-bench-shared-fs-"));
 const moat = join(repoRoot, "bin", "moat");
 
-type Variant = "moat 9p" | "moat virtio-fs" | "runc" | "gVisor (ptrace)";
-const VARIANTS: Variant[] = ["moat 9p", "moat virtio-fs", "runc", "gVisor (ptrace)"];
+/** moat's variants by their [hypervisor.qemu] settings; the others are runc and gVisor. */
+const MOAT_VARIANTS: Record<string, string> = {
+  "moat 9p": 'shared_fs = "virtio-9p"',
+  "moat virtio-fs": 'shared_fs = "virtio-fs"',
+  ...(values["cache-modes"]
+    ? { "virtio-fs always": 'shared_fs = "virtio-fs"\nvirtio_fs_cache = "always"', "virtio-fs never": 'shared_fs = "virtio-fs"\nvirtio_fs_cache = "never"' }
+    : {}),
+};
+type Variant = string;
 const BASELINE: Variant = "runc";
-
-function moatConfig(sharedFs: string): string {
-  const path = join(work, `${sharedFs}.toml`);
-  writeFileSync(path, `[hypervisor.qemu]\nshared_fs = "${sharedFs}"\n`);
-  return path;
-}
+const VARIANTS: Variant[] = [...Object.keys(MOAT_VARIANTS), BASELINE, "gVisor (ptrace)"];
 
 /** Runs `command args` to completion; its stdout, or an error with its stderr. */
 function run(command: string, args: string[]): { ms: number; stdout: string } {
@@ -43,18 +48,15 @@ function run(command: string, args: string[]): { ms: number; stdout: string } {
 }
 
 /** The same bundle run by each variant to completion; `id` must be unique for runc and runsc. */
-function runner(variant: Variant): (bundle: string, id: string) => { ms: number; stdout: string } {
-  switch (variant) {
-    case "moat 9p":
-    case "moat virtio-fs": {
-      const args = ["--root", join(work, "moat"), "--config", moatConfig(variant === "moat 9p" ? "virtio-9p" : "virtio-fs"), "run", "--bundle"];
-      return (bundle) => run(moat, [...args, bundle]);
-    }
-    case "runc":
-      return (bundle, id) => run("runc", ["--root", join(work, "runc"), "run", "--bundle", bundle, id]);
-    case "gVisor (ptrace)":
-      return (bundle, id) => run("runsc", ["--root", join(work, "runsc"), "--platform=ptrace", "--network=none", "run", "--bundle", bundle, id]);
+function runner(variant: Variant, index: number): (bundle: string, id: string) => { ms: number; stdout: string } {
+  const settings = MOAT_VARIANTS[variant];
+  if (settings !== undefined) {
+    const config = join(work, `moat-${index}.toml`);
+    writeFileSync(config, `[hypervisor.qemu]\n${settings}\n`);
+    return (bundle) => run(moat, ["--root", join(work, "moat"), "--config", config, "run", "--bundle", bundle]);
   }
+  if (variant === BASELINE) return (bundle, id) => run("runc", ["--root", join(work, "runc"), "run", "--bundle", bundle, id]);
+  return (bundle, id) => run("runsc", ["--root", join(work, "runsc"), "--platform=ptrace", "--network=none", "run", "--bundle", bundle, id]);
 }
 
 /** A bundle running fs-work on /work, a bind mount of `data`, which holds in.bin and tree/. */
@@ -102,7 +104,7 @@ try {
   const startBundle = busyboxBundle(join(work, "start"), ["/bin/true"]);
   const variants = VARIANTS.map((variant, index) => {
     const data = join(work, `data-${index}`);
-    return { variant, data, bundle: workBundle(join(work, `bundle-${index}`), data, fsWork), run: runner(variant) };
+    return { variant, data, bundle: workBundle(join(work, `bundle-${index}`), data, fsWork), run: runner(variant, index) };
   });
   const start = new Map<Variant, number[]>(VARIANTS.map((variant) => [variant, []]));
   const phases = new Map<string, Map<Variant, number[]>>();
@@ -129,8 +131,8 @@ try {
     const baseline = rows.find(([variant]) => variant === BASELINE)?.[1].medianMs ?? Number.NaN;
     results[name] = Object.fromEntries(rows.map(([variant, summary]) => [variant, { ...summary, overRunc: Math.round((summary.medianMs / baseline) * 10) / 10 }]));
   }
-  writeResult("shared-fs", {
-    context: { what: "9p vs virtio-fs (virtiofsd cache=auto, 9p cache=loose), each a cold VM per run; runc and gVisor on the same bundles", runs },
+  writeResult(values["cache-modes"] ? "shared-fs-cache-modes" : "shared-fs", {
+    context: { what: "9p vs virtio-fs (9p cache=loose), each a cold VM per run; runc and gVisor on the same bundles", moatVariants: MOAT_VARIANTS, runs },
     unit: "ms",
     results,
   });

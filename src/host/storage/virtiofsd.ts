@@ -8,7 +8,7 @@
 // still cannot write. The same namespace holds a tmpfs over /run/virtiofsd, where virtiofsd
 // leaves a pid lock file per socket that it never removes. Both vanish with the process.
 import { spawn } from "node:child_process";
-import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { readdir, readFile, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -79,6 +79,7 @@ export function virtiofsdCommand(options: VirtiofsdOptions): { command: string; 
 export function checkVirtiofsd(binary: string, where: string): void {
   try {
     accessSync(binary, constants.X_OK);
+    if (!statSync(binary).isFile()) throw new Error("not a file"); // root may "execute" a directory
   } catch {
     throw new MoatError("MOAT_VIRTIOFSD_MISSING", `${where}: hypervisor.qemu.virtio_fs_daemon: ${binary} is not an executable file`, {
       hint: 'apt-get install qemu-system-x86 (Debian 12 ships /usr/lib/qemu/virtiofsd), set [hypervisor.qemu] virtio_fs_daemon, or set shared_fs = "virtio-9p"',
