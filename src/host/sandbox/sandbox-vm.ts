@@ -35,9 +35,9 @@ const SHUTDOWN_GRACE_MS = 5_000;
 const SHARE_SERVER_GRACE_MS = 1_000;
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /**
- * The longest name of a socket in a sandbox's state directory ("exec-12345.sock"). A unix
- * socket's path is at most 107 bytes, and container ids are long (podman's and Kubernetes'
- * are 64 hex digits), so the state root must leave room for both.
+ * The longest name of a socket in a sandbox's state directory ("exec-12345.sock",
+ * "vfs-rootfs.sock"). A unix socket's path is at most 107 bytes, and container ids are long
+ * (podman's and Kubernetes' are 64 hex digits), so the state root must leave room for both.
  */
 export const SOCKET_NAME_MAX_BYTES = 16;
 const SOCKET_PATH_MAX_BYTES = 107;
