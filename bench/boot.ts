@@ -71,6 +71,7 @@ async function main(): Promise<void> {
     rootfs: { kind: "initrd", path: floorInitrd() },
     extraKernelParams: ["rdinit=/init"],
     debug: false,
+    sharedFs: config.qemu.sharedFs,
     shares: [],
     hostTscKhz: await hostTscKhz(),
     paths: vmPaths(join(work, "floor-state")),

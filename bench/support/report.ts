@@ -27,14 +27,21 @@ export function report(benchName: string, title: string, rows: Row[], reference:
       `${name.padEnd(width)}  ${summary.medianMs.toFixed(1).padStart(9)}   ${`${summary.minMs.toFixed(0)}..${summary.maxMs.toFixed(0)}`.padEnd(15)}  ${summary.p95Ms.toFixed(1).padStart(9)}   ${ratio.toFixed(2)}x\n`,
     );
   }
-  const result = {
-    bench: benchName,
-    date: new Date().toISOString(),
-    host: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
+  writeResult(benchName, {
     context,
     unit,
     reference,
     results: Object.fromEntries(rows.map(({ name, summary }) => [name, { ...summary, referenceOverThis: Math.round((referenceMedian / summary.medianMs) * 100) / 100 }])),
+  });
+}
+
+/** Writes bench/results/NAME.json: `body` with the benchmark's name, the date and the host. */
+export function writeResult(benchName: string, body: Record<string, unknown>): void {
+  const result = {
+    bench: benchName,
+    date: new Date().toISOString(),
+    host: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
+    ...body,
   };
   mkdirSync(resultsDir, { recursive: true });
   const path = join(resultsDir, `${benchName}.json`);

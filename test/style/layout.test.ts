@@ -35,14 +35,15 @@ function layer(path: string): string {
 const allowed: Record<string, string[]> = {
   shared: [],
   guest: ["shared"],
-  "host/config": ["shared", "host/hypervisor"],
+  "host/config": ["shared", "host/hypervisor", "host/storage"],
   "host/hypervisor": ["shared"],
+  "host/storage": ["shared", "host/hypervisor"],
   "host/oci": ["shared"],
   "host/images": ["shared", "host/config"],
   "host/factory": ["shared", "host/config", "host/hypervisor"],
-  "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/factory"],
+  "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/factory", "host/storage"],
   "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox", "host/factory"],
-  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon", "host/factory"],
+  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon", "host/factory", "host/storage"],
 };
 
 test("imports point one way: cli → sandbox → hypervisor/config → shared; guest and host apart", () => {

@@ -1,14 +1,23 @@
-// Mounts the agent makes for a container: the 9p shares the host exported (root file system,
-// bind-mount sources), each read-write, read-only, or read-only under a writable overlay whose
-// upper layer is in guest memory. Node has no mount(2), so busybox's mount makes the call.
+// Mounts the agent makes for a container: the shares the host exported over 9p or virtio-fs
+// (root file system, bind-mount sources), each read-write, read-only, or read-only under a
+// writable overlay whose upper layer is in guest memory. Node has no mount(2), so busybox's
+// mount makes the call. A read-only share is also read-only on the host side (QEMU's 9p
+// readonly, virtiofsd's read-only bind): the guest's `ro` is not the only guard.
 import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { MoatError } from "../../shared/errors.js";
-import { shareGuestPath, type ShareMount } from "../../shared/protocol/index.js";
+import { SharedFs, shareGuestPath, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 
 const VALID_TAG = /^[A-Za-z0-9_-]{1,31}$/;
 const NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144,cache=loose";
+
+/** `mount` arguments for the share `tag` at `path`. */
+function shareMountArgs(share: ShareMount, readOnly: boolean, path: string): string[] {
+  const ro = readOnly ? ["-o", "ro"] : [];
+  if (share.fs === SharedFs.VIRTIO_FS) return ["-t", "virtiofs", ...ro, share.tag, path];
+  return ["-t", "9p", "-o", `${NINEP_OPTIONS}${readOnly ? ",ro" : ""}`, share.tag, path];
+}
 
 function run(command: string, args: string[], where: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -38,11 +47,11 @@ async function mountShare(containerId: string, share: ShareMount, where: string)
   const path = shareGuestPath(containerId, share.tag);
   if (!share.overlay) {
     await mkdir(path, { recursive: true });
-    await run("/bin/mount", ["-t", "9p", "-o", `${NINEP_OPTIONS}${share.readOnly ? ",ro" : ""}`, share.tag, path], where);
+    await run("/bin/mount", shareMountArgs(share, share.readOnly, path), where);
     return;
   }
   for (const dir of [`${path}.lower`, `${path}.upper`, `${path}.work`, path]) await mkdir(dir, { recursive: true });
-  await run("/bin/mount", ["-t", "9p", "-o", `${NINEP_OPTIONS},ro`, share.tag, `${path}.lower`], where);
+  await run("/bin/mount", shareMountArgs(share, true, `${path}.lower`), where);
   try {
     await run("/bin/mount", ["-t", "overlay", "-o", `lowerdir=${path}.lower,upperdir=${path}.upper,workdir=${path}.work`, "overlay", path], where);
   } catch (error) {

@@ -3,11 +3,12 @@
 // only if sandboxes can run.
 import { constants, existsSync } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
-import { formatForUser } from "../../shared/errors.js";
+import { formatForUser, MoatError } from "../../shared/errors.js";
 import { loadConfig, type Config } from "../config/index.js";
 import { listTemplates, templateKey } from "../factory/index.js";
 import { chooseAccelerator, qemuMachineTypes, qemuVersion } from "../hypervisor/index.js";
 import { vmBase } from "../sandbox/index.js";
+import { ShareServers } from "../storage/index.js";
 import { guestKernelRelease } from "./guest-kernel-release.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 
@@ -36,6 +37,7 @@ export async function checkCommand(global: GlobalOptions): Promise<number> {
     await checkKernel(config),
     await checkRootfs(config),
     await checkStateRoot(config),
+    checkShares(config),
     await checkTemplates(config),
     checkVsock(),
   ];
@@ -112,6 +114,18 @@ async function checkTemplates(config: Config): Promise<Finding> {
   return built
     ? { what, verdict: "ok", detail: `on; template ${built.key} saved ${built.created}, sandboxes restore from it` }
     : { what, verdict: "note", detail: "on; none built for this configuration yet: the first sandbox builds it", fix: "moat factory init   (builds it now and restores one VM to prove templates work here)" };
+}
+
+function checkShares(config: Config): Finding {
+  const what = "shares";
+  if (config.qemu.sharedFs === "virtio-9p") return { what, verdict: "ok", detail: "virtio-9p, served by QEMU itself" };
+  try {
+    ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, config.source ?? "built-in configuration");
+  } catch (error) {
+    if (!(error instanceof MoatError)) throw error;
+    return { what, verdict: "fail", detail: error.message, fix: error.hint };
+  }
+  return { what, verdict: "ok", detail: `virtio-fs, one ${config.qemu.virtioFsDaemon} per share (cache=${config.qemu.virtioFsCache})` };
 }
 
 function checkVsock(): Finding {

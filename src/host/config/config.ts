@@ -1,6 +1,7 @@
 // moat's configuration, typed. Key names follow Kata's configuration.toml where they mean
 // the same thing (docs/config.md); camelCase starts here, at the mapping.
-import type { MachineType } from "../hypervisor/index.js";
+import type { MachineType, SharedFs } from "../hypervisor/index.js";
+import type { VirtioFsCache } from "../storage/index.js";
 
 export interface QemuConfig {
   /** The QEMU binary. */
@@ -18,6 +19,12 @@ export interface QemuConfig {
   kernelParams: string[];
   /** Verbose guest console and agent tracing. */
   enableDebug: boolean;
+  /** How container root file systems and bind-mount sources reach the guest. */
+  sharedFs: SharedFs;
+  /** The virtiofsd binary (used when sharedFs is virtio-fs). */
+  virtioFsDaemon: string;
+  /** virtiofsd's cache mode. */
+  virtioFsCache: VirtioFsCache;
 }
 
 export interface AgentConfig {

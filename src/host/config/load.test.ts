@@ -28,6 +28,9 @@ default_vcpus = 2
 default_memory = 1024
 kernel_params = " agent.log=debug  foo=bar "
 enable_debug = true
+shared_fs = "virtio-fs"
+virtio_fs_daemon = "/opt/virtiofsd"
+virtio_fs_cache = "never"
 # keys moat does not know are ignored, as in a Kata file
 enable_iommu = false
 
@@ -47,6 +50,9 @@ state_root = "/run/moat-test"
   assert.equal(config.qemu.defaultMemoryMiB, 1024);
   assert.deepEqual(config.qemu.kernelParams, ["agent.log=debug", "foo=bar"]);
   assert.equal(config.qemu.enableDebug, true);
+  assert.equal(config.qemu.sharedFs, "virtio-fs");
+  assert.equal(config.qemu.virtioFsDaemon, "/opt/virtiofsd");
+  assert.equal(config.qemu.virtioFsCache, "never");
   assert.equal(config.agent.dialTimeoutMs, 45_000);
   assert.equal(config.runtime.stateRoot, "/run/moat-test");
 });
@@ -56,6 +62,9 @@ test("errors name the file, the key and the valid range", () => {
   invalid("[hypervisor.qemu]\ndefault_vcpus = 0", /hypervisor.qemu.default_vcpus: must be an integer from 1 to 64/);
   invalid("[hypervisor.qemu]\nkernel = \"vmlinux\"", /hypervisor.qemu.kernel: must be an absolute path, got "vmlinux"/);
   invalid("[hypervisor.qemu]\nmachine_type = \"pc\"", /machine_type: must be "microvm" or "q35", got "pc"/);
+  invalid("[hypervisor.qemu]\nshared_fs = \"virtio-fs-nydus\"", /shared_fs: must be "virtio-fs" or "virtio-9p", got "virtio-fs-nydus"/);
+  invalid("[hypervisor.qemu]\nvirtio_fs_cache = \"metadata\"", /virtio_fs_cache: must be "never", "auto" or "always", got "metadata"/);
+  invalid("[hypervisor.qemu]\nvirtio_fs_daemon = \"virtiofsd\"", /virtio_fs_daemon: must be an absolute path/);
   invalid("[hypervisor.qemu]\nenable_debug = \"yes\"", /enable_debug: must be true or false/);
   invalid("[hypervisor.qemu]\nimage = \"/a\"\ninitrd = \"/b\"", /image and initrd are both set/);
   invalid("hypervisor = 3", /hypervisor: must be a table/);

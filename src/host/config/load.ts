@@ -28,6 +28,9 @@ export function defaultConfig(): Config {
       defaultMemoryMiB: 512,
       kernelParams: [],
       enableDebug: false,
+      sharedFs: "virtio-9p",
+      virtioFsDaemon: "/usr/lib/qemu/virtiofsd",
+      virtioFsCache: "auto",
     },
     agent: { dialTimeoutMs: 30_000 },
     runtime: { stateRoot: "/run/moat" },
@@ -74,16 +77,15 @@ export function parseConfig(text: string, file: string): Config {
   }
   if (initrd !== undefined) [config.qemu.image, config.qemu.initrd] = [undefined, initrd];
   if (image !== undefined) [config.qemu.image, config.qemu.initrd] = [image, undefined];
-  const machine = read.string(qemu, "hypervisor.qemu.machine_type");
-  if (machine !== undefined) {
-    if (machine !== "microvm" && machine !== "q35") throw read.invalid("hypervisor.qemu.machine_type", `must be "microvm" or "q35", got "${machine}"`);
-    config.qemu.machineType = machine;
-  }
+  config.qemu.machineType = read.oneOf(qemu, "hypervisor.qemu.machine_type", ["microvm", "q35"] as const) ?? config.qemu.machineType;
   config.qemu.defaultVcpus = read.integer(qemu, "hypervisor.qemu.default_vcpus", 1, 64, "vCPUs") ?? config.qemu.defaultVcpus;
   config.qemu.defaultMemoryMiB = read.integer(qemu, "hypervisor.qemu.default_memory", 128, 1024 * 1024, "MiB") ?? config.qemu.defaultMemoryMiB;
   const params = read.string(qemu, "hypervisor.qemu.kernel_params");
   if (params !== undefined) config.qemu.kernelParams = params.split(/\s+/).filter((param) => param.length > 0);
   config.qemu.enableDebug = read.boolean(qemu, "hypervisor.qemu.enable_debug") ?? config.qemu.enableDebug;
+  config.qemu.sharedFs = read.oneOf(qemu, "hypervisor.qemu.shared_fs", ["virtio-fs", "virtio-9p"] as const) ?? config.qemu.sharedFs;
+  config.qemu.virtioFsDaemon = read.absolutePath(qemu, "hypervisor.qemu.virtio_fs_daemon") ?? config.qemu.virtioFsDaemon;
+  config.qemu.virtioFsCache = read.oneOf(qemu, "hypervisor.qemu.virtio_fs_cache", ["never", "auto", "always"] as const) ?? config.qemu.virtioFsCache;
 
   const agent = read.table(document, ["agent", "moat"]);
   const dialTimeout = read.integer(agent, "agent.moat.dial_timeout", 1, 600, "seconds");
@@ -124,6 +126,15 @@ class Reader {
     if (value === undefined) return undefined;
     if (typeof value !== "string") throw this.invalid(key, `must be a string, got ${describe(value)}`);
     return value;
+  }
+
+  /** A string that must be one of `values` (an enumeration such as machine_type). */
+  oneOf<T extends string>(table: Table, key: string, values: readonly T[]): T | undefined {
+    const value = this.string(table, key);
+    if (value === undefined) return undefined;
+    const valid: readonly string[] = values;
+    if (!valid.includes(value)) throw this.invalid(key, `must be ${values.map((each) => `"${each}"`).join(", ").replace(/, ([^,]*)$/, " or $1")}, got "${value}"`);
+    return value as T; // one of values: checked just above
   }
 
   absolutePath(table: Table, key: string): string | undefined {

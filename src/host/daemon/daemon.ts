@@ -74,7 +74,7 @@ export class Daemon {
     try {
       const sandbox = await startSandboxVm(this.config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files });
       try {
-        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay })), true);
+        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), true);
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
         return (await this.attach(sandbox, state)).relay.path;
       } catch (error) {
@@ -121,6 +121,7 @@ export class Daemon {
       } catch (error) {
         log(`container ${id}: cannot adopt: ${String(error)}; removing it`);
         sandbox?.agent.close();
+        await sandbox?.kill();
         await discardSandbox(this.config, id);
       }
     }

@@ -3,6 +3,8 @@
 
 export type Accelerator = "kvm" | "tcg";
 export type MachineType = "microvm" | "q35";
+/** How host directories reach the guest: QEMU's built-in 9p server, or virtiofsd over vhost-user (Kata's `shared_fs` values). */
+export type SharedFs = "virtio-fs" | "virtio-9p";
 
 /** The guest's root file system: a read-only image on virtio-blk, or an initrd in RAM. */
 export type GuestRootfs = { kind: "image"; path: string } | { kind: "initrd"; path: string };
@@ -23,9 +25,9 @@ export interface VmPaths {
   migrationSocket: string;
 }
 
-/** A host directory exported to the guest over 9p, mounted by the agent under its tag. */
+/** A host directory exported to the guest (over VmSpec.sharedFs), mounted by the agent under its tag. */
 export interface Share {
-  /** The 9p mount tag the guest sees (at most 31 characters). */
+  /** The mount tag the guest sees (at most 31 characters). */
   tag: string;
   hostPath: string;
   readOnly: boolean;
@@ -43,6 +45,8 @@ export interface VmSpec {
   extraKernelParams: string[];
   /** Verbose guest kernel console instead of `quiet`. */
   debug: boolean;
+  /** How `shares` reach the guest. */
+  sharedFs: SharedFs;
   /** Host directories exported to the guest. */
   shares: Share[];
   /** The host TSC frequency, used under TCG to skip the guest's timer calibration. */
@@ -87,4 +91,13 @@ export function vmPaths(stateDir: string): VmPaths {
     pidFile: `${stateDir}/qemu.pid`,
     migrationSocket: `${stateDir}/migrate.sock`,
   };
+}
+
+/**
+ * The vhost-user socket on which the virtiofsd serving share `tag` listens; QEMU connects to
+ * it. A short name: a unix socket path has 107 bytes, and podman's container ids (the state
+ * directory's name) alone take 64.
+ */
+export function virtiofsSocketPath(stateDir: string, tag: string): string {
+  return `${stateDir}/vfs-${tag}.sock`;
 }

@@ -1,8 +1,8 @@
-export type { Accelerator, GuestRootfs, MachineType, Share, Vm, VmExit, VmPaths, VmSpec } from "./hypervisor.js";
-export { vmPaths } from "./hypervisor.js";
+export type { Accelerator, GuestRootfs, MachineType, Share, SharedFs, Vm, VmExit, VmPaths, VmSpec } from "./hypervisor.js";
+export { virtiofsSocketPath, vmPaths } from "./hypervisor.js";
 export { chooseAccelerator, hostTscKhz, type AcceleratorChoice, type HostProbePaths } from "./accelerator.js";
 export { tailOf } from "./file-tail.js";
-export { processGone } from "./process-gone.js";
+export { pidExited, processGone } from "./process-gone.js";
 export { QemuVm, describeExit, exitedError, runningQemuPid, type QemuStartOptions } from "./qemu/qemu.js";
 export { QmpClient, type QmpEvent } from "./qemu/qmp.js";
 export { qemuArgs, shellQuote } from "./qemu/cmdline.js";

@@ -1,10 +1,10 @@
 // The spec the guest runs: the bundle's (or moat's default) with the root file system and
-// every bind-mount source rewritten to where the agent mounts their 9p shares, and the list
+// every bind-mount source rewritten to where the agent mounts their shares, and the list
 // of those shares. A directory bind mount becomes a share of its own. A bind mount of a single
-// file (podman's /etc/hosts, /etc/resolv.conf) cannot be a 9p share: the file is copied into
-// the sandbox's files directory, which is one share, so the container sees the file as it was
-// at create and its writes stay in the copy. Other mounts (proc, tmpfs, devpts, …) are made in
-// the guest as they are.
+// file (podman's /etc/hosts, /etc/resolv.conf) cannot be a share (9p and virtio-fs export
+// directories): the file is copied into the sandbox's files directory, which is one share, so
+// the container sees the file as it was at create and its writes stay in the copy. Other
+// mounts (proc, tmpfs, devpts, …) are made in the guest as they are.
 import { statSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { MoatError } from "../../shared/errors.js";

@@ -1,5 +1,5 @@
 // One container in its own sandbox VM, from start to exit: the foreground `moat run`. An
-// image's root file system is shared read-only into the guest (9p) under a writable overlay
+// image's root file system is shared read-only into the guest (9p or virtio-fs) under a writable overlay
 // in guest memory, so nothing is written to the host's image; a bundle's is shared as it is,
 // like its directory bind mounts. Nothing is mounted on the host. Output is relayed with
 // back-pressure: each read is a long poll the agent answers only when there is data, and the
@@ -45,7 +45,7 @@ export async function runContainer(config: Config, options: RunOptions): Promise
   });
   const { agent } = sandbox;
   try {
-    await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay })), options.stdin !== undefined);
+    await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), options.stdin !== undefined);
     try {
       const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
       await agent.startContainer(containerId);

@@ -3,11 +3,11 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
+import { SharedFs as GuestSharedFs } from "../../shared/protocol/index.js";
 import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { emptyShareDir, ensureTemplate, restoreFromTemplate, slotShares, TEMPLATE_SHARE_SLOTS, type TemplateBase } from "../factory/index.js";
@@ -16,7 +16,7 @@ import {
   chooseAccelerator,
   exitedError,
   hostTscKhz,
-  processGone,
+  pidExited,
   QemuVm,
   runningQemuPid,
   tailOf,
@@ -27,6 +27,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
+import { ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 
 const trace = tracer("sandbox");
@@ -37,11 +38,13 @@ const DISCARD_POLL_MS = 20;
 const CLONE_ENTROPY_BYTES = 64;
 const SHUTDOWN_CALL_MS = 2_000;
 const SHUTDOWN_GRACE_MS = 5_000;
+/** A virtiofsd exits by itself once QEMU has gone; this long is allowed before it is killed. */
+const SHARE_SERVER_GRACE_MS = 1_000;
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /**
- * The longest name of a socket in a sandbox's state directory ("exec-12345.sock"). A unix
- * socket's path is at most 107 bytes, and container ids are long (podman's and Kubernetes'
- * are 64 hex digits), so the state root must leave room for both.
+ * The longest name of a socket in a sandbox's state directory ("exec-12345.sock",
+ * "vfs-s0.sock"). A unix socket's path is at most 107 bytes, and container ids are long
+ * (podman's and Kubernetes' are 64 hex digits), so the state root must leave room for both.
  */
 export const SOCKET_NAME_MAX_BYTES = 16;
 const SOCKET_PATH_MAX_BYTES = 107;
@@ -60,11 +63,17 @@ export interface BootTimings {
 export interface SandboxVm {
   readonly id: string;
   readonly vm: QemuVm;
+  /** The host processes serving its shares (virtiofsd; none for 9p). */
+  readonly shareServers: ShareServers;
+  /** How its shares reach the guest, as the agent's ShareMount.fs names it. */
+  readonly shareFs: GuestSharedFs;
   readonly agent: AgentClient;
   readonly accelerator: AcceleratorChoice;
   readonly timings: BootTimings;
-  /** Asks the guest to power off, stops QEMU, removes the state directory. */
+  /** Asks the guest to power off, stops QEMU and the share servers, removes the state directory. */
   shutdown(): Promise<VmExit>;
+  /** Kills QEMU and the share servers at once; the state directory stays. */
+  kill(): Promise<void>;
 }
 
 /** Where a sandbox's copied single files live: in its state directory, removed with it. */
@@ -110,7 +119,7 @@ export function guestArtifacts(config: Config): { kernel: string; rootfs: GuestR
 }
 
 export interface SandboxOptions {
-  /** Host directories exported to the guest over 9p. */
+  /** Host directories exported to the guest (over [hypervisor.qemu] shared_fs). */
   shares?: Share[];
   /** Single files copied into the sandbox's files directory (sandboxFilesDir) before the VM starts. */
   files?: CopiedFile[];
@@ -123,6 +132,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   validateSandboxId(id);
   const where = `sandbox ${id}`;
   guestArtifacts(config); // fails clearly, before anything is created, if the kernel or image is missing
+  ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, config.source ?? "built-in configuration");
   const accelerator = await chooseAccelerator();
   const cleanup = new CleanupStack();
   try {
@@ -145,8 +155,16 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     }
 
     const base = await vmBase(config, options);
-    const shares = options.shares ?? [];
-    const spec: VmSpec = { ...base, id, shares, paths: vmPaths(stateDir) };
+    const spec: VmSpec = { ...base, id, shares: options.shares ?? [], paths: vmPaths(stateDir) };
+    // virtiofsd listens before QEMU starts: QEMU connects to its socket while it starts.
+    const shareServers = await ShareServers.start({
+      sharedFs: spec.sharedFs,
+      shares: spec.shares,
+      virtiofsd: { binary: config.qemu.virtioFsDaemon, cache: config.qemu.virtioFsCache },
+      stateDir,
+      where,
+    });
+    cleanup.push(`kill share servers ${shareServers.pids.join(" ")}`, () => shareServers.kill());
     const { vm, start, spawnedAt } = await startVm(config, spec, base);
     cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     const qemuReadyMs = performance.now() - spawnedAt;
@@ -178,7 +196,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (${start.kind === "template" ? "from a template" : `cold boot: ${start.reason}`}; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
 
     cleanup.release();
-    return sandboxHandle(id, vm, agent, accelerator, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -198,6 +216,7 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
     rootfs,
     extraKernelParams: config.qemu.kernelParams,
     debug: config.qemu.enableDebug,
+    sharedFs: config.qemu.sharedFs,
     hostTscKhz: await hostTscKhz(),
   };
 }
@@ -231,6 +250,8 @@ async function startVm(config: Config, spec: VmSpec, base: TemplateBase): Promis
 /** Why this sandbox cannot start from the template, or undefined if it can. */
 function coldBootReason(config: Config, spec: VmSpec): string | undefined {
   if (!config.factory.enableTemplate) return "templates are off ([factory] enable_template)";
+  // A vhost-user device blocks QEMU's migration, and virtiofsd needs RAM shared, not private.
+  if (config.qemu.sharedFs === "virtio-fs") return 'shared_fs = "virtio-fs" cannot be restored from a template (vhost-user blocks migration)';
   if (spec.vcpus !== config.qemu.defaultVcpus || spec.memoryMiB !== config.qemu.defaultMemoryMiB) {
     return `${spec.vcpus} vCPUs and ${spec.memoryMiB} MiB differ from the template's ${config.qemu.defaultVcpus} and ${config.qemu.defaultMemoryMiB}`;
   }
@@ -240,28 +261,37 @@ function coldBootReason(config: Config, spec: VmSpec): string | undefined {
 
 /**
  * Takes over a sandbox VM that a previous daemon started and left running: its QEMU (by pid
- * file) and its agent (a new session on the same socket). Undefined if its QEMU is gone.
+ * file), its share servers (by pid files) and its agent (a new session on the same socket).
+ * Undefined if its QEMU is gone; then its share servers are killed too.
  */
 export async function adoptSandboxVm(config: Config, id: string): Promise<SandboxVm | undefined> {
   validateSandboxId(id);
   const paths = vmPaths(join(config.runtime.stateRoot, id));
-  const vm = await QemuVm.adopt(id, paths, QEMU_START_TIMEOUT_MS);
-  if (!vm) return undefined;
+  const shareServers = await ShareServers.adopt(paths.stateDir);
+  const vm = await QemuVm.adopt(id, paths, QEMU_START_TIMEOUT_MS).catch(async (error: unknown) => {
+    await shareServers.kill();
+    throw error;
+  });
+  if (!vm) {
+    await shareServers.kill();
+    return undefined;
+  }
   try {
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    return sandboxHandle(id, vm, agent, await chooseAccelerator(), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
   } catch (error) {
     await vm.kill();
+    await shareServers.kill();
     throw error;
   }
 }
 
 /**
  * Removes a sandbox that cannot be adopted: its QEMU, if one still runs (found by its pid file
- * and checked to be this sandbox's), is killed without asking anything of it, and its state
- * directory is removed.
+ * and checked to be this sandbox's), and its share servers are killed without asking anything
+ * of them, and its state directory is removed.
  */
 export async function discardSandbox(config: Config, id: string): Promise<void> {
   validateSandboxId(id);
@@ -269,15 +299,19 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   const pid = await runningQemuPid(id, paths);
   if (pid !== undefined) {
     process.kill(pid, "SIGKILL");
-    while (!(await processGone(pid))) await sleep(DISCARD_POLL_MS);
+    await pidExited(pid, DISCARD_POLL_MS);
   }
+  await (await ShareServers.adopt(paths.stateDir)).kill();
   await rm(paths.stateDir, { recursive: true, force: true });
 }
 
-function sandboxHandle(id: string, vm: QemuVm, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
+function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
   return {
     id,
     vm,
+    shareServers,
+    // What it was started with (an adopted sandbox's too), not what the configuration says now.
+    shareFs: shareServers.sharedFs === "virtio-fs" ? GuestSharedFs.VIRTIO_FS : GuestSharedFs.VIRTIO_9P,
     agent,
     accelerator,
     timings,
@@ -285,8 +319,13 @@ function sandboxHandle(id: string, vm: QemuVm, agent: AgentClient, accelerator: 
       await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
+      await shareServers.stop(SHARE_SERVER_GRACE_MS);
       await rm(vm.paths.stateDir, { recursive: true, force: true });
       return exit;
+    },
+    kill: async () => {
+      await vm.kill();
+      await shareServers.kill();
     },
   };
 }

@@ -5,7 +5,7 @@ export function containerGuestDir(containerId: string): string {
   return `/run/moat/containers/${containerId}`;
 }
 
-/** Where the agent mounts the 9p share `tag` for a container. */
+/** Where the agent mounts the share `tag` (9p or virtio-fs) for a container. */
 export function shareGuestPath(containerId: string, tag: string): string {
   return `${containerGuestDir(containerId)}/shares/${tag}`;
 }

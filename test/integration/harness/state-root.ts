@@ -1,6 +1,6 @@
 // A private workspace per test file: a state root for sandboxes and room for config files;
-// and the check that a test left nothing behind: no QEMU process started for it, no state
-// directory, socket or log under its state root.
+// and the check that a test left nothing behind: no QEMU or virtiofsd process started for it,
+// no state directory, socket or log under its state root.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -27,13 +27,12 @@ export class TestWorkspace {
 
   /** QEMU processes started for this workspace, as "pid cmdline" lines. */
   qemuProcesses(): string[] {
-    try {
-      return execFileSync("pgrep", ["-a", "-f", `qemu-system.*${this.stateRoot}/`], { encoding: "utf8" })
-        .split("\n")
-        .filter((line) => line.trim().length > 0);
-    } catch {
-      return []; // pgrep exits 1 when nothing matches
-    }
+    return processesMatching(`qemu-system.*${this.stateRoot}/`);
+  }
+
+  /** virtiofsd processes (and their forked servers) started for this workspace, as "pid cmdline" lines. */
+  virtiofsdProcesses(): string[] {
+    return processesMatching(`virtiofsd.*--socket-path=${this.stateRoot}/`);
   }
 
   /**
@@ -43,6 +42,7 @@ export class TestWorkspace {
    */
   assertNothingLeft(daemonFiles: string[] = []): void {
     assert.deepEqual(this.qemuProcesses(), [], "QEMU processes left running");
+    assert.deepEqual(this.virtiofsdProcesses(), [], "virtiofsd processes left running");
     const kept = [...daemonFiles, ".templates"];
     const entries = listDir(this.stateRoot).filter((name) => !kept.includes(name));
     assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
@@ -73,13 +73,7 @@ export class TestWorkspace {
 
   /** The moatd serving this workspace, if one runs, as "pid cmdline" lines. */
   daemonProcesses(): string[] {
-    try {
-      return execFileSync("pgrep", ["-a", "-f", `moatd.mjs --root ${this.stateRoot}`], { encoding: "utf8" })
-        .split("\n")
-        .filter((line) => line.trim().length > 0);
-    } catch {
-      return [];
-    }
+    return processesMatching(`moatd.mjs --root ${this.stateRoot}`);
   }
 
   /** Stops this workspace's moatd (SIGTERM) and waits until it is gone. */
@@ -96,7 +90,7 @@ export class TestWorkspace {
 
   /** Removes the workspace; first kills what a failed test left, so one failure does not leak into the next. */
   remove(): void {
-    for (const line of [...this.qemuProcesses(), ...this.daemonProcesses()]) {
+    for (const line of [...this.qemuProcesses(), ...this.virtiofsdProcesses(), ...this.daemonProcesses()]) {
       try {
         process.kill(Number(line.split(" ")[0]), "SIGKILL");
       } catch {
@@ -113,5 +107,16 @@ function listDir(path: string): string[] {
     return readdirSync(path);
   } catch {
     return [];
+  }
+}
+
+/** Processes whose command line matches `pattern` (pgrep -f), as "pid cmdline" lines. */
+function processesMatching(pattern: string): string[] {
+  try {
+    return execFileSync("pgrep", ["-a", "-f", pattern], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.trim().length > 0);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
   }
 }

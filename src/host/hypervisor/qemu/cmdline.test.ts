@@ -15,6 +15,7 @@ function spec(change: Partial<VmSpec> = {}): VmSpec {
     rootfs: { kind: "image", path: "/k/rootfs.erofs" },
     extraKernelParams: [],
     debug: false,
+    sharedFs: "virtio-9p",
     shares: [],
     hostTscKhz: 2_300_000,
     paths: vmPaths("/run/moat/s1"),
@@ -90,4 +91,40 @@ test("a share becomes a 9p fsdev and device with its mount tag", () => {
   assert.deepEqual(valuesOf(args, "-fsdev"), ["local,id=fs-rootfs,path=/images/busybox,security_model=none,readonly=on"]);
   assert.ok(valuesOf(args, "-device").includes("virtio-9p-device,fsdev=fs-rootfs,mount_tag=rootfs,id=share-rootfs"));
   assert.ok(valuesOf(qemuArgs(spec({ machine: "q35", shares: [{ tag: "t", hostPath: "/x", readOnly: false }] })), "-device").includes("virtio-9p-pci,fsdev=fs-t,mount_tag=t,id=share-t"));
+});
+
+const shares = [
+  { tag: "rootfs", hostPath: "/images/busybox", readOnly: true },
+  { tag: "m1", hostPath: "/data", readOnly: false },
+];
+
+test("9p shares keep guest RAM private and microvm's virtio-mmio as it is", () => {
+  const args = qemuArgs(spec({ shares }));
+  assert.equal(valuesOf(args, "-fsdev").length, 2);
+  assert.deepEqual(valuesOf(args, "-object"), [], "no shared memory backend without vhost-user");
+  assert.deepEqual(valuesOf(args, "-global"), []);
+  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on"]);
+});
+
+test("virtio-fs shares are vhost-user-fs devices on each share's virtiofsd socket, with shared guest RAM", () => {
+  const args = qemuArgs(spec({ sharedFs: "virtio-fs", shares }));
+  assert.deepEqual(valuesOf(args, "-fsdev"), []);
+  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on,memory-backend=ram"]);
+  assert.deepEqual(valuesOf(args, "-object"), ["memory-backend-memfd,id=ram,size=512M,share=on"]);
+  assert.deepEqual(valuesOf(args, "-global"), ["virtio-mmio.force-legacy=false"], "the C virtiofsd refuses legacy virtio-mmio");
+  assert.ok(valuesOf(args, "-chardev").includes("socket,id=fs-m1,path=/run/moat/s1/vfs-m1.sock"));
+  assert.ok(valuesOf(args, "-device").includes("vhost-user-fs-device,chardev=fs-rootfs,tag=rootfs,id=share-rootfs"));
+});
+
+test("virtio-fs on q35 uses the PCI device and keeps PCI virtio modern by default", () => {
+  const args = qemuArgs(spec({ machine: "q35", sharedFs: "virtio-fs", shares }));
+  assert.deepEqual(valuesOf(args, "-machine"), ["q35,accel=tcg,memory-backend=ram"]);
+  assert.deepEqual(valuesOf(args, "-global"), []);
+  assert.ok(valuesOf(args, "-device").includes("vhost-user-fs-pci,chardev=fs-m1,tag=m1,id=share-m1"));
+});
+
+test("virtio-fs without shares needs neither shared RAM nor a daemon", () => {
+  const args = qemuArgs(spec({ sharedFs: "virtio-fs" }));
+  assert.deepEqual(valuesOf(args, "-object"), []);
+  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on"]);
 });

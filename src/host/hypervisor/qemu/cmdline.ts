@@ -3,19 +3,25 @@
 //
 // microvm is the default machine: no PCI, no firmware, virtio over mmio, the fastest boot
 // measured here. q35 is there for what needs PCI (hotplug, VFIO). Every device is named, so
-// that QMP commands and templates can refer to it.
-import type { VmSpec } from "../hypervisor.js";
+// that QMP commands and templates can refer to it. Shares are 9p devices QEMU serves itself,
+// or vhost-user-fs devices served by one virtiofsd each (docs/storage.md).
+import { virtiofsSocketPath, type VmSpec } from "../hypervisor.js";
 import { kernelParams } from "./kernel-params.js";
 
 export function qemuArgs(spec: VmSpec): string[] {
   const { paths } = spec;
   const mmio = spec.machine === "microvm";
   const virtio = (device: string) => (mmio ? `virtio-${device}-device` : `virtio-${device}-pci`);
-  const ram = spec.memoryFile ? ",memory-backend=ram" : "";
+  const virtiofs = spec.sharedFs === "virtio-fs" && spec.shares.length > 0;
+  // Guest RAM on a named backend: a file for a VM template or its clones (factory/), or, for
+  // vhost-user, a shared memfd: virtiofsd reads and writes guest RAM itself, so it must be a
+  // mapping it can map too. The two never meet: a vhost-user device blocks migration, so
+  // sandboxes with virtio-fs shares boot cold (sandbox/sandbox-vm.ts).
+  const memoryBackend = spec.memoryFile || virtiofs ? ",memory-backend=ram" : "";
   const machine =
     spec.machine === "microvm"
-      ? `microvm,accel=${spec.accelerator},isa-serial=on${ram}`
-      : `q35,accel=${spec.accelerator}${ram}`;
+      ? `microvm,accel=${spec.accelerator},isa-serial=on${memoryBackend}`
+      : `q35,accel=${spec.accelerator}${memoryBackend}`;
   const args = [
     "-name", `moat-${spec.id},debug-threads=on`,
     "-machine", machine,
@@ -35,6 +41,13 @@ export function qemuArgs(spec: VmSpec): string[] {
   ];
   if (spec.memoryFile) {
     args.push("-object", `memory-backend-file,id=ram,size=${spec.memoryMiB}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.shared ? "on" : "off"}`);
+  } else if (virtiofs) {
+    args.push("-object", `memory-backend-memfd,id=ram,size=${spec.memoryMiB}M,share=on`);
+  }
+  if (virtiofs && mmio) {
+    // Debian's C virtiofsd refuses legacy virtio ("virtio legacy devices aren't supported"),
+    // which is what microvm's virtio-mmio transports offer unless told otherwise.
+    args.push("-global", "virtio-mmio.force-legacy=false");
   }
   // The state comes later over QMP (migrate-incoming), from a unix socket: `exec:` would need
   // QEMU to spawn a process, which its seccomp sandbox (spawn=deny) forbids.
@@ -48,6 +61,14 @@ export function qemuArgs(spec: VmSpec): string[] {
     args.push("-initrd", spec.rootfs.path);
   }
   for (const share of spec.shares) {
+    if (virtiofs) {
+      // The share's virtiofsd is already listening (storage/virtiofsd.ts); it enforces readOnly.
+      args.push(
+        "-chardev", `socket,id=fs-${share.tag},path=${virtiofsSocketPath(paths.stateDir, share.tag)}`,
+        "-device", `${mmio ? "vhost-user-fs-device" : "vhost-user-fs-pci"},chardev=fs-${share.tag},tag=${share.tag},id=share-${share.tag}`,
+      );
+      continue;
+    }
     // security_model=none: files keep the host's owners and modes, which is what a container
     // image expects; QEMU runs as root, so the guest's root can write what the host's root can.
     args.push(

@@ -10,7 +10,7 @@ import { MoatError } from "../../../shared/errors.js";
 import { tracer } from "../../../shared/trace.js";
 import { Code } from "../../../shared/ttrpc/index.js";
 import { tailOf } from "../file-tail.js";
-import { processGone } from "../process-gone.js";
+import { pidExited } from "../process-gone.js";
 import type { Vm, VmExit, VmPaths, VmSpec } from "../hypervisor.js";
 import { qemuArgs, shellQuote } from "./cmdline.js";
 import { QmpClient } from "./qmp.js";
@@ -55,7 +55,7 @@ export class QemuVm implements Vm {
     if (pid === undefined) return undefined;
     const qmp = await QmpClient.connect(paths.qmpSocket, timeoutMs);
     const exited = qmp.closed.then(async (): Promise<VmExit> => {
-      while (!(await processGone(pid))) await sleep(ADOPTED_EXIT_POLL_MS);
+      await pidExited(pid, ADOPTED_EXIT_POLL_MS);
       return { code: null, signal: null };
     });
     trace(id, `adopted QEMU ${pid}`);
