@@ -7,7 +7,7 @@
 import type { Readable, Writable } from "node:stream";
 import type { Config } from "../config/index.js";
 import type { Image } from "../images/index.js";
-import { defaultSpec, guestSpec, type Bundle } from "../oci/index.js";
+import { consoleSize, defaultSpec, guestSpec, type Bundle, type OciSpec, type WindowSize } from "../oci/index.js";
 import type { AgentClient } from "./agent-client.js";
 import { sandboxFilesDir, startSandboxVm, type SandboxVm } from "./sandbox-vm.js";
 
@@ -24,8 +24,15 @@ export interface RunOptions {
   stderr: Writable;
   vcpus?: number;
   memoryMiB?: number;
-  /** Called once the container runs, with a function that signals it (for Ctrl-C). */
-  onStarted?: (signal: (signal: number) => void) => void;
+  /** Give the process a terminal in the guest, of this size if known: its output is then one stream, on stdout. */
+  terminal?: { size: WindowSize | undefined };
+  /** Called once the container runs, with what can be done to it (signal it for Ctrl-C, resize its terminal). */
+  onStarted?: (process: RunningProcess) => void;
+}
+
+export interface RunningProcess {
+  signal(signal: number): void;
+  resize(rows: number, columns: number): void;
 }
 
 export interface RunResult {
@@ -49,7 +56,10 @@ export async function runContainer(config: Config, options: RunOptions): Promise
     try {
       const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
       await agent.startContainer(containerId);
-      options.onStarted?.((signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined));
+      options.onStarted?.({
+        signal: (signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined),
+        resize: (rows, columns) => void agent.resizePty(containerId, "", rows, columns).catch(() => undefined), // the process may have exited
+      });
       if (options.stdin) void relayStdin(agent, containerId, options.stdin).catch(() => undefined); // the process may exit without reading it all
       const exit = await agent.waitProcess(containerId, "");
       await Promise.all(relays);
@@ -66,11 +76,16 @@ function specFor(options: RunOptions, filesDir: string): ReturnType<typeof guest
   const containerId = options.id;
   if ("bundle" in options.what) {
     const { bundle } = options.what;
-    return guestSpec({ containerId, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
+    return guestSpec({ containerId, spec: withTerminal(bundle.spec, options.terminal), rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
   }
   const { image, args } = options.what;
   const spec = defaultSpec({ args: args.length > 0 ? args : image.cmd, env: image.env, cwd: image.cwd, hostname: containerId.slice(0, 63) });
-  return guestSpec({ containerId, spec, rootfs: image.rootfs, overlay: true, where: `image ${image.name}`, filesDir });
+  return guestSpec({ containerId, spec: withTerminal(spec, options.terminal), rootfs: image.rootfs, overlay: true, where: `image ${image.name}`, filesDir });
+}
+
+/** The spec with process.terminal set, and process.consoleSize when the size is known. */
+function withTerminal(spec: OciSpec, terminal: RunOptions["terminal"]): OciSpec {
+  return terminal ? { ...spec, process: { ...spec.process, terminal: true, ...consoleSize(terminal.size) } } : spec;
 }
 
 async function relayOutput(agent: AgentClient, containerId: string, stream: "stdout" | "stderr", to: Writable): Promise<void> {
