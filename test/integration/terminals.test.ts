@@ -99,6 +99,13 @@ test("run -t -i on a person's terminal: raw while it runs, sized and resized, re
   assertRestored(run.output);
 });
 
+test("run -t without -i: the output's CRLF is the guest's alone; the local terminal is restored", async () => {
+  const run = onPersonsTerminal([moatBinary, "--root", workspace.stateRoot, "run", "-t", "busybox", "sh", "-c", "tty; stty size; exit 4"]);
+  assert.equal(await run.exit, 4);
+  assert.match(run.output, /\r\n\/dev\/pts\/\d+\r\n30 100\r\n[^\r]/);
+  assertRestored(run.output);
+});
+
 test("terminal misuse is refused as runc refuses it, and a console socket nobody listens on leaves nothing", async () => {
   const withTerminal = busyboxBundle(`${workspace.dir}/tty-bad`, ["sh"], (spec) => (spec.process.terminal = true));
   const noSocket = await moat(["create", "--bundle", withTerminal, "bad-1"]);
