@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
-import { moatBinary } from "./harness/moat-cli.js";
+import { moatBinary, runCommand } from "./harness/moat-cli.js";
 import { createAsConmon, ociWorkspace } from "./harness/oci-runtime.js";
 import { TestWorkspace } from "./harness/state-root.js";
 import { TerminalSession } from "./harness/terminal.js";
@@ -64,7 +64,7 @@ test("create --console-socket: the pty master reaches the caller's socket as run
   assert.equal((await moat(["delete", "tty-1"])).code, 0);
 });
 
-test("exec --tty: to a console socket (process file with terminal), and on the caller's own terminal", async () => {
+test("exec --tty: to a console socket (process file with terminal), on the caller's own terminal, and end of input", async () => {
   const bundle = busyboxBundle(`${workspace.dir}/tty-exec`, ["sleep", "1000"]);
   const container = createAsConmon(subreaper, workspace.stateRoot, bundle, "tty-2", "");
   assert.equal(await container.created, 0, container.stderr());
@@ -86,6 +86,13 @@ test("exec --tty: to a console socket (process file with terminal), and on the c
   assert.equal(await own.exit, 3);
   assert.match(own.output, CONVERSATION);
   assertRestored(own.output);
+
+  // The end of the caller's input is the end of the terminal's input too (VEOF, after a
+  // partial line twice), so `cat` ends as it would without a terminal.
+  const cat = await runCommand(moatBinary, ["--root", workspace.stateRoot, "exec", "-t", "tty-2", "cat"], { input: "one\ntwo" });
+  assert.equal(cat.code, 0, cat.stderr);
+  // Each line twice, the echo and cat's copy, in an order that depends on when cat reads.
+  assert.deepEqual([cat.stdout.split("one\r\n").length, cat.stdout.split("two").length], [3, 3], JSON.stringify(cat.stdout));
 
   assert.equal((await moat(["delete", "--force", "tty-2"])).code, 0);
   assert.equal((await container.standIn).exitStatus, 137);
