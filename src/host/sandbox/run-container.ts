@@ -56,11 +56,12 @@ export async function runContainer(config: Config, options: RunOptions): Promise
     try {
       const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
       await agent.startContainer(containerId);
+      const inOrder = sequence();
       options.onStarted?.({
         signal: (signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined),
-        resize: (rows, columns) => void agent.resizePty(containerId, "", rows, columns).catch(() => undefined), // the process may have exited
+        resize: (rows, columns) => void inOrder(() => agent.resizePty(containerId, "", rows, columns)).catch(() => undefined), // the process may have exited
       });
-      if (options.stdin) void relayStdin(agent, containerId, options.stdin).catch(() => undefined); // the process may exit without reading it all
+      if (options.stdin) void relayStdin(agent, containerId, options.stdin, inOrder).catch(() => undefined); // the process may exit without reading it all
       const exit = await agent.waitProcess(containerId, "");
       await Promise.all(relays);
       return { exitStatus: exit.exitStatus, signal: exit.signal, sandbox };
@@ -96,12 +97,24 @@ async function relayOutput(agent: AgentClient, containerId: string, stream: "std
   }
 }
 
-async function relayStdin(agent: AgentClient, containerId: string, from: Readable): Promise<void> {
+async function relayStdin(agent: AgentClient, containerId: string, from: Readable, inOrder: Sequence): Promise<void> {
   for await (const chunk of from) {
     const bytes = chunk as Buffer; // a byte stream: no encoding was set
     for (let offset = 0; offset < bytes.length; offset += STDIN_CHUNK_BYTES) {
-      await agent.writeStdin(containerId, "", bytes.subarray(offset, offset + STDIN_CHUNK_BYTES));
+      await inOrder(() => agent.writeStdin(containerId, "", bytes.subarray(offset, offset + STDIN_CHUNK_BYTES)));
     }
   }
-  await agent.closeStdin(containerId, "");
+  await inOrder(() => agent.closeStdin(containerId, ""));
+}
+
+type Sequence = (call: () => Promise<unknown>) => Promise<void>;
+
+/** Agent calls made one after another in the order asked for: keys typed after a resize reach the process after it. */
+function sequence(): Sequence {
+  let last: Promise<unknown> = Promise.resolve();
+  return (call) => {
+    const next = last.then(call);
+    last = next.catch(() => undefined); // one failed call does not stop the ones after it
+    return next.then(() => undefined);
+  };
 }
