@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds moat's guest root filesystem from host files: moat-init (PID 1), the host's node and
-# the shared libraries it needs, the bundled agent, busybox, and crun with its libraries.
+# Builds moat's guest root filesystem from host files: moat-init (PID 1), moat-tty (the relay of
+# a container's terminal), the host's node and the shared libraries it needs, the bundled
+# agent, busybox, and crun with its libraries.
 # Both shapes are made from one staging tree: an uncompressed erofs image (booted from
 # virtio-blk, the default) and an uncompressed cpio initrd; docs/guest-image.md has the
 # measurements behind that choice.
@@ -37,9 +38,9 @@ copy_binary() {
 mkdir -p "$stage"/{proc,sys,dev,run,tmp,etc,moat,sbin,bin,usr/bin,usr/sbin,root}
 chmod 1777 "$stage/tmp"
 gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-init" "$here/../../src/guest/init/moat-init.c" "$here/../../src/guest/init/vport-relay.c"
-strip "$stage/sbin/moat-init"
 gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-clone" "$here/../../src/guest/init/moat-clone.c"
-strip "$stage/sbin/moat-clone"
+gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-tty" "$here/../../src/guest/tty/moat-tty.c"
+strip "$stage/sbin/moat-init" "$stage/sbin/moat-clone" "$stage/sbin/moat-tty"
 copy_binary "$(readlink -f "$(command -v node)")"
 [ "$(readlink -f "$(command -v node)")" = /usr/bin/node ] || ln -s "$(readlink -f "$(command -v node)")" "$stage/usr/bin/node"
 copy_binary "$(command -v crun)"

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { busyboxBundle } from "./harness/bundle.js";
 import { createAsConmon, ociWorkspace } from "./harness/oci-runtime.js";
 import { TestWorkspace } from "./harness/state-root.js";
+import { TerminalSession } from "./harness/terminal.js";
 
 const workspace = new TestWorkspace();
 const { subreaper, moat } = ociWorkspace(workspace);
@@ -62,4 +63,27 @@ test("a daemon killed while it builds the VM template: the next daemon kills the
   assert.equal(list.code, 0, list.stderr);
   assert.match(workspace.daemonLog(), /template build [0-9a-f]{16}\.building-[0-9a-f]{8}: its builder is gone; removed and its QEMU \d+ killed/);
   assert.deepEqual(workspace.qemuProcesses(), []);
+});
+
+test("a container's terminal survives moatd being killed: input, resizes and the exit status keep flowing", async () => {
+  const socket = `${workspace.dir}/restart-console.sock`;
+  const terminal = await TerminalSession.console(workspace.dir, socket);
+  const script = `echo ready; read line; echo "got $line"; trap 'stty size; exit 3' WINCH; echo armed; while :; do sleep 1; done`;
+  const bundle = busyboxBundle(`${workspace.dir}/tty-survivor`, ["sh", "-c", script], (spec) => (spec.process.terminal = true));
+  const container = createAsConmon(subreaper, workspace.stateRoot, bundle, "tty-survivor", "", ["--console-socket", socket]);
+  assert.equal(await container.created, 0, container.stderr());
+  assert.equal((await moat(["start", "tty-survivor"])).code, 0);
+  await terminal.waitFor("ready\r\n");
+
+  killDaemon();
+  const state = await moat(["state", "tty-survivor"]); // starts a new daemon, which adopts the VM
+  assert.equal(state.code, 0, `${state.stderr}\nmoatd.log:\n${workspace.daemonLog()}`);
+  terminal.type("after\r"); // it waits in the host pty while the stand-in reconnects
+  await terminal.waitFor("got after\r\n");
+  await terminal.waitFor("armed\r\n");
+  terminal.resize(44, 111);
+  await terminal.waitFor("44 111\r\n");
+  assert.equal((await container.standIn).exitStatus, 3, `moatd.log:\n${workspace.daemonLog()}`);
+  assert.equal(await terminal.exit, 0);
+  assert.equal((await moat(["delete", "tty-survivor"])).code, 0);
 });

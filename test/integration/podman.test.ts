@@ -1,5 +1,6 @@
 // Podman with conmon drives moat as its OCI runtime (issue 3): private storage, a busybox
-// image imported locally, moat's state under the test's own root (a wrapper passes --root).
+// image imported locally, moat's state under the test's own root (a wrapper passes --root);
+// terminals too.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -87,8 +88,22 @@ test("podman stop: SIGTERM, then SIGKILL after the timeout", async () => {
   assert.equal((await podman(["rm", "stopped"])).code, 0);
 });
 
-test("podman run -t is refused with a clear message", async () => {
-  const result = await podman([...run, "-t", "localhost/busybox", "true"]);
-  assert.notEqual(result.code, 0);
-  assert.match(result.stderr, /terminals are not supported yet/);
+// Terminals: conmon listens on the console socket, moat's stand-in sends it the pty master.
+test("podman run -t: the container's stdout is a terminal; output is one stream in CRLF; the exit status propagates", async () => {
+  const result = await podman([...run, "-t", "localhost/busybox", "sh", "-c", "tty; echo to-stderr >&2; exit 4"]);
+  assert.equal(result.code, 4, result.stderr);
+  assert.match(result.stdout, /^\/dev\/pts\/\d+\r\nto-stderr\r\n$/);
+});
+
+test("podman exec -t and exec -i -t into a running container", async () => {
+  const started = await podman(["run", "-d", "--network", "none", "--name", "tty-exec", "localhost/busybox", "sleep", "1000"]);
+  assert.equal(started.code, 0, started.stderr);
+  const exec = await podman(["exec", "-t", "tty-exec", "sh", "-c", "tty; exit 5"]);
+  assert.equal(exec.code, 5, exec.stderr);
+  assert.match(exec.stdout, /^\/dev\/pts\/\d+\r\n$/);
+  // Input goes through the terminal: the guest's terminal echoes it, once.
+  const interactive = await podman(["exec", "-i", "-t", "tty-exec", "sh", "-c", "read line; echo got $line"], "hello\n");
+  assert.equal(interactive.code, 0, interactive.stderr);
+  assert.equal(interactive.stdout, "hello\r\ngot hello\r\n");
+  assert.equal((await podman(["rm", "--force", "tty-exec"])).code, 0);
 });

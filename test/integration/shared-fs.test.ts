@@ -9,7 +9,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, afterEach, test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
 import { runMoat } from "./harness/moat-cli.js";
-import { createAsConmon, subreaperBinary } from "./harness/oci-runtime.js";
+import { helperBinary } from "./harness/c-helper.js";
+import { createAsConmon } from "./harness/oci-runtime.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
@@ -79,7 +80,7 @@ test("virtio-fs through moatd: virtiofsd outlives a killed moatd with its VM, an
   process.env.MOAT_CONFIG = config; // createAsConmon runs `moat create` with this environment
   let container;
   try {
-    container = createAsConmon(subreaperBinary(workspace.dir), workspace.stateRoot, bundle, "vfs-oci", "");
+    container = createAsConmon(helperBinary(workspace.dir, "subreaper"), workspace.stateRoot, bundle, "vfs-oci", "");
     assert.equal(await container.created, 0, container.stderr());
   } finally {
     delete process.env.MOAT_CONFIG;

@@ -4,6 +4,9 @@
 // for the guest by the host) and runs
 // `crun create` with pipes for stdio, which the container process inherits; crun exits at
 // once and the process waits for `crun start`. Its exit status comes from moat-init.
+// A process with a terminal (process.terminal) gets a pty from crun instead, relayed by
+// moat-tty (terminal.ts): its output is then one stream, stdout; stderr carries only what
+// crun itself says.
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants as osConstants } from "node:os";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -16,6 +19,7 @@ import { mountShares, unmountShares } from "./mounts.js";
 import { OutputBuffer } from "./output-buffer.js";
 import { stdinSocketPair } from "./stdin-socket.js";
 import type { ProcessExit, ProcessExits } from "./process-exits.js";
+import { Terminal } from "./terminal.js";
 
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** The spec the host sends is one JSON document; a bound keeps a bad one from costing memory. */
@@ -36,6 +40,7 @@ interface ProcessIo {
   stderr: OutputBuffer;
   exit: Promise<ProcessExit>;
   exited: boolean;
+  terminal: Terminal | undefined;
 }
 
 interface Container extends ProcessIo {
@@ -62,18 +67,20 @@ export class Containers {
     const where = `container ${id}`;
     if (!VALID_ID.test(id)) throw new MoatError("MOAT_CONTAINER_ID", `${where}: invalid container id`, { status: Code.INVALID_ARGUMENT });
     if (this.containers.has(id)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
-    const spec = parseSpec(request.ociSpecJson, where);
+    const spec = parseObject(request.ociSpecJson, where, "OCI spec"); // crun validates the rest
     const dir = containerGuestDir(id);
     await mkdir(dir, { recursive: true });
+    let terminal: Terminal | undefined;
     try {
       await mountShares(id, request.shares, where);
       await writeFile(`${dir}/config.json`, JSON.stringify(spec));
-      const stdin = request.stdin ? await stdinSocketPair(dir) : undefined;
-      const child = spawn(crunBinary, ["--root", crunRoot, "create", "--bundle", dir, "--pid-file", `${dir}/pid`, id], {
-        stdio: [stdin ? stdin.remote : "ignore", "pipe", "pipe"],
+      terminal = wantsTerminal(spec.process) ? await Terminal.open(where) : undefined;
+      const stdin = request.stdin && !terminal ? await stdinSocketPair(dir) : undefined;
+      const child = spawn(crunBinary, ["--root", crunRoot, "create", "--bundle", dir, "--pid-file", `${dir}/pid`, ...consoleSocket(terminal), id], {
+        stdio: [stdin ? stdin.remote : "ignore", terminal ? "ignore" : "pipe", "pipe"],
       });
       stdin?.remote.destroy(); // crun and the container hold their own copies
-      const stdout = new OutputBuffer(child.stdout!); // stdio[1] is "pipe"
+      const stdout = new OutputBuffer(terminal ? terminal.output : child.stdout!); // stdio[1] is "pipe" without a terminal
       const stderr = new OutputBuffer(child.stderr!); // stdio[2] is "pipe"
       await exitOf(child, where, stderr).catch((error: unknown) => {
         stdin?.local.destroy();
@@ -81,7 +88,7 @@ export class Containers {
       });
       const pid = Number((await readFile(`${dir}/pid`, "utf8")).trim());
       stdin?.local.on("error", () => undefined); // a container that exits without reading resets it; WriteStdin reports that
-      this.containers.set(id, { id, dir, shares: request.shares, pid, state: "created", exitStatus: 0, stdin: stdin?.local, stdout, stderr, exit: this.exits.wait(pid), exited: false, execs: new Map() });
+      this.containers.set(id, { id, dir, shares: request.shares, pid, state: "created", exitStatus: 0, stdin: terminal?.input ?? stdin?.local, stdout, stderr, exit: this.exits.wait(pid), exited: false, terminal, execs: new Map() });
       const container = this.containers.get(id)!; // just set
       container.exit.then((exit) => {
         container.state = "stopped";
@@ -90,6 +97,7 @@ export class Containers {
       });
       return pid;
     } catch (error) {
+      await terminal?.close();
       await unmountShares(id, request.shares);
       await rm(dir, { recursive: true, force: true });
       throw error;
@@ -112,29 +120,34 @@ export class Containers {
     if (container.execs.has(execId)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
     if (container.execs.size >= MAX_EXECS) throw new MoatError("MOAT_CONTAINER_EXECS", `container ${id}: more than ${MAX_EXECS} exec'd processes`, { status: Code.RESOURCE_EXHAUSTED });
     const process = parseObject(processJson, where, "process");
-    if (process.terminal) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
     const processFile = `${container.dir}/exec-${execId}.json`;
     const pidFile = `${container.dir}/exec-${execId}.pid`;
     await writeFile(processFile, JSON.stringify(process));
-    const stdin = withStdin ? await stdinSocketPair(container.dir) : undefined;
+    const terminal = wantsTerminal(process) ? await Terminal.open(where) : undefined;
+    const stdin = withStdin && !terminal ? await stdinSocketPair(container.dir) : undefined;
     // Not detached: crun stays the process's parent and exits with its status.
-    const child = spawn(crunBinary, ["--root", crunRoot, "exec", "--process", processFile, "--pid-file", pidFile, id], {
-      stdio: [stdin ? stdin.remote : "ignore", "pipe", "pipe"],
+    const child = spawn(crunBinary, ["--root", crunRoot, "exec", "--process", processFile, "--pid-file", pidFile, ...consoleSocket(terminal), id], {
+      stdio: [stdin ? stdin.remote : "ignore", terminal ? "ignore" : "pipe", "pipe"],
     });
     stdin?.remote.destroy();
     stdin?.local.on("error", () => undefined);
     const io: ProcessIo = {
       pid: 0,
-      stdin: stdin?.local,
-      stdout: new OutputBuffer(child.stdout!), // stdio[1] is "pipe"
+      stdin: terminal?.input ?? stdin?.local,
+      stdout: new OutputBuffer(terminal ? terminal.output : child.stdout!), // stdio[1] is "pipe" without a terminal
       stderr: new OutputBuffer(child.stderr!), // stdio[2] is "pipe"
       exited: false,
+      terminal,
       exit: new Promise((resolve) => {
-        child.once("error", () => resolve({ exitStatus: 127, signal: 0 }));
-        child.once("exit", (code, signal) => {
+        const exited = (exit: ProcessExit) => {
           io.exited = true;
+          terminal?.endControl();
+          resolve(exit);
+        };
+        child.once("error", () => exited({ exitStatus: 127, signal: 0 }));
+        child.once("exit", (code, signal) => {
           const number = signal ? osConstants.signals[signal] : 0;
-          resolve({ exitStatus: signal ? 128 + number : (code ?? 255), signal: number });
+          exited({ exitStatus: signal ? 128 + number : (code ?? 255), signal: number });
         });
       }),
     };
@@ -206,9 +219,18 @@ export class Containers {
     if (!container) return; // removing what is gone counts as done
     await crun(id, ["delete", "--force", id]).catch(() => undefined);
     container.stdin?.destroy();
+    for (const io of [container, ...container.execs.values()]) await io.terminal?.close();
     await unmountShares(id, container.shares);
     await rm(container.dir, { recursive: true, force: true });
     this.containers.delete(id);
+  }
+
+  /** Sets the window size of a process's terminal. */
+  resize(id: string, execId: string, rows: number, columns: number): void {
+    const where = `container ${id}${execId ? ` exec ${execId}` : ""}`;
+    const terminal = this.process(id, execId).terminal;
+    if (!terminal) throw new MoatError("MOAT_TTY_NONE", `${where}: the process has no terminal`, { status: Code.FAILED_PRECONDITION });
+    terminal.resize(rows, columns, where);
   }
 
   output(id: string, execId: string, stream: "stdout" | "stderr"): OutputBuffer {
@@ -237,16 +259,14 @@ export class Containers {
   }
 }
 
-interface OciSpec {
-  root?: { path?: string; readonly?: boolean };
-  process?: { terminal?: boolean; args?: unknown };
-  [key: string]: unknown;
+/** Whether an OCI process (from a spec the host sent; crun validates the rest) asks for a terminal. */
+function wantsTerminal(process: unknown): boolean {
+  return typeof process === "object" && process !== null && (process as { terminal?: unknown }).terminal === true; // an object, checked just before
 }
 
-function parseSpec(json: string, where: string): OciSpec {
-  const spec = parseObject(json, where, "OCI spec") as OciSpec; // a plain object; crun validates the rest
-  if (spec.process?.terminal) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: process.terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
-  return spec;
+/** crun's arguments that hand the terminal, if any, to moat-tty. */
+function consoleSocket(terminal: Terminal | undefined): string[] {
+  return terminal ? ["--console-socket", terminal.socketPath] : [];
 }
 
 /** A bounded JSON document that must be an object. */

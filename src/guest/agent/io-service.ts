@@ -1,4 +1,5 @@
-// IoService: a container process's stdin, stdout and stderr, relayed through the agent.
+// IoService: a container process's stdin, stdout and stderr, relayed through the agent, and
+// its terminal's window size.
 import { MoatError } from "../../shared/errors.js";
 import { OutputStream, type IoService } from "../../shared/protocol/index.js";
 import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
@@ -25,6 +26,10 @@ export function ioService(containers: Containers): ServiceImplementation<typeof 
       const buffer = containers.output(request.containerId, request.execId, request.stream === OutputStream.STDOUT ? "stdout" : "stderr");
       const maxBytes = Math.min(request.maxBytes || MAX_READ_BYTES, MAX_READ_BYTES);
       return buffer.read(maxBytes, context.signal);
+    },
+    async resizePty(request) {
+      containers.resize(request.containerId, request.execId, request.rows, request.columns);
+      return {};
     },
   };
 }

@@ -1,20 +1,21 @@
 // The OCI runtime commands, as runc's callers use them (conmon, containerd's runc shim with a
 // custom binary): create, start, exec, state, kill, pause, resume, delete, list, ps, update.
 // Each is a thin call to moatd.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import type { StateResponse } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
-import { loadConfig, packageRoot } from "../config/index.js";
-import { loadBundle } from "../oci/index.js";
+import { loadConfig } from "../config/index.js";
+import { consoleSize, loadBundle } from "../oci/index.js";
 import { DaemonClient } from "../daemon/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
+import { localWindowSize } from "./local-terminal.js";
 import { parseSignal } from "./signals.js";
+import { standInTerminal, startStandIn } from "./stand-in.js";
 import { updateResources, type UpdateOptions } from "./update-resources.js";
 
 export interface CreateOptions {
@@ -37,26 +38,22 @@ async function withDaemon<T>(global: GlobalOptions, action: (client: DaemonClien
   }
 }
 
-/** `create`: the container's VM boots and its process waits; a stand-in holds its stdio. */
+/**
+ * `create`: the container's VM boots and its process waits; a stand-in holds its stdio, or
+ * with process.terminal hands the terminal's master to --console-socket first.
+ */
 export async function createCommand(id: string, options: CreateOptions, global: GlobalOptions): Promise<void> {
-  if (options.consoleSocket) {
-    throw new MoatError("MOAT_CLI_TERMINAL", `container ${id}: --console-socket: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
-  }
-  const standIn = standInBinary();
+  const bundleDir = resolve(options.bundle ?? process.cwd());
+  const terminal = standInTerminal(`container ${id}`, loadBundle(bundleDir).spec.process.terminal === true, options.consoleSocket, true);
   await withDaemon(global, async (client) => {
-    const { stdioSocket } = await client.create(id, resolve(options.bundle ?? process.cwd()));
+    const { stdioSocket } = await client.create(id, bundleDir);
     try {
-      // The stand-in inherits this process's stdio, which the caller gave the container.
-      const child = spawn(standIn, [stdioSocket], { stdio: "inherit", detached: true });
-      const pid = await new Promise<number>((resolvePid, reject) => {
-        child.once("spawn", () => resolvePid(child.pid!)); // a spawned child has a pid
-        child.once("error", reject);
-      });
+      const { child, pid } = await startStandIn(stdioSocket, { terminal, detached: true, where: `container ${id}` });
       child.unref();
       if (options.pidFile) await writeFile(resolve(options.pidFile), String(pid));
     } catch (error) {
       await client.delete(id, true).catch(() => undefined);
-      throw new MoatError("MOAT_CLI_STANDIN", `container ${id}: cannot start the stand-in process`, { cause: error, status: Code.INTERNAL });
+      throw error instanceof MoatError ? error : new MoatError("MOAT_CLI_STANDIN", `container ${id}: cannot start the stand-in process`, { cause: error, status: Code.INTERNAL });
     }
   });
 }
@@ -75,20 +72,20 @@ export interface ExecOptions {
 /**
  * `exec`: another process in a running container. In the foreground the stand-in runs as this
  * command's child with its stdio, and this command exits with the process's status; with
- * --detach the stand-in is left behind like create's, its pid in --pid-file.
+ * --detach the stand-in is left behind like create's, its pid in --pid-file. A process with a
+ * terminal (--tty, or terminal in --process) hands it to --console-socket, or in the
+ * foreground without one uses this command's own terminal.
  */
 export async function execCommand(id: string, args: string[], options: ExecOptions, global: GlobalOptions): Promise<number> {
-  if (options.tty || options.consoleSocket) {
-    throw new MoatError("MOAT_CLI_TERMINAL", `container ${id}: exec --tty: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
-  }
   return withDaemon(global, async (client) => {
     const process = options.process ? readProcessFile(options.process) : await processFor(client, id, args, options);
-    const { stdioSocket } = await client.exec(id, `exec-${randomBytes(6).toString("hex")}`, process);
-    const child = spawn(standInBinary(), [stdioSocket], { stdio: "inherit", detached: options.detach === true });
-    const pid = await new Promise<number>((resolvePid, reject) => {
-      child.once("spawn", () => resolvePid(child.pid!)); // a spawned child has a pid
-      child.once("error", reject);
-    });
+    const execId = `exec-${randomBytes(6).toString("hex")}`;
+    const where = `container ${id} exec ${execId}`;
+    const terminal = standInTerminal(where, process.terminal === true, options.consoleSocket, options.detach === true);
+    // The size goes in with the process, so that it is right before the process first looks.
+    if (terminal === "own" && process.consoleSize === undefined) Object.assign(process, consoleSize(localWindowSize()));
+    const { stdioSocket } = await client.exec(id, execId, process);
+    const { child, pid } = await startStandIn(stdioSocket, { terminal, detached: options.detach === true, where });
     if (options.pidFile) await writeFile(resolve(options.pidFile), String(pid));
     if (options.detach) {
       child.unref();
@@ -101,11 +98,11 @@ export async function execCommand(id: string, args: string[], options: ExecOptio
 }
 
 /** The process to exec: the container's own process from its bundle, with `args` and the options applied. */
-async function processFor(client: DaemonClient, id: string, args: string[], options: ExecOptions): Promise<object> {
+async function processFor(client: DaemonClient, id: string, args: string[], options: ExecOptions): Promise<Record<string, unknown>> {
   if (args.length === 0) throw new MoatError("MOAT_CLI_EXEC", `container ${id}: exec needs a command, or --process FILE`, { status: Code.INVALID_ARGUMENT });
   const { bundle } = await client.state(id);
-  const base = loadBundle(bundle).spec.process;
-  const process: Record<string, unknown> = { ...base, args, terminal: false, env: [...(base.env ?? []), ...(options.env ?? [])] };
+  const { consoleSize: _fromBundle, ...base } = loadBundle(bundle).spec.process; // the exec's own terminal, if any, gets its own size
+  const process: Record<string, unknown> = { ...base, args, terminal: options.tty === true, env: [...(base.env ?? []), ...(options.env ?? [])] };
   if (options.cwd) process.cwd = options.cwd;
   if (options.user) {
     const match = /^(\d+)(?::(\d+))?$/.exec(options.user);
@@ -115,7 +112,7 @@ async function processFor(client: DaemonClient, id: string, args: string[], opti
   return process;
 }
 
-function readProcessFile(path: string): object {
+function readProcessFile(path: string): Record<string, unknown> {
   let process: unknown;
   try {
     process = JSON.parse(readFileSync(path, "utf8"));
@@ -123,13 +120,7 @@ function readProcessFile(path: string): object {
     throw new MoatError("MOAT_CLI_EXEC", `${path}: cannot read the process as JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
   if (typeof process !== "object" || process === null || Array.isArray(process)) throw new MoatError("MOAT_CLI_EXEC", `${path}: must be a JSON object`, { status: Code.INVALID_ARGUMENT });
-  return process;
-}
-
-function standInBinary(): string {
-  const standIn = join(packageRoot(), "dist", "bin", "moat-standin");
-  if (!existsSync(standIn)) throw new MoatError("MOAT_CLI_STANDIN", `${standIn} is not built`, { hint: "make build", status: Code.FAILED_PRECONDITION });
-  return standIn;
+  return process as Record<string, unknown>; // checked to be a plain object just above
 }
 
 export function startCommand(id: string, global: GlobalOptions): Promise<void> {

@@ -40,7 +40,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       "after",
-      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: terminals, the containerd shim, templates.",
+      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: the containerd shim, templates.",
     );
 
   program
@@ -69,7 +69,7 @@ export function buildProgram(): Command {
     .option("--bundle <dir>", "run an OCI bundle (config.json and its root file system) instead of an image")
     .option("--rm", "remove the container when it exits (always the case until moatd keeps stopped containers)")
     .option("-i, --interactive", "relay stdin to the container")
-    .option("-t, --tty", "allocate a terminal (not supported yet)")
+    .option("-t, --tty", "give the container a terminal; with -i this terminal is raw while it runs, and its size follows this one's")
     .option("--cpus <n>", "vCPUs of the container's VM")
     .option("--memory <size>", "memory of the container's VM, e.g. 512m or 1g")
     .option("--name <id>", "container id (default: run-<random>)")
@@ -101,7 +101,7 @@ export function buildProgram(): Command {
     .argument("<id>", "container id")
     .option("-b, --bundle <dir>", "the OCI bundle (default: the current directory)")
     .option("--pid-file <file>", "write the pid of the host process that stands for the container")
-    .option("--console-socket <socket>", "receive the terminal's master (not supported yet)")
+    .option("--console-socket <socket>", "with process.terminal: the unix socket that receives the terminal's master (SCM_RIGHTS), as from runc")
     .option("--preserve-fds <n>", "accepted for runc compatibility; extra descriptors do not reach a VM")
     .option("--no-pivot", "accepted for runc compatibility")
     .option("--no-new-keyring", "accepted for runc compatibility")
@@ -122,8 +122,8 @@ export function buildProgram(): Command {
     .option("--cwd <dir>", "working directory in the container")
     .option("-e, --env <KEY=VALUE>", "extra environment (repeatable)", (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option("-u, --user <uid[:gid]>", "user and group ids")
-    .option("-t, --tty", "allocate a terminal (not supported yet)")
-    .option("--console-socket <socket>", "receive the terminal's master (not supported yet)")
+    .option("-t, --tty", "give the process a terminal: this command's own (raw while it runs), or --console-socket's")
+    .option("--console-socket <socket>", "the unix socket that receives the terminal's master (SCM_RIGHTS), as from runc")
     .passThroughOptions()
     .action(async (id: string, args: string[], options: ExecOptions) => {
       process.exitCode = await execCommand(id, args, options, global());

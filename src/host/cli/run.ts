@@ -1,7 +1,9 @@
 // `moat run`: a container in its own VM, in the foreground, removed when it exits. The exit
 // status is the container's (128 + N for a signal), as docker and podman report it.
 // With --bundle it is also runc's `run [--detach] [--pid-file F] --bundle DIR ID`: the one
-// argument is the container id, and --detach makes it create + start through moatd.
+// argument is the container id, and --detach makes it create + start through moatd. With -t
+// the container gets a terminal in the guest, sized as this one; with -i too, this terminal
+// is raw while the container runs (local-terminal.ts) and is restored after.
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { MoatError } from "../../shared/errors.js";
@@ -11,6 +13,7 @@ import { builtinImage } from "../images/index.js";
 import { loadBundle } from "../oci/index.js";
 import { runContainer } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
+import { localTerminalMode, localWindowSize, onLocalResize } from "./local-terminal.js";
 import { createCommand, startCommand } from "./oci-commands.js";
 
 export interface RunCommandOptions {
@@ -26,9 +29,6 @@ export interface RunCommandOptions {
 }
 
 export async function runCommand(imageAndArgs: string[], options: RunCommandOptions, global: GlobalOptions): Promise<number> {
-  if (options.tty) {
-    throw new MoatError("MOAT_RUN_TTY", "moat run: -t: terminals are not supported yet", { status: Code.UNIMPLEMENTED });
-  }
   const [image, ...args] = imageAndArgs;
   if (options.bundle === undefined && image === undefined) {
     throw new MoatError("MOAT_RUN_ARGS", "moat run: name an image (busybox) or give --bundle DIR", { status: Code.INVALID_ARGUMENT });
@@ -49,30 +49,40 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
     return 0;
   }
   const bundle = options.bundle === undefined ? undefined : loadBundle(options.bundle);
-  if (bundle?.spec.process.terminal) {
-    throw new MoatError("MOAT_RUN_TTY", `${bundle.dir}/config.json: process.terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
-  }
+  const terminal = options.tty === true || bundle?.spec.process.terminal === true;
   const config = withOverrides(loadConfig(global.config), global);
-  const result = await runContainer(config, {
-    id,
-    what: bundle ? { bundle } : { image: builtinImage(image!), args }, // image is defined when there is no bundle (checked above)
-    stdin: options.interactive ? process.stdin : undefined,
-    stdout: process.stdout,
-    stderr: process.stderr,
-    vcpus: options.cpus === undefined ? undefined : parseCpus(options.cpus),
-    memoryMiB: options.memory === undefined ? undefined : parseMemoryMiB(options.memory),
-    onStarted: (signal) => {
-      // In the foreground this process stands for the container, as runc run's does.
-      if (options.pidFile) writeFileSync(options.pidFile, String(process.pid));
-      // The first SIGINT or SIGTERM goes to the container, whose init may ignore it; a second
-      // one kills the container, so that moat run can always be stopped.
-      let received = 0;
-      const forward = (number: number) => signal(++received === 1 ? number : 9);
-      process.on("SIGINT", () => forward(2));
-      process.on("SIGTERM", () => forward(15));
-    },
-  });
-  return result.exitStatus;
+  const what = bundle ? { bundle } : { image: builtinImage(image!), args }; // image is defined when there is no bundle (checked above)
+  const vcpus = options.cpus === undefined ? undefined : parseCpus(options.cpus);
+  const memoryMiB = options.memory === undefined ? undefined : parseMemoryMiB(options.memory);
+  const restoreTerminal = terminal ? localTerminalMode(options.interactive === true) : () => undefined;
+  try {
+    const result = await runContainer(config, {
+      id,
+      what,
+      stdin: options.interactive ? process.stdin : undefined,
+      stdout: process.stdout,
+      stderr: process.stderr,
+      vcpus,
+      memoryMiB,
+      terminal: terminal ? { size: localWindowSize() } : undefined,
+      onStarted: (container) => {
+        // In the foreground this process stands for the container, as runc run's does.
+        if (options.pidFile) writeFileSync(options.pidFile, String(process.pid));
+        // The first SIGINT or SIGTERM goes to the container, whose init may ignore it; a second
+        // one kills the container, so that moat run can always be stopped.
+        let received = 0;
+        const forward = (number: number) => container.signal(++received === 1 ? number : 9);
+        process.on("SIGINT", () => forward(2));
+        process.on("SIGTERM", () => forward(15));
+        if (terminal) onLocalResize(({ rows, columns }) => container.resize(rows, columns));
+      },
+    });
+    return result.exitStatus;
+  } finally {
+    restoreTerminal();
+    // Input the container did not take must not keep this command waiting for more.
+    if (options.interactive) process.stdin.destroy();
+  }
 }
 
 function parseCpus(text: string): number {

@@ -30,7 +30,6 @@ export function featuresCommand(): void {
     },
     annotations: {
       "io.github.moat.vm": "true",
-      "io.github.moat.terminal": "unsupported",
       "io.github.moat.bind-mount-of-file": "unsupported",
     },
   };

@@ -65,9 +65,6 @@ export class Daemon {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
     }
     const bundle = loadBundle(bundleDir);
-    if (bundle.spec.process.terminal) {
-      throw new MoatError("MOAT_CONTAINER_SPEC", `${bundle.dir}/config.json: process.terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
-    }
     const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
     const { spec, shares, files } = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
     this.creating.add(id);
@@ -176,6 +173,9 @@ export class Daemon {
       stdin: (data) => sandbox.agent.writeStdin(id, execId, data),
       stdinEnd: () => sandbox.agent.closeStdin(id, execId),
       signal: (number) => void sandbox.agent.signalProcess(id, execId, number).catch(() => undefined),
+      // Awaited, so that input sent after a resize reaches the process after it. A resize of a
+      // process without a terminal, or of one that has exited, changes nothing.
+      resize: (rows, columns) => sandbox.agent.resizePty(id, execId, rows, columns).catch((error: unknown) => trace(id, `resize: ${String(error)}`)),
     });
   }
 

@@ -1,7 +1,8 @@
 // The daemon's end of a container's stand-in (src/host/standin/moat-standin.c): one unix
 // socket per container, one stand-in connection on it, framed both ways as
 //   u8 type, u32 big-endian payload length (≤ 1 MiB), payload
-//   from the stand-in: 1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32)
+//   from the stand-in: 1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32),
+//                      5 RESIZE (u16 rows, u16 columns: its terminal's new window size)
 //   to the stand-in:   16 STDOUT (bytes), 17 STDERR (bytes), 18 EXIT (i32 exit status)
 // A frame that breaks these rules closes the connection.
 import { rm } from "node:fs/promises";
@@ -15,6 +16,7 @@ export enum StandInFrame {
   STDIN = 2,
   STDIN_EOF = 3,
   SIGNAL = 4,
+  RESIZE = 5,
   STDOUT = 16,
   STDERR = 17,
   EXIT = 18,
@@ -28,6 +30,40 @@ export interface StandInHandlers {
   stdin(data: Buffer): Promise<void>;
   stdinEnd(): Promise<void>;
   signal(number: number): void;
+  resize(rows: number, columns: number): Promise<void>;
+}
+
+/** One frame from a stand-in, checked. */
+export type StandInMessage =
+  | { type: "hello"; pid: number }
+  | { type: "stdin"; data: Buffer }
+  | { type: "stdinEnd" }
+  | { type: "signal"; number: number }
+  | { type: "resize"; rows: number; columns: number };
+
+/** Decodes one frame's type and payload; undefined if the pair breaks the rules above. */
+export function decodeStandInFrame(type: number, payload: Buffer): StandInMessage | undefined {
+  if (type === StandInFrame.HELLO && payload.length === 4) return { type: "hello", pid: payload.readUInt32BE(0) };
+  if (type === StandInFrame.STDIN) return { type: "stdin", data: Buffer.from(payload) };
+  if (type === StandInFrame.STDIN_EOF && payload.length === 0) return { type: "stdinEnd" };
+  if (type === StandInFrame.SIGNAL && payload.length === 4) return { type: "signal", number: payload.readUInt32BE(0) };
+  if (type === StandInFrame.RESIZE && payload.length === 4) return { type: "resize", rows: payload.readUInt16BE(0), columns: payload.readUInt16BE(2) };
+  return undefined;
+}
+
+async function dispatch(message: StandInMessage, handlers: StandInHandlers): Promise<void> {
+  switch (message.type) {
+    case "hello":
+      return handlers.hello(message.pid);
+    case "stdin":
+      return handlers.stdin(message.data);
+    case "stdinEnd":
+      return handlers.stdinEnd();
+    case "signal":
+      return handlers.signal(message.number);
+    case "resize":
+      return handlers.resize(message.rows, message.columns);
+  }
 }
 
 export class StdioRelay {
@@ -106,13 +142,10 @@ function readFrames(socket: Socket, handlers: StandInHandlers, where: string): v
         const length = buffered.readUInt32BE(1);
         if (length > MAX_PAYLOAD_BYTES) return fail(`frame of ${length} bytes`);
         if (buffered.length < HEADER_BYTES + length) break;
-        const payload = buffered.subarray(HEADER_BYTES, HEADER_BYTES + length);
+        const message = decodeStandInFrame(type, buffered.subarray(HEADER_BYTES, HEADER_BYTES + length));
         buffered = buffered.subarray(HEADER_BYTES + length);
-        if (type === StandInFrame.HELLO && length === 4) handlers.hello(payload.readUInt32BE(0));
-        else if (type === StandInFrame.STDIN) await handlers.stdin(Buffer.from(payload));
-        else if (type === StandInFrame.STDIN_EOF && length === 0) await handlers.stdinEnd();
-        else if (type === StandInFrame.SIGNAL && length === 4) handlers.signal(payload.readUInt32BE(0));
-        else return fail(`unexpected frame type ${type} of ${length} bytes`);
+        if (!message) return fail(`unexpected frame type ${type} of ${length} bytes`);
+        await dispatch(message, handlers);
       }
     } catch (error) {
       trace(where, `stand-in frame handling failed: ${String(error)}`);

@@ -183,6 +183,11 @@ export class AgentClient {
     return { data: answer.data, eof: answer.eof };
   }
 
+  /** Sets the window size of the process's terminal (the process sees SIGWINCH). */
+  async resizePty(containerId: string, execId: string, rows: number, columns: number): Promise<void> {
+    await this.ttrpc.call(IoService.method.resizePty, { containerId, execId, rows, columns }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
   close(): void {
     this.ttrpc.close();
   }

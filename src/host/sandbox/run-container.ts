@@ -7,7 +7,7 @@
 import type { Readable, Writable } from "node:stream";
 import type { Config } from "../config/index.js";
 import type { Image } from "../images/index.js";
-import { defaultSpec, guestSpec, type Bundle } from "../oci/index.js";
+import { consoleSize, defaultSpec, guestSpec, type Bundle, type OciSpec, type WindowSize } from "../oci/index.js";
 import type { AgentClient } from "./agent-client.js";
 import { sandboxFilesDir, startSandboxVm, type SandboxVm } from "./sandbox-vm.js";
 
@@ -24,8 +24,15 @@ export interface RunOptions {
   stderr: Writable;
   vcpus?: number;
   memoryMiB?: number;
-  /** Called once the container runs, with a function that signals it (for Ctrl-C). */
-  onStarted?: (signal: (signal: number) => void) => void;
+  /** Give the process a terminal in the guest, of this size if known: its output is then one stream, on stdout. */
+  terminal?: { size: WindowSize | undefined };
+  /** Called once the container runs, with what can be done to it (signal it for Ctrl-C, resize its terminal). */
+  onStarted?: (process: RunningProcess) => void;
+}
+
+export interface RunningProcess {
+  signal(signal: number): void;
+  resize(rows: number, columns: number): void;
 }
 
 export interface RunResult {
@@ -49,8 +56,12 @@ export async function runContainer(config: Config, options: RunOptions): Promise
     try {
       const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
       await agent.startContainer(containerId);
-      options.onStarted?.((signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined));
-      if (options.stdin) void relayStdin(agent, containerId, options.stdin).catch(() => undefined); // the process may exit without reading it all
+      const inOrder = sequence();
+      options.onStarted?.({
+        signal: (signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined),
+        resize: (rows, columns) => void inOrder(() => agent.resizePty(containerId, "", rows, columns)).catch(() => undefined), // the process may have exited
+      });
+      if (options.stdin) void relayStdin(agent, containerId, options.stdin, inOrder).catch(() => undefined); // the process may exit without reading it all
       const exit = await agent.waitProcess(containerId, "");
       await Promise.all(relays);
       return { exitStatus: exit.exitStatus, signal: exit.signal, sandbox };
@@ -66,11 +77,16 @@ function specFor(options: RunOptions, filesDir: string): ReturnType<typeof guest
   const containerId = options.id;
   if ("bundle" in options.what) {
     const { bundle } = options.what;
-    return guestSpec({ containerId, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
+    return guestSpec({ containerId, spec: withTerminal(bundle.spec, options.terminal), rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
   }
   const { image, args } = options.what;
   const spec = defaultSpec({ args: args.length > 0 ? args : image.cmd, env: image.env, cwd: image.cwd, hostname: containerId.slice(0, 63) });
-  return guestSpec({ containerId, spec, rootfs: image.rootfs, overlay: true, where: `image ${image.name}`, filesDir });
+  return guestSpec({ containerId, spec: withTerminal(spec, options.terminal), rootfs: image.rootfs, overlay: true, where: `image ${image.name}`, filesDir });
+}
+
+/** The spec with process.terminal set, and process.consoleSize when the size is known. */
+function withTerminal(spec: OciSpec, terminal: RunOptions["terminal"]): OciSpec {
+  return terminal ? { ...spec, process: { ...spec.process, terminal: true, ...consoleSize(terminal.size) } } : spec;
 }
 
 async function relayOutput(agent: AgentClient, containerId: string, stream: "stdout" | "stderr", to: Writable): Promise<void> {
@@ -81,12 +97,24 @@ async function relayOutput(agent: AgentClient, containerId: string, stream: "std
   }
 }
 
-async function relayStdin(agent: AgentClient, containerId: string, from: Readable): Promise<void> {
+async function relayStdin(agent: AgentClient, containerId: string, from: Readable, inOrder: Sequence): Promise<void> {
   for await (const chunk of from) {
     const bytes = chunk as Buffer; // a byte stream: no encoding was set
     for (let offset = 0; offset < bytes.length; offset += STDIN_CHUNK_BYTES) {
-      await agent.writeStdin(containerId, "", bytes.subarray(offset, offset + STDIN_CHUNK_BYTES));
+      await inOrder(() => agent.writeStdin(containerId, "", bytes.subarray(offset, offset + STDIN_CHUNK_BYTES)));
     }
   }
-  await agent.closeStdin(containerId, "");
+  await inOrder(() => agent.closeStdin(containerId, ""));
+}
+
+type Sequence = (call: () => Promise<unknown>) => Promise<void>;
+
+/** Agent calls made one after another in the order asked for: keys typed after a resize reach the process after it. */
+function sequence(): Sequence {
+  let last: Promise<unknown> = Promise.resolve();
+  return (call) => {
+    const next = last.then(call);
+    last = next.catch(() => undefined); // one failed call does not stop the ones after it
+    return next.then(() => undefined);
+  };
 }

@@ -7,37 +7,56 @@
 // and from moatd over one unix socket and exits with the container's exit status. It is C,
 // not Node, because there is one per container: it costs about 1 MB and starts in about 1 ms.
 //
-// Usage: moat-standin SOCKET
+// Usage: moat-standin [--tty | --console-socket PATH] SOCKET
 // Wire format (both ways): u8 type, u32 big-endian payload length (at most 1 MiB), payload.
-//   to moatd:   1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32 number)
+//   to moatd:   1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32 number),
+//               5 RESIZE (u16 rows, u16 columns)
 //   from moatd: 16 STDOUT (bytes), 17 STDERR (bytes), 18 EXIT (i32 exit status)
 // The TypeScript side is src/host/daemon/stdio-relay.ts. When the connection drops (moatd
 // restarting), the stand-in connects again for up to 30 s and says HELLO again; bytes in
 // flight at that moment may be lost.
+//
+// Terminals (the process has one in the guest, where the guest's pty does echo, line editing,
+// CRLF and signal keys, so the host side is raw, or each would happen twice):
+//   --console-socket PATH  as runc does for conmon: a new pty pair; the master goes to the unix
+//     socket PATH in one message (payload: the pty's name; the descriptor as SCM_RIGHTS); the
+//     slave, in raw mode, becomes this process's controlling terminal and stdio. Whoever holds
+//     the master sets its window size (TIOCSWINSZ), and the kernel tells this process with
+//     SIGWINCH. fd 3 gets "ok\n" once the master is sent, or the error, and is closed; after
+//     an error the process is killed (nobody would hold its terminal) and the stand-in exits 125.
+//   --tty  stdin is a person's terminal: raw while the stand-in runs, restored at exit.
+// Either way the window size is sent as RESIZE after each HELLO and on every SIGWINCH.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 enum {
-  HELLO = 1, STDIN_DATA = 2, STDIN_EOF = 3, SIGNAL = 4,
+  HELLO = 1, STDIN_DATA = 2, STDIN_EOF = 3, SIGNAL = 4, RESIZE = 5,
   STDOUT_DATA = 16, STDERR_DATA = 17, EXIT = 18,
 };
 #define MAX_PAYLOAD (1u << 20)
 #define LOST_DAEMON_STATUS 255
+#define NO_TERMINAL_STATUS 125
+#define REPORT_FD 3
 #define RECONNECT_TRIES 300
 #define RECONNECT_PAUSE_US 100000
 
 static volatile sig_atomic_t pending_signal;
+static volatile sig_atomic_t window_changed;
 
 static void on_signal(int number) { pending_signal = number; }
+static void on_window_change(int number) { (void)number; window_changed = 1; }
 
 static int write_all(int fd, const void *data, size_t length) {
   const char *bytes = data;
@@ -94,6 +113,84 @@ static int connect_daemon(const char *path, int tries) {
   return -1;
 }
 
+static struct termios saved_terminal;
+
+static void restore_terminal(void) { tcsetattr(0, TCSADRAIN, &saved_terminal); }
+
+/** Raw mode on `fd` if it is a terminal; a person's terminal is restored at exit. */
+static void make_raw(int fd, int restore_at_exit) {
+  struct termios settings;
+  if (tcgetattr(fd, &settings) != 0) return; // not a terminal: nothing to change
+  if (restore_at_exit) {
+    saved_terminal = settings;
+    atexit(restore_terminal);
+  }
+  cfmakeraw(&settings);
+  tcsetattr(fd, TCSANOW, &settings);
+}
+
+/** Sends one message to the socket at `path`: `name` as payload, `fd` as SCM_RIGHTS. */
+static int send_descriptor(const char *path, const char *name, int fd) {
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof address.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  strcpy(address.sun_path, path);
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return -1;
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(sizeof(int))];
+  } control = {0};
+  struct iovec payload = {.iov_base = (void *)name, .iov_len = strlen(name)};
+  struct msghdr message = {.msg_iov = &payload, .msg_iovlen = 1, .msg_control = control.bytes, .msg_controllen = sizeof control.bytes};
+  struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(header), &fd, sizeof fd);
+  int result = connect(sock, (struct sockaddr *)&address, sizeof address) == 0 && sendmsg(sock, &message, MSG_NOSIGNAL) >= 0 ? 0 : -1;
+  int saved = errno;
+  close(sock);
+  errno = saved;
+  return result;
+}
+
+/**
+ * --console-socket: a new pty pair, the master sent to `path`, the slave (raw) made this
+ * process's controlling terminal and stdio. Returns NULL, or what failed (errno holds why).
+ */
+static const char *hand_over_terminal(const char *path) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return "posix_openpt";
+  char name[128];
+  if (grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, name, sizeof name) != 0) return "unlockpt";
+  // The pty becomes the controlling terminal of a session led by this process, so that its
+  // size changes reach this process as SIGWINCH. A stand-in left behind by `moat create` leads
+  // its session already (setsid then fails, harmlessly).
+  setsid();
+  int slave = open(name, O_RDWR | O_CLOEXEC);
+  if (slave < 0) return "open the pty's slave";
+  if (ioctl(slave, TIOCSCTTY, 0) != 0) return "TIOCSCTTY";
+  make_raw(slave, 0);
+  if (send_descriptor(path, name, master) != 0) return "send the pty's master";
+  close(master);
+  for (int fd = 0; fd <= 2; fd++) dup2(slave, fd);
+  if (slave > 2) close(slave);
+  return NULL;
+}
+
+/** Tells moatd the terminal's window size if it changed since it was last told. */
+static int send_window_size(int daemon, struct winsize *told) {
+  struct winsize size;
+  if (ioctl(0, TIOCGWINSZ, &size) != 0 || (size.ws_row == 0 && size.ws_col == 0)) return 0;
+  if (size.ws_row == told->ws_row && size.ws_col == told->ws_col) return 0;
+  *told = size;
+  uint8_t payload[4] = {(uint8_t)(size.ws_row >> 8), (uint8_t)size.ws_row, (uint8_t)(size.ws_col >> 8), (uint8_t)size.ws_col};
+  return send_frame(daemon, RESIZE, payload, sizeof payload);
+}
+
 /** Handles one frame from moatd; returns -1 when the connection is unusable. */
 static int handle_frame(int daemon, char *buffer) {
   uint8_t header[5];
@@ -116,30 +213,57 @@ static int handle_frame(int daemon, char *buffer) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    dprintf(2, "usage: moat-standin SOCKET\n");
+  int tty = argc == 3 && strcmp(argv[1], "--tty") == 0;
+  const char *console_socket = argc == 4 && strcmp(argv[1], "--console-socket") == 0 ? argv[2] : NULL;
+  if (argc != 2 && !tty && !console_socket) {
+    dprintf(2, "usage: moat-standin [--tty | --console-socket PATH] SOCKET\n");
     return 2;
   }
+  const char *socket_path = argv[argc - 1];
+  // The report descriptor is checked before anything is opened, which could take its number.
+  int report = console_socket && fcntl(REPORT_FD, F_GETFD) >= 0 ? REPORT_FD : -1;
   signal(SIGPIPE, SIG_IGN);
   struct sigaction forward = {.sa_handler = on_signal}; // no SA_RESTART: poll must wake up
   for (int number = 1; number < NSIG; number++) {
     if (number == SIGKILL || number == SIGSTOP || number == SIGCHLD || number == SIGPIPE || number == SIGWINCH) continue;
     sigaction(number, &forward, NULL);
   }
-  int daemon = connect_daemon(argv[1], 1);
+  if (tty || console_socket) {
+    struct sigaction resized = {.sa_handler = on_window_change};
+    sigaction(SIGWINCH, &resized, NULL);
+  }
+  int daemon = connect_daemon(socket_path, 1);
   if (daemon < 0) {
-    dprintf(2, "moat-standin: connect %s: %s\n", argv[1], strerror(errno));
+    dprintf(2, "moat-standin: connect %s: %s\n", socket_path, strerror(errno));
     return LOST_DAEMON_STATUS;
   }
+  if (console_socket) {
+    const char *failed = hand_over_terminal(console_socket);
+    if (failed) {
+      dprintf(2, "moat-standin: --console-socket %s: %s: %s\n", console_socket, failed, strerror(errno));
+      if (report >= 0) dprintf(report, "%s: %s\n", failed, strerror(errno));
+      send_u32(daemon, SIGNAL, SIGKILL); // nobody would hold the process's terminal
+      return NO_TERMINAL_STATUS;
+    }
+    if (report >= 0) dprintf(report, "ok\n");
+  }
+  if (report >= 0) close(report);
+  if (tty) make_raw(0, 1);
   char *buffer = malloc(MAX_PAYLOAD);
   if (!buffer) return LOST_DAEMON_STATUS;
   int stdin_open = 1;
+  struct winsize told = {0};
+  window_changed = tty || console_socket;
   for (;;) {
     int lost = 0;
     if (pending_signal) {
       int number = pending_signal;
       pending_signal = 0;
       lost = send_u32(daemon, SIGNAL, (uint32_t)number) < 0;
+    }
+    if (window_changed && !lost) {
+      window_changed = 0;
+      lost = send_window_size(daemon, &told) < 0;
     }
     struct pollfd fds[2] = {{.fd = daemon, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
     int ready = lost ? 0 : poll(fds, stdin_open ? 2 : 1, -1);
@@ -150,8 +274,10 @@ int main(int argc, char **argv) {
     if (!lost && fds[0].revents & (POLLIN | POLLHUP | POLLERR)) lost = handle_frame(daemon, buffer) < 0;
     if (lost) {
       close(daemon);
-      daemon = connect_daemon(argv[1], RECONNECT_TRIES);
+      daemon = connect_daemon(socket_path, RECONNECT_TRIES);
       if (daemon < 0) break;
+      told = (struct winsize){0}; // a new moatd connection is told the size again
+      window_changed = tty || console_socket;
       continue;
     }
     if (stdin_open && fds[1].revents) {

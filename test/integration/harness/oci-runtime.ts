@@ -1,23 +1,14 @@
 // Drives `moat` as an OCI runtime's callers do. `createAsConmon` plays conmon's part: it runs
 // `moat create` as a child subreaper with pipes for the container's stdio (which the
 // stand-in inherits), and learns the stand-in's exit status when it exits.
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, afterEach } from "node:test";
+import { helperBinary } from "./c-helper.js";
 import { moatBinary, runMoat } from "./moat-cli.js";
 import type { TestWorkspace } from "./state-root.js";
-
-const source = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "test", "integration", "harness", "subreaper.c");
-
-/** Compiles the subreaper helper into `dir` (once) and returns its path. */
-export function subreaperBinary(dir: string): string {
-  const binary = join(dir, "subreaper");
-  if (!existsSync(binary)) execFileSync("gcc", ["-O2", "-Wall", "-Werror", "-o", binary, source]);
-  return binary;
-}
 
 export interface CreatedContainer {
   /** Resolves with `moat create`'s own exit status. */
@@ -33,9 +24,16 @@ export interface CreatedContainer {
  * Other processes may be left to the subreaper too (a moatd that `create` started), so the
  * stand-in is told apart by the pid in its pid file.
  */
-export function createAsConmon(subreaper: string, stateRoot: string, bundle: string, id: string, stdin: string): CreatedContainer {
+export function createAsConmon(subreaper: string, stateRoot: string, bundle: string, id: string, stdin: string, extraArgs: string[] = []): CreatedContainer {
   const pidFile = join(dirname(bundle), `${id}.pid`);
-  const args = ["--root", stateRoot, "create", "--bundle", bundle, "--pid-file", pidFile, id];
+  return underSubreaper(subreaper, ["--root", stateRoot, "create", "--bundle", bundle, "--pid-file", pidFile, ...extraArgs, id], pidFile, stdin);
+}
+
+/**
+ * Runs `moat ARGS…` under the subreaper, as conmon runs the runtime; the process it leaves
+ * behind is told apart by `pidFile`, which ARGS must name as --pid-file.
+ */
+export function underSubreaper(subreaper: string, args: string[], pidFile: string, stdin: string): CreatedContainer {
   const child = spawn(subreaper, [moatBinary, ...args], { stdio: ["pipe", "pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
@@ -77,5 +75,5 @@ export function ociWorkspace(workspace: TestWorkspace): { subreaper: string; moa
     await workspace.stopDaemon();
     workspace.remove();
   });
-  return { subreaper: subreaperBinary(workspace.dir), moat: (args) => runMoat(["--root", workspace.stateRoot, ...args]) };
+  return { subreaper: helperBinary(workspace.dir, "subreaper"), moat: (args) => runMoat(["--root", workspace.stateRoot, ...args]) };
 }
