@@ -74,6 +74,8 @@ bench: setup build guest
 	node dist/bench/run.js
 	node dist/bench/memory.js
 	node dist/bench/density.js
+	node dist/bench/burst.js
+	node dist/bench/teardown.js
 	node dist/bench/shared-fs.js
 
 ## docs: regenerate docs/cli.md from the command table

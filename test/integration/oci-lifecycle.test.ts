@@ -186,7 +186,7 @@ test("run --detach (runc's run -d), ps lists the guest's processes, update chang
   const update = await moat(["update", "--memory", "64m", "--pids-limit", "32", "run-1"]);
   assert.equal(update.code, 0, update.stderr);
   const limits = await moat(["exec", "run-1", "cat", "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/pids.max"]);
-  assert.equal(limits.stdout, `${64 * 1024 * 1024}\n32\n`);
+  assert.equal(limits.stdout, `${64 * 1024 * 1024}\n32\n`, `exit ${limits.code}: ${limits.stderr}`);
   const bad = await moat(["update", "--memory", "lots", "run-1"]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--memory: must be a size/);

@@ -30,7 +30,8 @@ function valuesOf(args: string[], flag: string): string[] {
 
 test("microvm uses virtio-mmio devices and the TCG CPU model", () => {
   const args = qemuArgs(spec());
-  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on"]);
+  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,isa-serial=on"]);
+  assert.deepEqual(valuesOf(args, "-accel"), ["tcg,tb-size=32"], "TCG's code buffer is bounded: it is private memory per VM");
   assert.deepEqual(valuesOf(args, "-cpu"), ["max"]);
   const devices = valuesOf(args, "-device");
   assert.ok(devices.includes("virtio-blk-device,drive=rootfs,id=rootfs-blk"));
@@ -42,7 +43,8 @@ test("microvm uses virtio-mmio devices and the TCG CPU model", () => {
 
 test("q35 uses PCI devices; KVM uses the host CPU model", () => {
   const args = qemuArgs(spec({ machine: "q35", accelerator: "kvm" }));
-  assert.deepEqual(valuesOf(args, "-machine"), ["q35,accel=kvm"]);
+  assert.deepEqual(valuesOf(args, "-machine"), ["q35"]);
+  assert.deepEqual(valuesOf(args, "-accel"), ["kvm"]);
   assert.deepEqual(valuesOf(args, "-cpu"), ["host"]);
   const devices = valuesOf(args, "-device");
   assert.ok(devices.includes("virtio-blk-pci,drive=rootfs,id=rootfs-blk"));
@@ -103,13 +105,13 @@ test("9p shares keep guest RAM private and microvm's virtio-mmio as it is", () =
   assert.equal(valuesOf(args, "-fsdev").length, 2);
   assert.deepEqual(valuesOf(args, "-object"), [], "no shared memory backend without vhost-user");
   assert.deepEqual(valuesOf(args, "-global"), []);
-  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on"]);
+  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,isa-serial=on"]);
 });
 
 test("virtio-fs shares are vhost-user-fs devices on each share's virtiofsd socket, with shared guest RAM", () => {
   const args = qemuArgs(spec({ sharedFs: "virtio-fs", shares }));
   assert.deepEqual(valuesOf(args, "-fsdev"), []);
-  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on,memory-backend=ram"]);
+  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,isa-serial=on,memory-backend=ram"]);
   assert.deepEqual(valuesOf(args, "-object"), ["memory-backend-memfd,id=ram,size=512M,share=on"]);
   assert.deepEqual(valuesOf(args, "-global"), ["virtio-mmio.force-legacy=false"], "the C virtiofsd refuses legacy virtio-mmio");
   assert.ok(valuesOf(args, "-chardev").includes("socket,id=fs-m1,path=/run/moat/s1/vfs-m1.sock"));
@@ -118,7 +120,7 @@ test("virtio-fs shares are vhost-user-fs devices on each share's virtiofsd socke
 
 test("virtio-fs on q35 uses the PCI device and keeps PCI virtio modern by default", () => {
   const args = qemuArgs(spec({ machine: "q35", sharedFs: "virtio-fs", shares }));
-  assert.deepEqual(valuesOf(args, "-machine"), ["q35,accel=tcg,memory-backend=ram"]);
+  assert.deepEqual(valuesOf(args, "-machine"), ["q35,memory-backend=ram"]);
   assert.deepEqual(valuesOf(args, "-global"), []);
   assert.ok(valuesOf(args, "-device").includes("vhost-user-fs-pci,chardev=fs-m1,tag=m1,id=share-m1"));
 });
@@ -126,5 +128,15 @@ test("virtio-fs on q35 uses the PCI device and keeps PCI virtio modern by defaul
 test("virtio-fs without shares needs neither shared RAM nor a daemon", () => {
   const args = qemuArgs(spec({ sharedFs: "virtio-fs" }));
   assert.deepEqual(valuesOf(args, "-object"), []);
-  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,accel=tcg,isa-serial=on"]);
+  assert.deepEqual(valuesOf(args, "-machine"), ["microvm,isa-serial=on"]);
+});
+
+test("a VM template's RAM is a shared file; a clone maps it privately and waits for its state", () => {
+  const template = qemuArgs(spec({ memoryFile: { path: "/run/moat/.templates/k/memory", shared: true } }));
+  assert.deepEqual(valuesOf(template, "-machine"), ["microvm,isa-serial=on,memory-backend=ram"]);
+  assert.deepEqual(valuesOf(template, "-object"), ["memory-backend-file,id=ram,size=512M,mem-path=/run/moat/.templates/k/memory,share=on"]);
+  assert.ok(!template.includes("-incoming"));
+  const clone = qemuArgs(spec({ memoryFile: { path: "/run/moat/.templates/k/memory", shared: false }, incoming: true }));
+  assert.deepEqual(valuesOf(clone, "-object"), ["memory-backend-file,id=ram,size=512M,mem-path=/run/moat/.templates/k/memory,share=off"]);
+  assert.deepEqual(valuesOf(clone, "-incoming"), ["defer"], "exec: would need QEMU to spawn, which its sandbox forbids");
 });
