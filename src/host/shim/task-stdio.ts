@@ -1,0 +1,127 @@
+// A task process's stdio as containerd hands it: FIFO paths it has already opened the other
+// end of (ctr, CRI), or for stdout/stderr a `file://` log URI. The daemon writes the process's
+// output here and, once it is all out, its exit status, which ends the streams (so the reader
+// sees EOF) and is then reported through `exited`.
+//
+// FIFOs are opened O_RDWR|O_NONBLOCK: the open never blocks and never fails for want of a
+// peer, and a net.Socket on the descriptor reads and writes through the event loop instead of
+// the thread pool.
+import { constants, createWriteStream, open } from "node:fs";
+import { Socket } from "node:net";
+import type { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { settleWithin } from "../../shared/deadline.js";
+import { MoatError } from "../../shared/errors.js";
+import { Code } from "../../shared/ttrpc/index.js";
+import type { ProcessStdio, StdioFactory, StdioInput } from "../daemon/index.js";
+
+export interface TaskIo {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+/** How long the last output may take to drain into a FIFO nobody reads before it is dropped. */
+const FLUSH_MS = 2_000;
+
+export class TaskStdio implements ProcessStdio {
+  private constructor(
+    readonly path: string,
+    private readonly stdin: Socket | undefined,
+    private readonly outputs: { stdout: Writable | undefined; stderr: Writable | undefined },
+    private readonly exited: (status: number) => void,
+  ) {}
+
+  /** The factory the daemon calls; `exited` hears the exit status after the output is out. */
+  static factory(io: TaskIo, exited: (status: number) => void, made: (stdio: TaskStdio) => void): StdioFactory {
+    return async (input, where) => {
+      if (io.terminal) {
+        throw new MoatError("MOAT_SHIM_UNSUPPORTED", `${where}: terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
+      }
+      const opened: Array<{ destroy(): void }> = [];
+      try {
+        const stdin = io.stdin ? await openFifo(io.stdin, where) : undefined;
+        if (stdin) opened.push(stdin);
+        const stdout = io.stdout ? await openOutput(io.stdout, where) : undefined;
+        if (stdout) opened.push(stdout);
+        // ctr hands one FIFO for both streams when they go to the same place.
+        const stderr = io.stderr === io.stdout ? stdout : io.stderr ? await openOutput(io.stderr, where) : undefined;
+        const stdio = new TaskStdio(io.stdout, stdin, { stdout, stderr }, exited);
+        if (stdin) relayStdin(stdin, input);
+        made(stdio);
+        return stdio;
+      } catch (error) {
+        for (const stream of opened) stream.destroy();
+        throw error;
+      }
+    };
+  }
+
+  async writeOutput(stream: "stdout" | "stderr", data: Buffer): Promise<void> {
+    const sink = this.outputs[stream];
+    if (!sink || sink.destroyed) return; // nobody asked for this stream
+    if (!sink.write(data)) await new Promise((resolve) => sink.once("drain", resolve).once("close", resolve));
+  }
+
+  async sendExit(status: number): Promise<void> {
+    await this.endOutputs();
+    this.exited(status);
+  }
+
+  /** Task.CloseIO: the caller's stdin is done; the process sees EOF. */
+  closeStdin(): void {
+    this.stdin?.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.stdin?.destroy();
+    for (const sink of new Set(Object.values(this.outputs))) sink?.destroy();
+  }
+
+  private async endOutputs(): Promise<void> {
+    for (const sink of new Set(Object.values(this.outputs))) {
+      if (!sink || sink.destroyed) continue;
+      const finished = new Promise<void>((resolve) => sink.once("finish", resolve).once("close", resolve).once("error", () => resolve()));
+      sink.end();
+      await settleWithin(finished, FLUSH_MS);
+      sink.destroy();
+    }
+  }
+}
+
+async function openFifo(path: string, where: string): Promise<Socket> {
+  try {
+    // A plain descriptor, not a FileHandle: the socket owns it from here and closes it.
+    const fd = await new Promise<number>((resolve, reject) => open(path, constants.O_RDWR | constants.O_NONBLOCK, (error, opened) => (error ? reject(error) : resolve(opened))));
+    const socket = new Socket({ fd });
+    socket.on("error", () => undefined); // a reader or writer that went away ends the stream, nothing more
+    return socket;
+  } catch (error) {
+    throw new MoatError("MOAT_SHIM_STDIO", `${where}: cannot open FIFO ${path}`, { cause: error, status: Code.INVALID_ARGUMENT });
+  }
+}
+
+/** A FIFO path, or a `file://` URI (a log file, appended to). `binary://` is not supported yet. */
+async function openOutput(target: string, where: string): Promise<Writable> {
+  const scheme = /^([a-z]+):\/\//.exec(target)?.[1];
+  if (scheme === undefined) return openFifo(target, where);
+  if (scheme === "file") {
+    const stream = createWriteStream(fileURLToPath(target), { flags: "a" });
+    stream.on("error", () => undefined); // a log file that cannot be written loses output, not the task
+    return stream;
+  }
+  throw new MoatError("MOAT_SHIM_STDIO", `${where}: log URI ${target}: ${scheme}:// is not supported (FIFOs and file:// are)`, { status: Code.UNIMPLEMENTED });
+}
+
+/** Relays the caller's stdin to the process, one chunk at a time; its end (CloseIO) ends the process's. */
+function relayStdin(stdin: Socket, input: StdioInput): void {
+  stdin.on("data", (chunk: Buffer) => {
+    stdin.pause();
+    input.stdin(chunk).then(
+      () => stdin.resume(),
+      () => stdin.destroy(),
+    );
+  });
+  stdin.once("close", () => void input.stdinEnd().catch(() => undefined));
+}
