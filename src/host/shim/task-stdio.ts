@@ -41,7 +41,7 @@ export class TaskStdio implements ProcessStdio {
       }
       const opened: Array<{ destroy(): void }> = [];
       try {
-        const stdin = io.stdin ? await openFifo(io.stdin, where) : undefined;
+        const stdin = io.stdin ? await openFifo(io.stdin, where, "read") : undefined;
         if (stdin) opened.push(stdin);
         const stdout = io.stdout ? await openOutput(io.stdout, where) : undefined;
         if (stdout) opened.push(stdout);
@@ -90,11 +90,12 @@ export class TaskStdio implements ProcessStdio {
   }
 }
 
-async function openFifo(path: string, where: string): Promise<Socket> {
+/** Opens a FIFO for one direction only: O_RDWR makes us a reader too, and a readable socket would eat our own output. */
+async function openFifo(path: string, where: string, direction: "read" | "write"): Promise<Socket> {
   try {
     // A plain descriptor, not a FileHandle: the socket owns it from here and closes it.
     const fd = await new Promise<number>((resolve, reject) => open(path, constants.O_RDWR | constants.O_NONBLOCK, (error, opened) => (error ? reject(error) : resolve(opened))));
-    const socket = new Socket({ fd });
+    const socket = new Socket({ fd, readable: direction === "read", writable: direction === "write" });
     socket.on("error", () => undefined); // a reader or writer that went away ends the stream, nothing more
     return socket;
   } catch (error) {
@@ -105,7 +106,7 @@ async function openFifo(path: string, where: string): Promise<Socket> {
 /** A FIFO path, or a `file://` URI (a log file, appended to). `binary://` is not supported yet. */
 async function openOutput(target: string, where: string): Promise<Writable> {
   const scheme = /^([a-z]+):\/\//.exec(target)?.[1];
-  if (scheme === undefined) return openFifo(target, where);
+  if (scheme === undefined) return openFifo(target, where, "write");
   if (scheme === "file") {
     const stream = createWriteStream(fileURLToPath(target), { flags: "a" });
     stream.on("error", () => undefined); // a log file that cannot be written loses output, not the task
