@@ -2,10 +2,11 @@
 // VMs, their output and exit codes, events in the order containerd requires, and nothing left
 // afterwards (no QEMU, mount, task state or FIFO).
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
-import { Containerd, mountsUnder } from "./harness/containerd.js";
+import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
@@ -51,5 +52,84 @@ test("ctr run --rm: stdout and stderr apart, stdin, a non-zero exit code", async
   assert.equal(result.code, 3, explain(result));
   assert.equal(result.stdout, "got hello\n");
   assert.equal(result.stderr, "to-err\n");
+  await assertNothingLeft();
+});
+
+/** `ctr events` for the test namespace, collected until stopped: "topic container" lines. */
+function watchEvents(): { stop(): Promise<string[]> } {
+  const child = spawn("ctr", ["-a", containerd.socket, "events"], { env: containerd.env(), stdio: ["ignore", "pipe", "ignore"] });
+  let text = "";
+  child.stdout.on("data", (chunk) => (text += chunk));
+  return {
+    async stop() {
+      const closed = new Promise((resolve) => child.once("close", resolve));
+      child.kill();
+      await closed;
+      // A line reads: TIMESTAMP NAMESPACE TOPIC EVENT-JSON-ish
+      return text
+        .split("\n")
+        .filter((line) => line.includes(` ${NAMESPACE} /tasks/`))
+        .map((line) => line.split(" ").find((word) => word.startsWith("/tasks/")) ?? "");
+    },
+  };
+}
+
+async function ok(result: Promise<{ code: number | null; stdout: string; stderr: string }>): Promise<string> {
+  const done = await result;
+  assert.equal(done.code, 0, explain(done));
+  return done.stdout;
+}
+
+test("a running task: exec, ps, pause and resume, kill --all, delete; events in containerd's order", async () => {
+  const events = watchEvents();
+  await new Promise((resolve) => setTimeout(resolve, 300)); // ctr events subscribes before the task exists
+  await ok(containerd.run(["-d", BUSYBOX_IMAGE, "long-1", "sleep", "1000"]));
+  const listed = await ok(containerd.ctr(["tasks", "ls"]));
+  assert.match(listed, /long-1\s+\d+\s+RUNNING/);
+
+  const exec = await containerd.ctr(["tasks", "exec", "--exec-id", "e1", "long-1", "sh", "-c", "read line; echo exec got $line; echo exec-err >&2; exit 5"], { stdin: "hi\n" });
+  assert.equal(exec.code, 5, explain(exec));
+  assert.equal(exec.stdout, "exec got hi\n");
+  assert.equal(exec.stderr, "exec-err\n");
+
+  const ps = await ok(containerd.ctr(["tasks", "ps", "long-1"]));
+  assert.match(ps, /^PID/m);
+
+  await ok(containerd.ctr(["tasks", "pause", "long-1"]));
+  assert.match(await ok(containerd.ctr(["tasks", "ls"])), /long-1\s+\d+\s+PAUSED/);
+  await ok(containerd.ctr(["tasks", "resume", "long-1"]));
+  assert.match(await ok(containerd.ctr(["tasks", "ls"])), /long-1\s+\d+\s+RUNNING/);
+
+  await ok(containerd.ctr(["tasks", "kill", "--all", "--signal", "SIGKILL", "long-1"]));
+  for (;;) {
+    if (/long-1\s+\d+\s+STOPPED/.test(await ok(containerd.ctr(["tasks", "ls"])))) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await ok(containerd.ctr(["tasks", "delete", "long-1"]));
+  await ok(containerd.ctr(["containers", "delete", "long-1"]));
+  const topics = await events.stop();
+  assert.deepEqual(topics, [
+    "/tasks/create",
+    "/tasks/start",
+    "/tasks/exec-added",
+    "/tasks/exec-started",
+    "/tasks/exit", // the exec's
+    "/tasks/paused",
+    "/tasks/resumed",
+    "/tasks/exit", // init's, 137
+    "/tasks/delete",
+  ]);
+  await assertNothingLeft();
+});
+
+test("two tasks at once, each in its own VM", async () => {
+  const [first, second] = await Promise.all([
+    containerd.run(["--rm", BUSYBOX_IMAGE, "pair-1", "sh", "-c", "echo one; exit 1"]),
+    containerd.run(["--rm", BUSYBOX_IMAGE, "pair-2", "sh", "-c", "echo two; exit 2"]),
+  ]);
+  assert.equal(first.code, 1, explain(first));
+  assert.equal(first.stdout, "one\n");
+  assert.equal(second.code, 2, explain(second));
+  assert.equal(second.stdout, "two\n");
   await assertNothingLeft();
 });

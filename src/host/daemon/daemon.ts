@@ -274,6 +274,7 @@ export class Daemon {
   private relayProcess(container: ManagedContainer, execId: string, relay: ProcessStdio, exited: (exitStatus: number) => Promise<void> | void): Promise<void> {
     const { id } = container.state;
     const { agent } = container.sandbox;
+    relay.processReady?.();
     const relayOutput = async (stream: "stdout" | "stderr") => {
       for (;;) {
         const { data, eof } = await agent.readOutput(id, execId, stream);

@@ -16,6 +16,11 @@ export interface StdioInput {
 export interface ProcessStdio {
   /** Where the caller reaches it: the stand-in's socket, or the stdout FIFO. */
   readonly path: string;
+  /**
+   * The process exists in the guest now: input may flow. (The stand-in needs no telling: it
+   * connects only after the caller got the socket, once the process exists.)
+   */
+  processReady?(): void;
   /** Resolves once the sink has taken the bytes (back-pressure for the relay). */
   writeOutput(stream: "stdout" | "stderr", data: Buffer): Promise<void>;
   /** The process has exited and all its output was written: the last thing it is told. */

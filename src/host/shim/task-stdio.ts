@@ -14,6 +14,7 @@ import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { ProcessStdio, StdioFactory, StdioInput } from "../daemon/index.js";
+import { StdinFifo } from "./stdin-fifo.js";
 
 export interface TaskIo {
   stdin: string;
@@ -28,7 +29,8 @@ const FLUSH_MS = 2_000;
 export class TaskStdio implements ProcessStdio {
   private constructor(
     readonly path: string,
-    private readonly stdin: Socket | undefined,
+    private readonly stdin: StdinFifo | undefined,
+    private readonly input: StdioInput,
     private readonly outputs: { stdout: Writable | undefined; stderr: Writable | undefined },
     private readonly exited: (status: number) => void,
   ) {}
@@ -41,14 +43,13 @@ export class TaskStdio implements ProcessStdio {
       }
       const opened: Array<{ destroy(): void }> = [];
       try {
-        const stdin = io.stdin ? await openFifo(io.stdin, where, "read") : undefined;
+        const stdin = io.stdin ? StdinFifo.open(io.stdin, where) : undefined;
         if (stdin) opened.push(stdin);
         const stdout = io.stdout ? await openOutput(io.stdout, where) : undefined;
         if (stdout) opened.push(stdout);
         // ctr hands one FIFO for both streams when they go to the same place.
         const stderr = io.stderr === io.stdout ? stdout : io.stderr ? await openOutput(io.stderr, where) : undefined;
-        const stdio = new TaskStdio(io.stdout, stdin, { stdout, stderr }, exited);
-        if (stdin) relayStdin(stdin, input);
+        const stdio = new TaskStdio(io.stdout, stdin, input, { stdout, stderr }, exited);
         made(stdio);
         return stdio;
       } catch (error) {
@@ -58,6 +59,10 @@ export class TaskStdio implements ProcessStdio {
     };
   }
 
+  processReady(): void {
+    this.stdin?.start(this.input);
+  }
+
   async writeOutput(stream: "stdout" | "stderr", data: Buffer): Promise<void> {
     const sink = this.outputs[stream];
     if (!sink || sink.destroyed) return; // nobody asked for this stream
@@ -65,13 +70,14 @@ export class TaskStdio implements ProcessStdio {
   }
 
   async sendExit(status: number): Promise<void> {
+    this.stdin?.destroy();
     await this.endOutputs();
     this.exited(status);
   }
 
   /** Task.CloseIO: the caller's stdin is done; the process sees EOF. */
   closeStdin(): void {
-    this.stdin?.destroy();
+    this.stdin?.close();
   }
 
   async close(): Promise<void> {
@@ -90,12 +96,12 @@ export class TaskStdio implements ProcessStdio {
   }
 }
 
-/** Opens a FIFO for one direction only: O_RDWR makes us a reader too, and a readable socket would eat our own output. */
-async function openFifo(path: string, where: string, direction: "read" | "write"): Promise<Socket> {
+/** Opens an output FIFO, write-only as a socket: O_RDWR makes us a reader too, and a readable socket would eat our own output. */
+async function openFifo(path: string, where: string): Promise<Socket> {
   try {
     // A plain descriptor, not a FileHandle: the socket owns it from here and closes it.
     const fd = await new Promise<number>((resolve, reject) => open(path, constants.O_RDWR | constants.O_NONBLOCK, (error, opened) => (error ? reject(error) : resolve(opened))));
-    const socket = new Socket({ fd, readable: direction === "read", writable: direction === "write" });
+    const socket = new Socket({ fd, readable: false, writable: true });
     socket.on("error", () => undefined); // a reader or writer that went away ends the stream, nothing more
     return socket;
   } catch (error) {
@@ -106,7 +112,7 @@ async function openFifo(path: string, where: string, direction: "read" | "write"
 /** A FIFO path, or a `file://` URI (a log file, appended to). `binary://` is not supported yet. */
 async function openOutput(target: string, where: string): Promise<Writable> {
   const scheme = /^([a-z]+):\/\//.exec(target)?.[1];
-  if (scheme === undefined) return openFifo(target, where, "write");
+  if (scheme === undefined) return openFifo(target, where);
   if (scheme === "file") {
     const stream = createWriteStream(fileURLToPath(target), { flags: "a" });
     stream.on("error", () => undefined); // a log file that cannot be written loses output, not the task
@@ -115,14 +121,3 @@ async function openOutput(target: string, where: string): Promise<Writable> {
   throw new MoatError("MOAT_SHIM_STDIO", `${where}: log URI ${target}: ${scheme}:// is not supported (FIFOs and file:// are)`, { status: Code.UNIMPLEMENTED });
 }
 
-/** Relays the caller's stdin to the process, one chunk at a time; its end (CloseIO) ends the process's. */
-function relayStdin(stdin: Socket, input: StdioInput): void {
-  stdin.on("data", (chunk: Buffer) => {
-    stdin.pause();
-    input.stdin(chunk).then(
-      () => stdin.resume(),
-      () => stdin.destroy(),
-    );
-  });
-  stdin.once("close", () => void input.stdinEnd().catch(() => undefined));
-}
