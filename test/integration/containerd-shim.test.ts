@@ -56,20 +56,21 @@ test("ctr run --rm: stdout and stderr apart, stdin, a non-zero exit code", async
 });
 
 /** `ctr events` for the test namespace, collected until stopped: "topic container" lines. */
-function watchEvents(): { stop(): Promise<string[]> } {
+function watchEvents(): { stop(): Promise<string[]>; stopLines(): Promise<string[]> } {
   const child = spawn("ctr", ["-a", containerd.socket, "events"], { env: containerd.env(), stdio: ["ignore", "pipe", "ignore"] });
   let text = "";
   child.stdout.on("data", (chunk) => (text += chunk));
+  // A line reads: TIMESTAMP NAMESPACE TOPIC EVENT
+  const stopLines = async () => {
+    const closed = new Promise((resolve) => child.once("close", resolve));
+    child.kill();
+    await closed;
+    return text.split("\n").filter((line) => line.includes(` ${NAMESPACE} /tasks/`));
+  };
   return {
+    stopLines,
     async stop() {
-      const closed = new Promise((resolve) => child.once("close", resolve));
-      child.kill();
-      await closed;
-      // A line reads: TIMESTAMP NAMESPACE TOPIC EVENT-JSON-ish
-      return text
-        .split("\n")
-        .filter((line) => line.includes(` ${NAMESPACE} /tasks/`))
-        .map((line) => line.split(" ").find((word) => word.startsWith("/tasks/")) ?? "");
+      return (await stopLines()).map((line) => line.split(" ").find((word) => word.startsWith("/tasks/")) ?? "");
     },
   };
 }
@@ -131,5 +132,45 @@ test("two tasks at once, each in its own VM", async () => {
   assert.equal(first.stdout, "one\n");
   assert.equal(second.code, 2, explain(second));
   assert.equal(second.stdout, "two\n");
+  await assertNothingLeft();
+});
+
+/** Waits until `ctr tasks ls` shows the task in `status`. */
+async function waitForTask(id: string, status: string): Promise<void> {
+  const pattern = new RegExp(`^${id}\\s+\\d+\\s+${status}`, "m");
+  while (!pattern.test(await ok(containerd.ctr(["tasks", "ls"])))) await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
+async function removeTask(id: string): Promise<void> {
+  await ok(containerd.ctr(["tasks", "delete", id]));
+  await ok(containerd.ctr(["containers", "delete", id]));
+}
+
+test("containerd restarted under a running task: the task is still there, served, and deletable", async () => {
+  await ok(containerd.run(["-d", BUSYBOX_IMAGE, "restart-1", "sleep", "1000"]));
+  await containerd.stop("SIGKILL");
+  await containerd.start();
+  await waitForTask("restart-1", "RUNNING");
+  const exec = await containerd.ctr(["tasks", "exec", "--exec-id", "after-restart", "restart-1", "echo", "still here"]);
+  assert.equal(exec.code, 0, explain(exec));
+  assert.equal(exec.stdout, "still here\n");
+  await ok(containerd.ctr(["tasks", "kill", "--signal", "SIGKILL", "restart-1"]));
+  await waitForTask("restart-1", "STOPPED");
+  await removeTask("restart-1");
+  await assertNothingLeft();
+});
+
+test("QEMU killed under a running task: the task exits 137, /tasks/exit is published, nothing is left", async () => {
+  const events = watchEvents();
+  await new Promise((resolve) => setTimeout(resolve, 300)); // ctr events subscribes first
+  await ok(containerd.run(["-d", BUSYBOX_IMAGE, "crash-1", "sleep", "1000"]));
+  const pid = Number(/^crash-1\s+(\d+)/m.exec(await ok(containerd.ctr(["tasks", "ls"])))?.[1]);
+  assert.ok(workspace.qemuProcesses().some((line) => line.startsWith(`${pid} `)), "the task's pid is its sandbox's QEMU");
+  process.kill(pid, "SIGKILL");
+  await waitForTask("crash-1", "STOPPED");
+  await removeTask("crash-1");
+  const lines = await events.stopLines();
+  const exit = lines.find((line) => line.includes("/tasks/exit"));
+  assert.match(exit ?? "", /"exit_status":137|ExitStatus:137|exit_status:137/, lines.join("\n"));
   await assertNothingLeft();
 });
