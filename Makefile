@@ -79,6 +79,8 @@ bench: setup build guest
 	node dist/bench/memory.js
 	node dist/bench/density.js
 	node dist/bench/shared-fs.js
+	node dist/bench/shim-start.js
+	node dist/bench/ctr-run.js
 
 ## docs: regenerate docs/cli.md from the command table
 docs: build
