@@ -7,6 +7,7 @@ import { readdirSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
+import { runMoat } from "./harness/moat-cli.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
@@ -172,5 +173,15 @@ test("QEMU killed under a running task: the task exits 137, /tasks/exit is publi
   const lines = await events.stopLines();
   const exit = lines.find((line) => line.includes("/tasks/exit"));
   assert.match(exit ?? "", /"exit_status":137|ExitStatus:137|exit_status:137/, lines.join("\n"));
+  await assertNothingLeft();
+});
+
+test("moat install --kata-compat: io.containerd.kata.v2 runs on moat", async () => {
+  const installed = await runMoat(["install", "--prefix", containerd.installBin, "--kata-compat"]);
+  assert.equal(installed.code, 0, installed.stderr);
+  assert.match(installed.stdout, /containerd-shim-kata-v2 -> .*containerd-shim-moat-v2/);
+  const result = await containerd.ctr(["run", "--rm", "--runtime", "io.containerd.kata.v2", "--fifo-dir", containerd.fifoDir, BUSYBOX_IMAGE, "kata-1", "uname", "-r"]);
+  assert.equal(result.code, 0, explain(result));
+  assert.match(result.stdout, /-moat\n$/, "the task ran under moat's guest kernel");
   await assertNothingLeft();
 });

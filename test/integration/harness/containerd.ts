@@ -21,6 +21,8 @@ export class Containerd {
   readonly dir: string;
   readonly socket: string;
   readonly fifoDir: string;
+  /** A directory on containerd's PATH for `moat install --prefix`. */
+  readonly installBin: string;
   private readonly configPath: string;
   private readonly logPath: string;
   private child: ChildProcess | undefined;
@@ -29,6 +31,7 @@ export class Containerd {
     this.dir = join(workspace.dir, "containerd");
     this.socket = join(this.dir, "containerd.sock");
     this.fifoDir = join(this.dir, "fifo");
+    this.installBin = join(workspace.dir, "bin");
     this.configPath = join(this.dir, "config.toml");
     this.logPath = join(this.dir, "containerd.log");
     mkdirSync(this.fifoDir, { recursive: true });
@@ -52,7 +55,8 @@ export class Containerd {
   env(): NodeJS.ProcessEnv {
     return {
       ...process.env,
-      PATH: `${join(repoRoot, "dist", "bin")}:${process.env.PATH ?? ""}`,
+      // The workspace's bin first: where tests `moat install` shims (installBin).
+      PATH: `${this.installBin}:${join(repoRoot, "dist", "bin")}:${process.env.PATH ?? ""}`,
       MOAT_CONFIG: this.workspace.configFile("containerd-moat", ""),
     };
   }
