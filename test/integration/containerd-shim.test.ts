@@ -95,7 +95,12 @@ test("a running task: exec, ps, pause and resume, kill --all, delete; events in 
   assert.equal(exec.stderr, "exec-err\n");
 
   const ps = await ok(containerd.ctr(["tasks", "ps", "long-1"]));
-  assert.match(ps, /^PID/m);
+  assert.match(ps, /^PID\s+INFO\n\d+\s/, "the container's processes (guest pids, from its cgroup)");
+
+  const metrics = await ok(containerd.ctr(["tasks", "metrics", "--format", "json", "long-1"]));
+  const parsed = JSON.parse(metrics) as { cpu?: { usage_usec?: number }; pids?: { current?: number } };
+  assert.ok((parsed.cpu?.usage_usec ?? 0) > 0, `cpu usage from the guest's cgroup: ${metrics}`);
+  assert.ok((parsed.pids?.current ?? 0) >= 1, `pids from the guest's cgroup: ${metrics}`);
 
   await ok(containerd.ctr(["tasks", "pause", "long-1"]));
   assert.match(await ok(containerd.ctr(["tasks", "ls"])), /long-1\s+\d+\s+PAUSED/);

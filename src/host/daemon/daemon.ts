@@ -186,6 +186,11 @@ export class Daemon {
     );
   }
 
+  /** The named cgroup v2 files of the container in its guest (cpu.stat, cgroup.procs, …). */
+  cgroupFiles(id: string, names: string[]): Promise<Record<string, string>> {
+    return this.get(id).sandbox.agent.cgroupFiles(id, names);
+  }
+
   /** The host process that stands for the container's sandbox: its QEMU. */
   sandboxPid(id: string): number {
     return this.get(id).sandbox.vm.pid;

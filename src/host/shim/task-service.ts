@@ -2,15 +2,16 @@
 // containers (one sandbox VM per task), their stdio on containerd's FIFOs, their lifecycle
 // reported as events to containerd. Errors keep their MoatError status; the ttrpc server
 // turns it into the wire status containerd's errdefs reads (NotFound, FailedPrecondition, …).
-import { fromBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
-import { containerdEvents, containerdTask, containerdTypes, runcOptions, runtimeOptions } from "../../shared/protocol/index.js";
+import { cgroupsV2, containerdEvents, containerdTask, containerdTypes, runcOptions, runtimeOptions } from "../../shared/protocol/index.js";
 import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import type { Daemon } from "../daemon/index.js";
 import { readBootstrap } from "./bootstrap-file.js";
+import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
 import { EventPublisher } from "./event-publisher.js";
 import { mountRootfs } from "./rootfs.js";
 import { TaskProcess, type ProcessExit } from "./task-process.js";
@@ -173,8 +174,10 @@ export function taskService(daemon: Daemon, log: (line: string) => void): Servic
     },
 
     async pids(request) {
-      // The guest's pids are not reported yet: the task's host process stands for all of them.
-      return { processes: [{ pid: taskOf(request.id).pid }] };
+      // The container's processes as the guest sees them (`crun ps`, guest pids); none once stopped.
+      const task = taskOf(request.id);
+      if (task.init.status === "stopped") return { processes: [] };
+      return { processes: (await daemon.ps(task.id)).map(({ pid }) => ({ pid })) };
     },
 
     async pause(request) {
@@ -242,7 +245,10 @@ export function taskService(daemon: Daemon, log: (line: string) => void): Servic
     },
 
     async stats(request) {
-      throw unsupported(`task ${request.id}`, "metrics (Stats)");
+      const task = taskOf(request.id);
+      const metrics = create(cgroupsV2.MetricsSchema, metricsFromCgroupFiles(await daemon.cgroupFiles(task.id, METRICS_FILES)));
+      // containerd's typeurl registry names the message without the type.googleapis.com/ prefix.
+      return { stats: { typeUrl: cgroupsV2.MetricsSchema.typeName, value: toBinary(cgroupsV2.MetricsSchema, metrics) } };
     },
 
     async connect(request) {

@@ -11,6 +11,7 @@ export * as containerdEvents from "./gen/containerd/events/task_pb.js";
 export * as containerdEventService from "./gen/containerd/services/events/ttrpc/v1/events_pb.js";
 export * as runtimeOptions from "./gen/runtimeoptions/v1/api_pb.js";
 export * as runcOptions from "./gen/containerd/runc/v1/options_pb.js";
+export * as cgroupsV2 from "./gen/containerd/cgroups/v2/metrics_pb.js";
 
 /** The agent protocol version; bumped when a change to agent.proto is not backward compatible. */
 export const AGENT_PROTOCOL_VERSION = 1;
