@@ -4,7 +4,10 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { containerdTask } from "../../src/shared/protocol/index.js";
+import { connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
 import { runMoat } from "./harness/moat-cli.js";
@@ -97,10 +100,13 @@ test("a running task: exec, ps, pause and resume, kill --all, delete; events in 
   const ps = await ok(containerd.ctr(["tasks", "ps", "long-1"]));
   assert.match(ps, /^PID\s+INFO\n\d+\s/, "the container's processes (guest pids, from its cgroup)");
 
+  // ctr 1.6 has no `tasks update`; the CRI plugin's UpdateContainerResources sends this.
+  await updateTask("long-1", { memory: { limit: 67108864 } });
   const metrics = await ok(containerd.ctr(["tasks", "metrics", "--format", "json", "long-1"]));
-  const parsed = JSON.parse(metrics) as { cpu?: { usage_usec?: number }; pids?: { current?: number } };
+  const parsed = JSON.parse(metrics) as { cpu?: { usage_usec?: number }; pids?: { current?: number }; memory?: { usage?: number; usage_limit?: number } };
   assert.ok((parsed.cpu?.usage_usec ?? 0) > 0, `cpu usage from the guest's cgroup: ${metrics}`);
   assert.ok((parsed.pids?.current ?? 0) >= 1, `pids from the guest's cgroup: ${metrics}`);
+  assert.equal(parsed.memory?.usage_limit, 67108864, `the updated memory limit, from the guest's cgroup: ${metrics}`);
 
   await ok(containerd.ctr(["tasks", "pause", "long-1"]));
   assert.match(await ok(containerd.ctr(["tasks", "ls"])), /long-1\s+\d+\s+PAUSED/);
@@ -140,6 +146,17 @@ test("two tasks at once, each in its own VM", async () => {
   assert.equal(second.stdout, "two\n");
   await assertNothingLeft();
 });
+
+/** Task.Update as containerd sends it, straight to moatd's Task socket. */
+async function updateTask(id: string, resources: object): Promise<void> {
+  const client = new TtrpcClient(await connectUnix(join(workspace.stateRoot, "containerd-task.sock")), "test");
+  try {
+    const value = new TextEncoder().encode(JSON.stringify(resources));
+    await client.call(containerdTask.Task.method.update, { id, resources: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources", value } }, { timeoutMs: 60_000 });
+  } finally {
+    client.close();
+  }
+}
 
 /** Waits until `ctr tasks ls` shows the task in `status`. */
 async function waitForTask(id: string, status: string): Promise<void> {

@@ -236,7 +236,10 @@ export function taskService(daemon: Daemon, log: (line: string) => void): Servic
     },
 
     async update(request) {
-      throw unsupported(`task ${request.id}`, "resource updates (Update)");
+      // resources is an OCI LinuxResources in JSON (containerd marshals non-proto types so).
+      const task = taskOf(request.id);
+      await daemon.update(task.id, new TextDecoder().decode(request.resources?.value));
+      return {};
     },
 
     async wait(request) {
