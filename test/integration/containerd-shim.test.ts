@@ -11,12 +11,10 @@ import { connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
 import { runMoat } from "./harness/moat-cli.js";
-import { TestWorkspace } from "./harness/state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
 const containerd = new Containerd(workspace);
-/** moatd's own files under the state root, which outlive tasks until it exits idle. */
-const DAEMON_FILES = ["moatd.sock", "moatd.log", "containerd-task.sock"];
 
 before(async () => {
   await containerd.start();

@@ -5,8 +5,11 @@
 //   2. make sure moatd answers on <state root>/containerd-task.sock, starting it if not,
 //   3. write <bundle>/address (containerd re-reads it after a restart) and print the address.
 // It is C because it runs for every container and must take a few ms, where a Node process
-// takes ~60 ms to start here (docs/design.md, "The containerd shim"). Every other subcommand
-// (`delete`, `-v`) is rare and is handed to the Node shim, dist/bundle/shim.mjs.
+// takes ~60 ms to start here (docs/design.md, "The containerd shim"). containerd 1.6 also runs
+// `delete` after every task, and waits for it: when there is nothing to clean (no sandbox
+// state directory for the id, nothing mounted at <bundle>/rootfs) it is answered here too.
+// Everything else (a `delete` with something left, `-v`) goes to the Node shim,
+// dist/bundle/shim.mjs.
 //
 // The state root is the configuration's [runtime] state_root, read from MOAT_CONFIG or
 // /etc/moat/configuration.toml with a one-key scan (a basic "…" string on one line), else
@@ -129,10 +132,54 @@ static const char *line_safe(const char *value) {
   return value;
 }
 
+// A protobuf varint.
+static size_t put_varint(unsigned char *out, unsigned long long value) {
+  size_t n = 0;
+  do {
+    out[n++] = (unsigned char)((value & 0x7f) | (value > 0x7f ? 0x80 : 0));
+    value >>= 7;
+  } while (value);
+  return n;
+}
+
+// containerd.task.v2.DeleteResponse{exit_status: 137, exited_at: now}, as `delete` answers.
+static void print_delete_response(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  unsigned char timestamp[32], message[64];
+  size_t t = 0, m = 0;
+  timestamp[t++] = 0x08; // Timestamp.seconds, varint
+  t += put_varint(timestamp + t, (unsigned long long)now.tv_sec);
+  timestamp[t++] = 0x10; // Timestamp.nanos, varint
+  t += put_varint(timestamp + t, (unsigned long long)now.tv_nsec);
+  message[m++] = 0x10; // DeleteResponse.exit_status = 2, varint
+  m += put_varint(message + m, 137);
+  message[m++] = 0x1a; // DeleteResponse.exited_at = 3, length-delimited
+  message[m++] = (unsigned char)t;
+  memcpy(message + m, timestamp, t);
+  m += t;
+  if (fwrite(message, 1, m, stdout) != m) exit(1);
+}
+
+// True when `delete` has nothing to do: moatd has no sandbox of that id (its state directory
+// exists from create to delete) and no rootfs is mounted in the bundle.
+static int nothing_to_delete(const char *id, const char *bundle) {
+  if (!*id || strchr(id, '/') || strcmp(id, ".") == 0 || strcmp(id, "..") == 0) return 0;
+  char root[PATH_MAX], path[2 * PATH_MAX];
+  state_root(root, sizeof root);
+  snprintf(path, sizeof path, "%s/%s", root, id);
+  struct stat state, bundle_stat, rootfs_stat;
+  if (lstat(path, &state) == 0 || errno != ENOENT) return 0;
+  snprintf(path, sizeof path, "%s/rootfs", bundle);
+  if (stat(path, &rootfs_stat) != 0) return errno == ENOENT;
+  // A mount point has another device than its parent (an overlay gets its own).
+  return stat(bundle, &bundle_stat) == 0 && bundle_stat.st_dev == rootfs_stat.st_dev;
+}
+
 int main(int argc, char **argv) {
-  const char *namespace = "", *address = "", *publish_binary = "", *id = "";
+  const char *namespace = "", *address = "", *publish_binary = "", *id = "", *bundle = ".";
   const char *command = argc > 1 ? argv[argc - 1] : "";
-  if (strcmp(command, "start") != 0) exec_node_shim(argc, argv);
+  if (strcmp(command, "start") != 0 && strcmp(command, "delete") != 0) exec_node_shim(argc, argv);
   for (int i = 1; i + 1 < argc; i++) {
     const char *flag = argv[i];
     if (flag[0] == '-' && flag[1] == '-') flag++; // Go's flag package takes -x and --x alike
@@ -140,7 +187,12 @@ int main(int argc, char **argv) {
     else if (strcmp(flag, "-address") == 0) address = argv[++i];
     else if (strcmp(flag, "-publish-binary") == 0) publish_binary = argv[++i];
     else if (strcmp(flag, "-id") == 0) id = argv[++i];
-    else if (strcmp(flag, "-bundle") == 0) ++i; // start runs in the bundle directory
+    else if (strcmp(flag, "-bundle") == 0) bundle = argv[++i];
+  }
+  if (strcmp(command, "delete") == 0) {
+    if (!nothing_to_delete(id, bundle)) exec_node_shim(argc, argv);
+    print_delete_response();
+    return 0;
   }
   const char *ttrpc_address = getenv("TTRPC_ADDRESS");
   char bootstrap[4 * PATH_MAX + 256];

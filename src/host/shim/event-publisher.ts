@@ -48,11 +48,17 @@ export class EventPublisher {
     this.client = undefined;
   }
 
+  private async connect(): Promise<TtrpcClient> {
+    const socket = await connectUnix(this.address.replace(/^unix:\/\//, ""));
+    socket.unref(); // a connection to containerd must not keep an idle moatd alive
+    return new TtrpcClient(socket, `containerd ${this.address}`);
+  }
+
   private async deliver(topic: string, envelope: MessageInitShape<typeof containerdEventService.EnvelopeSchema>): Promise<void> {
     const giveUpAt = Date.now() + RETRY_FOR_MS;
     for (let backoffMs = FIRST_BACKOFF_MS; ; backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS)) {
       try {
-        this.client ??= new TtrpcClient(await connectUnix(this.address.replace(/^unix:\/\//, "")), `containerd ${this.address}`);
+        this.client ??= await this.connect();
         await this.client.call(containerdEventService.Events.method.forward, { envelope }, { timeoutMs: FORWARD_TIMEOUT_MS });
         trace(this.address, `forwarded ${topic}`);
         return;
