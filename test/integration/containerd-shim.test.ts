@@ -205,3 +205,12 @@ test("moat install --kata-compat: io.containerd.kata.v2 runs on moat", async () 
   assert.match(result.stdout, /-moat\n$/, "the task ran under moat's guest kernel");
   await assertNothingLeft();
 });
+
+test("runtime options: ConfigPath (ctr run --runtime-config-path) sizes the task's sandbox", async () => {
+  const config = workspace.configFile("small-sandbox", "[hypervisor.qemu]\ndefault_memory = 256\n");
+  const result = await containerd.run(["--rm", "--runtime-config-path", config, BUSYBOX_IMAGE, "small-1", "sh", "-c", "grep MemTotal /proc/meminfo"]);
+  assert.equal(result.code, 0, explain(result));
+  const totalKiB = Number(/MemTotal:\s+(\d+) kB/.exec(result.stdout)?.[1]);
+  assert.ok(totalKiB > 128 * 1024 && totalKiB <= 256 * 1024, `guest memory from the task's configuration: ${result.stdout}`);
+  await assertNothingLeft();
+});

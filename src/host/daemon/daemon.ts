@@ -61,9 +61,10 @@ export class Daemon {
 
   /**
    * Boots the container's VM and creates the container; returns where its stdio is reached
-   * (the stand-in's socket unless `stdio` says otherwise).
+   * (the stand-in's socket unless `stdio` says otherwise). `sandboxConfig` sizes and builds this
+   * one sandbox (a containerd task's runtime ConfigPath); the state root stays the daemon's.
    */
-  async create(id: string, bundleDir: string, stdio?: StdioFactory): Promise<string> {
+  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config): Promise<string> {
     validateSandboxId(id);
     if (this.containers.has(id) || this.creating.has(id)) {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
@@ -73,7 +74,8 @@ export class Daemon {
     const { spec, shares, files } = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
     this.creating.add(id);
     try {
-      const sandbox = await startSandboxVm(this.config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files });
+      const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...sandboxConfig.runtime, stateRoot: this.config.runtime.stateRoot } } : this.config;
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), true);
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };

@@ -9,6 +9,7 @@ import { MoatError } from "../../shared/errors.js";
 import { cgroupsV2, containerdEvents, containerdTask, containerdTypes, runcOptions, runtimeOptions } from "../../shared/protocol/index.js";
 import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
+import { loadConfig, type Config } from "../config/index.js";
 import type { Daemon } from "../daemon/index.js";
 import { readBootstrap } from "./bootstrap-file.js";
 import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
@@ -87,7 +88,7 @@ export function taskService(daemon: Daemon, log: (line: string) => void): Servic
       if (request.checkpoint) throw unsupported(where, "checkpoint restore");
       if (tasks.has(id)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
       const bootstrap = await readBootstrap(bundle, where);
-      logOptions(request.options, where, log);
+      const sandboxConfig = runtimeConfig(request.options, where, log);
       const cleanup = new CleanupStack();
       try {
         const unmountRootfs = await mountRootfs(bundle, request.rootfs, where);
@@ -96,7 +97,7 @@ export function taskService(daemon: Daemon, log: (line: string) => void): Servic
         let publisher = publishers.get(bootstrap.ttrpcAddress);
         if (!publisher) publishers.set(bootstrap.ttrpcAddress, (publisher = new EventPublisher(bootstrap.ttrpcAddress)));
         const task: Task = { id, bundle, namespace: bootstrap.namespace, publisher, pid: 0, init: new TaskProcess("", io), execs: new Map(), unmountRootfs };
-        await daemon.create(id, bundle, TaskStdio.factory(io, exited(task, task.init), (stdio) => (task.init.stdio = stdio)));
+        await daemon.create(id, bundle, TaskStdio.factory(io, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig);
         cleanup.release();
         task.pid = daemon.sandboxPid(id);
         tasks.set(id, task);
@@ -158,7 +159,9 @@ export function taskService(daemon: Daemon, log: (line: string) => void): Servic
     async state(request) {
       const task = taskOf(request.id);
       const process = processOf(task, request.execId);
-      const status = process.status === "stopped" ? Status.STOPPED : process.execId ? statusOf(process.status) : statusOf(daemon.state(task.id).status);
+      // STOPPED only once the exit is recorded (Wait answers, Delete may go ahead); PAUSED is the daemon's to know.
+      const paused = !process.execId && process.status === "running" && daemon.state(task.id).status === "paused";
+      const status = paused ? Status.PAUSED : statusOf(process.status);
       return {
         id: task.id,
         execId: process.execId,
@@ -293,11 +296,13 @@ function unsupported(where: string, what: string): MoatError {
 }
 
 /**
- * The runtime options containerd sent: none of their fields changes a sandbox yet, so each
- * one set is named in one log line (runtime-contract.md lists them).
+ * The runtime options containerd sent. runtimeoptions.v1's ConfigPath (CRI's `ConfigPath`,
+ * `ctr run --runtime-config-path`) is a moat configuration for this task's sandbox; every
+ * other field set, and every field of runc's options, means nothing for a VM and is named in
+ * one log line.
  */
-function logOptions(options: Any | undefined, where: string, log: (line: string) => void): void {
-  if (!options || options.value.length === 0) return;
+function runtimeConfig(options: Any | undefined, where: string, log: (line: string) => void): Config | undefined {
+  if (!options || options.value.length === 0) return undefined;
   const schema = options.typeUrl.endsWith("runtimeoptions.v1.Options")
     ? runtimeOptions.OptionsSchema
     : options.typeUrl.endsWith("containerd.runc.v1.Options")
@@ -305,14 +310,16 @@ function logOptions(options: Any | undefined, where: string, log: (line: string)
       : undefined;
   if (!schema) {
     log(`${where}: runtime options of type ${options.typeUrl} ignored`);
-    return;
+    return undefined;
   }
-  let set: string[];
+  let decoded: Record<string, unknown>;
   try {
-    const decoded = fromBinary(schema, options.value) as unknown as Record<string, unknown>; // a decoded message is a plain object of its fields
-    set = schema.fields.filter((field) => decoded[field.localName]).map((field) => `${field.name}=${String(decoded[field.localName])}`);
-  } catch {
-    set = ["(undecodable)"];
+    decoded = fromBinary(schema, options.value) as unknown as Record<string, unknown>; // a decoded message is a plain object of its fields
+  } catch (error) {
+    throw new MoatError("MOAT_SHIM_OPTIONS", `${where}: runtime options: not a ${schema.typeName}`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
-  if (set.length > 0) log(`${where}: runtime options ignored (they mean nothing for a VM yet): ${set.join(", ")}`);
+  const configPath = schema === runtimeOptions.OptionsSchema ? String(decoded.configPath ?? "") : "";
+  const ignored = schema.fields.filter((field) => decoded[field.localName] && !(configPath && field.name === "config_path"));
+  if (ignored.length > 0) log(`${where}: runtime options ignored (they mean nothing for a VM): ${ignored.map((field) => `${field.name}=${String(decoded[field.localName])}`).join(", ")}`);
+  return configPath ? loadConfig(configPath) : undefined;
 }
