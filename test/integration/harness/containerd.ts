@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { repoRoot, type CliResult } from "./moat-cli.js";
+import { repoRoot, runCommand, type CliResult } from "./moat-cli.js";
 import { buildBusyboxArchive } from "./oci-image.js";
 import type { TestWorkspace } from "./state-root.js";
 
@@ -87,16 +87,7 @@ export class Containerd {
 
   /** Runs `ctr -a SOCKET -n moat-test ARGS`. */
   ctr(args: string[], options: { stdin?: string } = {}): Promise<CliResult> {
-    return new Promise((resolve, reject) => {
-      const child = spawn("ctr", ["-a", this.socket, "-n", NAMESPACE, ...args], { env: this.env(), stdio: ["pipe", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (chunk) => (stdout += chunk));
-      child.stderr.on("data", (chunk) => (stderr += chunk));
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(options.stdin ?? "");
-    });
+    return runCommand("ctr", ["-a", this.socket, "-n", NAMESPACE, ...args], { env: this.env(), input: options.stdin ?? "" });
   }
 
   /** `ctr run` with moat's runtime and the workspace's FIFO directory. */
