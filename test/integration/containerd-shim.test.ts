@@ -3,11 +3,12 @@
 // afterwards (no QEMU, mount, task state or FIFO).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
-import { connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
+import { MoatError } from "../../src/shared/errors.js";
+import { Code, connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
 import { runMoat } from "./harness/moat-cli.js";
@@ -98,7 +99,6 @@ test("a running task: exec, ps, pause and resume, kill --all, delete; events in 
   const ps = await ok(containerd.ctr(["tasks", "ps", "long-1"]));
   assert.match(ps, /^PID\s+INFO\n\d+\s/, "the container's processes (guest pids, from its cgroup)");
 
-  // ctr 1.6 has no `tasks update`; the CRI plugin's UpdateContainerResources sends this.
   await updateTask("long-1", { memory: { limit: 67108864 } });
   const metrics = await ok(containerd.ctr(["tasks", "metrics", "--format", "json", "long-1"]));
   const parsed = JSON.parse(metrics) as { cpu?: { usage_usec?: number }; pids?: { current?: number }; memory?: { usage?: number; usage_limit?: number } };
@@ -111,11 +111,15 @@ test("a running task: exec, ps, pause and resume, kill --all, delete; events in 
   await ok(containerd.ctr(["tasks", "resume", "long-1"]));
   assert.match(await ok(containerd.ctr(["tasks", "ls"])), /long-1\s+\d+\s+RUNNING/);
 
+  const task = containerdTask.Task.method;
+  assert.equal(await failsWith((client) => client.call(task.delete, { id: "long-1" }, { timeoutMs: 10_000 })), Code.FAILED_PRECONDITION, "Delete of a running task");
+  assert.equal(await failsWith((client) => client.call(task.checkpoint, { id: "long-1", path: "/tmp/x" }, { timeoutMs: 10_000 })), Code.UNIMPLEMENTED, "Checkpoint");
   await ok(containerd.ctr(["tasks", "kill", "--all", "--signal", "SIGKILL", "long-1"]));
   for (;;) {
     if (/long-1\s+\d+\s+STOPPED/.test(await ok(containerd.ctr(["tasks", "ls"])))) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+  assert.equal(await failsWith((client) => client.call(task.kill, { id: "long-1", signal: 9 }, { timeoutMs: 10_000 })), Code.NOT_FOUND, "Kill of a finished process: already finished");
   await ok(containerd.ctr(["tasks", "delete", "long-1"]));
   await ok(containerd.ctr(["containers", "delete", "long-1"]));
   const topics = await events.stop();
@@ -145,15 +149,33 @@ test("two tasks at once, each in its own VM", async () => {
   await assertNothingLeft();
 });
 
-/** Task.Update as containerd sends it, straight to moatd's Task socket. */
-async function updateTask(id: string, resources: object): Promise<void> {
+/** A ttrpc client on moatd's Task socket, as containerd has one, for calls ctr cannot make. */
+async function withTaskClient<T>(use: (client: TtrpcClient) => Promise<T>): Promise<T> {
   const client = new TtrpcClient(await connectUnix(join(workspace.stateRoot, "containerd-task.sock")), "test");
   try {
-    const value = new TextEncoder().encode(JSON.stringify(resources));
-    await client.call(containerdTask.Task.method.update, { id, resources: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources", value } }, { timeoutMs: 60_000 });
+    return await use(client);
   } finally {
     client.close();
   }
+}
+
+/** Task.Update as the CRI plugin sends it (ctr 1.6 has no `tasks update`). */
+function updateTask(id: string, resources: object): Promise<unknown> {
+  const value = new TextEncoder().encode(JSON.stringify(resources));
+  return withTaskClient((client) => client.call(containerdTask.Task.method.update, { id, resources: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources", value } }, { timeoutMs: 60_000 }));
+}
+
+/** The status code a Task call fails with. */
+async function failsWith(call: (client: TtrpcClient) => Promise<unknown>): Promise<Code> {
+  return withTaskClient(async (client) => {
+    try {
+      await call(client);
+    } catch (error) {
+      if (error instanceof MoatError) return error.status;
+      throw error;
+    }
+    throw new Error("the call succeeded");
+  });
 }
 
 /** Waits until `ctr tasks ls` shows the task in `status`. */
@@ -212,5 +234,13 @@ test("runtime options: ConfigPath (ctr run --runtime-config-path) sizes the task
   assert.equal(result.code, 0, explain(result));
   const totalKiB = Number(/MemTotal:\s+(\d+) kB/.exec(result.stdout)?.[1]);
   assert.ok(totalKiB > 128 * 1024 && totalKiB <= 256 * 1024, `guest memory from the task's configuration: ${result.stdout}`);
+  await assertNothingLeft();
+});
+
+test("ctr run --log-uri file://: the task's output goes to the file", async () => {
+  const logFile = join(workspace.dir, "task.log");
+  const result = await containerd.run(["--rm", "--log-uri", `file://${logFile}`, BUSYBOX_IMAGE, "logged-1", "sh", "-c", "echo to-log; echo err-to-log >&2"]);
+  assert.equal(result.code, 0, explain(result));
+  assert.equal(readFileSync(logFile, "utf8").split("\n").sort().join("\n"), ["", "err-to-log", "to-log"].join("\n"));
   await assertNothingLeft();
 });
