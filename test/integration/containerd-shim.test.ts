@@ -3,7 +3,7 @@
 // afterwards (no QEMU, mount, task state or FIFO).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
@@ -242,5 +242,21 @@ test("ctr run --log-uri file://: the task's output goes to the file", async () =
   const result = await containerd.run(["--rm", "--log-uri", `file://${logFile}`, BUSYBOX_IMAGE, "logged-1", "sh", "-c", "echo to-log; echo err-to-log >&2"]);
   assert.equal(result.code, 0, explain(result));
   assert.equal(readFileSync(logFile, "utf8").split("\n").sort().join("\n"), ["", "err-to-log", "to-log"].join("\n"));
+  await assertNothingLeft();
+});
+
+test("ctr run --log-uri binary://: a logging program gets the task's stdout on fd 3 and stderr on fd 4", async () => {
+  const logger = join(workspace.dir, "logger.sh");
+  const logDir = join(workspace.dir, "binary-logs");
+  writeFileSync(logger, '#!/bin/sh\n# $1 $2: dir DIR\nmkdir -p "$2"; echo "$CONTAINER_NAMESPACE/$CONTAINER_ID" > "$2/owner"\nexec 5>&-\ncat <&3 > "$2/out" & cat <&4 > "$2/err" & wait\n');
+  chmodSync(logger, 0o755);
+  const result = await containerd.run(["--rm", "--log-uri", `binary://${logger}?dir=${logDir}`, BUSYBOX_IMAGE, "binlog-1", "sh", "-c", "echo to-out; echo to-err >&2"]);
+  assert.equal(result.code, 0, explain(result));
+  assert.equal(readFileSync(join(logDir, "owner"), "utf8"), `${NAMESPACE}/binlog-1\n`);
+  // The logger writes on its own time; it has all the output once the task has exited.
+  const logged = (name: string) => readFileSync(join(logDir, name), "utf8");
+  while (!logged("out") || !logged("err")) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(logged("out"), "to-out\n");
+  assert.equal(readFileSync(join(logDir, "err"), "utf8"), "to-err\n");
   await assertNothingLeft();
 });

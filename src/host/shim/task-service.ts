@@ -97,7 +97,7 @@ export function taskService(daemon: Daemon, log: (line: string) => void): Servic
         let publisher = publishers.get(bootstrap.ttrpcAddress);
         if (!publisher) publishers.set(bootstrap.ttrpcAddress, (publisher = new EventPublisher(bootstrap.ttrpcAddress)));
         const task: Task = { id, bundle, namespace: bootstrap.namespace, publisher, pid: 0, init: new TaskProcess("", io), execs: new Map(), unmountRootfs };
-        await daemon.create(id, bundle, TaskStdio.factory(io, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig);
+        await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig);
         cleanup.release();
         task.pid = daemon.sandboxPid(id);
         tasks.set(id, task);
@@ -123,7 +123,7 @@ export function taskService(daemon: Daemon, log: (line: string) => void): Servic
       if (!process.execId) {
         await startProcess(process, () => daemon.start(task.id), () => publish(task, "/tasks/start", containerdEvents.TaskStartSchema, { containerId: task.id, pid: task.pid }));
       } else {
-        const stdio = TaskStdio.factory(process.io, exited(task, process), (opened) => (process.stdio = opened));
+        const stdio = TaskStdio.factory(process.io, task, exited(task, process), (opened) => (process.stdio = opened));
         await startProcess(
           process,
           async () => void (await daemon.exec(task.id, process.execId, JSON.stringify(process.spec), stdio)),

@@ -14,6 +14,7 @@ import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { ProcessStdio, StdioFactory, StdioInput } from "../daemon/index.js";
+import { startLogBinary, type LogOwner } from "./log-binary.js";
 import { StdinFifo } from "./stdin-fifo.js";
 
 export interface TaskIo {
@@ -36,7 +37,7 @@ export class TaskStdio implements ProcessStdio {
   ) {}
 
   /** The factory the daemon calls; `exited` hears the exit status after the output is out. */
-  static factory(io: TaskIo, exited: (status: number) => void, made: (stdio: TaskStdio) => void): StdioFactory {
+  static factory(io: TaskIo, owner: LogOwner, exited: (status: number) => void, made: (stdio: TaskStdio) => void): StdioFactory {
     return async (input, where) => {
       if (io.terminal) {
         throw new MoatError("MOAT_SHIM_UNSUPPORTED", `${where}: terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
@@ -45,10 +46,8 @@ export class TaskStdio implements ProcessStdio {
       try {
         const stdin = io.stdin ? StdinFifo.open(io.stdin, where) : undefined;
         if (stdin) opened.push(stdin);
-        const stdout = io.stdout ? await openOutput(io.stdout, where) : undefined;
-        if (stdout) opened.push(stdout);
-        // ctr hands one FIFO for both streams when they go to the same place.
-        const stderr = io.stderr === io.stdout ? stdout : io.stderr ? await openOutput(io.stderr, where) : undefined;
+        const { stdout, stderr } = await openOutputs(io, owner, where);
+        for (const sink of new Set([stdout, stderr])) if (sink) opened.push(sink);
         const stdio = new TaskStdio(io.stdout, stdin, input, { stdout, stderr }, exited);
         made(stdio);
         return stdio;
@@ -109,7 +108,18 @@ async function openFifo(path: string, where: string): Promise<Socket> {
   }
 }
 
-/** A FIFO path, or a `file://` URI (a log file, appended to). `binary://` is not supported yet. */
+type Sinks = { stdout: Writable | undefined; stderr: Writable | undefined };
+
+/** stdout and stderr: a `binary://` logger takes both; otherwise each is a FIFO or a `file://` log. */
+async function openOutputs(io: TaskIo, owner: LogOwner, where: string): Promise<Sinks> {
+  if (io.stdout.startsWith("binary://")) return startLogBinary(io.stdout, owner, where);
+  const stdout = io.stdout ? await openOutput(io.stdout, where) : undefined;
+  // ctr hands one FIFO (or log file) for both streams when they go to the same place.
+  const stderr = io.stderr === io.stdout ? stdout : io.stderr ? await openOutput(io.stderr, where).catch((error: unknown) => (stdout?.destroy(), Promise.reject(error))) : undefined;
+  return { stdout, stderr };
+}
+
+/** A FIFO path, or a `file://` URI (a log file, appended to). */
 async function openOutput(target: string, where: string): Promise<Writable> {
   const scheme = /^([a-z]+):\/\//.exec(target)?.[1];
   if (scheme === undefined) return openFifo(target, where);
@@ -118,6 +128,6 @@ async function openOutput(target: string, where: string): Promise<Writable> {
     stream.on("error", () => undefined); // a log file that cannot be written loses output, not the task
     return stream;
   }
-  throw new MoatError("MOAT_SHIM_STDIO", `${where}: log URI ${target}: ${scheme}:// is not supported (FIFOs and file:// are)`, { status: Code.UNIMPLEMENTED });
+  throw new MoatError("MOAT_SHIM_STDIO", `${where}: log URI ${target}: ${scheme}:// is not supported (FIFOs, file:// and binary:// are)`, { status: Code.UNIMPLEMENTED });
 }
 
