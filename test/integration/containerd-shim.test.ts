@@ -35,6 +35,7 @@ async function assertNothingLeft(): Promise<void> {
   const containers = await containerd.ctr(["containers", "ls", "-q"]);
   assert.equal(containers.stdout.trim(), "", "containerd still lists containers");
   workspace.assertNothingLeft(DAEMON_FILES);
+  assert.deepEqual(containerd.strayProcesses(), [], "processes left (shim, logger, relay)");
   assert.deepEqual(mountsUnder(workspace.dir), [], "mounts left");
   assert.deepEqual(readdirSync(containerd.fifoDir), [], "FIFOs left");
 }

@@ -5,7 +5,7 @@
 // io.containerd.moat.v2`, which containerd resolves to containerd-shim-moat-v2 on its PATH;
 // the config also registers moat for the CRI plugin, as a real installation would, though
 // the tests keep CRI off (it would want CNI).
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -100,6 +100,20 @@ export class Containerd {
     const archive = buildBusyboxArchive(this.workspace.dir);
     const result = await this.ctr(["images", "import", archive]);
     if (result.code !== 0) throw new Error(`ctr images import: ${result.stderr}`);
+  }
+
+  /**
+   * Processes started for this workspace other than containerd and moatd themselves (a
+   * shim, a logging binary), as "pid cmdline" lines; QEMU is checked by the workspace.
+   */
+  strayProcesses(): string[] {
+    let lines: string[];
+    try {
+      lines = execFileSync("pgrep", ["-a", "-f", this.workspace.dir], { encoding: "utf8" }).split("\n");
+    } catch {
+      return []; // pgrep exits 1 when nothing matches
+    }
+    return lines.filter((line) => line.trim() && !/ containerd --config |moatd\.mjs --root |qemu-system|pgrep /.test(line));
   }
 
   log(): string {
