@@ -33,7 +33,10 @@ interface Task {
 
 const { Status } = containerdTypes;
 
-export function taskService(daemon: Daemon, log: (line: string) => void): ServiceImplementation<typeof containerdTask.Task> {
+/** What the Task service needs of the daemon (a fake stands in for it in unit tests). */
+export type TaskDaemon = Pick<Daemon, "create" | "sandboxPid" | "start" | "exec" | "delete" | "state" | "ps" | "freeze" | "kill" | "update" | "cgroupFiles">;
+
+export function taskService(daemon: TaskDaemon, log: (line: string) => void): ServiceImplementation<typeof containerdTask.Task> {
   const tasks = new Map<string, Task>();
   const publishers = new Map<string, EventPublisher>();
 
