@@ -3,7 +3,7 @@
 //   containerd-shim-moat-v2 -namespace N -address A -publish-binary B -id ID [-bundle DIR] delete
 //   containerd-shim-moat-v2 -v
 // `delete` is containerd's clean-up after a shim it believes dead: it removes the task's
-// container and sandbox if moatd still has them, unmounts the bundle's rootfs, and prints a
+// container and sandbox (through moatd if it runs, else directly), unmounts the bundle's rootfs, and prints a
 // DeleteResponse (exit status 137, the convention for a task that died with its shim).
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -12,7 +12,7 @@ import { containerdTask } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import { loadConfig } from "../config/index.js";
-import { DaemonClient } from "../daemon/index.js";
+import { removeContainer } from "../daemon/index.js";
 import { unmountRootfs } from "./rootfs.js";
 
 /** Go's flag package syntax, as containerd passes flags: -name value, or -name for a boolean. */
@@ -35,15 +35,7 @@ function parseFlags(argv: string[]): { flags: Map<string, string>; command: stri
 async function deleteTask(id: string, bundle: string): Promise<void> {
   const where = `containerd-shim-moat-v2 delete ${id}`;
   if (!id) throw new MoatError("MOAT_SHIM_ARGS", `${where}: -id is required`, { status: Code.INVALID_ARGUMENT });
-  const config = loadConfig();
-  const client = await DaemonClient.connect({ stateRoot: config.runtime.stateRoot, configPath: undefined });
-  try {
-    await client.delete(id, true).catch((error: unknown) => {
-      if (!(error instanceof MoatError && error.status === Code.NOT_FOUND)) throw error; // already gone counts as done
-    });
-  } finally {
-    client.close();
-  }
+  await removeContainer(loadConfig(), id);
   if (bundle) await unmountRootfs(bundle, where);
   const response = create(containerdTask.DeleteResponseSchema, { exitStatus: 137, exitedAt: timestampFromDate(new Date()) });
   process.stdout.write(toBinary(containerdTask.DeleteResponseSchema, response));
