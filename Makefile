@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export MOAT_CACHE ?= /var/cache/moat
 
 DEBIAN_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential bc bison flex libelf-dev \
-	busybox-static crun cpio erofs-utils xz-utils iproute2 procps runc runsc podman conmon
+	busybox-static crun cpio erofs-utils xz-utils iproute2 procps runc runsc podman conmon containerd
 GENERATED := src/shared/protocol/gen/moat/agent/v1/agent_pb.ts
 TS_SOURCES := $(shell find src test bench -name '*.ts' -not -path 'src/shared/protocol/gen/*' 2>/dev/null)
 
@@ -40,8 +40,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-fund --no-audit
 	@touch $@
 
-## build: generate protobuf code, type-check and compile, bundle the agent, CLI and daemon; the stand-in
-build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin
+## build: generate protobuf code, type-check and compile, bundle the agent, CLI, daemon and shim; the C helpers
+build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/containerd-shim-moat-v2
+
+dist/bin/containerd-shim-moat-v2: src/host/shim/containerd-shim-moat-v2.c
+	@mkdir -p dist/bin
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
 dist/bin/moat-standin: src/host/standin/moat-standin.c
 	@mkdir -p dist/bin
@@ -77,6 +81,8 @@ bench: setup build guest
 	node dist/bench/burst.js
 	node dist/bench/teardown.js
 	node dist/bench/shared-fs.js
+	node dist/bench/shim-start.js
+	node dist/bench/ctr-run.js
 
 ## docs: regenerate docs/cli.md from the command table
 docs: build

@@ -31,11 +31,22 @@ function timed(command: string, args: string[]): Promise<number> {
   });
 }
 
-/** Starts `count` at once; each one's time, and the wall time until the last has exited. */
-async function burst(start: (index: number) => Promise<number>): Promise<{ each: number[]; wallMs: number }> {
+interface Burst {
+  /** The start-to-exit times of those that succeeded. */
+  each: number[];
+  wallMs: number;
+  /** Those that failed, with what the first of them said: a finding, not a reason to stop. */
+  failed: number;
+  firstError: string | undefined;
+}
+
+/** Starts `count` at once; each one's time, and the wall time until the last has ended. */
+async function burst(start: (index: number) => Promise<number>): Promise<Burst> {
   const started = performance.now();
-  const each = await Promise.all(Array.from({ length: count }, (_, index) => start(index)));
-  return { each, wallMs: performance.now() - started };
+  const settled = await Promise.allSettled(Array.from({ length: count }, (_, index) => start(index)));
+  const each = settled.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+  const errors = settled.flatMap((result) => (result.status === "rejected" ? [String(result.reason)] : []));
+  return { each, wallMs: performance.now() - started, failed: errors.length, firstError: errors[0] };
 }
 
 /**
@@ -67,13 +78,20 @@ try {
     runc: `runc run, ${count} at once`,
     gvisor: `gVisor runsc run (ptrace), ${count} at once`,
   };
-  for (const [key, { wallMs }] of Object.entries(results)) process.stdout.write(`  ${names[key as keyof typeof results]}: all done after ${Math.round(wallMs)} ms\n`); // keys of results
+  for (const [key, { wallMs, failed, firstError }] of Object.entries(results)) {
+    const failures = failed > 0 ? `; ${failed} of ${count} failed, the first with: ${firstError}` : "";
+    process.stdout.write(`  ${names[key as keyof typeof results]}: all done after ${Math.round(wallMs)} ms${failures}\n`); // keys of results
+  }
   report(
     "burst",
     `${count} containers started at once: each one's start-to-exit time`,
     Object.entries(results).map(([key, { each }]) => ({ name: names[key as keyof typeof results], summary: summarize(each) })), // keys of results
     names.template,
-    { count, wallMs: Object.fromEntries(Object.entries(results).map(([key, { wallMs }]) => [key, Math.round(wallMs)])) },
+    {
+      count,
+      wallMs: Object.fromEntries(Object.entries(results).map(([key, { wallMs }]) => [key, Math.round(wallMs)])),
+      failed: Object.fromEntries(Object.entries(results).map(([key, { failed, firstError }]) => [key, { failed, firstError }])),
+    },
   );
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -86,11 +86,17 @@ function gvisorFleet(bundle: string): Fleet {
   return {
     async add(index) {
       const child = spawn("runsc", ["--root", root, "--platform=ptrace", "--network=none", "run", "--detach", "--bundle", bundle, `idle-${index}`], { stdio: ["ignore", "ignore", "inherit"] });
-      await new Promise((resolve) => child.once("exit", resolve));
+      const code = await new Promise((resolve) => child.once("exit", resolve));
+      if (code !== 0) throw new Error(`runsc run idle-${index}: exit ${String(code)}`);
       count.value++;
     },
     pss: () => sum(withDescendants(pidsMatching(`--root=${root} `))),
-    stop: () => Array.from({ length: count.value }, (_, index) => quiet("runsc", ["--root", root, "delete", "--force", `idle-${index}`])),
+    stop() {
+      for (let index = 0; index < count.value; index++) quiet("runsc", ["--root", root, "delete", "--force", `idle-${index}`]);
+      // runsc delete has been seen to leave a sandbox running; none may outlive the bench
+      // (its sockets are named by container id and would refuse the next run's).
+      for (const pid of pidsMatching(`--root=${root} `)) process.kill(pid, "SIGKILL");
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 // Bundles each program into one JavaScript file with esbuild, so that it starts without
 // resolving hundreds of modules: the guest agent (it goes into the guest image) and the
-// host CLI. __MOAT_VERSION__ is package.json's version, the same on both sides.
+// host CLI, moatd, and the containerd shim's Node half. __MOAT_VERSION__ is package.json's version, the same on both sides.
 import { build } from "esbuild";
 import { readFile } from "node:fs/promises";
 
@@ -9,7 +9,8 @@ const { version } = JSON.parse(await readFile(new URL("../package.json", import.
 const programs = [
   { entry: "src/guest/agent/main.ts", out: "dist/bundle/agent.js" },
   { entry: "src/host/cli/main.ts", out: "dist/bundle/moat.mjs", format: "esm" },
-  { entry: "src/host/daemon/main.ts", out: "dist/bundle/moatd.mjs", format: "esm" },
+  { entry: "src/host/moatd/main.ts", out: "dist/bundle/moatd.mjs", format: "esm" },
+  { entry: "src/host/shim/main.ts", out: "dist/bundle/shim.mjs", format: "esm" },
 ];
 
 await Promise.all(

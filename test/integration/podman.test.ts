@@ -8,7 +8,7 @@ import { after, afterEach, test } from "node:test";
 import { join } from "node:path";
 import { packageRoot } from "../../src/host/config/index.js";
 import { moatBinary, runCommand } from "./harness/moat-cli.js";
-import { TestWorkspace } from "./harness/state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
 const podmanArgs = [
@@ -39,7 +39,7 @@ execFileSync("tar", ["-C", join(packageRoot(), "dist", "images", "busybox", "roo
 execFileSync("podman", [...podmanArgs, "import", tarball, "localhost/busybox"], { stdio: "ignore" });
 
 // podman removes a container from conmon's exit command, after `podman run --rm` returned.
-afterEach(() => workspace.assertNothingLeftWithin(30_000, ["moatd.sock", "moatd.log"]));
+afterEach(() => workspace.assertNothingLeftWithin(30_000, DAEMON_FILES));
 after(async () => {
   await podman(["rm", "--all", "--force"]);
   await workspace.stopDaemon();

@@ -11,10 +11,10 @@ import { busyboxBundle } from "./harness/bundle.js";
 import { runMoat } from "./harness/moat-cli.js";
 import { helperBinary } from "./harness/c-helper.js";
 import { createAsConmon } from "./harness/oci-runtime.js";
-import { TestWorkspace } from "./harness/state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
-afterEach(() => workspace.assertNothingLeft(["moatd.sock", "moatd.log"]));
+afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
 after(async () => {
   await workspace.stopDaemon();
   workspace.remove();

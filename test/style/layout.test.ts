@@ -1,5 +1,5 @@
 // Checks of the layout STYLE.md describes: guest and host never import each other, shared
-// imports neither, dependencies point one way (cli → daemon → sandbox → …), every error code is documented, and
+// imports neither, dependencies point one way (moatd → cli/shim → daemon → sandbox → …), every error code is documented, and
 // docs/cli.md is what `moat --help` says.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -43,6 +43,8 @@ const allowed: Record<string, string[]> = {
   "host/factory": ["shared", "host/config", "host/hypervisor"],
   "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/factory", "host/storage"],
   "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox", "host/factory"],
+  "host/shim": ["shared", "host/config", "host/daemon"],
+  "host/moatd": ["shared", "host/config", "host/daemon", "host/shim"],
   "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon", "host/factory", "host/storage"],
 };
 

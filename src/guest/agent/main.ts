@@ -4,7 +4,7 @@
 import { rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { startupSnapshot } from "node:v8";
-import { ContainerService, GuestService, HealthService, IoService } from "../../shared/protocol/index.js";
+import { ContainerService, GuestService, HealthService, IoService, StatsService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import { setTraceSink } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
@@ -13,6 +13,7 @@ import { Containers } from "./containers.js";
 import { guestService } from "./guest-service.js";
 import { healthService } from "./health-service.js";
 import { ioService } from "./io-service.js";
+import { statsService } from "./stats-service.js";
 import { log, openLogPort } from "./log.js";
 import { ProcessExits } from "./process-exits.js";
 import { findPort } from "./virtio-port.js";
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
   server.register(GuestService, guestService(powerOff));
   server.register(ContainerService, containerService(containers));
   server.register(IoService, ioService(containers));
+  server.register(StatsService, statsService(containers));
 
   await rm(AGENT_SOCKET, { force: true });
   let sessions = 0;

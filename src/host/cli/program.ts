@@ -24,6 +24,7 @@ import {
 } from "./oci-commands.js";
 import type { UpdateOptions } from "./update-resources.js";
 import type { GlobalOptions } from "./global-options.js";
+import { installCommand, type InstallOptions } from "./install.js";
 import { versionCommand } from "./version.js";
 
 export function buildProgram(): Command {
@@ -40,7 +41,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       "after",
-      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: the containerd shim, templates.",
+      "\nEnvironment:\n  MOAT_TRACE=qmp,qemu,ttrpc,sandbox|all   trace lines on stderr\n  MOAT_CONFIG=FILE                        configuration file\n\nNot yet supported: pods (one VM per container).",
     );
 
   program
@@ -54,6 +55,13 @@ export function buildProgram(): Command {
     .command("version")
     .description("print the versions of moat, QEMU and the guest kernel")
     .action(() => versionCommand(program.opts<GlobalOptions>()));
+
+  program
+    .command("install")
+    .description("put the containerd shim on the PATH (runtime type io.containerd.moat.v2)")
+    .option("--prefix <dir>", "where the shim's name goes; containerd looks on its PATH", "/usr/local/bin")
+    .option("--kata-compat", "also as containerd-shim-kata-v2, so io.containerd.kata.v2 runs on moat")
+    .action((options: InstallOptions) => installCommand(options));
 
   program
     .command("boot")

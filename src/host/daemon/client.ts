@@ -7,7 +7,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { MoatError } from "../../shared/errors.js";
 import { ContainerLifecycleService } from "../../shared/protocol/index.js";
 import { Code, connectUnix, TtrpcClient } from "../../shared/ttrpc/index.js";
-import { packageRoot } from "../config/index.js";
+import { packageRoot, type Config } from "../config/index.js";
+import { discardSandbox } from "../sandbox/index.js";
 import { daemonSocketPath } from "./socket-path.js";
 
 const START_TIMEOUT_MS = 10_000;
@@ -21,7 +22,7 @@ export interface DaemonStart {
 }
 
 export class DaemonClient {
-  private constructor(private readonly ttrpc: TtrpcClient) {}
+  constructor(private readonly ttrpc: TtrpcClient) {}
 
   static async connect(start: DaemonStart): Promise<DaemonClient> {
     const path = daemonSocketPath(start.stateRoot);
@@ -82,6 +83,25 @@ export class DaemonClient {
 
   close(): void {
     this.ttrpc.close();
+  }
+}
+
+/**
+ * Removes a container for a front end that believes its server dead (containerd's `shim
+ * delete`): through moatd if one answers (it may still own the container), else by killing the
+ * sandbox's QEMU and removing its state directly. Starting a daemon for this would make it adopt
+ * the sandbox first, and containerd gives the clean-up only 5 s. Nothing left counts as done.
+ */
+export async function removeContainer(config: Config, id: string): Promise<void> {
+  const socket = await connectUnix(daemonSocketPath(config.runtime.stateRoot)).catch(() => undefined);
+  if (!socket) return discardSandbox(config, id);
+  const client = new DaemonClient(new TtrpcClient(socket, `moatd ${config.runtime.stateRoot}`));
+  try {
+    await client.delete(id, true).catch((error: unknown) => {
+      if (!(error instanceof MoatError && error.status === Code.NOT_FOUND)) throw error;
+    });
+  } finally {
+    client.close();
   }
 }
 

@@ -11,7 +11,8 @@ import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds } from "../factory/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
 import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
-import { StandInFrame, StdioRelay } from "./stdio-relay.js";
+import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
+import { StdioRelay } from "./stdio-relay.js";
 
 const trace = tracer("daemon");
 
@@ -30,9 +31,9 @@ export interface ContainerState {
 interface ManagedContainer {
   state: ContainerState;
   sandbox: SandboxVm;
-  relay: StdioRelay;
-  /** The stand-in relays of exec'd processes still running, by exec id. */
-  execs: Map<string, StdioRelay>;
+  relay: ProcessStdio;
+  /** The stdio of exec'd processes still running, by exec id. */
+  execs: Map<string, ProcessStdio>;
   /** Exec'd processes so far: numbers their sockets, whose names must stay short (SOCKET_NAME_MAX_BYTES). */
   execCount: number;
   /** Resolves once the process has exited and the stand-in was sent its status. */
@@ -58,8 +59,12 @@ export class Daemon {
     return this.containers.size + this.creating.size;
   }
 
-  /** Boots the container's VM and creates the container; returns the stand-in's socket. */
-  async create(id: string, bundleDir: string): Promise<string> {
+  /**
+   * Boots the container's VM and creates the container; returns where its stdio is reached
+   * (the stand-in's socket unless `stdio` says otherwise). `sandboxConfig` sizes and builds this
+   * one sandbox (a containerd task's runtime ConfigPath); the state root stays the daemon's.
+   */
+  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config): Promise<string> {
     validateSandboxId(id);
     if (this.containers.has(id) || this.creating.has(id)) {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
@@ -69,11 +74,12 @@ export class Daemon {
     const { spec, shares, files } = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
     this.creating.add(id);
     try {
-      const sandbox = await startSandboxVm(this.config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files });
+      const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...sandboxConfig.runtime, stateRoot: this.config.runtime.stateRoot } } : this.config;
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), true);
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
-        return (await this.attach(sandbox, state)).relay.path;
+        return (await this.attach(sandbox, state, stdio)).relay.path;
       } catch (error) {
         await sandbox.shutdown();
         throw error;
@@ -125,8 +131,8 @@ export class Daemon {
   }
 
   /** Makes a container this daemon's: its stand-in's socket, its output and exit relayed. */
-  private async attach(sandbox: SandboxVm, state: ContainerState): Promise<ManagedContainer> {
-    const relay = await this.standIn(sandbox, state.id, "", "stdio.sock", (pid) => {
+  private async attach(sandbox: SandboxVm, state: ContainerState, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
+    const relay = await this.openStdio(sandbox, state.id, "", stdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
     const container: ManagedContainer = { state, sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve() };
@@ -141,8 +147,8 @@ export class Daemon {
     return container;
   }
 
-  /** Runs another process in a running container; returns its stand-in's socket. */
-  async exec(id: string, execId: string, processJson: string): Promise<string> {
+  /** Runs another process in a running container; returns where its stdio is reached. */
+  async exec(id: string, execId: string, processJson: string, stdio?: StdioFactory): Promise<string> {
     const container = this.get(id);
     if (container.state.status !== "running") throw this.illegal(container, "exec in");
     validateSandboxId(execId); // the same rule for exec ids
@@ -150,7 +156,7 @@ export class Daemon {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: exec ${execId}: already exists`, { status: Code.ALREADY_EXISTS });
     }
     const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`);
-    const relay = await this.standIn(container.sandbox, id, execId, `exec-${++container.execCount}.sock`, () => undefined);
+    const relay = await this.openStdio(container.sandbox, id, execId, stdio ?? standIn(container.sandbox, `exec-${++container.execCount}.sock`), () => undefined);
     container.execs.set(execId, relay);
     try {
       await container.sandbox.agent.execProcess(id, execId, process, true);
@@ -166,17 +172,30 @@ export class Daemon {
     return relay.path;
   }
 
-  /** The stand-in socket of one process: the container's own when execId is "". */
-  private standIn(sandbox: SandboxVm, id: string, execId: string, socketName: string, hello: (pid: number) => void): Promise<StdioRelay> {
-    return StdioRelay.listen(join(sandbox.vm.paths.stateDir, socketName), `container ${id}${execId ? ` exec ${execId}` : ""}`, {
-      hello,
-      stdin: (data) => sandbox.agent.writeStdin(id, execId, data),
-      stdinEnd: () => sandbox.agent.closeStdin(id, execId),
-      signal: (number) => void sandbox.agent.signalProcess(id, execId, number).catch(() => undefined),
-      // Awaited, so that input sent after a resize reaches the process after it. A resize of a
-      // process without a terminal, or of one that has exited, changes nothing.
-      resize: (rows, columns) => sandbox.agent.resizePty(id, execId, rows, columns).catch((error: unknown) => trace(id, `resize: ${String(error)}`)),
-    });
+  /** The stdio of one process, its input wired to the agent: the container's own when execId is "". */
+  private openStdio(sandbox: SandboxVm, id: string, execId: string, stdio: StdioFactory, hello: (pid: number) => void): Promise<ProcessStdio> {
+    return stdio(
+      {
+        hello,
+        stdin: (data) => sandbox.agent.writeStdin(id, execId, data),
+        stdinEnd: () => sandbox.agent.closeStdin(id, execId),
+        signal: (number) => void sandbox.agent.signalProcess(id, execId, number).catch(() => undefined),
+        // Awaited, so that input sent after a resize reaches the process after it. A resize of a
+        // process without a terminal, or of one that has exited, changes nothing.
+        resize: (rows, columns) => sandbox.agent.resizePty(id, execId, rows, columns).catch((error: unknown) => trace(id, `resize: ${String(error)}`)),
+      },
+      `container ${id}${execId ? ` exec ${execId}` : ""}`,
+    );
+  }
+
+  /** The named cgroup v2 files of the container in its guest (cpu.stat, cgroup.procs, …). */
+  cgroupFiles(id: string, names: string[]): Promise<Record<string, string>> {
+    return this.get(id).sandbox.agent.cgroupFiles(id, names);
+  }
+
+  /** The host process that stands for the container's sandbox: its QEMU. */
+  sandboxPid(id: string): number {
+    return this.get(id).sandbox.vm.pid;
   }
 
   async start(id: string): Promise<void> {
@@ -229,10 +248,11 @@ export class Daemon {
     await container.sandbox.agent.updateContainer(id, parseJsonObject(resourcesJson, `container ${id}: update: resources`));
   }
 
-  async kill(id: string, signal: number, all: boolean): Promise<void> {
+  /** Signals the container's process, or with `execId` one exec'd process. */
+  async kill(id: string, signal: number, all: boolean, execId = ""): Promise<void> {
     const container = this.get(id);
     if (container.state.status === "stopped") throw this.illegal(container, "kill");
-    await container.sandbox.agent.signalProcess(id, "", signal, all);
+    await container.sandbox.agent.signalProcess(id, execId, signal, all);
   }
 
   async delete(id: string, force: boolean): Promise<void> {
@@ -258,14 +278,14 @@ export class Daemon {
    * Relays a process's output to its stand-in and, once it has exited and its output is out,
    * its exit status; `exited` records the status first. Resolves when the status went out.
    */
-  private relayProcess(container: ManagedContainer, execId: string, relay: StdioRelay, exited: (exitStatus: number) => Promise<void> | void): Promise<void> {
+  private relayProcess(container: ManagedContainer, execId: string, relay: ProcessStdio, exited: (exitStatus: number) => Promise<void> | void): Promise<void> {
     const { id } = container.state;
     const { agent } = container.sandbox;
+    relay.processReady?.();
     const relayOutput = async (stream: "stdout" | "stderr") => {
-      const type = stream === "stdout" ? StandInFrame.STDOUT : StandInFrame.STDERR;
       for (;;) {
         const { data, eof } = await agent.readOutput(id, execId, stream);
-        if (data.length > 0) await relay.send(type, Buffer.from(data));
+        if (data.length > 0) await relay.writeOutput(stream, Buffer.from(data));
         if (eof) return;
       }
     };
@@ -313,6 +333,11 @@ function parseJsonObject(json: string, where: string): object {
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: must be a JSON object`, { status: Code.INVALID_ARGUMENT });
   return value;
+}
+
+/** The runc-style stand-in: a socket in the sandbox's state directory (stdio-relay.ts). */
+function standIn(sandbox: SandboxVm, socketName: string): StdioFactory {
+  return (input, where) => StdioRelay.listen(join(sandbox.vm.paths.stateDir, socketName), where, input);
 }
 
 function notFound(id: string): MoatError {

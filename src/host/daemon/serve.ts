@@ -1,8 +1,10 @@
 // Runs moatd: one process per state root that owns every sandbox under it, serving
-// ContainerLifecycleService on <state root>/moatd.sock. A daemon started on demand by the CLI
+// ContainerLifecycleService on <state root>/moatd.sock, and each front end's services (the
+// containerd Task service, src/host/shim) on the front end's own socket there. A daemon started on demand by the CLI
 // exits after it has owned no container for a while, so that none is left behind idle.
 import { mkdir, rm } from "node:fs/promises";
-import { connect, createServer } from "node:net";
+import { connect, createServer, type Server } from "node:net";
+import { join } from "node:path";
 import { ContainerLifecycleService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
@@ -10,10 +12,18 @@ import { Daemon } from "./daemon.js";
 import { lifecycleService } from "./lifecycle-service.js";
 import { daemonSocketPath } from "./socket-path.js";
 
+/** A front end moatd serves beside its own API: its ttrpc services on its own socket. */
+export interface FrontEnd {
+  /** The socket's file name under the state root. */
+  socketName: string;
+  register(server: TtrpcServer, daemon: Daemon, log: (line: string) => void): void;
+}
+
 export interface ServeOptions {
   /** Exit after this long without containers; 0 to run until killed. */
   idleExitMs: number;
   log: (line: string) => void;
+  frontEnds?: FrontEnd[];
 }
 
 export async function serveDaemon(config: Config, options: ServeOptions): Promise<void> {
@@ -24,26 +34,39 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
     options.log(`another moatd serves ${path}; exiting`);
     return;
   }
-  await rm(path, { force: true }); // a socket left by a daemon that died
   const daemon = new Daemon(config);
   await daemon.adoptAll(options.log);
+  let clients = 0;
+  let connections = 0;
+  const listen = async (socketPath: string, ttrpc: TtrpcServer): Promise<Server> => {
+    await rm(socketPath, { force: true }); // a socket left by a daemon that died
+    const server = createServer((socket) => {
+      clients++;
+      ttrpc.serve(socket, `client-${++connections}`).closed.then(() => clients--);
+    });
+    await new Promise<void>((resolve, reject) => server.once("error", reject).listen(socketPath, resolve));
+    return server;
+  };
+  // The front ends first: a client that finds moatd.sock answering may rely on them.
+  const servers: Array<{ server: Server; path: string }> = [];
+  for (const frontEnd of options.frontEnds ?? []) {
+    const ttrpc = new TtrpcServer();
+    frontEnd.register(ttrpc, daemon, options.log);
+    const socketPath = join(stateRoot, frontEnd.socketName);
+    servers.push({ server: await listen(socketPath, ttrpc), path: socketPath });
+  }
   const ttrpc = new TtrpcServer();
   ttrpc.register(ContainerLifecycleService, lifecycleService(daemon));
-  let clients = 0;
-  const server = createServer((socket) => {
-    clients++;
-    ttrpc.serve(socket, `client-${clients}`).closed.then(() => clients--);
-  });
-  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(path, resolve));
-  options.log(`moatd ${process.pid} serving ${path}`);
+  servers.push({ server: await listen(path, ttrpc), path });
+  options.log(`moatd ${process.pid} serving ${servers.map((served) => served.path).join(", ")}`);
   if (options.idleExitMs > 0) {
     let idleSince = Date.now();
     const timer = setInterval(() => {
       if (daemon.size > 0 || clients > 0) idleSince = Date.now();
       else if (Date.now() - idleSince >= options.idleExitMs) {
         clearInterval(timer);
-        server.close();
-        void rm(path, { force: true }).then(() => options.log("idle: exiting"));
+        for (const served of servers) served.server.close();
+        void Promise.all(servers.map((served) => rm(served.path, { force: true }))).then(() => options.log("idle: exiting"));
       }
     }, Math.min(1000, options.idleExitMs));
   }

@@ -8,6 +8,7 @@
 import { rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tracer } from "../../shared/trace.js";
+import type { ProcessStdio, StdioInput } from "./process-stdio.js";
 
 const trace = tracer("daemon");
 
@@ -25,13 +26,7 @@ export enum StandInFrame {
 const HEADER_BYTES = 5;
 const MAX_PAYLOAD_BYTES = 1 << 20;
 
-export interface StandInHandlers {
-  hello(pid: number): void;
-  stdin(data: Buffer): Promise<void>;
-  stdinEnd(): Promise<void>;
-  signal(number: number): void;
-  resize(rows: number, columns: number): Promise<void>;
-}
+export type StandInHandlers = StdioInput;
 
 /** One frame from a stand-in, checked. */
 export type StandInMessage =
@@ -66,7 +61,7 @@ async function dispatch(message: StandInMessage, handlers: StandInHandlers): Pro
   }
 }
 
-export class StdioRelay {
+export class StdioRelay implements ProcessStdio {
   private connection: Socket | undefined;
   private readonly connected: Promise<Socket>;
 
@@ -109,6 +104,10 @@ export class StdioRelay {
       const flushed = socket.write(Buffer.concat([header, piece]));
       if (!flushed) await new Promise((resolve) => socket.once("drain", resolve).once("close", resolve));
     }
+  }
+
+  writeOutput(stream: "stdout" | "stderr", data: Buffer): Promise<void> {
+    return this.send(stream === "stdout" ? StandInFrame.STDOUT : StandInFrame.STDERR, data);
   }
 
   sendExit(status: number): Promise<void> {

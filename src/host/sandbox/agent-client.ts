@@ -10,6 +10,7 @@ import {
   HealthService,
   IoService,
   OutputStream,
+  StatsService,
   type ShareMountSchema,
   type WaitProcessResponse,
   type CheckResponse,
@@ -28,6 +29,8 @@ const MAX_READ_BYTES = 1 << 20;
 const MAX_PIDS = 65_536;
 /** A process's command line as ps shows it. */
 const MAX_COMMAND = 4096;
+/** The agent reads at most 64 KiB of a cgroup file (stats-service.ts). */
+const MAX_CGROUP_FILE_CHARS = 64 * 1024;
 /** Guest strings are shown to users: bound them. */
 const MAX_GUEST_STRING = 256;
 
@@ -186,6 +189,17 @@ export class AgentClient {
   /** Sets the window size of the process's terminal (the process sees SIGWINCH). */
   async resizePty(containerId: string, execId: string, rows: number, columns: number): Promise<void> {
     await this.ttrpc.call(IoService.method.resizePty, { containerId, execId, rows, columns }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  /** The named cgroup v2 files of the container (those that exist), each checked to be bounded. */
+  async cgroupFiles(containerId: string, names: string[]): Promise<Record<string, string>> {
+    const { files } = await this.ttrpc.call(StatsService.method.cgroupFiles, { containerId, names }, { timeoutMs: CALL_TIMEOUT_MS });
+    const unasked = Object.keys(files).filter((name) => !names.includes(name));
+    const oversize = Object.values(files).some((text) => text.length > MAX_CGROUP_FILE_CHARS);
+    if (unasked.length > 0 || oversize) {
+      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent sent cgroup files not asked for or over ${MAX_CGROUP_FILE_CHARS} characters`, { status: Code.DATA_LOSS });
+    }
+    return files;
   }
 
   close(): void {

@@ -29,6 +29,7 @@ export function runCommand(command: string, args: string[], options: RunOptions 
     child.stderr!.on("data", (chunk) => (stderr += chunk)); // stdio[2] is "pipe"
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout: Buffer.concat(stdout).toString(), stderr }));
+    child.stdin?.on("error", () => undefined); // a command that exits without reading its input is not an error here
     child.stdin?.end(options.input);
   });
 }

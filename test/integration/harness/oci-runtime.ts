@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { after, afterEach } from "node:test";
 import { helperBinary } from "./c-helper.js";
 import { moatBinary, runMoat } from "./moat-cli.js";
-import type { TestWorkspace } from "./state-root.js";
+import { DAEMON_FILES, type TestWorkspace } from "./state-root.js";
 
 export interface CreatedContainer {
   /** Resolves with `moat create`'s own exit status. */
@@ -70,7 +70,7 @@ export function underSubreaper(subreaper: string, args: string[], pidFile: strin
  * a check after each test that only moatd's own files are left, and moatd stopped at the end.
  */
 export function ociWorkspace(workspace: TestWorkspace): { subreaper: string; moat: (args: string[]) => ReturnType<typeof runMoat> } {
-  afterEach(() => workspace.assertNothingLeft(["moatd.sock", "moatd.log"]));
+  afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
   after(async () => {
     await workspace.stopDaemon();
     workspace.remove();

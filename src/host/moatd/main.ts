@@ -1,9 +1,11 @@
-// `moatd`: the host daemon's entry point.
+// `moatd`: the host daemon's entry point, where the daemon and the front ends it serves are
+// put together (the daemon itself knows none of them: src/host/daemon/serve.ts).
 //   moatd [--root DIR] [--config FILE] [--idle-exit-seconds N]
 import { parseArgs } from "node:util";
 import { formatForUser } from "../../shared/errors.js";
 import { loadConfig } from "../config/index.js";
-import { serveDaemon } from "./serve.js";
+import { serveDaemon } from "../daemon/index.js";
+import { containerdTaskFrontEnd } from "../shim/index.js";
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
@@ -13,7 +15,7 @@ try {
   });
   const config = loadConfig(values.config);
   if (values.root) config.runtime.stateRoot = values.root;
-  await serveDaemon(config, { idleExitMs: Number(values["idle-exit-seconds"]) * 1000, log });
+  await serveDaemon(config, { idleExitMs: Number(values["idle-exit-seconds"]) * 1000, log, frontEnds: [containerdTaskFrontEnd] });
 } catch (error) {
   log(`moatd: ${formatForUser(error)}`);
   process.exitCode = 1;

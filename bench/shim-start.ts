@@ -1,0 +1,52 @@
+// bench/shim-start: `containerd-shim-moat-v2 start`, which containerd runs for every task,
+// with moatd already up (the common case), beside `node -e 0`: the floor a shim written in
+// Node would pay for each task here.
+//
+//   node dist/bench/shim-start.js [--runs N]     (make bench)
+import { spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { repoRoot } from "../test/integration/harness/moat-cli.js";
+import { TestWorkspace } from "../test/integration/harness/state-root.js";
+import { report } from "./support/report.js";
+import { summarize } from "./support/stats.js";
+
+const { values } = parseArgs({ options: { runs: { type: "string", default: "200" } } });
+const runs = Number(values.runs);
+const workspace = new TestWorkspace();
+const bundle = join(workspace.dir, "bundle");
+mkdirSync(bundle);
+const shim = join(repoRoot, "dist", "bin", "containerd-shim-moat-v2");
+const env = { ...process.env, MOAT_CONFIG: workspace.configFile("shim-start", ""), TTRPC_ADDRESS: join(workspace.dir, "containerd.sock.ttrpc") };
+
+function timed(command: string, args: string[]): number {
+  const started = performance.now();
+  const result = spawnSync(command, args, { cwd: bundle, env, encoding: "utf8" });
+  const elapsed = performance.now() - started;
+  if (result.status !== 0) throw new Error(`${command}: exit ${result.status}: ${result.stderr}`);
+  return elapsed;
+}
+
+try {
+  const start = () => timed(shim, ["-namespace", "bench", "-address", join(workspace.dir, "containerd.sock"), "-publish-binary", "containerd", "-id", "task-1", "start"]);
+  const first = start(); // starts moatd
+  const samples = { shim: [] as number[], node: [] as number[] };
+  for (let run = 0; run < runs; run++) {
+    samples.shim.push(start());
+    if (run % 10 === 0) samples.node.push(timed(process.execPath, ["-e", "0"]));
+  }
+  report(
+    "shim-start",
+    "containerd-shim-moat-v2 start with moatd up, beside the start of an empty Node process",
+    [
+      { name: "containerd-shim-moat-v2 start (C)", summary: summarize(samples.shim) },
+      { name: "node -e 0", summary: summarize(samples.node) },
+    ],
+    "containerd-shim-moat-v2 start (C)",
+    { firstStartWithDaemonSpawnMs: Math.round(first) },
+  );
+} finally {
+  await workspace.stopDaemon();
+  workspace.remove();
+}

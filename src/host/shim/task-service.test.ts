@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import type { Socket } from "node:net";
+import { dirname, join } from "node:path";
+import { after, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { containerdEventService, containerdTask, containerdTypes } from "../../shared/protocol/index.js";
+import { Code, TtrpcServer, type CallContext } from "../../shared/ttrpc/index.js";
+import { listen } from "../../../test/support/unix-socket.js";
+import { rejectsWithCode } from "../../../test/support/assertions.js";
+import type { ProcessStdio, StdioFactory } from "../daemon/index.js";
+import { taskService, type TaskDaemon } from "./task-service.js";
+
+// containerd's end: an Events/Forward server that records each topic.
+const containerd = await listen();
+const topics: string[] = [];
+const events = new TtrpcServer();
+events.register(containerdEventService.Events, {
+  async forward(request) {
+    topics.push(request.envelope?.topic ?? "");
+    return {};
+  },
+});
+const connections: Socket[] = [];
+containerd.server.on("connection", (socket: Socket) => {
+  connections.push(socket);
+  events.serve(socket, "containerd");
+});
+after(() => {
+  for (const socket of connections) socket.destroy();
+  containerd.close();
+});
+
+/** A bundle as containerd-shim-moat-v2 start leaves it. */
+function bundle(id: string): string {
+  const dir = join(dirname(containerd.path), id);
+  mkdirSync(dir);
+  writeFileSync(join(dir, "moat-shim"), `id=${id}\nnamespace=test\nttrpc_address=${containerd.path}\n`);
+  return dir;
+}
+
+/** A daemon whose container exits during start, before start has answered. */
+class ExitsDuringStart implements Partial<TaskDaemon> {
+  stdio: ProcessStdio | undefined;
+  status: "created" | "running" | "stopped" = "created";
+  async create(_id: string, _bundle: string, stdio?: StdioFactory): Promise<string> {
+    const noInput = { hello: () => undefined, stdin: async () => undefined, stdinEnd: async () => undefined, signal: () => undefined, resize: async () => undefined };
+    this.stdio = await stdio?.(noInput, "fake");
+    return "";
+  }
+  sandboxPid(): number {
+    return 4242;
+  }
+  async start(): Promise<void> {
+    this.status = "stopped";
+    await this.stdio?.sendExit(3);
+  }
+  state() {
+    return { id: "", status: this.status, pid: 0, bundle: "", created: "", exitStatus: 3 };
+  }
+  async delete(): Promise<void> {}
+}
+
+const context: CallContext = { signal: new AbortController().signal, afterResponse: () => undefined };
+
+async function topicsAfter(count: number): Promise<string[]> {
+  while (topics.length < count) await new Promise((resolve) => setTimeout(resolve, 10));
+  return [...topics];
+}
+
+test("an exit that races its start is published after /tasks/start; delete comes last", async () => {
+  topics.length = 0;
+  const service = taskService(new ExitsDuringStart() as unknown as TaskDaemon, () => undefined); // the fake has every method the calls below reach
+  const id = "race-1";
+  await service.create(create(containerdTask.CreateTaskRequestSchema, { id, bundle: bundle(id) }), context);
+  const waited = service.wait(create(containerdTask.WaitRequestSchema, { id }), context);
+  assert.equal((await service.start(create(containerdTask.StartRequestSchema, { id }), context)).pid, 4242);
+  assert.equal((await waited).exitStatus, 3);
+  const state = await service.state(create(containerdTask.StateRequestSchema, { id }), context);
+  assert.equal(state.status, containerdTypes.Status.STOPPED);
+  const killed = await rejectsWithCode(service.kill(create(containerdTask.KillRequestSchema, { id, signal: 9 }), context), "MOAT_SHIM_PROCESS_NOT_FOUND");
+  assert.equal(killed.status, Code.NOT_FOUND, "containerd reads NotFound as already finished");
+  assert.equal((await service.delete(create(containerdTask.DeleteRequestSchema, { id }), context)).exitStatus, 3);
+  assert.deepEqual(await topicsAfter(4), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
+});
+
+test("requests moat cannot serve say so; a bundle not started by the shim is refused", async () => {
+  const service = taskService(new ExitsDuringStart() as unknown as TaskDaemon, () => undefined); // as above
+  const checkpoint = await rejectsWithCode(service.checkpoint(create(containerdTask.CheckpointTaskRequestSchema, { id: "x" }), context), "MOAT_SHIM_UNSUPPORTED", /checkpoint/);
+  assert.equal(checkpoint.status, Code.UNIMPLEMENTED);
+  const dir = join(dirname(containerd.path), "no-bootstrap");
+  mkdirSync(dir);
+  await rejectsWithCode(service.create(create(containerdTask.CreateTaskRequestSchema, { id: "no-bootstrap", bundle: dir }), context), "MOAT_SHIM_BOOTSTRAP");
+  await rejectsWithCode(service.state(create(containerdTask.StateRequestSchema, { id: "never-created" }), context), "MOAT_CONTAINER_NOT_FOUND");
+});

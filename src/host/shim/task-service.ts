@@ -1,0 +1,328 @@
+// containerd.task.v2.Task, served by moatd: containerd's tasks mapped onto the daemon's
+// containers (one sandbox VM per task), their stdio on containerd's FIFOs, their lifecycle
+// reported as events to containerd. Errors keep their MoatError status; the ttrpc server
+// turns it into the wire status containerd's errdefs reads (NotFound, FailedPrecondition, …).
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
+import { CleanupStack } from "../../shared/cleanup.js";
+import { MoatError } from "../../shared/errors.js";
+import { cgroupsV2, containerdEvents, containerdTask, containerdTypes, runcOptions, runtimeOptions } from "../../shared/protocol/index.js";
+import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
+import { MOAT_VERSION } from "../../shared/version.js";
+import { loadConfig, type Config } from "../config/index.js";
+import type { Daemon } from "../daemon/index.js";
+import { readBootstrap } from "./bootstrap-file.js";
+import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
+import { EventPublisher } from "./event-publisher.js";
+import { mountRootfs } from "./rootfs.js";
+import { TaskProcess, type ProcessExit } from "./task-process.js";
+import { TaskStdio, type TaskIo } from "./task-stdio.js";
+
+interface Task {
+  id: string;
+  bundle: string;
+  namespace: string;
+  publisher: EventPublisher;
+  /** The host pid containerd is given for the task: its sandbox's QEMU. */
+  pid: number;
+  init: TaskProcess;
+  execs: Map<string, TaskProcess>;
+  /** Undoes the rootfs mount; undefined when containerd prepared bundle/rootfs itself. */
+  unmountRootfs: (() => Promise<void>) | undefined;
+}
+
+const { Status } = containerdTypes;
+
+/** What the Task service needs of the daemon (a fake stands in for it in unit tests). */
+export type TaskDaemon = Pick<Daemon, "create" | "sandboxPid" | "start" | "exec" | "delete" | "state" | "ps" | "freeze" | "kill" | "update" | "cgroupFiles">;
+
+export function taskService(daemon: TaskDaemon, log: (line: string) => void): ServiceImplementation<typeof containerdTask.Task> {
+  const tasks = new Map<string, Task>();
+  const publishers = new Map<string, EventPublisher>();
+
+  const publish = <D extends DescMessage>(task: Task, topic: string, schema: D, event: MessageInitShape<D>, at?: Date) =>
+    void task.publisher.publish(task.namespace, topic, schema, event, at);
+
+  const taskOf = (id: string): Task => {
+    const task = tasks.get(id);
+    if (!task) throw new MoatError("MOAT_CONTAINER_NOT_FOUND", `task ${id}: does not exist`, { status: Code.NOT_FOUND });
+    return task;
+  };
+  const processOf = (task: Task, execId: string): TaskProcess => {
+    if (!execId) return task.init;
+    const process = task.execs.get(execId);
+    if (!process) throw new MoatError("MOAT_SHIM_PROCESS_NOT_FOUND", `task ${task.id}: exec ${execId}: does not exist`, { status: Code.NOT_FOUND });
+    return process;
+  };
+
+  /** The daemon relayed a process's exit: record it, then tell containerd, after its start. */
+  const exited = (task: Task, process: TaskProcess) => (exitStatus: number) => {
+    const exit = process.recordExit(exitStatus);
+    void process.startQueued.then(() =>
+      publish(task, "/tasks/exit", containerdEvents.TaskExitSchema, {
+        containerId: task.id,
+        id: process.execId || task.id,
+        pid: task.pid,
+        exitStatus: exit.exitStatus,
+        exitedAt: timestampFromDate(exit.exitedAt),
+      }, exit.exitedAt),
+    );
+  };
+
+  /** Runs `start` and queues its event; an exit that comes meanwhile waits for that event. */
+  const startProcess = async (process: TaskProcess, start: () => Promise<void>, queueEvent: () => void) => {
+    let queued = () => undefined as void;
+    process.startQueued = new Promise((resolve) => (queued = resolve));
+    try {
+      await start();
+      if (process.status === "created") process.status = "running";
+      queueEvent();
+    } finally {
+      queued();
+    }
+  };
+
+  const exitReply = (exit: ProcessExit | undefined) => ({ exitStatus: exit?.exitStatus ?? 0, exitedAt: exit ? timestampFromDate(exit.exitedAt) : undefined });
+
+  return {
+    async create(request) {
+      const { id, bundle } = request;
+      const where = `task ${id}`;
+      if (request.checkpoint) throw unsupported(where, "checkpoint restore");
+      if (tasks.has(id)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
+      const bootstrap = await readBootstrap(bundle, where);
+      const sandboxConfig = runtimeConfig(request.options, where, log);
+      const cleanup = new CleanupStack();
+      try {
+        const unmountRootfs = await mountRootfs(bundle, request.rootfs, where);
+        if (unmountRootfs) cleanup.push(`unmount ${bundle}/rootfs`, unmountRootfs);
+        const io: TaskIo = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
+        let publisher = publishers.get(bootstrap.ttrpcAddress);
+        if (!publisher) publishers.set(bootstrap.ttrpcAddress, (publisher = new EventPublisher(bootstrap.ttrpcAddress)));
+        const task: Task = { id, bundle, namespace: bootstrap.namespace, publisher, pid: 0, init: new TaskProcess("", io), execs: new Map(), unmountRootfs };
+        await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig);
+        cleanup.release();
+        task.pid = daemon.sandboxPid(id);
+        tasks.set(id, task);
+        publish(task, "/tasks/create", containerdEvents.TaskCreateSchema, {
+          containerId: id,
+          bundle,
+          rootfs: request.rootfs,
+          io: { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: io.terminal },
+          pid: task.pid,
+        });
+        return { pid: task.pid };
+      } catch (error) {
+        const failures = await cleanup.unwind();
+        if (failures.length > 0) log(`${where}: cleanup after failed create: ${failures.join("; ")}`);
+        throw error;
+      }
+    },
+
+    async start(request) {
+      const task = taskOf(request.id);
+      const process = processOf(task, request.execId);
+      if (process.status !== "created") throw illegal(task, process, "start");
+      if (!process.execId) {
+        await startProcess(process, () => daemon.start(task.id), () => publish(task, "/tasks/start", containerdEvents.TaskStartSchema, { containerId: task.id, pid: task.pid }));
+      } else {
+        const stdio = TaskStdio.factory(process.io, task, exited(task, process), (opened) => (process.stdio = opened));
+        await startProcess(
+          process,
+          async () => void (await daemon.exec(task.id, process.execId, JSON.stringify(process.spec), stdio)),
+          () => publish(task, "/tasks/exec-started", containerdEvents.TaskExecStartedSchema, { containerId: task.id, execId: process.execId, pid: task.pid }),
+        );
+      }
+      return { pid: task.pid };
+    },
+
+    async delete(request) {
+      const task = taskOf(request.id);
+      const process = processOf(task, request.execId);
+      if (process.status === "running") throw illegal(task, process, "delete");
+      if (process.execId) {
+        task.execs.delete(process.execId);
+        return { pid: task.pid, ...exitReply(process.exit) };
+      }
+      // A created task is deleted as runc's shim deletes one: killed first (the daemon does).
+      await daemon.delete(task.id, process.status === "created");
+      const exit = process.exit ?? process.recordExit(137);
+      tasks.delete(task.id);
+      await task.unmountRootfs?.();
+      publish(task, "/tasks/delete", containerdEvents.TaskDeleteSchema, {
+        containerId: task.id,
+        id: task.id,
+        pid: task.pid,
+        exitStatus: exit.exitStatus,
+        exitedAt: timestampFromDate(exit.exitedAt),
+      });
+      return { pid: task.pid, ...exitReply(exit) };
+    },
+
+    async state(request) {
+      const task = taskOf(request.id);
+      const process = processOf(task, request.execId);
+      // STOPPED only once the exit is recorded (Wait answers, Delete may go ahead); PAUSED is the daemon's to know.
+      const paused = !process.execId && process.status === "running" && daemon.state(task.id).status === "paused";
+      const status = paused ? Status.PAUSED : statusOf(process.status);
+      return {
+        id: task.id,
+        execId: process.execId,
+        bundle: task.bundle,
+        pid: task.pid,
+        status,
+        stdin: process.io.stdin,
+        stdout: process.io.stdout,
+        stderr: process.io.stderr,
+        terminal: process.io.terminal,
+        ...exitReply(process.exit),
+      };
+    },
+
+    async pids(request) {
+      // The container's processes as the guest sees them (`crun ps`, guest pids); none once stopped.
+      const task = taskOf(request.id);
+      if (task.init.status === "stopped") return { processes: [] };
+      return { processes: (await daemon.ps(task.id)).map(({ pid }) => ({ pid })) };
+    },
+
+    async pause(request) {
+      const task = taskOf(request.id);
+      await daemon.freeze(task.id, "pause");
+      publish(task, "/tasks/paused", containerdEvents.TaskPausedSchema, { containerId: task.id });
+      return {};
+    },
+
+    async resume(request) {
+      const task = taskOf(request.id);
+      await daemon.freeze(task.id, "resume");
+      publish(task, "/tasks/resumed", containerdEvents.TaskResumedSchema, { containerId: task.id });
+      return {};
+    },
+
+    async checkpoint(request) {
+      throw unsupported(`task ${request.id}`, "checkpoint (a container in a VM has no CRIU image)");
+    },
+
+    async kill(request) {
+      const task = taskOf(request.id);
+      const process = processOf(task, request.execId);
+      // containerd's errdefs read NotFound as "already finished", which is what it is.
+      if (process.status === "stopped") throw new MoatError("MOAT_SHIM_PROCESS_NOT_FOUND", `${describe(task, process)}: process already finished`, { status: Code.NOT_FOUND });
+      if (process.execId && process.status === "created") throw illegal(task, process, "kill");
+      await daemon.kill(task.id, request.signal, request.all, process.execId);
+      return {};
+    },
+
+    async exec(request) {
+      const task = taskOf(request.id);
+      const where = `task ${task.id}: exec ${request.execId}`;
+      if (task.execs.has(request.execId)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
+      if (task.init.status !== "running") throw illegal(task, task.init, "exec in");
+      let spec: unknown;
+      try {
+        spec = JSON.parse(new TextDecoder().decode(request.spec?.value));
+      } catch (error) {
+        throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: spec is not an OCI process in JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
+      }
+      if (typeof spec !== "object" || spec === null) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: spec is not an OCI process object`, { status: Code.INVALID_ARGUMENT });
+      task.execs.set(request.execId, new TaskProcess(request.execId, { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal }, spec));
+      publish(task, "/tasks/exec-added", containerdEvents.TaskExecAddedSchema, { containerId: task.id, execId: request.execId });
+      return {};
+    },
+
+    async resizePty(request) {
+      throw unsupported(`task ${request.id}`, "terminals (ResizePty)");
+    },
+
+    async closeIO(request) {
+      const process = processOf(taskOf(request.id), request.execId);
+      if (request.stdin) process.stdio?.closeStdin();
+      return {};
+    },
+
+    async update(request) {
+      // resources is an OCI LinuxResources in JSON (containerd marshals non-proto types so).
+      const task = taskOf(request.id);
+      await daemon.update(task.id, new TextDecoder().decode(request.resources?.value));
+      return {};
+    },
+
+    async wait(request) {
+      const exit = await processOf(taskOf(request.id), request.execId).exited;
+      return exitReply(exit);
+    },
+
+    async stats(request) {
+      const task = taskOf(request.id);
+      const metrics = create(cgroupsV2.MetricsSchema, metricsFromCgroupFiles(await daemon.cgroupFiles(task.id, METRICS_FILES)));
+      // containerd's typeurl registry names the message without the type.googleapis.com/ prefix.
+      return { stats: { typeUrl: cgroupsV2.MetricsSchema.typeName, value: toBinary(cgroupsV2.MetricsSchema, metrics) } };
+    },
+
+    async connect(request) {
+      return { shimPid: process.pid, taskPid: taskOf(request.id).pid, version: MOAT_VERSION };
+    },
+
+    async shutdown() {
+      // moatd serves every task and outlives each; it exits by itself once idle.
+      return {};
+    },
+  };
+}
+
+function statusOf(status: string): containerdTypes.Status {
+  switch (status) {
+    case "created":
+      return Status.CREATED;
+    case "running":
+      return Status.RUNNING;
+    case "paused":
+      return Status.PAUSED;
+    case "stopped":
+      return Status.STOPPED;
+    default:
+      return Status.UNKNOWN;
+  }
+}
+
+function describe(task: Task, process: TaskProcess): string {
+  return `task ${task.id}${process.execId ? `: exec ${process.execId}` : ""}`;
+}
+
+function illegal(task: Task, process: TaskProcess, action: string): MoatError {
+  return new MoatError("MOAT_CONTAINER_STATE", `${describe(task, process)}: cannot ${action} a ${process.status} process`, { status: Code.FAILED_PRECONDITION });
+}
+
+function unsupported(where: string, what: string): MoatError {
+  return new MoatError("MOAT_SHIM_UNSUPPORTED", `${where}: ${what} is not supported`, { status: Code.UNIMPLEMENTED });
+}
+
+/**
+ * The runtime options containerd sent. runtimeoptions.v1's ConfigPath (CRI's `ConfigPath`,
+ * `ctr run --runtime-config-path`) is a moat configuration for this task's sandbox; every
+ * other field set, and every field of runc's options, means nothing for a VM and is named in
+ * one log line.
+ */
+function runtimeConfig(options: Any | undefined, where: string, log: (line: string) => void): Config | undefined {
+  if (!options || options.value.length === 0) return undefined;
+  const schema = options.typeUrl.endsWith("runtimeoptions.v1.Options")
+    ? runtimeOptions.OptionsSchema
+    : options.typeUrl.endsWith("containerd.runc.v1.Options")
+      ? runcOptions.OptionsSchema
+      : undefined;
+  if (!schema) {
+    log(`${where}: runtime options of type ${options.typeUrl} ignored`);
+    return undefined;
+  }
+  let decoded: Record<string, unknown>;
+  try {
+    decoded = fromBinary(schema, options.value) as unknown as Record<string, unknown>; // a decoded message is a plain object of its fields
+  } catch (error) {
+    throw new MoatError("MOAT_SHIM_OPTIONS", `${where}: runtime options: not a ${schema.typeName}`, { cause: error, status: Code.INVALID_ARGUMENT });
+  }
+  const configPath = schema === runtimeOptions.OptionsSchema ? String(decoded.configPath ?? "") : "";
+  const ignored = schema.fields.filter((field) => decoded[field.localName] && !(configPath && field.name === "config_path"));
+  if (ignored.length > 0) log(`${where}: runtime options ignored (they mean nothing for a VM): ${ignored.map((field) => `${field.name}=${String(decoded[field.localName])}`).join(", ")}`);
+  return configPath ? loadConfig(configPath) : undefined;
+}

@@ -1,0 +1,134 @@
+// A real containerd (Debian's) for a test file: private root, state, sockets and FIFO
+// directory under the workspace, moat's shim on its PATH (dist/bin) and moat's configuration
+// (the workspace's state root) in its environment, which the shim and moatd inherit. `ctr`
+// runs against its socket. The runtime is chosen per task with `ctr run --runtime
+// io.containerd.moat.v2`, which containerd resolves to containerd-shim-moat-v2 on its PATH;
+// the config also registers moat for the CRI plugin, as a real installation would, though
+// the tests keep CRI off (it would want CNI).
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { repoRoot, runCommand, type CliResult } from "./moat-cli.js";
+import { buildBusyboxArchive } from "./oci-image.js";
+import type { TestWorkspace } from "./state-root.js";
+
+export const MOAT_RUNTIME = "io.containerd.moat.v2";
+export const NAMESPACE = "moat-test";
+const START_TIMEOUT_MS = 30_000;
+
+export class Containerd {
+  readonly dir: string;
+  readonly socket: string;
+  readonly fifoDir: string;
+  /** A directory on containerd's PATH for `moat install --prefix`. */
+  readonly installBin: string;
+  private readonly configPath: string;
+  private readonly logPath: string;
+  private child: ChildProcess | undefined;
+
+  constructor(private readonly workspace: TestWorkspace) {
+    this.dir = join(workspace.dir, "containerd");
+    this.socket = join(this.dir, "containerd.sock");
+    this.fifoDir = join(this.dir, "fifo");
+    this.installBin = join(workspace.dir, "bin");
+    this.configPath = join(this.dir, "config.toml");
+    this.logPath = join(this.dir, "containerd.log");
+    mkdirSync(this.fifoDir, { recursive: true });
+    writeFileSync(
+      this.configPath,
+      [
+        "version = 2",
+        `root = "${join(this.dir, "root")}"`,
+        `state = "${join(this.dir, "state")}"`,
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+        "[grpc]",
+        `  address = "${this.socket}"`,
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.moat]',
+        `  runtime_type = "${MOAT_RUNTIME}"`,
+        "",
+      ].join("\n"),
+    );
+  }
+
+  /** The environment containerd runs in, and so the shim and moatd it starts. */
+  env(): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      // The workspace's bin first: where tests `moat install` shims (installBin).
+      PATH: `${this.installBin}:${join(repoRoot, "dist", "bin")}:${process.env.PATH ?? ""}`,
+      MOAT_CONFIG: this.workspace.configFile("containerd-moat", ""),
+    };
+  }
+
+  async start(): Promise<void> {
+    const log = openSync(this.logPath, "a");
+    try {
+      this.child = spawn("containerd", ["--config", this.configPath], { env: this.env(), stdio: ["ignore", log, log], detached: true });
+    } finally {
+      closeSync(log);
+    }
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while ((await this.ctr(["version"])).code !== 0) {
+      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`containerd did not start:\n${this.log()}`);
+      await sleep(100);
+    }
+  }
+
+  /** Stops containerd (SIGTERM, or SIGKILL to simulate a crash); its shims' tasks live on. */
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill(signal);
+    await exited;
+    this.child = undefined;
+  }
+
+  /** Runs `ctr -a SOCKET -n moat-test ARGS`. */
+  ctr(args: string[], options: { stdin?: string } = {}): Promise<CliResult> {
+    return runCommand("ctr", ["-a", this.socket, "-n", NAMESPACE, ...args], { env: this.env(), input: options.stdin ?? "" });
+  }
+
+  /** `ctr run` with moat's runtime and the workspace's FIFO directory. */
+  run(args: string[], options: { stdin?: string } = {}): Promise<CliResult> {
+    return this.ctr(["run", "--runtime", MOAT_RUNTIME, "--fifo-dir", this.fifoDir, ...args], options);
+  }
+
+  /** Builds the busybox OCI archive and imports it. */
+  async importBusybox(): Promise<void> {
+    const archive = buildBusyboxArchive(this.workspace.dir);
+    const result = await this.ctr(["images", "import", archive]);
+    if (result.code !== 0) throw new Error(`ctr images import: ${result.stderr}`);
+  }
+
+  /**
+   * Processes started for this workspace other than containerd and moatd themselves (a
+   * shim, a logging binary), as "pid cmdline" lines; QEMU is checked by the workspace.
+   */
+  strayProcesses(): string[] {
+    let lines: string[];
+    try {
+      lines = execFileSync("pgrep", ["-a", "-f", this.workspace.dir], { encoding: "utf8" }).split("\n");
+    } catch {
+      return []; // pgrep exits 1 when nothing matches
+    }
+    return lines.filter((line) => line.trim() && !/ containerd --config |moatd\.mjs --root |qemu-system|pgrep /.test(line));
+  }
+
+  log(): string {
+    try {
+      return readFileSync(this.logPath, "utf8");
+    } catch {
+      return "(no containerd.log)";
+    }
+  }
+}
+
+/** Mount points under `dir` (rootfs overlays a test left mounted), from /proc/self/mountinfo. */
+export function mountsUnder(dir: string): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4] ?? "") // field 5 is the mount point
+    .filter((mountPoint) => mountPoint.startsWith(dir + "/"));
+}

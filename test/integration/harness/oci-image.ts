@@ -1,0 +1,65 @@
+// A busybox OCI image archive built from the project's busybox root file system
+// (dist/images/busybox/rootfs, from `make guest`), for `ctr images import`: no registry is
+// reachable here. The layout is the OCI image spec's: oci-layout, index.json, and blobs for
+// one uncompressed layer tar, the config and the manifest. Reproducible: the layer is tarred
+// in name order with zero times and owners, and the JSON is written in a fixed order.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { repoRoot } from "./moat-cli.js";
+
+export const BUSYBOX_IMAGE = "docker.io/library/busybox:latest";
+
+const REPRODUCIBLE_TAR = ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime"];
+
+/** Builds the archive under `dir` and returns its path. */
+export function buildBusyboxArchive(dir: string): string {
+  const layout = join(dir, "busybox-oci");
+  const blobs = join(layout, "blobs", "sha256");
+  mkdirSync(blobs, { recursive: true });
+  const addBlob = (path: string): { digest: string; size: number } => {
+    const bytes = readFileSync(path);
+    const hex = createHash("sha256").update(bytes).digest("hex");
+    renameSync(path, join(blobs, hex));
+    return { digest: `sha256:${hex}`, size: bytes.length };
+  };
+  const addJson = (value: object) => {
+    const path = join(layout, "blob.json");
+    writeFileSync(path, JSON.stringify(value));
+    return addBlob(path);
+  };
+
+  const layerTar = join(layout, "layer.tar");
+  execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", join(repoRoot, "dist", "images", "busybox", "rootfs", "."), "-cf", layerTar, "."]);
+  const layer = addBlob(layerTar); // uncompressed: its digest is also its diff id
+  const config = addJson({
+    architecture: "amd64",
+    os: "linux",
+    config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"] },
+    rootfs: { type: "layers", diff_ids: [layer.digest] },
+  });
+  const manifest = addJson({
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+    layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }],
+  });
+  writeFileSync(join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  writeFileSync(
+    join(layout, "index.json"),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          ...manifest,
+          annotations: { "io.containerd.image.name": BUSYBOX_IMAGE, "org.opencontainers.image.ref.name": "latest" },
+        },
+      ],
+    }),
+  );
+  const archive = join(dir, "busybox-oci.tar");
+  execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", layout, "-cf", archive, "oci-layout", "index.json", "blobs"]);
+  return archive;
+}
