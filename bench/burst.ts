@@ -85,7 +85,9 @@ try {
   report(
     "burst",
     `${count} containers started at once: each one's start-to-exit time`,
-    Object.entries(results).map(([key, { each }]) => ({ name: names[key as keyof typeof results], summary: summarize(each) })), // keys of results
+    Object.entries(results)
+      .filter(([, { each }]) => each.length > 0) // a row whose every start failed has only its error, in the JSON
+      .map(([key, { each }]) => ({ name: names[key as keyof typeof results], summary: summarize(each) })), // keys of results
     names.template,
     {
       count,

@@ -58,10 +58,13 @@ export function buildProgram(): Command {
 
   program
     .command("install")
-    .description("put the containerd shim on the PATH (runtime type io.containerd.moat.v2)")
+    .description("put the containerd shim on the PATH (runtime type io.containerd.moat.v2), check containerd's configuration, optionally a systemd unit for moatd")
     .option("--prefix <dir>", "where the shim's name goes; containerd looks on its PATH", "/usr/local/bin")
     .option("--kata-compat", "also as containerd-shim-kata-v2, so io.containerd.kata.v2 runs on moat")
-    .action((options: InstallOptions) => installCommand(options));
+    .option("--containerd-config <file>", "containerd's configuration, checked for what cannot work with a shim v2 runtime", "/etc/containerd/config.toml")
+    .option("--systemd", "also write moatd.service, which keeps moatd running (otherwise it starts on demand)")
+    .option("--unit-dir <dir>", "where --systemd writes moatd.service", "/etc/systemd/system")
+    .action((options: InstallOptions) => installCommand(options, program.opts<GlobalOptions>()));
 
   program
     .command("boot")
