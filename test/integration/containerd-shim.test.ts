@@ -268,10 +268,18 @@ test("moatd killed under a running task: containerd's shim delete ends the task 
   for (const line of workspace.daemonProcesses()) process.kill(Number(line.split(" ")[0]), "SIGKILL");
   // containerd sees the connection close and runs `containerd-shim-moat-v2 delete`: with no
   // moatd to ask, the Node half kills the sandbox's QEMU and unmounts the rootfs itself.
-  while ((await ok(containerd.ctr(["tasks", "ls", "-q"]))).trim() !== "") await new Promise((resolve) => setTimeout(resolve, 100));
+  // Bounded waits: a clean-up that never comes fails here with the logs, not at the file's timeout.
+  const deadline = Date.now() + 60_000;
+  const waitFor = async (done: () => Promise<boolean> | boolean, what: string) => {
+    while (!(await done())) {
+      assert.ok(Date.now() < deadline, `${what} within 60 s\n${explain({ stderr: `QEMU: ${workspace.qemuProcesses().join("; ")}; mounts: ${mountsUnder(workspace.dir).join("; ")}` })}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  await waitFor(async () => (await ok(containerd.ctr(["tasks", "ls", "-q"]))).trim() === "", "containerd drops the task");
   await ok(containerd.ctr(["containers", "delete", "orphan-1"]));
   // containerd runs that clean-up on its own time: the task leaves its list before it is done.
-  while (workspace.qemuProcesses().length > 0 || mountsUnder(workspace.dir).length > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  await waitFor(() => workspace.qemuProcesses().length === 0 && mountsUnder(workspace.dir).length === 0, "shim delete kills QEMU and unmounts the rootfs");
   // ctr's FIFOs are ctr's to remove, at its task delete, which never ran: containerd removed the task.
   for (const name of readdirSync(containerd.fifoDir)) rmSync(join(containerd.fifoDir, name), { recursive: true, force: true });
   await assertNothingLeft();

@@ -9,6 +9,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { settleWithin } from "../../../src/shared/deadline.js";
 import { repoRoot, runCommand, type CliResult } from "./moat-cli.js";
 import { buildBusyboxArchive } from "./oci-image.js";
 import type { TestWorkspace } from "./state-root.js";
@@ -16,6 +17,8 @@ import type { TestWorkspace } from "./state-root.js";
 export const MOAT_RUNTIME = "io.containerd.moat.v2";
 export const NAMESPACE = "moat-test";
 const START_TIMEOUT_MS = 30_000;
+/** How long containerd may take to shut down on SIGTERM before it is killed: none may outlive its test file. */
+const STOP_GRACE_MS = 15_000;
 
 export class Containerd {
   readonly dir: string;
@@ -81,7 +84,10 @@ export class Containerd {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill(signal);
-    await exited;
+    if ((await settleWithin(exited.then(() => true), STOP_GRACE_MS)) === undefined) {
+      child.kill("SIGKILL"); // seen once: a containerd that never finished its shutdown, left running after the tests
+      await exited;
+    }
     this.child = undefined;
   }
 
