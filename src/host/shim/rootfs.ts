@@ -4,11 +4,15 @@
 import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 
 const run = promisify(execFile);
+/** How long an unmount may find its target busy before it fails. */
+const UMOUNT_BUSY_MS = 10_000;
+const UMOUNT_RETRY_MS = 50;
 
 export interface RootfsMount {
   type: string;
@@ -47,10 +51,20 @@ export async function unmountRootfs(bundle: string, where: string): Promise<void
   for (let layers = stdout.trim().split("\n").filter(Boolean).length; layers > 0; layers--) await umount(target, where);
 }
 
+/**
+ * Unmounts `target`, trying again for a while when it is busy: a QEMU just killed may still
+ * be closing the files it served from it (seen after a moatd crash, containerd's shim delete).
+ */
 async function umount(target: string, where: string): Promise<void> {
-  await run("umount", [target]).catch((error: unknown) => {
-    throw new MoatError("MOAT_SHIM_MOUNT", `${where}: cannot unmount ${target}`, { cause: stderrOf(error), status: Code.INTERNAL });
-  });
+  const deadline = Date.now() + UMOUNT_BUSY_MS;
+  for (;;) {
+    const failed = await run("umount", [target]).then(() => undefined, (error: unknown) => error);
+    if (failed === undefined) return;
+    if (!/busy/i.test(String(stderrOf(failed))) || Date.now() > deadline) {
+      throw new MoatError("MOAT_SHIM_MOUNT", `${where}: cannot unmount ${target}`, { cause: stderrOf(failed), status: Code.INTERNAL });
+    }
+    await sleep(UMOUNT_RETRY_MS);
+  }
 }
 
 function stderrOf(error: unknown): unknown {
