@@ -12,6 +12,7 @@ import { constants as osConstants } from "node:os";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { MoatError } from "../../shared/errors.js";
+import { parseJsonObject } from "../../shared/json-object.js";
 import { containerGuestDir, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { crun, crunBinary, crunRoot } from "./crun.js";
@@ -272,14 +273,7 @@ function consoleSocket(terminal: Terminal | undefined): string[] {
 /** A bounded JSON document that must be an object. */
 function parseObject(json: string, where: string, what: string): Record<string, unknown> {
   if (json.length > MAX_SPEC_BYTES) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: ${what} larger than ${MAX_SPEC_BYTES} bytes`, { status: Code.INVALID_ARGUMENT });
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch (error) {
-    throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: ${what} is not JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: ${what} is not an object`, { status: Code.INVALID_ARGUMENT });
-  return value as Record<string, unknown>; // checked to be a plain object just above
+  return parseJsonObject(json, `${where}: ${what}`, "MOAT_CONTAINER_SPEC");
 }
 
 /** /proc/PID/cmdline with its NULs as spaces, bounded; empty for a process that is gone. */

@@ -3,6 +3,7 @@
 // plugin config: `runtime_root` only works for runtime io.containerd.runtime.v1.linux"), and
 // then its CRI plugin does not load at all: the user must drop that line.
 import { parse } from "smol-toml";
+import { isPlainObject } from "../../shared/json-object.js";
 
 /** The runtime types moat serves. */
 const MOAT_RUNTIME_TYPES = new Set(["io.containerd.moat.v2", "io.containerd.kata.v2"]);
@@ -25,7 +26,7 @@ export function containerdConfigFindings(text: string): ConfigFinding[] {
   const runtimes = tableAt(document, ["plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes"]);
   const findings: ConfigFinding[] = [];
   for (const [name, runtime] of Object.entries(runtimes)) {
-    if (!isTable(runtime) || !MOAT_RUNTIME_TYPES.has(String(runtime.runtime_type)) || runtime.runtime_root === undefined) continue;
+    if (!isPlainObject(runtime) || !MOAT_RUNTIME_TYPES.has(String(runtime.runtime_type)) || runtime.runtime_root === undefined) continue;
     findings.push({
       key: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${name}.runtime_root`,
       problem: `containerd 1.6 refuses runtime_root for ${String(runtime.runtime_type)} (it only works for io.containerd.runtime.v1.linux), and then its CRI plugin does not load`,
@@ -35,12 +36,9 @@ export function containerdConfigFindings(text: string): ConfigFinding[] {
   return findings;
 }
 
-function isTable(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function tableAt(document: unknown, path: string[]): Record<string, unknown> {
   let current: unknown = document;
-  for (const name of path) current = isTable(current) ? current[name] : undefined;
-  return isTable(current) ? current : {};
+  for (const name of path) current = isPlainObject(current) ? current[name] : undefined;
+  return isPlainObject(current) ? current : {};
 }

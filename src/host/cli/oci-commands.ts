@@ -7,6 +7,7 @@ import { constants as osConstants } from "node:os";
 import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { MoatError } from "../../shared/errors.js";
+import { parseJsonObject } from "../../shared/json-object.js";
 import type { StateResponse } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
@@ -113,14 +114,13 @@ async function processFor(client: DaemonClient, id: string, args: string[], opti
 }
 
 function readProcessFile(path: string): Record<string, unknown> {
-  let process: unknown;
+  let text: string;
   try {
-    process = JSON.parse(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new MoatError("MOAT_CLI_EXEC", `${path}: cannot read the process as JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
+    throw new MoatError("MOAT_CLI_EXEC", `${path}: cannot read the process`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
-  if (typeof process !== "object" || process === null || Array.isArray(process)) throw new MoatError("MOAT_CLI_EXEC", `${path}: must be a JSON object`, { status: Code.INVALID_ARGUMENT });
-  return process as Record<string, unknown>; // checked to be a plain object just above
+  return parseJsonObject(text, path, "MOAT_CLI_EXEC");
 }
 
 export function startCommand(id: string, global: GlobalOptions): Promise<void> {

@@ -3,6 +3,7 @@
 // over the file's values.
 import { readFileSync } from "node:fs";
 import { MoatError } from "../../shared/errors.js";
+import { parseJsonObject } from "../../shared/json-object.js";
 import { Code } from "../../shared/ttrpc/index.js";
 
 export interface UpdateOptions {
@@ -52,16 +53,13 @@ export function updateResources(id: string, options: UpdateOptions, readStdin: (
 
 function resourcesFile(path: string, readStdin: () => string): Record<string, Record<string, unknown>> {
   const where = path === "-" ? "--resources from stdin" : path;
-  let value: unknown;
+  let text: string;
   try {
-    value = JSON.parse(path === "-" ? readStdin() : readFileSync(path, "utf8"));
+    text = path === "-" ? readStdin() : readFileSync(path, "utf8");
   } catch (error) {
-    throw new MoatError("MOAT_CLI_UPDATE", `${where}: cannot read resources as JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
+    throw new MoatError("MOAT_CLI_UPDATE", `${where}: cannot read the resources`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new MoatError("MOAT_CLI_UPDATE", `${where}: must be a JSON object (the OCI LinuxResources)`, { status: Code.INVALID_ARGUMENT });
-  }
-  return value as Record<string, Record<string, unknown>>; // an object; the guest's crun checks each section
+  return parseJsonObject(text, where, "MOAT_CLI_UPDATE") as Record<string, Record<string, unknown>>; // the OCI LinuxResources: the guest's crun checks each section
 }
 
 function flagValue(id: string, flag: Flag, text: string, kind: "bytes" | "integer" | "text"): number | string {

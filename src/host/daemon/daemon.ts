@@ -5,6 +5,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
+import { parseJsonObject } from "../../shared/json-object.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
@@ -124,8 +125,7 @@ export class Daemon {
       } catch (error) {
         log(`container ${id}: cannot adopt: ${String(error)}; removing it`);
         sandbox?.agent.close();
-        await sandbox?.kill();
-        await discardSandbox(this.config, id);
+        await discardSandbox(this.config, id); // kills its QEMU and share servers, removes its directory
       }
     }
   }
@@ -155,7 +155,7 @@ export class Daemon {
     if (container.execs.has(execId)) {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: exec ${execId}: already exists`, { status: Code.ALREADY_EXISTS });
     }
-    const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`);
+    const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`, "MOAT_CONTAINER_SPEC");
     const relay = await this.openStdio(container.sandbox, id, execId, stdio ?? standIn(container.sandbox, `exec-${++container.execCount}.sock`), () => undefined);
     container.execs.set(execId, relay);
     try {
@@ -245,7 +245,7 @@ export class Daemon {
   async update(id: string, resourcesJson: string): Promise<void> {
     const container = this.get(id);
     if (container.state.status === "stopped") throw this.illegal(container, "update");
-    await container.sandbox.agent.updateContainer(id, parseJsonObject(resourcesJson, `container ${id}: update: resources`));
+    await container.sandbox.agent.updateContainer(id, parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC"));
   }
 
   /** Signals the container's process, or with `execId` one exec'd process. */
@@ -321,18 +321,6 @@ export class Daemon {
   private illegal(container: ManagedContainer, action: string): MoatError {
     return new MoatError("MOAT_CONTAINER_STATE", `container ${container.state.id}: cannot ${action} a ${container.state.status} container`, { status: Code.FAILED_PRECONDITION });
   }
-}
-
-/** A JSON document from a front end that must be an object. */
-function parseJsonObject(json: string, where: string): object {
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch (error) {
-    throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: not JSON`, { cause: error, status: Code.INVALID_ARGUMENT });
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: must be a JSON object`, { status: Code.INVALID_ARGUMENT });
-  return value;
 }
 
 /** The runc-style stand-in: a socket in the sandbox's state directory (stdio-relay.ts). */

@@ -6,6 +6,7 @@ import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
+import { isPlainObject } from "../../shared/json-object.js";
 
 export interface OciMount {
   destination: string;
@@ -46,18 +47,18 @@ export function loadBundle(bundleDir: string): Bundle {
   } catch (error) {
     throw invalid(`not valid JSON: ${(error as Error).message}`);
   }
-  if (!isObject(spec)) throw invalid("must be a JSON object");
+  if (!isPlainObject(spec)) throw invalid("must be a JSON object");
   if (typeof spec.ociVersion !== "string") throw invalid("ociVersion: must be a string");
 
   const process = spec.process;
-  if (!isObject(process)) throw invalid("process: must be an object");
+  if (!isPlainObject(process)) throw invalid("process: must be an object");
   if (!isStringArray(process.args) || process.args.length === 0) throw invalid("process.args: must be a non-empty array of strings");
   if (typeof process.cwd !== "string" || !isAbsolute(process.cwd)) throw invalid(`process.cwd: must be an absolute path, got ${JSON.stringify(process.cwd)}`);
   if (process.env !== undefined && !isStringArray(process.env)) throw invalid("process.env: must be an array of strings");
   if (process.terminal !== undefined && typeof process.terminal !== "boolean") throw invalid("process.terminal: must be true or false");
 
   const root = spec.root;
-  if (!isObject(root) || typeof root.path !== "string" || root.path.length === 0) throw invalid("root.path: must be a non-empty string");
+  if (!isPlainObject(root) || typeof root.path !== "string" || root.path.length === 0) throw invalid("root.path: must be a non-empty string");
   if (root.readonly !== undefined && typeof root.readonly !== "boolean") throw invalid("root.readonly: must be true or false");
   const rootfs = resolve(bundleDir, root.path);
   if (!isDirectory(rootfs)) throw invalid(`root.path: ${rootfs} is not a directory`);
@@ -67,7 +68,7 @@ export function loadBundle(bundleDir: string): Bundle {
     if (!Array.isArray(spec.mounts)) throw invalid("mounts: must be an array");
     spec.mounts.forEach((mount: unknown, index) => {
       const where = `mounts[${index}]`;
-      if (!isObject(mount)) throw invalid(`${where}: must be an object`);
+      if (!isPlainObject(mount)) throw invalid(`${where}: must be an object`);
       if (typeof mount.destination !== "string" || !isAbsolute(mount.destination)) throw invalid(`${where}.destination: must be an absolute path, got ${JSON.stringify(mount.destination)}`);
       for (const key of ["type", "source"] as const) {
         if (mount[key] !== undefined && typeof mount[key] !== "string") throw invalid(`${where}.${key}: must be a string`);
@@ -83,9 +84,6 @@ export function isBindMount(mount: OciMount): boolean {
   return mount.type === "bind" || (mount.options ?? []).some((option) => option === "bind" || option === "rbind");
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === "string");

@@ -21,6 +21,7 @@ import {
   runningQemuPid,
   tailOf,
   vmPaths,
+  type Accelerator,
   type AcceleratorChoice,
   type GuestRootfs,
   type Share,
@@ -154,7 +155,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       for (const file of options.files) await copyFile(file.source, join(filesDir, file.name));
     }
 
-    const base = await vmBase(config, options);
+    const base = await vmBase(config, options, accelerator.accelerator);
     const spec: VmSpec = { ...base, id, shares: options.shares ?? [], paths: vmPaths(stateDir) };
     // virtiofsd listens before QEMU starts: QEMU connects to its socket while it starts.
     const shareServers = await ShareServers.start({
@@ -204,12 +205,15 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   }
 }
 
-/** The VM a sandbox gets, short of its id, paths and shares: what a template is keyed by. */
-export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpus" | "memoryMiB"> = {}): Promise<TemplateBase> {
+/**
+ * The VM a sandbox gets, short of its id, paths and shares: what a template is keyed by.
+ * `accelerator` is probed unless the caller has done so already.
+ */
+export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpus" | "memoryMiB"> = {}, accelerator?: Accelerator): Promise<TemplateBase> {
   const { kernel, rootfs } = guestArtifacts(config);
   return {
     machine: config.qemu.machineType,
-    accelerator: (await chooseAccelerator()).accelerator,
+    accelerator: accelerator ?? (await chooseAccelerator()).accelerator,
     vcpus: options.vcpus ?? config.qemu.defaultVcpus,
     memoryMiB: options.memoryMiB ?? config.qemu.defaultMemoryMiB,
     kernelPath: kernel,
@@ -236,8 +240,9 @@ async function startVm(config: Config, spec: VmSpec, base: TemplateBase): Promis
   if (reason !== undefined) return boot(reason);
   // Building the template (the first time) is not part of this sandbox's start time.
   const template = await ensureTemplate(config, base).catch((error: unknown) => {
-    trace(spec.id, `template: ${error instanceof Error ? error.message : String(error)}`);
-    return `the template could not be built: ${error instanceof Error ? error.message : String(error)}`;
+    const why = error instanceof Error ? error.message : String(error);
+    trace(spec.id, `template: ${why}`);
+    return `the template could not be built: ${why}`;
   });
   if (typeof template === "string") return boot(template);
   // A restore that fails is this sandbox's failure, as a boot's would be: no second try.

@@ -10,6 +10,7 @@ import { connect, type Socket } from "node:net";
 import { MoatError } from "../../../shared/errors.js";
 import { tracer } from "../../../shared/trace.js";
 import { Code } from "../../../shared/ttrpc/index.js";
+import { isPlainObject } from "../../../shared/json-object.js";
 
 const trace = tracer("qmp");
 
@@ -141,7 +142,7 @@ export class QmpClient {
       return;
     }
     if (typeof record.event === "string") {
-      const event: QmpEvent = { event: record.event, data: isObject(record.data) ? record.data : undefined };
+      const event: QmpEvent = { event: record.event, data: isPlainObject(record.data) ? record.data : undefined };
       for (const listener of this.eventListeners) listener(event);
       return;
     }
@@ -152,7 +153,7 @@ export class QmpClient {
     clearTimeout(call.timer);
     if ("return" in record) {
       call.resolve(record.return);
-    } else if (isObject(record.error)) {
+    } else if (isPlainObject(record.error)) {
       const { class: errorClass, desc } = record.error;
       call.reject(new MoatError("MOAT_QMP_COMMAND", `${this.where}: ${call.command}: ${String(errorClass)}: ${String(desc)}`, { status: Code.INTERNAL }));
     } else {
@@ -163,6 +164,3 @@ export class QmpClient {
   }
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
