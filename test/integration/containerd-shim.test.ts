@@ -3,7 +3,7 @@
 // afterwards (no QEMU, mount, task state or FIFO).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
@@ -282,5 +282,25 @@ test("moatd killed under a running task: containerd's shim delete ends the task 
   await waitFor(() => workspace.qemuProcesses().length === 0 && mountsUnder(workspace.dir).length === 0, "shim delete kills QEMU and unmounts the rootfs");
   // ctr's FIFOs are ctr's to remove, at its task delete, which never ran: containerd removed the task.
   for (const name of readdirSync(containerd.fifoDir)) rmSync(join(containerd.fifoDir, name), { recursive: true, force: true });
+  await assertNothingLeft();
+});
+
+test("a systemd-form cgroupsPath on a host without systemd: the sandbox's QEMU in that cgroup made in cgroupfs, one log line, all removed", async () => {
+  // What containerd's CRI plugin writes with SystemdCgroup = true (the pod's parent is a slice).
+  const cgroupsPath = "moattest-pod1.slice:cri-containerd:cg-1";
+  const expanded = "/moattest.slice/moattest-pod1.slice/cri-containerd-cg-1.scope";
+  const hierarchies = readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((line) => / - cgroup2? /.test(line)).map((line) => line.split(" ")[4] ?? "");
+  await ok(containerd.run(["-d", "--cgroup", cgroupsPath, BUSYBOX_IMAGE, "cg-1", "sleep", "1000"]));
+  const pid = Number(/^cg-1\s+(\d+)/m.exec(await ok(containerd.ctr(["tasks", "ls"])))?.[1]);
+  const membership = readFileSync(`/proc/${pid}/cgroup`, "utf8");
+  for (const line of membership.trim().split("\n")) assert.ok(line.endsWith(`:${expanded}`), `QEMU ${pid} in ${expanded} in every hierarchy:\n${membership}`);
+  // In the guest, crun made the same cgroup for the container (cgroupfs: the guest has no systemd).
+  const guest = await ok(containerd.ctr(["tasks", "exec", "--exec-id", "cg-look", "cg-1", "cat", "/proc/self/cgroup"]));
+  assert.match(guest, new RegExp(`^0::${expanded.replaceAll(".", "\\.")}$`, "m"));
+  assert.equal(workspace.daemonLog().split("\n").filter((line) => line.includes("not run by systemd")).length, 1, workspace.daemonLog());
+  await ok(containerd.ctr(["tasks", "kill", "--signal", "SIGKILL", "cg-1"]));
+  await waitForTask("cg-1", "STOPPED");
+  await removeTask("cg-1");
+  for (const hierarchy of hierarchies) assert.equal(existsSync(join(hierarchy, "moattest.slice")), false, `${hierarchy}/moattest.slice removed`);
   await assertNothingLeft();
 });

@@ -12,7 +12,7 @@ export interface GlobalOptions {
   log?: string;
   /** --log-format: "text" or "json". */
   logFormat?: string;
-  /** --systemd-cgroup: accepted for runc compatibility; the container's cgroups are in the guest. */
+  /** --systemd-cgroup: accepted for runc compatibility; a systemd-form cgroupsPath is recognised by its shape (src/host/cgroup). */
   systemdCgroup?: boolean;
 }
 

@@ -36,7 +36,7 @@ export function buildProgram(): Command {
     .option("--debug", "show stack traces on errors")
     .option("--log <file>", "also append errors to this file (runc compatible)")
     .option("--log-format <format>", "text or json, for --log (runc compatible)", "text")
-    .option("--systemd-cgroup", "accepted for runc compatibility; cgroups are managed inside the guest")
+    .option("--systemd-cgroup", "accepted for runc compatibility: a linux.cgroupsPath in systemd's slice:prefix:name form is told by its shape")
     .enablePositionalOptions()
     .showHelpAfterError()
     .addHelpText(

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { MoatError } from "../../shared/errors.js";
-import { defaultConfig, parseConfig } from "./load.js";
+import { defaultConfig, loadConfig, parseConfig } from "./load.js";
 
 function invalid(text: string, message: RegExp): void {
   assert.throws(
@@ -77,4 +80,64 @@ test("the packaged config/configuration.toml parses to the defaults", async () =
   const { packageRoot } = await import("./package-root.js");
   const path = join(packageRoot(), "config", "configuration.toml");
   assert.deepEqual({ ...parseConfig(readFileSync(path, "utf8"), path), source: undefined }, defaultConfig());
+});
+
+test("a Kata configuration gives only the keys that mean the same in moat, never its paths", () => {
+  const kata = `
+[hypervisor.qemu]
+path = "/opt/kata/bin/qemu-system-x86_64"
+kernel = "/opt/kata/share/kata-containers/vmlinux.container"
+image = "/opt/kata/share/kata-containers/kata-containers.img"
+kernel_params = "systemd.unit=kata-containers.target"
+machine_type = "q35"
+default_vcpus = 2
+default_memory = 2048
+enable_debug = true
+shared_fs = "virtio-fs"
+virtio_fs_daemon = "/opt/kata/libexec/virtiofsd"
+virtio_fs_cache = "metadata"
+
+[agent.kata]
+dial_timeout = 45
+
+[runtime]
+internetworking_model = "tcfilter"
+
+[factory]
+enable_template = false
+template_path = "/run/vc/vm/template"
+`;
+  const config = parseConfig(kata, "/etc/kata-containers/configuration.toml");
+  const defaults = defaultConfig();
+  assert.deepEqual(config.qemu, { ...defaults.qemu, machineType: "q35", defaultVcpus: 2, defaultMemoryMiB: 2048, enableDebug: true, sharedFs: "virtio-fs" });
+  assert.equal(config.agent.dialTimeoutMs, 45_000);
+  assert.deepEqual(config.factory, { ...defaults.factory, enableTemplate: false });
+  assert.equal(config.source, "/etc/kata-containers/configuration.toml");
+});
+
+test("a Kata configuration's values are still checked", () => {
+  invalid("[hypervisor.qemu]\ndefault_memory = 64\n[agent.kata]\n", /hypervisor\.qemu\.default_memory: must be an integer from 128/);
+});
+
+test("with no file of moat's, Kata's is read; moat's own comes first", () => {
+  const dir = mkdtempSync(join(tmpdir(), "moat-config-"));
+  try {
+    const moat = join(dir, "moat.toml");
+    const kata = join(dir, "kata.toml");
+    writeFileSync(kata, "[hypervisor.qemu]\ndefault_vcpus = 3\n[agent.kata]\n");
+    const saved = process.env.MOAT_CONFIG;
+    delete process.env.MOAT_CONFIG;
+    try {
+      assert.equal(loadConfig(undefined, [moat, kata]).qemu.defaultVcpus, 3);
+      writeFileSync(moat, "[hypervisor.qemu]\ndefault_vcpus = 4\n");
+      assert.equal(loadConfig(undefined, [moat, kata]).qemu.defaultVcpus, 4);
+      rmSync(moat);
+      rmSync(kata);
+      assert.equal(loadConfig(undefined, [moat, kata]).source, undefined);
+    } finally {
+      if (saved !== undefined) process.env.MOAT_CONFIG = saved;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,6 +1,12 @@
 // Reads configuration.toml into a validated Config. Where a value is wrong, the error names
-// the file, the key path and the valid range. Keys moat does not know (a Kata file has many)
-// are ignored, so that Kata's file can be used as it is.
+// the file, the key path and the valid range. Keys moat does not know are ignored.
+//
+// A Kata Containers configuration (told by its [agent.kata] table, which every Kata file has)
+// is read for the keys that mean the same thing in moat: the VM's size, debug, machine type,
+// shared file system, templates, the agent's dial timeout. Its paths are Kata's (its guest
+// kernel and image carry Kata's agent, not moat's; its virtiofsd is another program), so they
+// are not taken. That is what makes Kata's file, or a CRI ConfigPath pointing at it, work
+// with moat unchanged.
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { parse, TomlError } from "smol-toml";
@@ -10,6 +16,22 @@ import type { Config } from "./config.js";
 import { packageRoot } from "./package-root.js";
 
 export const SYSTEM_CONFIG_PATH = "/etc/moat/configuration.toml";
+/** Where Kata keeps its configuration, read when moat has none of its own. */
+export const KATA_CONFIG_PATHS = ["/etc/kata-containers/configuration.toml", "/usr/share/defaults/kata-containers/configuration.toml"];
+
+/** The keys of a Kata file moat takes (as moat's key names), and the values each may have in moat. */
+const KATA_KEYS: Record<string, Record<string, { as: string; values?: readonly unknown[] }>> = {
+  "hypervisor.qemu": {
+    default_vcpus: { as: "default_vcpus" },
+    default_memory: { as: "default_memory" },
+    enable_debug: { as: "enable_debug" },
+    machine_type: { as: "machine_type", values: ["microvm", "q35"] },
+    shared_fs: { as: "shared_fs", values: ["virtio-fs", "virtio-9p"] },
+    virtio_fs_cache: { as: "virtio_fs_cache", values: ["never", "auto", "always"] },
+  },
+  "agent.kata": { dial_timeout: { as: "agent.moat.dial_timeout" } },
+  factory: { enable_template: { as: "enable_template" } },
+};
 
 type Table = Record<string, unknown>;
 
@@ -40,10 +62,10 @@ export function defaultConfig(): Config {
 
 /**
  * Loads the configuration: `explicitPath` if given (it must exist), else MOAT_CONFIG, else
- * /etc/moat/configuration.toml if it exists, else the built-in defaults.
+ * /etc/moat/configuration.toml if it exists, else Kata's if it exists, else the built-in defaults.
  */
-export function loadConfig(explicitPath?: string): Config {
-  const path = explicitPath ?? process.env.MOAT_CONFIG ?? (existsSync(SYSTEM_CONFIG_PATH) ? SYSTEM_CONFIG_PATH : undefined);
+export function loadConfig(explicitPath?: string, systemPaths: string[] = [SYSTEM_CONFIG_PATH, ...KATA_CONFIG_PATHS]): Config {
+  const path = explicitPath ?? process.env.MOAT_CONFIG ?? systemPaths.find((candidate) => existsSync(candidate));
   if (path === undefined) return defaultConfig();
   let text: string;
   try {
@@ -63,6 +85,7 @@ export function parseConfig(text: string, file: string): Config {
     const detail = error instanceof TomlError ? error.message.split("\n")[0] : String(error);
     throw new MoatError("MOAT_CONFIG_INVALID", `${file}: not valid TOML: ${detail}`, { status: Code.INVALID_ARGUMENT });
   }
+  if (isKataConfiguration(document)) document = kataKeys(document);
   const config = defaultConfig();
   config.source = file;
   const read = new Reader(file);
@@ -98,6 +121,34 @@ export function parseConfig(text: string, file: string): Config {
   config.factory.enableTemplate = read.boolean(factory, "factory.enable_template") ?? config.factory.enableTemplate;
   config.factory.templatePath = read.absolutePath(factory, "factory.template_path") ?? config.factory.templatePath;
   return config;
+}
+
+function isKataConfiguration(document: Table): boolean {
+  const agent = document.agent;
+  return typeof agent === "object" && agent !== null && "kata" in agent;
+}
+
+/**
+ * The part of a Kata document moat reads, under moat's key names. A value moat has no
+ * equivalent for (shared_fs = "virtio-fs-nydus", virtio_fs_cache = "metadata") is left out, so
+ * moat's default applies, rather than refusing Kata's own file.
+ */
+function kataKeys(document: Table): Table {
+  const taken: Table = {};
+  for (const [tablePath, keys] of Object.entries(KATA_KEYS)) {
+    let table: unknown = document;
+    for (const name of tablePath.split(".")) table = typeof table === "object" && table !== null ? (table as Table)[name] : undefined;
+    if (typeof table !== "object" || table === null) continue;
+    for (const [key, { as, values }] of Object.entries(keys)) {
+      const value = (table as Table)[key];
+      if (value === undefined || (values && !values.includes(value))) continue;
+      const target = as.includes(".") ? as.split(".") : [...tablePath.split("."), as];
+      let into = taken;
+      for (const name of target.slice(0, -1)) into = (into[name] ??= {}) as Table;
+      into[target[target.length - 1] ?? as] = value;
+    }
+  }
+  return taken;
 }
 
 /** Typed reads of one key each, with errors that name the file and the key path. */

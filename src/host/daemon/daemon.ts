@@ -10,7 +10,8 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds } from "../factory/index.js";
-import { guestSpec, loadBundle } from "../oci/index.js";
+import { hostCgroupTarget } from "../cgroup/index.js";
+import { guestSpec, loadBundle, specCgroupsPath } from "../oci/index.js";
 import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
 import { StdioRelay } from "./stdio-relay.js";
@@ -54,7 +55,11 @@ export class Daemon {
   /** Ids being created, so that a second create of the same id fails at once. */
   private readonly creating = new Set<string>();
 
-  constructor(private readonly config: Config) {}
+  /** `log` is moatd's log: lines an operator should see (adoption, fallbacks). */
+  constructor(
+    private readonly config: Config,
+    private readonly log: (line: string) => void,
+  ) {}
 
   get size(): number {
     return this.containers.size + this.creating.size;
@@ -72,11 +77,14 @@ export class Daemon {
     }
     const bundle = loadBundle(bundleDir);
     const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
-    const { spec, shares, files } = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
+    const where = `${bundle.dir}/config.json`;
+    const { spec, shares, files } = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
+    const cgroupsPath = specCgroupsPath(bundle.spec, where);
+    const hostCgroup = cgroupsPath === undefined ? undefined : { target: hostCgroupTarget(cgroupsPath, where), log: this.log };
     this.creating.add(id);
     try {
       const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...sandboxConfig.runtime, stateRoot: this.config.runtime.stateRoot } } : this.config;
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files });
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), true);
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
@@ -96,7 +104,8 @@ export class Daemon {
    * knows how each container is doing. A sandbox whose VM is gone, or whose create never
    * finished, is cleaned up.
    */
-  async adoptAll(log: (line: string) => void): Promise<void> {
+  async adoptAll(): Promise<void> {
+    const log = this.log;
     const stateRoot = this.config.runtime.stateRoot;
     await removeAbandonedBuilds(this.config, log);
     const entries = await readdir(stateRoot, { withFileTypes: true }).catch(() => []);

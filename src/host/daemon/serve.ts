@@ -34,8 +34,8 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
     options.log(`another moatd serves ${path}; exiting`);
     return;
   }
-  const daemon = new Daemon(config);
-  await daemon.adoptAll(options.log);
+  const daemon = new Daemon(config, options.log);
+  await daemon.adoptAll();
   let clients = 0;
   let connections = 0;
   const listen = async (socketPath: string, ttrpc: TtrpcServer): Promise<Server> => {

@@ -9,6 +9,7 @@ import { statSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { shareGuestPath } from "../../shared/protocol/index.js";
+import { hostCgroupTarget, isSystemdCgroupsPath } from "../cgroup/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { isBindMount, type OciMount, type OciSpec } from "./bundle.js";
 
@@ -75,11 +76,24 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
     shares.push({ tag, hostPath: source, readOnly: (mount.options ?? []).includes("ro"), overlay: false });
     return { ...mount, source: shareGuestPath(containerId, tag) };
   });
+  // crun in the guest has no systemd to ask: a systemd-form path becomes the cgroup systemd would make.
+  const cgroupsPath = specCgroupsPath(spec, where);
+  const linux = cgroupsPath !== undefined && isSystemdCgroupsPath(cgroupsPath) ? { linux: { ...(spec.linux as object), cgroupsPath: hostCgroupTarget(cgroupsPath, where).path } } : {};
   return {
-    spec: { ...spec, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}) },
+    spec: { ...spec, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...linux },
     shares,
     files,
   };
+}
+
+/** The spec's linux.cgroupsPath, if it sets one; `where` names the spec in errors. */
+export function specCgroupsPath(spec: OciSpec, where: string): string | undefined {
+  const linux = spec.linux;
+  if (typeof linux !== "object" || linux === null) return undefined;
+  const path = (linux as { cgroupsPath?: unknown }).cgroupsPath;
+  if (path === undefined || path === "") return undefined;
+  if (typeof path !== "string") throw new MoatError("MOAT_BUNDLE_INVALID", `${where}: linux.cgroupsPath must be a string`, { status: Code.INVALID_ARGUMENT });
+  return path;
 }
 
 /** Whether a bind mount's source is a directory; refuses a relative or missing source by name. */

@@ -9,6 +9,7 @@ import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { SharedFs as GuestSharedFs } from "../../shared/protocol/index.js";
 import { Code, connectUnix } from "../../shared/ttrpc/index.js";
+import { placeInHostCgroup, releaseHostCgroup, type HostCgroupTarget } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { emptyShareDir, ensureTemplate, restoreFromTemplate, slotShares, TEMPLATE_SHARE_SLOTS, type TemplateBase } from "../factory/index.js";
 import type { CopiedFile } from "../oci/index.js";
@@ -127,6 +128,8 @@ export interface SandboxOptions {
   /** vCPUs and memory for this sandbox instead of the configured defaults. */
   vcpus?: number;
   memoryMiB?: number;
+  /** The host cgroup QEMU and its share servers go to (the spec's linux.cgroupsPath); `log` hears the one line a fallback is worth. */
+  hostCgroup?: { target: HostCgroupTarget; log: (line: string) => void };
 }
 
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
@@ -149,6 +152,8 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       throw new MoatError("MOAT_STATE_DIR", `${where}: cannot create ${stateDir}`, { cause: error, status: Code.INTERNAL });
     }
     cleanup.push(`remove ${stateDir}`, () => rm(stateDir, { recursive: true, force: true }));
+    // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
+    cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
     if (options.files && options.files.length > 0) {
       const filesDir = sandboxFilesDir(config.runtime.stateRoot, id);
       await mkdir(filesDir);
@@ -169,6 +174,10 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const { vm, start, spawnedAt } = await startVm(config, spec, base);
     cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     const qemuReadyMs = performance.now() - spawnedAt;
+    if (options.hostCgroup) {
+      const { target, log } = options.hostCgroup;
+      await placeInHostCgroup(target, [vm.pid, ...shareServers.pids], { stateDir, stateRoot: config.runtime.stateRoot }, where, log);
+    }
 
     // QEMU holds bytes for a virtio-serial port until the guest opens it, so the first Check
     // can be sent at once: it is answered as soon as the agent serves.
@@ -307,6 +316,7 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
     await pidExited(pid, DISCARD_POLL_MS);
   }
   await (await ShareServers.adopt(paths.stateDir)).kill();
+  await releaseHostCgroup(paths.stateDir);
   await rm(paths.stateDir, { recursive: true, force: true });
 }
 
@@ -325,6 +335,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
+      await releaseHostCgroup(vm.paths.stateDir);
       await rm(vm.paths.stateDir, { recursive: true, force: true });
       return exit;
     },

@@ -300,9 +300,9 @@ function unsupported(where: string, what: string): MoatError {
 
 /**
  * The runtime options containerd sent. runtimeoptions.v1's ConfigPath (CRI's `ConfigPath`,
- * `ctr run --runtime-config-path`) is a moat configuration for this task's sandbox; every
- * other field set, and every field of runc's options, means nothing for a VM and is named in
- * one log line.
+ * `ctr run --runtime-config-path`) is a moat configuration for this task's sandbox; runc's
+ * SystemdCgroup is what the cgroupsPath's form says already; every other field set means
+ * nothing for a VM and is named in one log line.
  */
 function runtimeConfig(options: Any | undefined, where: string, log: (line: string) => void): Config | undefined {
   if (!options || options.value.length === 0) return undefined;
@@ -322,7 +322,9 @@ function runtimeConfig(options: Any | undefined, where: string, log: (line: stri
     throw new MoatError("MOAT_SHIM_OPTIONS", `${where}: runtime options: not a ${schema.typeName}`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
   const configPath = schema === runtimeOptions.OptionsSchema ? String(decoded.configPath ?? "") : "";
-  const ignored = schema.fields.filter((field) => decoded[field.localName] && !(configPath && field.name === "config_path"));
+  // systemd_cgroup is honoured through the cgroupsPath's form (src/host/cgroup), not ignored.
+  const honoured = new Set(["systemd_cgroup", ...(configPath ? ["config_path"] : [])]);
+  const ignored = schema.fields.filter((field) => decoded[field.localName] && !honoured.has(field.name));
   if (ignored.length > 0) log(`${where}: runtime options ignored (they mean nothing for a VM): ${ignored.map((field) => `${field.name}=${String(decoded[field.localName])}`).join(", ")}`);
   return configPath ? loadConfig(configPath) : undefined;
 }
