@@ -4,28 +4,15 @@
 import assert from "node:assert/strict";
 import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
 import { MoatError } from "../../src/shared/errors.js";
 import { Code, connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
-import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
+import { containerdForTestFile, mountsUnder, NAMESPACE } from "./harness/containerd.js";
 import { runMoat } from "./harness/moat-cli.js";
-import { TestWorkspace } from "./harness/state-root.js";
 
-const workspace = new TestWorkspace();
-const containerd = new Containerd(workspace);
-
-before(async () => {
-  await containerd.start();
-  await containerd.importBusybox();
-});
-
-after(async () => {
-  await containerd.stop();
-  await workspace.stopDaemon();
-  workspace.remove();
-});
+const { workspace, containerd } = containerdForTestFile();
 
 const assertNothingLeft = () => containerd.assertNothingLeft();
 

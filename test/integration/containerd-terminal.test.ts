@@ -6,27 +6,14 @@
 // exit status reaches ctr.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
 import { connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
-import { Containerd, MOAT_RUNTIME, NAMESPACE } from "./harness/containerd.js";
+import { containerdForTestFile, MOAT_RUNTIME, NAMESPACE } from "./harness/containerd.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
-import { TestWorkspace } from "./harness/state-root.js";
 import { TerminalSession } from "./harness/terminal.js";
 
-const workspace = new TestWorkspace();
-const containerd = new Containerd(workspace);
-
-before(async () => {
-  await containerd.start();
-  await containerd.importBusybox();
-});
-
-after(async () => {
-  await containerd.stop();
-  await workspace.stopDaemon();
-  workspace.remove();
-});
+const { workspace, containerd } = containerdForTestFile();
 
 /**
  * What runs on each terminal. ctr sets the window size only once the process has started, so

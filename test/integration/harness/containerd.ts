@@ -7,13 +7,14 @@
 // the tests keep CRI off (it would want CNI).
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { after, before } from "node:test";
 import { mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../src/shared/deadline.js";
 import { repoRoot, runCommand, type CliResult } from "./moat-cli.js";
 import { buildBusyboxArchive } from "./oci-image.js";
-import { DAEMON_FILES, type TestWorkspace } from "./state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./state-root.js";
 
 export const MOAT_RUNTIME = "io.containerd.moat.v2";
 export const NAMESPACE = "moat-test";
@@ -166,6 +167,25 @@ export class Containerd {
       return "(no containerd.log)";
     }
   }
+}
+
+/**
+ * A test file's workspace and containerd: started, with busybox imported, before its first
+ * test; stopped, with moatd, and removed after its last.
+ */
+export function containerdForTestFile(): { workspace: TestWorkspace; containerd: Containerd } {
+  const workspace = new TestWorkspace();
+  const containerd = new Containerd(workspace);
+  before(async () => {
+    await containerd.start();
+    await containerd.importBusybox();
+  });
+  after(async () => {
+    await containerd.stop();
+    await workspace.stopDaemon();
+    workspace.remove();
+  });
+  return { workspace, containerd };
 }
 
 /** Mount points under `dir` (rootfs overlays a test left mounted), from /proc/self/mountinfo. */
