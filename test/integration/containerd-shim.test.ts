@@ -2,43 +2,19 @@
 // VMs, their output and exit codes, events in the order containerd requires, and nothing left
 // afterwards (no QEMU, mount, task state or FIFO).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
 import { MoatError } from "../../src/shared/errors.js";
 import { Code, connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
-import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
+import { containerdForTestFile, mountsUnder, NAMESPACE } from "./harness/containerd.js";
 import { runMoat } from "./harness/moat-cli.js";
-import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
-const workspace = new TestWorkspace();
-const containerd = new Containerd(workspace);
+const { workspace, containerd } = containerdForTestFile();
 
-before(async () => {
-  await containerd.start();
-  await containerd.importBusybox();
-});
-
-after(async () => {
-  await containerd.stop();
-  await workspace.stopDaemon();
-  workspace.remove();
-});
-
-/** Everything a finished test must have cleaned: containerd's tasks, moat's sandboxes, mounts, FIFOs. */
-async function assertNothingLeft(): Promise<void> {
-  const tasks = await containerd.ctr(["tasks", "ls", "-q"]);
-  assert.equal(tasks.stdout.trim(), "", "containerd still lists tasks");
-  const containers = await containerd.ctr(["containers", "ls", "-q"]);
-  assert.equal(containers.stdout.trim(), "", "containerd still lists containers");
-  workspace.assertNothingLeft(DAEMON_FILES);
-  assert.deepEqual(containerd.strayProcesses(), [], "processes left (shim, logger, relay)");
-  assert.deepEqual(mountsUnder(workspace.dir), [], "mounts left");
-  assert.deepEqual(readdirSync(containerd.fifoDir), [], "FIFOs left");
-}
+const assertNothingLeft = () => containerd.assertNothingLeft();
 
 function explain(result: { stderr: string }): string {
   return `${result.stderr}\n--- moatd.log\n${workspace.daemonLog()}\n--- containerd.log (tail)\n${containerd.log().slice(-4000)}`;
@@ -59,26 +35,6 @@ test("ctr run --rm: stdout and stderr apart, stdin, a non-zero exit code", async
   await assertNothingLeft();
 });
 
-/** `ctr events` for the test namespace, collected until stopped: "topic container" lines. */
-function watchEvents(): { stop(): Promise<string[]>; stopLines(): Promise<string[]> } {
-  const child = spawn("ctr", ["-a", containerd.socket, "events"], { env: containerd.env(), stdio: ["ignore", "pipe", "ignore"] });
-  let text = "";
-  child.stdout.on("data", (chunk) => (text += chunk));
-  // A line reads: TIMESTAMP NAMESPACE TOPIC EVENT
-  const stopLines = async () => {
-    const closed = new Promise((resolve) => child.once("close", resolve));
-    child.kill();
-    await closed;
-    return text.split("\n").filter((line) => line.includes(` ${NAMESPACE} /tasks/`));
-  };
-  return {
-    stopLines,
-    async stop() {
-      return (await stopLines()).map((line) => line.split(" ").find((word) => word.startsWith("/tasks/")) ?? "");
-    },
-  };
-}
-
 async function ok(result: Promise<{ code: number | null; stdout: string; stderr: string }>): Promise<string> {
   const done = await result;
   assert.equal(done.code, 0, explain(done));
@@ -86,8 +42,7 @@ async function ok(result: Promise<{ code: number | null; stdout: string; stderr:
 }
 
 test("a running task: exec, ps, pause and resume, kill --all, delete; events in containerd's order", async () => {
-  const events = watchEvents();
-  await new Promise((resolve) => setTimeout(resolve, 300)); // ctr events subscribes before the task exists
+  const events = await containerd.watchEvents();
   await ok(containerd.run(["-d", BUSYBOX_IMAGE, "long-1", "sleep", "1000"]));
   const listed = await ok(containerd.ctr(["tasks", "ls"]));
   assert.match(listed, /long-1\s+\d+\s+RUNNING/);
@@ -205,8 +160,7 @@ test("containerd restarted under a running task: the task is still there, served
 });
 
 test("QEMU killed under a running task: the task exits 137, /tasks/exit is published, nothing is left", async () => {
-  const events = watchEvents();
-  await new Promise((resolve) => setTimeout(resolve, 300)); // ctr events subscribes first
+  const events = await containerd.watchEvents();
   await ok(containerd.run(["-d", BUSYBOX_IMAGE, "crash-1", "sleep", "1000"]));
   const pid = Number(/^crash-1\s+(\d+)/m.exec(await ok(containerd.ctr(["tasks", "ls"])))?.[1]);
   assert.ok(workspace.qemuProcesses().some((line) => line.startsWith(`${pid} `)), "the task's pid is its sandbox's QEMU");
@@ -216,6 +170,20 @@ test("QEMU killed under a running task: the task exits 137, /tasks/exit is publi
   const lines = await events.stopLines();
   const exit = lines.find((line) => line.includes("/tasks/exit"));
   assert.match(exit ?? "", /"exit_status":137|ExitStatus:137|exit_status:137/, lines.join("\n"));
+  await assertNothingLeft();
+});
+
+test("a task over its memory limit is OOM-killed: exit 137, and /tasks/oom comes before its /tasks/exit", async () => {
+  const events = await containerd.watchEvents();
+  // The shell itself grows (a string doubled until the cgroup's 32 MiB are gone), so the OOM
+  // killer's victim is the task's init.
+  const result = await containerd.run(["--rm", "--memory-limit", String(32 * 1024 * 1024), BUSYBOX_IMAGE, "oom-1", "sh", "-c", "x=x; while :; do x=$x$x; done"]);
+  assert.equal(result.code, 137, explain(result));
+  const lines = await events.stopLines();
+  const topics = lines.map((line) => line.split(" ").find((word) => word.startsWith("/tasks/")));
+  assert.deepEqual(topics, ["/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit", "/tasks/delete"], lines.join("\n"));
+  assert.match(lines[2] ?? "", /oom-1/, "TaskOOM names the container");
+  assert.match(lines[3] ?? "", /"exit_status":137|ExitStatus:137|exit_status:137/, lines.join("\n"));
   await assertNothingLeft();
 });
 

@@ -15,8 +15,10 @@ import { MoatError } from "../../shared/errors.js";
 import { parseJsonObject } from "../../shared/json-object.js";
 import { containerGuestDir, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
+import { cgroupDirOf } from "./cgroup-dir.js";
 import { crun, crunBinary, crunRoot } from "./crun.js";
 import { mountShares, unmountShares } from "./mounts.js";
+import type { OomEvents } from "./oom-events.js";
 import { OutputBuffer } from "./output-buffer.js";
 import { stdinSocketPair } from "./stdin-socket.js";
 import type { ProcessExit, ProcessExits } from "./process-exits.js";
@@ -61,7 +63,10 @@ const MAX_EXECS = 256;
 export class Containers {
   private readonly containers = new Map<string, Container>();
 
-  constructor(private readonly exits: ProcessExits) {}
+  constructor(
+    private readonly exits: ProcessExits,
+    private readonly oom: OomEvents,
+  ) {}
 
   async create(request: CreateRequest): Promise<number> {
     const id = request.containerId;
@@ -96,6 +101,8 @@ export class Containers {
         container.exitStatus = exit.exitStatus;
         container.exited = true;
       });
+      const cgroupDir = await cgroupDirOf(pid);
+      if (cgroupDir !== undefined) await this.oom.watch(id, cgroupDir);
       return pid;
     } catch (error) {
       await terminal?.close();
@@ -211,13 +218,19 @@ export class Containers {
     return { status: container.state, pid: container.pid, exitStatus: container.exitStatus };
   }
 
-  wait(id: string, execId: string): Promise<ProcessExit> {
-    return this.process(id, execId).exit;
+  /**
+   * Answers once the process has exited, with the last OOM event's sequence number after the
+   * container's memory.events was read again: an OOM kill that ended it is queued by then.
+   */
+  async wait(id: string, execId: string): Promise<ProcessExit & { oomSequence: bigint }> {
+    const exit = await this.process(id, execId).exit;
+    return { ...exit, oomSequence: await this.oom.check(id) };
   }
 
   async remove(id: string): Promise<void> {
     const container = this.containers.get(id);
     if (!container) return; // removing what is gone counts as done
+    this.oom.unwatch(id);
     await crun(id, ["delete", "--force", id]).catch(() => undefined);
     container.stdin?.destroy();
     for (const io of [container, ...container.execs.values()]) await io.terminal?.close();

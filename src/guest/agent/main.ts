@@ -4,7 +4,7 @@
 import { rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { startupSnapshot } from "node:v8";
-import { ContainerService, GuestService, HealthService, IoService, StatsService } from "../../shared/protocol/index.js";
+import { ContainerService, GuestService, HealthService, IoService, OomService, StatsService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import { setTraceSink } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
@@ -13,6 +13,8 @@ import { Containers } from "./containers.js";
 import { guestService } from "./guest-service.js";
 import { healthService } from "./health-service.js";
 import { ioService } from "./io-service.js";
+import { OomEvents } from "./oom-events.js";
+import { oomService } from "./oom-service.js";
 import { statsService } from "./stats-service.js";
 import { log, openLogPort } from "./log.js";
 import { ProcessExits } from "./process-exits.js";
@@ -43,7 +45,8 @@ async function main(): Promise<void> {
 
   const exits = new ProcessExits();
   exits.listen(EXIT_REPORT_FD, log);
-  const containers = new Containers(exits);
+  const oomEvents = new OomEvents(log);
+  const containers = new Containers(exits, oomEvents);
 
   const server = new TtrpcServer();
   server.register(HealthService, healthService);
@@ -51,6 +54,7 @@ async function main(): Promise<void> {
   server.register(ContainerService, containerService(containers));
   server.register(IoService, ioService(containers));
   server.register(StatsService, statsService(containers));
+  server.register(OomService, oomService(oomEvents));
 
   await rm(AGENT_SOCKET, { force: true });
   let sessions = 0;

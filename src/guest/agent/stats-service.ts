@@ -1,10 +1,11 @@
 // StatsService: a container's cgroup v2 files, read where its init process is (crun puts it
 // in the container's cgroup). The agent only reads; the host parses, so a change in what the
 // host reports never needs a new guest image.
-import { open, readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { MoatError } from "../../shared/errors.js";
 import type { StatsService } from "../../shared/protocol/index.js";
 import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
+import { cgroupDirOf } from "./cgroup-dir.js";
 import type { Containers } from "./containers.js";
 
 const MAX_NAMES = 16;
@@ -20,12 +21,11 @@ export function statsService(containers: Containers): ServiceImplementation<type
         throw new MoatError("MOAT_AGENT_REQUEST", `${where}: cgroup file names must be at most ${MAX_NAMES} names like cpu.stat`, { status: Code.INVALID_ARGUMENT });
       }
       const { status, pid } = containers.status(request.containerId);
-      const membership = status === "stopped" ? "" : await readFile(`/proc/${pid}/cgroup`, "utf8").catch(() => "");
-      const path = /^0::(\/.*)$/m.exec(membership)?.[1];
-      if (path === undefined) throw new MoatError("MOAT_CONTAINER_STATE", `${where}: has no cgroup (${status})`, { status: Code.FAILED_PRECONDITION });
+      const dir = status === "stopped" ? undefined : await cgroupDirOf(pid);
+      if (dir === undefined) throw new MoatError("MOAT_CONTAINER_STATE", `${where}: has no cgroup (${status})`, { status: Code.FAILED_PRECONDITION });
       const files: Record<string, string> = {};
       for (const name of request.names) {
-        const text = await readBounded(`/sys/fs/cgroup${path}/${name}`);
+        const text = await readBounded(`${dir}/${name}`);
         if (text !== undefined) files[name] = text;
       }
       return { files };

@@ -13,6 +13,7 @@ import { removeAbandonedBuilds } from "../factory/index.js";
 import { hostCgroupTarget } from "../cgroup/index.js";
 import { guestSpec, loadBundle, specCgroupsPath } from "../oci/index.js";
 import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { OomWatch } from "./oom-watch.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
 import { StdioRelay } from "./stdio-relay.js";
 
@@ -42,7 +43,12 @@ interface ManagedContainer {
   finished: Promise<void>;
   /** While a start call is being answered: the exit status waits for it (see start). */
   starting: Promise<void>;
+  /** Its sandbox's OOM events (one sandbox per container today). */
+  oom: OomWatch;
 }
+
+/** Told when the kernel's OOM killer killed a process of a container, before that process's exit. */
+export type OomListener = (id: string) => void;
 
 /** The container's state on disk, in its sandbox's state directory, for a restarted daemon. */
 const STATE_FILE = "container.json";
@@ -54,6 +60,7 @@ export class Daemon {
   private readonly containers = new Map<string, ManagedContainer>();
   /** Ids being created, so that a second create of the same id fails at once. */
   private readonly creating = new Set<string>();
+  private readonly oomListeners = new Set<OomListener>();
 
   /** `log` is moatd's log: lines an operator should see (adoption, fallbacks). */
   constructor(
@@ -139,12 +146,18 @@ export class Daemon {
     }
   }
 
+  /** Calls `listener` with a container's id each time its cgroup in the guest sees an OOM kill. */
+  onOom(listener: OomListener): void {
+    this.oomListeners.add(listener);
+  }
+
   /** Makes a container this daemon's: its stand-in's socket, its output and exit relayed. */
   private async attach(sandbox: SandboxVm, state: ContainerState, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
     const relay = await this.openStdio(sandbox, state.id, "", stdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
-    const container: ManagedContainer = { state, sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve() };
+    const oom = new OomWatch(sandbox.agent, `sandbox ${sandbox.id}`, (id) => this.reportOom(sandbox, id));
+    const container: ManagedContainer = { state, sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
@@ -154,6 +167,12 @@ export class Daemon {
     this.containers.set(state.id, container);
     await this.persist(container);
     return container;
+  }
+
+  /** An OOM event from a sandbox's guest: only a container of that sandbox is believed. */
+  private reportOom(sandbox: SandboxVm, id: string): void {
+    if (this.containers.get(id)?.sandbox !== sandbox) return trace(sandbox.id, `OOM event for ${id}, which is not a container of this sandbox: ignored`);
+    for (const listener of this.oomListeners) listener(id);
   }
 
   /** Runs another process in a running container; returns where its stdio is reached. */
@@ -303,6 +322,8 @@ export class Daemon {
     return agent
       .waitProcess(id, execId)
       .then(async (exit) => {
+        // An OOM kill that ended the process is reported before its exit.
+        await container.oom.caughtUp(exit.oomSequence);
         await exited(exit.exitStatus);
         await outputs;
         await container.starting;

@@ -9,6 +9,7 @@ import {
   GuestService,
   HealthService,
   IoService,
+  OomService,
   OutputStream,
   StatsService,
   type ShareMountSchema,
@@ -189,6 +190,19 @@ export class AgentClient {
   /** Sets the window size of the process's terminal (the process sees SIGWINCH). */
   async resizePty(containerId: string, execId: string, rows: number, columns: number): Promise<void> {
     await this.ttrpc.call(IoService.method.resizePty, { containerId, execId, rows, columns }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  /**
+   * The next OOM event after `afterSequence` (which it acknowledges): a long poll, answered when
+   * a container's cgroup sees an OOM kill. The container id is bounded here, not known to be
+   * real: the caller looks it up. A sequence that does not move forward is refused.
+   */
+  async nextOomEvent(afterSequence: bigint): Promise<{ containerId: string; sequence: bigint }> {
+    const event = await this.ttrpc.call(OomService.method.nextOomEvent, { afterSequence }, { timeoutMs: undefined });
+    if (event.sequence <= afterSequence) {
+      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: agent sent OOM event ${event.sequence} after ${afterSequence}`, { status: Code.DATA_LOSS });
+    }
+    return { containerId: bounded(event.containerId), sequence: event.sequence };
   }
 
   /** The named cgroup v2 files of the container (those that exist), each checked to be bounded. */

@@ -12,8 +12,13 @@ export interface ProcessExit {
 export class TaskProcess {
   status: ProcessStatus = "created";
   exit: ProcessExit | undefined;
-  /** Set once the daemon opened its stdio (for CloseIO). */
+  /** Set once the daemon opened its stdio (for CloseIO and ResizePty). */
   stdio: TaskStdio | undefined;
+  /**
+   * The window size ResizePty asked for before the process had its stdio (an exec not started
+   * yet): it starts at that size (process.consoleSize).
+   */
+  windowSize: { rows: number; columns: number } | undefined;
   /** Resolves when the process has exited (Task.Wait). */
   readonly exited: Promise<ProcessExit>;
   /**

@@ -8,7 +8,7 @@ import { containerdEventService, containerdTask, containerdTypes } from "../../s
 import { Code, TtrpcServer, type CallContext } from "../../shared/ttrpc/index.js";
 import { listen } from "../../../test/support/unix-socket.js";
 import { rejectsWithCode } from "../../../test/support/assertions.js";
-import type { ProcessStdio, StdioFactory } from "../daemon/index.js";
+import type { OomListener, ProcessStdio, StdioFactory, StdioInput } from "../daemon/index.js";
 import { taskService, type TaskDaemon } from "./task-service.js";
 
 // containerd's end: an Events/Forward server that records each topic.
@@ -59,6 +59,7 @@ class ExitsDuringStart implements Partial<TaskDaemon> {
     return { id: "", status: this.status, pid: 0, bundle: "", created: "", exitStatus: 3 };
   }
   async delete(): Promise<void> {}
+  onOom(): void {}
 }
 
 const context: CallContext = { signal: new AbortController().signal, afterResponse: () => undefined };
@@ -92,4 +93,85 @@ test("requests moat cannot serve say so; a bundle not started by the shim is ref
   mkdirSync(dir);
   await rejectsWithCode(service.create(create(containerdTask.CreateTaskRequestSchema, { id: "no-bootstrap", bundle: dir }), context), "MOAT_SHIM_BOOTSTRAP");
   await rejectsWithCode(service.state(create(containerdTask.StateRequestSchema, { id: "never-created" }), context), "MOAT_CONTAINER_NOT_FOUND");
+});
+
+/**
+ * A daemon whose processes have terminals: it records the window sizes its input is asked to
+ * set and the exec'd process objects, and it can report an OOM kill and an exit.
+ */
+class TerminalDaemon implements Partial<TaskDaemon> {
+  readonly resizes: string[] = [];
+  readonly execs: object[] = [];
+  stdio: ProcessStdio | undefined;
+  oom: OomListener = () => undefined;
+  private readonly input: StdioInput = {
+    hello: () => undefined,
+    stdin: async () => undefined,
+    stdinEnd: async () => undefined,
+    signal: () => undefined,
+    resize: async (rows, columns) => void this.resizes.push(`${rows}x${columns}`),
+  };
+  async create(_id: string, _bundle: string, stdio?: StdioFactory): Promise<string> {
+    this.stdio = await stdio?.(this.input, "fake");
+    return "";
+  }
+  sandboxPid(): number {
+    return 4243;
+  }
+  async start(): Promise<void> {}
+  async exec(_id: string, _execId: string, processJson: string, stdio?: StdioFactory): Promise<string> {
+    await stdio?.(this.input, "fake exec");
+    this.execs.push(JSON.parse(processJson) as object); // the service's own JSON.stringify
+    return "";
+  }
+  state() {
+    return { id: "", status: "running" as const, pid: 0, bundle: "", created: "", exitStatus: 0 };
+  }
+  onOom(listener: OomListener): void {
+    this.oom = listener;
+  }
+}
+
+function execSpec(process: object) {
+  return { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", value: new TextEncoder().encode(JSON.stringify(process)) };
+}
+
+test("ResizePty: width is columns, height rows; an exec resized before its start starts at that size; no terminal, no resize", async () => {
+  const daemon = new TerminalDaemon();
+  const service = taskService(daemon as unknown as TaskDaemon, () => undefined); // the fake has every method the calls below reach
+  const id = "tty-1";
+  await service.create(create(containerdTask.CreateTaskRequestSchema, { id, bundle: bundle(id), terminal: true }), context);
+  await service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, width: 100, height: 30 }), context);
+  await service.start(create(containerdTask.StartRequestSchema, { id }), context);
+  await service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, width: 120, height: 50 }), context);
+  assert.deepEqual(daemon.resizes, ["30x100", "50x120"], "the init's terminal, before and after its start");
+
+  await service.exec(create(containerdTask.ExecProcessRequestSchema, { id, execId: "e1", terminal: true, spec: execSpec({ args: ["sh"], terminal: true, cwd: "/" }) }), context);
+  await service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, execId: "e1", width: 80, height: 24 }), context);
+  await service.start(create(containerdTask.StartRequestSchema, { id, execId: "e1" }), context);
+  assert.deepEqual(daemon.execs, [{ args: ["sh"], terminal: true, cwd: "/", consoleSize: { height: 24, width: 80 } }]);
+  await service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, execId: "e1", width: 81, height: 25 }), context);
+  assert.deepEqual(daemon.resizes.slice(2), ["25x81"], "a started exec's terminal is resized in the guest");
+
+  await service.exec(create(containerdTask.ExecProcessRequestSchema, { id, execId: "e2", spec: execSpec({ args: ["true"], cwd: "/" }) }), context);
+  const none = await rejectsWithCode(service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, execId: "e2", width: 80, height: 24 }), context), "MOAT_TTY_NONE", /exec e2: the process has no terminal/);
+  assert.equal(none.status, Code.FAILED_PRECONDITION);
+  const huge = await rejectsWithCode(service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, width: 70_000, height: 24 }), context), "MOAT_TTY_SIZE");
+  assert.equal(huge.status, Code.INVALID_ARGUMENT);
+});
+
+test("an OOM kill the daemon reports is published as /tasks/oom before the exit it caused; unknown ids are ignored", async () => {
+  const daemon = new TerminalDaemon();
+  const service = taskService(daemon as unknown as TaskDaemon, () => undefined); // as above
+  const id = "oom-1";
+  await service.create(create(containerdTask.CreateTaskRequestSchema, { id, bundle: bundle(id) }), context);
+  await service.start(create(containerdTask.StartRequestSchema, { id }), context);
+  const before = topics.length;
+  daemon.oom("not-a-task");
+  daemon.oom(id);
+  await daemon.stdio?.sendExit(137);
+  assert.equal((await service.wait(create(containerdTask.WaitRequestSchema, { id }), context)).exitStatus, 137);
+  // The earlier tests' events may still be arriving: only this test's task exits or sees an OOM kill.
+  while (!topics.slice(before).includes("/tasks/exit")) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(topics.slice(before).filter((topic) => topic === "/tasks/oom" || topic === "/tasks/exit"), ["/tasks/oom", "/tasks/exit"]);
 });

@@ -8,6 +8,7 @@ import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
 import { cgroupsV2, containerdEvents, containerdTask, containerdTypes, runcOptions, runtimeOptions } from "../../shared/protocol/index.js";
 import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
+import { tracer } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import { loadConfig, type Config } from "../config/index.js";
 import type { Daemon } from "../daemon/index.js";
@@ -32,9 +33,12 @@ interface Task {
 }
 
 const { Status } = containerdTypes;
+const trace = tracer("shim");
+/** The largest window size a terminal takes (struct winsize holds unsigned shorts). */
+const MAX_WINDOW_CELLS = 0xffff;
 
 /** What the Task service needs of the daemon (a fake stands in for it in unit tests). */
-export type TaskDaemon = Pick<Daemon, "create" | "sandboxPid" | "start" | "exec" | "delete" | "state" | "ps" | "freeze" | "kill" | "update" | "cgroupFiles">;
+export type TaskDaemon = Pick<Daemon, "create" | "sandboxPid" | "start" | "exec" | "delete" | "state" | "ps" | "freeze" | "kill" | "update" | "cgroupFiles" | "onOom">;
 
 export function taskService(daemon: TaskDaemon, log: (line: string) => void): ServiceImplementation<typeof containerdTask.Task> {
   const tasks = new Map<string, Task>();
@@ -84,6 +88,14 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
 
   const exitReply = (exit: ProcessExit | undefined) => ({ exitStatus: exit?.exitStatus ?? 0, exitedAt: exit ? timestampFromDate(exit.exitedAt) : undefined });
 
+  // The daemon hears an OOM kill before the exit of the process it killed, and the event is
+  // queued after /tasks/start as that exit is: so /tasks/oom comes before /tasks/exit.
+  daemon.onOom((id) => {
+    const task = tasks.get(id);
+    if (!task) return trace(id, "OOM event for a container that is not a task here: ignored");
+    void task.init.startQueued.then(() => publish(task, "/tasks/oom", containerdEvents.TaskOOMSchema, { containerId: task.id }));
+  });
+
   return {
     async create(request) {
       const { id, bundle } = request;
@@ -127,9 +139,17 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
         await startProcess(process, () => daemon.start(task.id), () => publish(task, "/tasks/start", containerdEvents.TaskStartSchema, { containerId: task.id, pid: task.pid }));
       } else {
         const stdio = TaskStdio.factory(process.io, task, exited(task, process), (opened) => (process.stdio = opened));
+        // A window size asked for before the start is the terminal's from the first instruction on.
+        const size = process.windowSize;
+        const spec = size ? { ...process.spec, consoleSize: { height: size.rows, width: size.columns } } : process.spec;
         await startProcess(
           process,
-          async () => void (await daemon.exec(task.id, process.execId, JSON.stringify(process.spec), stdio)),
+          async () => {
+            await daemon.exec(task.id, process.execId, JSON.stringify(spec), stdio);
+            // One asked for while it was starting may have reached the guest before the process did.
+            const latest = process.windowSize;
+            if (latest && latest !== size) await process.stdio?.resize(latest.rows, latest.columns);
+          },
           () => publish(task, "/tasks/exec-started", containerdEvents.TaskExecStartedSchema, { containerId: task.id, execId: process.execId, pid: task.pid }),
         );
       }
@@ -232,7 +252,19 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
     },
 
     async resizePty(request) {
-      throw unsupported(`task ${request.id}`, "terminals (ResizePty)");
+      const task = taskOf(request.id);
+      const process = processOf(task, request.execId);
+      const where = describe(task, process);
+      if (!process.io.terminal) throw new MoatError("MOAT_TTY_NONE", `${where}: the process has no terminal`, { status: Code.FAILED_PRECONDITION });
+      // containerd's width is the columns, its height the rows (ctr: the console's Width, Height).
+      const size = { rows: request.height, columns: request.width };
+      if (size.rows > MAX_WINDOW_CELLS || size.columns > MAX_WINDOW_CELLS) {
+        throw new MoatError("MOAT_TTY_SIZE", `${where}: window size ${size.columns}x${size.rows}: width and height must be at most ${MAX_WINDOW_CELLS}`, { status: Code.INVALID_ARGUMENT });
+      }
+      if (process.status === "created") process.windowSize = size;
+      // The init's terminal exists from Create on (the guest keeps a size until the process runs).
+      await process.stdio?.resize(size.rows, size.columns);
+      return {};
     },
 
     async closeIO(request) {

@@ -3,6 +3,10 @@
 // output here and, once it is all out, its exit status, which ends the streams (so the reader
 // sees EOF) and is then reported through `exited`.
 //
+// With io.terminal the process runs on a pty in its guest (the spec's process.terminal): the
+// stdin FIFO carries the keys typed, the stdout FIFO the terminal's one output stream, and
+// containerd hands no stderr; window sizes come through Task.ResizePty (resize below).
+//
 // FIFOs are opened O_RDWR|O_NONBLOCK: the open never blocks and never fails for want of a
 // peer, and a net.Socket on the descriptor reads and writes through the event loop instead of
 // the thread pool.
@@ -39,9 +43,6 @@ export class TaskStdio implements ProcessStdio {
   /** The factory the daemon calls; `exited` hears the exit status after the output is out. */
   static factory(io: TaskIo, owner: LogOwner, exited: (status: number) => void, made: (stdio: TaskStdio) => void): StdioFactory {
     return async (input, where) => {
-      if (io.terminal) {
-        throw new MoatError("MOAT_SHIM_UNSUPPORTED", `${where}: terminal: terminals are not supported yet`, { status: Code.UNIMPLEMENTED });
-      }
       const opened: Array<{ destroy(): void }> = [];
       try {
         const stdin = io.stdin ? StdinFifo.open(io.stdin, where) : undefined;
@@ -74,7 +75,12 @@ export class TaskStdio implements ProcessStdio {
     this.exited(status);
   }
 
-  /** Task.CloseIO: the caller's stdin is done; the process sees EOF. */
+  /** Task.ResizePty: sets the window size of the process's terminal in the guest. */
+  resize(rows: number, columns: number): Promise<void> {
+    return this.input.resize(rows, columns);
+  }
+
+  /** Task.CloseIO: the caller's stdin is done; the process sees EOF (on a terminal: its end-of-file character). */
   closeStdin(): void {
     this.stdin?.close();
   }

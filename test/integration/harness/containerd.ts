@@ -5,14 +5,16 @@
 // io.containerd.moat.v2`, which containerd resolves to containerd-shim-moat-v2 on its PATH;
 // the config also registers moat for the CRI plugin, as a real installation would, though
 // the tests keep CRI off (it would want CNI).
+import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
+import { after, before } from "node:test";
+import { mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../src/shared/deadline.js";
 import { repoRoot, runCommand, type CliResult } from "./moat-cli.js";
 import { buildBusyboxArchive } from "./oci-image.js";
-import type { TestWorkspace } from "./state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./state-root.js";
 
 export const MOAT_RUNTIME = "io.containerd.moat.v2";
 export const NAMESPACE = "moat-test";
@@ -101,6 +103,42 @@ export class Containerd {
     return this.ctr(["run", "--runtime", MOAT_RUNTIME, "--fifo-dir", this.fifoDir, ...args], options);
   }
 
+  /**
+   * `ctr events` for the test namespace, collected until stopped: stop() gives the topics in
+   * the order containerd saw them, stopLines() whole "TIMESTAMP NAMESPACE TOPIC EVENT" lines.
+   * Resolves once it has subscribed.
+   */
+  async watchEvents(): Promise<{ stop(): Promise<string[]>; stopLines(): Promise<string[]> }> {
+    const child = spawn("ctr", ["-a", this.socket, "events"], { env: this.env(), stdio: ["ignore", "pipe", "ignore"] });
+    let text = "";
+    child.stdout.on("data", (chunk) => (text += chunk));
+    const stopLines = async () => {
+      const closed = new Promise((resolve) => child.once("close", resolve));
+      child.kill();
+      await closed;
+      return text.split("\n").filter((line) => line.includes(` ${NAMESPACE} /tasks/`));
+    };
+    await sleep(300); // ctr events subscribes before the task exists
+    return {
+      stopLines,
+      async stop() {
+        return (await stopLines()).map((line) => line.split(" ").find((word) => word.startsWith("/tasks/")) ?? "");
+      },
+    };
+  }
+
+  /** Everything a finished test must have cleaned: containerd's tasks, moat's sandboxes, mounts, FIFOs. */
+  async assertNothingLeft(): Promise<void> {
+    const tasks = await this.ctr(["tasks", "ls", "-q"]);
+    assert.equal(tasks.stdout.trim(), "", "containerd still lists tasks");
+    const containers = await this.ctr(["containers", "ls", "-q"]);
+    assert.equal(containers.stdout.trim(), "", "containerd still lists containers");
+    this.workspace.assertNothingLeft(DAEMON_FILES);
+    assert.deepEqual(this.strayProcesses(), [], "processes left (shim, logger, relay)");
+    assert.deepEqual(mountsUnder(this.workspace.dir), [], "mounts left");
+    assert.deepEqual(readdirSync(this.fifoDir), [], "FIFOs left");
+  }
+
   /** Builds the busybox OCI archive and imports it. */
   async importBusybox(): Promise<void> {
     const archive = buildBusyboxArchive(this.workspace.dir);
@@ -129,6 +167,25 @@ export class Containerd {
       return "(no containerd.log)";
     }
   }
+}
+
+/**
+ * A test file's workspace and containerd: started, with busybox imported, before its first
+ * test; stopped, with moatd, and removed after its last.
+ */
+export function containerdForTestFile(): { workspace: TestWorkspace; containerd: Containerd } {
+  const workspace = new TestWorkspace();
+  const containerd = new Containerd(workspace);
+  before(async () => {
+    await containerd.start();
+    await containerd.importBusybox();
+  });
+  after(async () => {
+    await containerd.stop();
+    await workspace.stopDaemon();
+    workspace.remove();
+  });
+  return { workspace, containerd };
 }
 
 /** Mount points under `dir` (rootfs overlays a test left mounted), from /proc/self/mountinfo. */
