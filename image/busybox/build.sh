@@ -20,13 +20,14 @@ if [ -d "$out/rootfs" ]; then
   exit 0
 fi
 mkdir -p "$cache/images/busybox"
-stage=$(mktemp -d "$cache/images/busybox/stage.XXXXXX")
+stage=$(mktemp -d "$cache/images/busybox/stage.XXXXXX") && chmod 755 "$stage"
 trap 'rm -rf "$stage"' EXIT
 root=$stage/rootfs
 mkdir -p "$root"/{bin,etc,dev,proc,sys,tmp,root,run,var,home,usr/bin,usr/sbin,sbin}
 chmod 1777 "$root/tmp"
 install_busybox_base "$root" "$busybox"
-mv "$stage" "$out"
+[ -d "$out/rootfs" ] || rm -rf "$out"
+publish "$stage" "$out"
 trap - EXIT
 progress busybox-image "built $out/rootfs"
 echo "$out/rootfs"

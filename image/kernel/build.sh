@@ -27,7 +27,7 @@ fi
 
 mkdir -p "$cache/kernel"
 work=$(mktemp -d "$cache/kernel/build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" "${tmp:-}"' EXIT
 
 progress kernel "unpacking linux-source-$src_version"
 tar -xf "$tarball" -C "$work"
@@ -52,11 +52,11 @@ build_pid=$!
 watch_log kernel "$build_pid" "$work/build.log" '^ +CC ' "$expected_files"
 wait "$build_pid" || fail kernel "compile failed: $(grep -m3 -E 'error|Error' "$work/build.log")"
 
-mkdir -p "$out.tmp"
-cp "$obj/vmlinux" "$out.tmp/vmlinux"
-cp "$obj/.config" "$out.tmp/config"
-make -s -C "$obj" kernelrelease >"$out.tmp/release"
-rm -rf "$out"
-mv "$out.tmp" "$out"
+tmp=$(mktemp -d "$cache/kernel/out.XXXXXX") && chmod 755 "$tmp"
+cp "$obj/vmlinux" "$tmp/vmlinux"
+cp "$obj/.config" "$tmp/config"
+make -s -C "$obj" kernelrelease >"$tmp/release"
+[ -f "$out/vmlinux" ] || rm -rf "$out"
+publish "$tmp" "$out"
 progress kernel "built $(cat "$out/release"): $out/vmlinux ($(du -m "$out/vmlinux" | cut -f1) MiB)"
 echo "$out/vmlinux"

@@ -24,7 +24,7 @@ done
 
 mkdir -p "$cache/rootfs"
 stage=$(mktemp -d "$cache/rootfs/stage.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
+trap 'rm -rf "$stage" "${tmp:-}"' EXIT
 progress rootfs "staging the guest tree"
 
 # copy_binary PATH: the file and every shared library ldd names, at their own paths.
@@ -71,12 +71,12 @@ node --snapshot-blob "$stage/moat/agent.blob" --build-snapshot "$stage/moat/agen
 rm "$stage/snapshot.log"
 touch -h -d @0 "$stage/moat/agent.blob"
 
-mkdir -p "$out.tmp"
+tmp=$(mktemp -d "$cache/rootfs/out.XXXXXX") && chmod 755 "$tmp"
 progress rootfs "writing erofs image ($(du -sm "$stage" | cut -f1) MiB of files)"
-mkfs.erofs --quiet --all-root -T0 -U 00000000-0000-0000-0000-00000000b0a7 "$out.tmp/rootfs.erofs" "$stage"
+mkfs.erofs --quiet --all-root -T0 -U 00000000-0000-0000-0000-00000000b0a7 "$tmp/rootfs.erofs" "$stage"
 progress rootfs "writing cpio initrd"
-(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) >"$out.tmp/initrd.cpio"
-rm -rf "$out"
-mv "$out.tmp" "$out"
+(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) >"$tmp/initrd.cpio"
+{ [ -f "$out/rootfs.erofs" ] && [ -f "$out/initrd.cpio" ]; } || rm -rf "$out"
+publish "$tmp" "$out"
 progress rootfs "built $out (erofs $(du -m "$out/rootfs.erofs" | cut -f1) MiB, initrd $(du -m "$out/initrd.cpio" | cut -f1) MiB)"
 echo "$out"
