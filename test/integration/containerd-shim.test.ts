@@ -3,7 +3,7 @@
 // afterwards (no QEMU, mount, task state or FIFO).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
@@ -11,7 +11,7 @@ import { MoatError } from "../../src/shared/errors.js";
 import { Code, connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
-import { runMoat } from "./harness/moat-cli.js";
+import { repoRoot, runCommand, runMoat } from "./harness/moat-cli.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
@@ -262,25 +262,69 @@ test("ctr run --log-uri binary://: a logging program gets the task's stdout on f
   await assertNothingLeft();
 });
 
-test("moatd killed under a running task: containerd's shim delete ends the task and leaves nothing", async () => {
-  // Today's behaviour, not the goal: the per-sandbox relay that would keep the task is not built.
-  await ok(containerd.run(["-d", BUSYBOX_IMAGE, "orphan-1", "sleep", "1000"]));
-  for (const line of workspace.daemonProcesses()) process.kill(Number(line.split(" ")[0]), "SIGKILL");
-  // containerd sees the connection close and runs `containerd-shim-moat-v2 delete`: with no
-  // moatd to ask, the Node half kills the sandbox's QEMU and unmounts the rootfs itself.
-  // Bounded waits: a clean-up that never comes fails here with the logs, not at the file's timeout.
-  const deadline = Date.now() + 60_000;
+/** The socket containerd dials for a task: the relay's, as `start` wrote it to the bundle. */
+function taskAddress(id: string): string {
+  const address = readFileSync(join(containerd.dir, "state", "io.containerd.runtime.v2.task", NAMESPACE, id, "address"), "utf8");
+  return address.trim().replace(/^unix:\/\//, "");
+}
+
+test("moatd killed under a running task: the relay keeps containerd's connection, a restarted moatd serves the task on", async () => {
+  const logFile = join(workspace.dir, "ticker.log");
+  const ticks = () => (readFileSync(logFile, "utf8").match(/^tick \d+$/gm) ?? []).length;
+  await ok(containerd.run(["-d", "--log-uri", `file://${logFile}`, BUSYBOX_IMAGE, "survivor-1", "sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]));
+  const relaySocket = taskAddress("survivor-1");
+  assert.match(relaySocket, /\/task-[0-9a-f]{16}\.sock$/, "containerd dials the task's relay, not moatd");
+  // A Wait in flight when moatd dies: the relay sends it again to the next moatd.
+  const waitClient = new TtrpcClient(await connectUnix(relaySocket), "test-wait");
+  const waited = waitClient.call(containerdTask.Task.method.wait, { id: "survivor-1" }, { timeoutMs: 600_000 });
+  // Bounded waits: what never comes fails here with the logs, not at the file's timeout.
   const waitFor = async (done: () => Promise<boolean> | boolean, what: string) => {
+    const deadline = Date.now() + 120_000;
     while (!(await done())) {
-      assert.ok(Date.now() < deadline, `${what} within 60 s\n${explain({ stderr: `QEMU: ${workspace.qemuProcesses().join("; ")}; mounts: ${mountsUnder(workspace.dir).join("; ")}` })}`);
+      assert.ok(Date.now() < deadline, `${what} within 120 s\n${explain({ stderr: `moatd: ${workspace.daemonProcesses().join("; ")}` })}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
-  await waitFor(async () => (await ok(containerd.ctr(["tasks", "ls", "-q"]))).trim() === "", "containerd drops the task");
-  await ok(containerd.ctr(["containers", "delete", "orphan-1"]));
-  // containerd runs that clean-up on its own time: the task leaves its list before it is done.
-  await waitFor(() => workspace.qemuProcesses().length === 0 && mountsUnder(workspace.dir).length === 0, "shim delete kills QEMU and unmounts the rootfs");
-  // ctr's FIFOs are ctr's to remove, at its task delete, which never ran: containerd removed the task.
-  for (const name of readdirSync(containerd.fifoDir)) rmSync(join(containerd.fifoDir, name), { recursive: true, force: true });
+  try {
+    await waitFor(() => ticks() >= 2, "the task prints");
+    const killed = workspace.daemonProcesses().map((line) => Number(line.split(" ")[0]));
+    assert.equal(killed.length, 1, "one moatd serves the workspace");
+    for (const pid of killed) process.kill(pid, "SIGKILL");
+    const ticksAtKill = ticks();
+    // The relay finds moatd gone and starts another, which adopts the sandbox and the task.
+    await waitFor(() => workspace.daemonProcesses().some((line) => !killed.includes(Number(line.split(" ")[0]))), "the relay starts moatd again");
+    await waitFor(() => ticks() >= ticksAtKill + 3, "the task's output flows on into its log");
+    assert.match(await ok(containerd.ctr(["tasks", "ls"])), /survivor-1\s+\d+\s+RUNNING/);
+    const exec = await containerd.ctr(["tasks", "exec", "--exec-id", "after-moatd", "survivor-1", "sh", "-c", "echo exec after restart; exit 4"]);
+    assert.equal(exec.code, 4, explain(exec));
+    assert.equal(exec.stdout, "exec after restart\n");
+    await ok(containerd.ctr(["tasks", "kill", "--signal", "SIGKILL", "survivor-1"]));
+    assert.equal((await waited).exitStatus, 137, "the Wait sent before moatd died answers with the exit");
+  } finally {
+    waitClient.close();
+  }
+  await waitForTask("survivor-1", "STOPPED");
+  await removeTask("survivor-1");
+  await waitFor(() => containerd.strayProcesses().length === 0, "the relay exits after containerd's Shutdown");
+  assert.equal(existsSync(relaySocket), false, "the relay removed its socket");
+  await assertNothingLeft();
+});
+
+test("shim delete stops a relay containerd never shut down and removes its socket", async () => {
+  // As after a setup that crashed between start and Create: a relay, and no task in moatd.
+  const bundle = join(workspace.dir, "lost-bundle");
+  mkdirSync(bundle);
+  const shim = join(repoRoot, "dist", "bin", "containerd-shim-moat-v2");
+  const args = ["-namespace", NAMESPACE, "-address", containerd.socket, "-id", "lost-1"];
+  const started = await runCommand(shim, [...args, "start"], { cwd: bundle, env: { ...containerd.env(), TTRPC_ADDRESS: `${containerd.socket}.ttrpc` } });
+  assert.equal(started.code, 0, started.stderr);
+  const relaySocket = started.stdout.trim().replace(/^unix:\/\//, "");
+  assert.ok(existsSync(relaySocket), `the relay listens on ${relaySocket}`);
+  assert.equal(containerd.strayProcesses().length, 1, "the relay runs");
+  const deleted = await runCommand(shim, [...args, "-bundle", bundle, "delete"], { cwd: bundle, env: containerd.env() });
+  assert.equal(deleted.code, 0, deleted.stderr);
+  assert.equal(existsSync(relaySocket), false, "delete removed the relay's socket");
+  assert.deepEqual(containerd.strayProcesses(), [], "delete stopped the relay");
+  rmSync(bundle, { recursive: true });
   await assertNothingLeft();
 });

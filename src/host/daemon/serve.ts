@@ -16,6 +16,7 @@ import { daemonSocketPath } from "./socket-path.js";
 export interface FrontEnd {
   /** The socket's file name under the state root. */
   socketName: string;
+  /** Registers its services, and its adopter on the daemon (called before the daemon adopts). */
   register(server: TtrpcServer, daemon: Daemon, log: (line: string) => void): void;
 }
 
@@ -35,6 +36,12 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
     return;
   }
   const daemon = new Daemon(config);
+  // Front ends register first: their adopters take back the containers they own.
+  const frontEnds = (options.frontEnds ?? []).map((frontEnd) => {
+    const ttrpc = new TtrpcServer();
+    frontEnd.register(ttrpc, daemon, options.log);
+    return { frontEnd, ttrpc };
+  });
   await daemon.adoptAll(options.log);
   let clients = 0;
   let connections = 0;
@@ -49,9 +56,7 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
   };
   // The front ends first: a client that finds moatd.sock answering may rely on them.
   const servers: Array<{ server: Server; path: string }> = [];
-  for (const frontEnd of options.frontEnds ?? []) {
-    const ttrpc = new TtrpcServer();
-    frontEnd.register(ttrpc, daemon, options.log);
+  for (const { frontEnd, ttrpc } of frontEnds) {
     const socketPath = join(stateRoot, frontEnd.socketName);
     servers.push({ server: await listen(socketPath, ttrpc), path: socketPath });
   }
