@@ -276,7 +276,13 @@ test("moatd killed under a running task: the relay keeps containerd's connection
   assert.match(relaySocket, /\/task-[0-9a-f]{16}\.sock$/, "containerd dials the task's relay, not moatd");
   // A Wait in flight when moatd dies: the relay sends it again to the next moatd.
   const waitClient = new TtrpcClient(await connectUnix(relaySocket), "test-wait");
-  const waited = waitClient.call(containerdTask.Task.method.wait, { id: "survivor-1" }, { timeoutMs: 600_000 });
+  const task = containerdTask.Task.method;
+  const waited = waitClient.call(task.wait, { id: "survivor-1" }, { timeoutMs: 600_000 });
+  // An exec running when moatd dies (no stdio): the next moatd adopts it and reports its exit.
+  const spec = new TextEncoder().encode(JSON.stringify({ args: ["sh", "-c", "sleep 4; exit 6"], cwd: "/", env: ["PATH=/bin:/usr/bin"], user: { uid: 0, gid: 0 } }));
+  await waitClient.call(task.exec, { id: "survivor-1", execId: "across", spec: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", value: spec } }, { timeoutMs: 60_000 });
+  await waitClient.call(task.start, { id: "survivor-1", execId: "across" }, { timeoutMs: 60_000 });
+  const execWaited = waitClient.call(task.wait, { id: "survivor-1", execId: "across" }, { timeoutMs: 600_000 });
   // Bounded waits: what never comes fails here with the logs, not at the file's timeout.
   const waitFor = async (done: () => Promise<boolean> | boolean, what: string) => {
     const deadline = Date.now() + 120_000;
@@ -294,6 +300,8 @@ test("moatd killed under a running task: the relay keeps containerd's connection
     // The relay finds moatd gone and starts another, which adopts the sandbox and the task.
     await waitFor(() => workspace.daemonProcesses().some((line) => !killed.includes(Number(line.split(" ")[0]))), "the relay starts moatd again");
     await waitFor(() => ticks() >= ticksAtKill + 3, "the task's output flows on into its log");
+    assert.equal((await execWaited).exitStatus, 6, "the exec running across the restart reports its exit");
+    await waitClient.call(task.delete, { id: "survivor-1", execId: "across" }, { timeoutMs: 60_000 });
     assert.match(await ok(containerd.ctr(["tasks", "ls"])), /survivor-1\s+\d+\s+RUNNING/);
     const exec = await containerd.ctr(["tasks", "exec", "--exec-id", "after-moatd", "survivor-1", "sh", "-c", "echo exec after restart; exit 4"]);
     assert.equal(exec.code, 4, explain(exec));
