@@ -39,7 +39,10 @@ const flags = (id: string) => ["-namespace", "bench", "-address", join(workspace
 const ids: string[] = [];
 try {
   // A new id each time, as containerd's tasks have: each start forks a relay that stays.
-  const start = () => timed(shim, [...flags(`task-${ids.push(String(ids.length)) - 1}`), "start"]);
+  const start = () => {
+    ids.push(`task-${ids.length}`);
+    return timed(shim, [...flags(ids[ids.length - 1]!), "start"]); // just pushed
+  };
   const first = start(); // starts moatd
   const samples = { shim: [] as number[], node: [] as number[], relayPss: [] as number[] };
   for (let run = 0; run < runs; run++) {

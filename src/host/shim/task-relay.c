@@ -348,7 +348,9 @@ void relay_start(const char *root, const char *id, const char *relay_path) {
   if (pid < 0) shim_die("fork", "the task relay");
   if (pid == 0) {
     // The relay: its own session, so that it outlives `start` and is no part of containerd's process group.
-    close(ready[0]);
+    // Only the readiness pipe is kept of what `start` was given (its caller's descriptors are none of the relay's business).
+    close_range(3, (unsigned)ready[1] - 1, 0);
+    close_range((unsigned)ready[1] + 1, ~0U, 0);
     setsid();
     relay.root = root;
     relay.id = id;
@@ -361,6 +363,7 @@ void relay_start(const char *root, const char *id, const char *relay_path) {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     // containerd reads `start`'s stdout and stderr to their end: the relay must not hold them.
     if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 || chdir("/") < 0) error = error ? error : errno;
+    if (null > 2) close(null);
     if (write(ready[1], &error, sizeof error) != sizeof error || error) _exit(1);
     close(ready[1]);
     signal(SIGPIPE, SIG_IGN);
