@@ -5,10 +5,12 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createConnection } from "node:net";
 import { after, before, test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
 import { MoatError } from "../../src/shared/errors.js";
 import { Code, connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
+import { MisbehavingTaskServer, type Behaviour } from "./failpoint/misbehaving-task-server.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { Containerd, mountsUnder, NAMESPACE } from "./harness/containerd.js";
 import { repoRoot, runCommand, runMoat } from "./harness/moat-cli.js";
@@ -334,5 +336,71 @@ test("shim delete stops a relay containerd never shut down and removes its socke
   assert.equal(existsSync(relaySocket), false, "delete removed the relay's socket");
   assert.deepEqual(containerd.strayProcesses(), [], "delete stopped the relay");
   rmSync(bundle, { recursive: true });
+  await assertNothingLeft();
+});
+
+test("the relay: a request in flight when moatd hangs up is sent again if safe, else answered UNAVAILABLE; garbage from either side closes that side", async () => {
+  await workspace.stopDaemon(); // the misbehaving server takes moatd's place on its Task socket
+  mkdirSync(workspace.stateRoot, { recursive: true, mode: 0o711 }); // as moatd makes it, when this test runs alone
+  // The first Kill and the first Pids are hung up on, the first Stats gets garbage back.
+  const misbehaviours = new Map<string, Behaviour>([["Kill", "hang-up"], ["Pids", "hang-up"], ["Stats", "garbage"]]);
+  const fake = new MisbehavingTaskServer(join(workspace.stateRoot, "containerd-task.sock"), (method) => {
+    const behaviour = misbehaviours.get(method) ?? "answer";
+    misbehaviours.delete(method);
+    return behaviour;
+  });
+  /** The connection (counted by the fake) each request of `method` came on. */
+  const connectionsOf = (method: string) => fake.received.flatMap((methods, connection) => methods.filter((name) => name === method).map(() => connection));
+  await fake.listen();
+  const bundle = join(workspace.dir, "relay-bundle");
+  mkdirSync(bundle);
+  const shim = join(repoRoot, "dist", "bin", "containerd-shim-moat-v2");
+  try {
+    const started = await runCommand(shim, ["-namespace", NAMESPACE, "-address", containerd.socket, "-id", "relay-1", "start"], { cwd: bundle, env: { ...containerd.env(), TTRPC_ADDRESS: `${containerd.socket}.ttrpc` } });
+    assert.equal(started.code, 0, started.stderr);
+    const relaySocket = started.stdout.trim().replace(/^unix:\/\//, "");
+    const task = containerdTask.Task.method;
+    const client = new TtrpcClient(await connectUnix(relaySocket), "test");
+    const failure = (call: Promise<unknown>) => call.then(() => assert.fail("the call succeeded"), (error: unknown) => error as MoatError);
+    try {
+      await client.call(task.state, { id: "relay-1" }, { timeoutMs: 30_000 });
+      const killed = await failure(client.call(task.kill, { id: "relay-1", signal: 9 }, { timeoutMs: 30_000 }));
+      assert.equal(killed.status, Code.UNAVAILABLE, String(killed));
+      assert.match(killed.message, /Task\.Kill: moatd went away while serving it; not sent again/);
+      await client.call(task.pids, { id: "relay-1" }, { timeoutMs: 30_000 }); // hung up on, then sent again
+      const pids = connectionsOf("Pids");
+      assert.equal(pids.length, 2, "Pids was sent again");
+      assert.ok(pids[1]! > pids[0]!, "on the next connection"); // two, checked above
+      const garbled = await failure(client.call(task.stats, { id: "relay-1" }, { timeoutMs: 30_000 }));
+      assert.equal(garbled.status, Code.UNAVAILABLE, String(garbled));
+      assert.match(garbled.message, /Task\.Stats: moatd sent a malformed frame/);
+      await client.call(task.state, { id: "relay-1" }, { timeoutMs: 30_000 }); // the next request dials again
+      assert.ok(connectionsOf("State").at(-1)! > connectionsOf("Stats")[0]!, "on a new connection"); // both were sent
+    } finally {
+      client.close();
+    }
+    // Garbage from containerd's side: a length over 4 MiB, a request that is not protobuf.
+    for (const garbage of [[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 1, 0], [0, 0, 0, 2, 0, 0, 0, 1, 1, 0, 0xff, 0xff]]) {
+      const socket = createConnection(relaySocket);
+      socket.on("error", () => undefined);
+      const closed = new Promise((resolve) => socket.once("close", resolve));
+      socket.write(Buffer.from(garbage));
+      await closed;
+    }
+    const after = new TtrpcClient(await connectUnix(relaySocket), "test");
+    try {
+      await after.call(task.state, { id: "relay-1" }, { timeoutMs: 30_000 }); // still serving
+      await after.call(task.shutdown, { id: "relay-1" }, { timeoutMs: 30_000 }); // answered by the relay, which then exits
+    } finally {
+      after.close();
+    }
+    const deadline = Date.now() + 10_000;
+    while ((existsSync(relaySocket) || containerd.strayProcesses().length > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(existsSync(relaySocket), false, "the relay removed its socket at Shutdown");
+    assert.deepEqual(containerd.strayProcesses(), [], "the relay exited at Shutdown");
+  } finally {
+    await fake.close();
+    rmSync(bundle, { recursive: true, force: true });
+  }
   await assertNothingLeft();
 });

@@ -5,9 +5,11 @@
 import { mkdir, rm } from "node:fs/promises";
 import { connect, createServer, type Server } from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ContainerLifecycleService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
+import { takeDaemonLock, type DaemonLock } from "./daemon-lock.js";
 import { Daemon } from "./daemon.js";
 import { lifecycleService } from "./lifecycle-service.js";
 import { daemonSocketPath } from "./socket-path.js";
@@ -27,13 +29,24 @@ export interface ServeOptions {
   frontEnds?: FrontEnd[];
 }
 
+/** How long a starting moatd waits for the lock held by one that stopped answering (exiting idle). */
+const LOCK_WAIT_MS = 5_000;
+const LOCK_RETRY_MS = 100;
+
 export async function serveDaemon(config: Config, options: ServeOptions): Promise<void> {
   const stateRoot = config.runtime.stateRoot;
   await mkdir(stateRoot, { recursive: true, mode: 0o711 });
   const path = daemonSocketPath(stateRoot);
-  if (await answers(path)) {
-    options.log(`another moatd serves ${path}; exiting`);
-    return;
+  // Another moatd holds the lock while it adopts (before it answers) and, exiting idle, for a
+  // moment after it stopped answering: wait that moment out, not the adoption.
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let lock: DaemonLock | undefined;
+  while (!(lock = await takeDaemonLock(stateRoot))) {
+    if ((await answers(path)) || Date.now() > deadline) {
+      options.log(`another moatd serves ${stateRoot} (or is adopting its sandboxes); exiting`);
+      return;
+    }
+    await sleep(LOCK_RETRY_MS);
   }
   const daemon = new Daemon(config);
   // Front ends register first: their adopters take back the containers they own.
@@ -71,7 +84,10 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
       else if (Date.now() - idleSince >= options.idleExitMs) {
         clearInterval(timer);
         for (const served of servers) served.server.close();
-        void Promise.all(servers.map((served) => rm(served.path, { force: true }))).then(() => options.log("idle: exiting"));
+        void Promise.all(servers.map((served) => rm(served.path, { force: true }))).then(() => {
+          lock.release();
+          options.log("idle: exiting");
+        });
       }
     }, Math.min(1000, options.idleExitMs));
   }

@@ -26,6 +26,7 @@
 
 #include "moatd-start.h"
 #include "task-relay.h"
+#include "ttrpc-frame.h"
 
 #define START_TIMEOUT_MS 10000
 
@@ -62,16 +63,6 @@ static const char *line_safe(const char *value) {
   return value;
 }
 
-// A protobuf varint.
-static size_t put_varint(unsigned char *out, unsigned long long value) {
-  size_t n = 0;
-  do {
-    out[n++] = (unsigned char)((value & 0x7f) | (value > 0x7f ? 0x80 : 0));
-    value >>= 7;
-  } while (value);
-  return n;
-}
-
 // containerd.task.v2.DeleteResponse{exit_status: 137, exited_at: now}, as `delete` answers.
 static void print_delete_response(void) {
   struct timespec now;
@@ -79,11 +70,11 @@ static void print_delete_response(void) {
   unsigned char timestamp[32], message[64];
   size_t t = 0, m = 0;
   timestamp[t++] = 0x08; // Timestamp.seconds, varint
-  t += put_varint(timestamp + t, (unsigned long long)now.tv_sec);
+  t += ttrpc_put_varint(timestamp + t, (unsigned long long)now.tv_sec);
   timestamp[t++] = 0x10; // Timestamp.nanos, varint
-  t += put_varint(timestamp + t, (unsigned long long)now.tv_nsec);
+  t += ttrpc_put_varint(timestamp + t, (unsigned long long)now.tv_nsec);
   message[m++] = 0x10; // DeleteResponse.exit_status = 2, varint
-  m += put_varint(message + m, 137);
+  m += ttrpc_put_varint(message + m, 137);
   message[m++] = 0x1a; // DeleteResponse.exited_at = 3, length-delimited
   message[m++] = (unsigned char)t;
   memcpy(message + m, timestamp, t);

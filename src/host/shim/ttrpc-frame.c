@@ -113,7 +113,7 @@ int ttrpc_write_all(int fd, const unsigned char *bytes, size_t length) {
   return 0;
 }
 
-static size_t put_varint(unsigned char *out, uint64_t value) {
+size_t ttrpc_put_varint(unsigned char *out, uint64_t value) {
   size_t n = 0;
   do {
     out[n++] = (unsigned char)((value & 0x7f) | (value > 0x7f ? 0x80 : 0));
@@ -127,13 +127,13 @@ int ttrpc_write_status(int fd, uint32_t stream, int code, const char *message) {
   unsigned char status[1040], frame[TTRPC_HEADER_BYTES + 1056];
   size_t s = 0, f = TTRPC_HEADER_BYTES;
   status[s++] = 0x08; // Status.code = 1, varint
-  s += put_varint(status + s, (uint64_t)code);
+  s += ttrpc_put_varint(status + s, (uint64_t)code);
   status[s++] = 0x12; // Status.message = 2, length-delimited
-  s += put_varint(status + s, message_length);
+  s += ttrpc_put_varint(status + s, message_length);
   memcpy(status + s, message, message_length);
   s += message_length;
   frame[f++] = 0x0a; // Response.status = 1, length-delimited
-  f += put_varint(frame + f, s);
+  f += ttrpc_put_varint(frame + f, s);
   memcpy(frame + f, status, s);
   f += s;
   put_u32(frame, (uint32_t)(f - TTRPC_HEADER_BYTES));

@@ -50,6 +50,9 @@ int ttrpc_write_all(int fd, const unsigned char *bytes, size_t length);
 // Sends Response{status: {code, message}} on `stream`.
 int ttrpc_write_status(int fd, uint32_t stream, int code, const char *message);
 
+// Writes a protobuf varint; returns its length (at most 10 bytes).
+size_t ttrpc_put_varint(unsigned char *out, uint64_t value);
+
 // Sends an empty (successful) Response on `stream`.
 int ttrpc_write_empty(int fd, uint32_t stream);
 
