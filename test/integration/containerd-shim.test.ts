@@ -361,7 +361,7 @@ test("the relay: a request in flight when moatd hangs up is sent again if safe, 
     const relaySocket = started.stdout.trim().replace(/^unix:\/\//, "");
     const task = containerdTask.Task.method;
     const client = new TtrpcClient(await connectUnix(relaySocket), "test");
-    const failure = (call: Promise<unknown>) => call.then(() => assert.fail("the call succeeded"), (error: unknown) => error as MoatError);
+    const failure = (call: Promise<unknown>) => call.then(() => assert.fail("the call succeeded"), (error: unknown) => error as MoatError); // the client rejects with MoatError only
     try {
       await client.call(task.state, { id: "relay-1" }, { timeoutMs: 30_000 });
       const killed = await failure(client.call(task.kill, { id: "relay-1", signal: 9 }, { timeoutMs: 30_000 }));

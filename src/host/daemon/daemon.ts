@@ -135,7 +135,6 @@ export class Daemon {
     for (const entry of entries.filter((candidate) => candidate.isDirectory() && isSandboxId(candidate.name))) {
       const id = entry.name;
       const saved = await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as SavedContainer, () => undefined); // our own file, written by persist
-
       // A create that never finished may have left a VM that is still restoring or booting,
       // whose agent would not answer: it is not adopted, only removed.
       if (!saved) {
@@ -156,8 +155,12 @@ export class Daemon {
         const state: ContainerState = { ...savedState, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid };
         const adopted = owner ? await this.adopterOf(owner.frontEnd, id)({ state: { ...state }, record: owner.record, sandboxPid: sandbox.vm.pid }) : undefined;
         const container = await this.attach(sandbox, state, owner, adopted?.init);
+        // The container is adopted by now: an exec whose stdio cannot be reopened is named in the log, not a reason to discard it.
         for (const exec of adopted?.execs ?? []) {
-          this.relayExec(container, exec.execId, await this.openExec(container, exec.execId, exec.stdio));
+          await this.openExec(container, exec.execId, exec.stdio).then(
+            (relay) => this.relayExec(container, exec.execId, relay),
+            (error: unknown) => log(`container ${id}: exec ${exec.execId}: cannot reopen its stdio: ${String(error)}`),
+          );
         }
         log(`container ${id}: adopted (${guest.status}${owner ? `, ${owner.frontEnd}` : ""})`);
       } catch (error) {

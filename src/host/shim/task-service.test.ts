@@ -139,5 +139,6 @@ test("a restarted moatd takes a task back from its saved record: state, pid, exe
   assert.deepEqual(await topicsAfter(4), ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exit"]);
   assert.equal((second.record as { init?: { exit?: { exitStatus?: number } } } | undefined)?.init?.exit?.exitStatus, 7, "the exit is saved");
 
-  await rejectsWithCode(second.adopter!({ state: { id: "bad", status: "running", pid: 0, bundle: "", created: "", exitStatus: 0 }, record: { bundle: 1 }, sandboxPid: 1 }), "MOAT_SHIM_RECORD", /bad: saved task state/);
+  // A record that does not parse fails that adoption with a message naming the task.
+  await rejectsWithCode(second.adopter!({ state: { id: "bad", status: "running", pid: 0, bundle: "", created: "", exitStatus: 0 }, record: { bundle: 1 }, sandboxPid: 1 }), "MOAT_SHIM_RECORD", /bad: saved task state/); // registered by taskService
 });
