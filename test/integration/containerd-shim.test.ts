@@ -305,6 +305,7 @@ test("moatd killed under a running task: the relay keeps containerd's connection
     assert.equal((await execWaited).exitStatus, 6, "the exec running across the restart reports its exit");
     await waitClient.call(task.delete, { id: "survivor-1", execId: "across" }, { timeoutMs: 60_000 });
     assert.match(await ok(containerd.ctr(["tasks", "ls"])), /survivor-1\s+\d+\s+RUNNING/);
+    assert.match(containerd.log(), /moat task relay survivor-1: moatd closed its connection/, "the relay's lines reach containerd's log (the bundle's log FIFO)");
     const exec = await containerd.ctr(["tasks", "exec", "--exec-id", "after-moatd", "survivor-1", "sh", "-c", "echo exec after restart; exit 4"]);
     assert.equal(exec.code, 4, explain(exec));
     assert.equal(exec.stdout, "exec after restart\n");
