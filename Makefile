@@ -43,9 +43,10 @@ node_modules/.installed: package.json package-lock.json
 ## build: generate protobuf code, type-check and compile, bundle the agent, CLI, daemon and shim; the C helpers
 build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/containerd-shim-moat-v2
 
-dist/bin/containerd-shim-moat-v2: src/host/shim/containerd-shim-moat-v2.c
+SHIM_C := containerd-shim-moat-v2 moatd-start task-relay ttrpc-frame
+dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wildcard src/host/shim/*.h)
 	@mkdir -p dist/bin
-	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+	gcc -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^)
 
 dist/bin/moat-standin: src/host/standin/moat-standin.c
 	@mkdir -p dist/bin

@@ -1,10 +1,11 @@
 // bench/shim-start: `containerd-shim-moat-v2 start`, which containerd runs for every task,
 // with moatd already up (the common case), beside `node -e 0`: the floor a shim written in
-// Node would pay for each task here.
+// Node would pay for each task here. `start` forks the task's relay, which stays: its PSS is
+// measured too, and every relay is stopped with `delete` afterwards.
 //
 //   node dist/bench/shim-start.js [--runs N]     (make bench)
-import { spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { repoRoot } from "../test/integration/harness/moat-cli.js";
@@ -28,14 +29,29 @@ function timed(command: string, args: string[]): number {
   return elapsed;
 }
 
+/** PSS of a process in MiB, from /proc/PID/smaps_rollup. */
+function pssMiB(pid: number): number {
+  const kiB = Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1]);
+  return kiB / 1024;
+}
+
+const flags = (id: string) => ["-namespace", "bench", "-address", join(workspace.dir, "containerd.sock"), "-publish-binary", "containerd", "-id", id];
+const ids: string[] = [];
 try {
-  const start = () => timed(shim, ["-namespace", "bench", "-address", join(workspace.dir, "containerd.sock"), "-publish-binary", "containerd", "-id", "task-1", "start"]);
+  // A new id each time, as containerd's tasks have: each start forks a relay that stays.
+  const start = () => {
+    ids.push(`task-${ids.length}`);
+    return timed(shim, [...flags(ids[ids.length - 1]!), "start"]); // just pushed
+  };
   const first = start(); // starts moatd
-  const samples = { shim: [] as number[], node: [] as number[] };
+  const samples = { shim: [] as number[], node: [] as number[], relayPss: [] as number[] };
   for (let run = 0; run < runs; run++) {
     samples.shim.push(start());
     if (run % 10 === 0) samples.node.push(timed(process.execPath, ["-e", "0"]));
   }
+  // The relays are forks of `start`: their command line is its own.
+  const relays = execFileSync("pgrep", ["-f", `containerd-shim-moat-v2 .*${workspace.dir}.* start`], { encoding: "utf8" }).split("\n").filter(Boolean);
+  for (const pid of relays.slice(0, 20)) samples.relayPss.push(pssMiB(Number(pid)));
   report(
     "shim-start",
     "containerd-shim-moat-v2 start with moatd up, beside the start of an empty Node process",
@@ -44,9 +60,11 @@ try {
       { name: "node -e 0", summary: summarize(samples.node) },
     ],
     "containerd-shim-moat-v2 start (C)",
-    { firstStartWithDaemonSpawnMs: Math.round(first) },
+    { firstStartWithDaemonSpawnMs: Math.round(first), relays: relays.length, relayPssMiB: summarize(samples.relayPss) },
   );
+  process.stdout.write(`relay PSS (MiB, ${samples.relayPss.length} of ${relays.length} relays): median ${summarize(samples.relayPss).medianMs.toFixed(2)}\n`);
 } finally {
+  for (const id of ids) spawnSync(shim, [...flags(id), "-bundle", bundle, "delete"], { cwd: bundle, env }); // stops each relay
   await workspace.stopDaemon();
   workspace.remove();
 }

@@ -2,15 +2,17 @@
 // VMs, their output and exit codes, events in the order containerd requires, and nothing left
 // afterwards (no QEMU, mount, task state or FIFO).
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createConnection } from "node:net";
 import { test } from "node:test";
 import { containerdTask } from "../../src/shared/protocol/index.js";
 import { MoatError } from "../../src/shared/errors.js";
 import { Code, connectUnix, TtrpcClient } from "../../src/shared/ttrpc/index.js";
+import { MisbehavingTaskServer, type Behaviour } from "./failpoint/misbehaving-task-server.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
-import { containerdForTestFile, mountsUnder, NAMESPACE } from "./harness/containerd.js";
-import { runMoat } from "./harness/moat-cli.js";
+import { containerdForTestFile, NAMESPACE } from "./harness/containerd.js";
+import { repoRoot, runCommand, runMoat } from "./harness/moat-cli.js";
 
 const { workspace, containerd } = containerdForTestFile();
 
@@ -230,26 +232,145 @@ test("ctr run --log-uri binary://: a logging program gets the task's stdout on f
   await assertNothingLeft();
 });
 
-test("moatd killed under a running task: containerd's shim delete ends the task and leaves nothing", async () => {
-  // Today's behaviour, not the goal: the per-sandbox relay that would keep the task is not built.
-  await ok(containerd.run(["-d", BUSYBOX_IMAGE, "orphan-1", "sleep", "1000"]));
-  for (const line of workspace.daemonProcesses()) process.kill(Number(line.split(" ")[0]), "SIGKILL");
-  // containerd sees the connection close and runs `containerd-shim-moat-v2 delete`: with no
-  // moatd to ask, the Node half kills the sandbox's QEMU and unmounts the rootfs itself.
-  // Bounded waits: a clean-up that never comes fails here with the logs, not at the file's timeout.
-  const deadline = Date.now() + 60_000;
+/** The socket containerd dials for a task: the relay's, as `start` wrote it to the bundle. */
+function taskAddress(id: string): string {
+  const address = readFileSync(join(containerd.dir, "state", "io.containerd.runtime.v2.task", NAMESPACE, id, "address"), "utf8");
+  return address.trim().replace(/^unix:\/\//, "");
+}
+
+test("moatd killed under a running task: the relay keeps containerd's connection, a restarted moatd serves the task on", async () => {
+  const logFile = join(workspace.dir, "ticker.log");
+  const ticks = () => (readFileSync(logFile, "utf8").match(/^tick \d+$/gm) ?? []).length;
+  await ok(containerd.run(["-d", "--log-uri", `file://${logFile}`, BUSYBOX_IMAGE, "survivor-1", "sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]));
+  const relaySocket = taskAddress("survivor-1");
+  assert.match(relaySocket, /\/task-[0-9a-f]{16}\.sock$/, "containerd dials the task's relay, not moatd");
+  // A Wait in flight when moatd dies: the relay sends it again to the next moatd.
+  const waitClient = new TtrpcClient(await connectUnix(relaySocket), "test-wait");
+  const task = containerdTask.Task.method;
+  const waited = waitClient.call(task.wait, { id: "survivor-1" }, { timeoutMs: 600_000 });
+  // An exec running when moatd dies (no stdio): the next moatd adopts it and reports its exit.
+  const spec = new TextEncoder().encode(JSON.stringify({ args: ["sh", "-c", "sleep 4; exit 6"], cwd: "/", env: ["PATH=/bin:/usr/bin"], user: { uid: 0, gid: 0 } }));
+  await waitClient.call(task.exec, { id: "survivor-1", execId: "across", spec: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", value: spec } }, { timeoutMs: 60_000 });
+  await waitClient.call(task.start, { id: "survivor-1", execId: "across" }, { timeoutMs: 60_000 });
+  const execWaited = waitClient.call(task.wait, { id: "survivor-1", execId: "across" }, { timeoutMs: 600_000 });
+  // Bounded waits: what never comes fails here with the logs, not at the file's timeout.
   const waitFor = async (done: () => Promise<boolean> | boolean, what: string) => {
+    const deadline = Date.now() + 120_000;
     while (!(await done())) {
-      assert.ok(Date.now() < deadline, `${what} within 60 s\n${explain({ stderr: `QEMU: ${workspace.qemuProcesses().join("; ")}; mounts: ${mountsUnder(workspace.dir).join("; ")}` })}`);
+      assert.ok(Date.now() < deadline, `${what} within 120 s\n${explain({ stderr: `moatd: ${workspace.daemonProcesses().join("; ")}` })}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
-  await waitFor(async () => (await ok(containerd.ctr(["tasks", "ls", "-q"]))).trim() === "", "containerd drops the task");
-  await ok(containerd.ctr(["containers", "delete", "orphan-1"]));
-  // containerd runs that clean-up on its own time: the task leaves its list before it is done.
-  await waitFor(() => workspace.qemuProcesses().length === 0 && mountsUnder(workspace.dir).length === 0, "shim delete kills QEMU and unmounts the rootfs");
-  // ctr's FIFOs are ctr's to remove, at its task delete, which never ran: containerd removed the task.
-  for (const name of readdirSync(containerd.fifoDir)) rmSync(join(containerd.fifoDir, name), { recursive: true, force: true });
+  try {
+    await waitFor(() => ticks() >= 2, "the task prints");
+    const killed = workspace.daemonProcesses().map((line) => Number(line.split(" ")[0]));
+    assert.equal(killed.length, 1, "one moatd serves the workspace");
+    for (const pid of killed) process.kill(pid, "SIGKILL");
+    const ticksAtKill = ticks();
+    // The relay finds moatd gone and starts another, which adopts the sandbox and the task.
+    await waitFor(() => workspace.daemonProcesses().some((line) => !killed.includes(Number(line.split(" ")[0]))), "the relay starts moatd again");
+    await waitFor(() => ticks() >= ticksAtKill + 3, "the task's output flows on into its log");
+    assert.equal((await execWaited).exitStatus, 6, "the exec running across the restart reports its exit");
+    await waitClient.call(task.delete, { id: "survivor-1", execId: "across" }, { timeoutMs: 60_000 });
+    assert.match(await ok(containerd.ctr(["tasks", "ls"])), /survivor-1\s+\d+\s+RUNNING/);
+    assert.match(containerd.log(), /moat task relay survivor-1: moatd closed its connection/, "the relay's lines reach containerd's log (the bundle's log FIFO)");
+    const exec = await containerd.ctr(["tasks", "exec", "--exec-id", "after-moatd", "survivor-1", "sh", "-c", "echo exec after restart; exit 4"]);
+    assert.equal(exec.code, 4, explain(exec));
+    assert.equal(exec.stdout, "exec after restart\n");
+    await ok(containerd.ctr(["tasks", "kill", "--signal", "SIGKILL", "survivor-1"]));
+    assert.equal((await waited).exitStatus, 137, "the Wait sent before moatd died answers with the exit");
+  } finally {
+    waitClient.close();
+  }
+  await waitForTask("survivor-1", "STOPPED");
+  await removeTask("survivor-1");
+  await waitFor(() => containerd.strayProcesses().length === 0, "the relay exits after containerd's Shutdown");
+  assert.equal(existsSync(relaySocket), false, "the relay removed its socket");
+  await assertNothingLeft();
+});
+
+test("shim delete stops a relay containerd never shut down and removes its socket", async () => {
+  // As after a setup that crashed between start and Create: a relay, and no task in moatd.
+  const bundle = join(workspace.dir, "lost-bundle");
+  mkdirSync(bundle);
+  const shim = join(repoRoot, "dist", "bin", "containerd-shim-moat-v2");
+  const args = ["-namespace", NAMESPACE, "-address", containerd.socket, "-id", "lost-1"];
+  const started = await runCommand(shim, [...args, "start"], { cwd: bundle, env: { ...containerd.env(), TTRPC_ADDRESS: `${containerd.socket}.ttrpc` } });
+  assert.equal(started.code, 0, started.stderr);
+  const relaySocket = started.stdout.trim().replace(/^unix:\/\//, "");
+  assert.ok(existsSync(relaySocket), `the relay listens on ${relaySocket}`);
+  assert.equal(containerd.strayProcesses().length, 1, "the relay runs");
+  const deleted = await runCommand(shim, [...args, "-bundle", bundle, "delete"], { cwd: bundle, env: containerd.env() });
+  assert.equal(deleted.code, 0, deleted.stderr);
+  assert.equal(existsSync(relaySocket), false, "delete removed the relay's socket");
+  assert.deepEqual(containerd.strayProcesses(), [], "delete stopped the relay");
+  rmSync(bundle, { recursive: true });
+  await assertNothingLeft();
+});
+
+test("the relay: a request in flight when moatd hangs up is sent again if safe, else answered UNAVAILABLE; garbage from either side closes that side", async () => {
+  await workspace.stopDaemon(); // the misbehaving server takes moatd's place on its Task socket
+  mkdirSync(workspace.stateRoot, { recursive: true, mode: 0o711 }); // as moatd makes it, when this test runs alone
+  // The first Kill and the first Pids are hung up on, the first Stats gets garbage back.
+  const misbehaviours = new Map<string, Behaviour>([["Kill", "hang-up"], ["Pids", "hang-up"], ["Stats", "garbage"]]);
+  const fake = new MisbehavingTaskServer(join(workspace.stateRoot, "containerd-task.sock"), (method) => {
+    const behaviour = misbehaviours.get(method) ?? "answer";
+    misbehaviours.delete(method);
+    return behaviour;
+  });
+  /** The connection (counted by the fake) each request of `method` came on. */
+  const connectionsOf = (method: string) => fake.received.flatMap((methods, connection) => methods.filter((name) => name === method).map(() => connection));
+  await fake.listen();
+  const bundle = join(workspace.dir, "relay-bundle");
+  mkdirSync(bundle);
+  const shim = join(repoRoot, "dist", "bin", "containerd-shim-moat-v2");
+  try {
+    const started = await runCommand(shim, ["-namespace", NAMESPACE, "-address", containerd.socket, "-id", "relay-1", "start"], { cwd: bundle, env: { ...containerd.env(), TTRPC_ADDRESS: `${containerd.socket}.ttrpc` } });
+    assert.equal(started.code, 0, started.stderr);
+    const relaySocket = started.stdout.trim().replace(/^unix:\/\//, "");
+    const task = containerdTask.Task.method;
+    const client = new TtrpcClient(await connectUnix(relaySocket), "test");
+    const failure = (call: Promise<unknown>) => call.then(() => assert.fail("the call succeeded"), (error: unknown) => error as MoatError); // the client rejects with MoatError only
+    try {
+      await client.call(task.state, { id: "relay-1" }, { timeoutMs: 30_000 });
+      const killed = await failure(client.call(task.kill, { id: "relay-1", signal: 9 }, { timeoutMs: 30_000 }));
+      assert.equal(killed.status, Code.UNAVAILABLE, String(killed));
+      assert.match(killed.message, /Task\.Kill: moatd went away while serving it; not sent again/);
+      await client.call(task.pids, { id: "relay-1" }, { timeoutMs: 30_000 }); // hung up on, then sent again
+      const pids = connectionsOf("Pids");
+      assert.equal(pids.length, 2, "Pids was sent again");
+      assert.ok(pids[1]! > pids[0]!, "on the next connection"); // two, checked above
+      const garbled = await failure(client.call(task.stats, { id: "relay-1" }, { timeoutMs: 30_000 }));
+      assert.equal(garbled.status, Code.UNAVAILABLE, String(garbled));
+      assert.match(garbled.message, /Task\.Stats: moatd sent a malformed frame/);
+      await client.call(task.state, { id: "relay-1" }, { timeoutMs: 30_000 }); // the next request dials again
+      assert.ok(connectionsOf("State").at(-1)! > connectionsOf("Stats")[0]!, "on a new connection"); // both were sent
+    } finally {
+      client.close();
+    }
+    // Garbage from containerd's side: a length over 4 MiB, a request that is not protobuf.
+    for (const garbage of [[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 1, 0], [0, 0, 0, 2, 0, 0, 0, 1, 1, 0, 0xff, 0xff]]) {
+      const socket = createConnection(relaySocket);
+      socket.on("error", () => undefined);
+      const closed = new Promise((resolve) => socket.once("close", resolve));
+      socket.write(Buffer.from(garbage));
+      await closed;
+    }
+    const after = new TtrpcClient(await connectUnix(relaySocket), "test");
+    try {
+      await after.call(task.state, { id: "relay-1" }, { timeoutMs: 30_000 }); // still serving
+      await after.call(task.shutdown, { id: "relay-1" }, { timeoutMs: 30_000 }); // answered by the relay, which then exits
+    } finally {
+      after.close();
+    }
+    const deadline = Date.now() + 10_000;
+    while ((existsSync(relaySocket) || containerd.strayProcesses().length > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(existsSync(relaySocket), false, "the relay removed its socket at Shutdown");
+    assert.deepEqual(containerd.strayProcesses(), [], "the relay exited at Shutdown");
+  } finally {
+    await fake.close();
+    rmSync(bundle, { recursive: true, force: true });
+  }
   await assertNothingLeft();
 });
 

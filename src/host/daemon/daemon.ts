@@ -1,7 +1,7 @@
 // moatd's core: every container it owns, each in its own sandbox VM, with the lifecycle the
 // OCI runtime spec describes (created → running → stopped) and the relay to its stand-in.
 // An illegal transition is an error that names the state.
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
@@ -31,8 +31,32 @@ export interface ContainerState {
   exitStatus: number;
 }
 
+/**
+ * The front end that created a container and what it keeps about it (the containerd Task
+ * service: the task's bundle, stdio, exec'd processes, exits), saved with the container's
+ * state so that a restarted daemon hands it back to that front end's adopter.
+ */
+export interface ContainerOwner {
+  frontEnd: string;
+  record: object;
+}
+
+/** A front end's part in re-adopting one of its containers: how to reopen each process's stdio. */
+export interface AdoptedStdio {
+  /** The container's own process. */
+  init: StdioFactory;
+  /** The exec'd processes the front end still wants relayed (those not known to have exited). */
+  execs: Array<{ execId: string; stdio: StdioFactory }>;
+}
+
+/** Turns an owner's saved record back into its own state; throws when the record is unusable. */
+export type Adopter = (adopted: { state: ContainerState; record: unknown; sandboxPid: number }) => Promise<AdoptedStdio>;
+
 interface ManagedContainer {
   state: ContainerState;
+  owner: ContainerOwner | undefined;
+  /** The last write of container.json: writes go one after another, each replacing the file whole. */
+  persisted: Promise<void>;
   sandbox: SandboxVm;
   relay: ProcessStdio;
   /** The stdio of exec'd processes still running, by exec id. */
@@ -53,6 +77,9 @@ export type OomListener = (id: string) => void;
 /** The container's state on disk, in its sandbox's state directory, for a restarted daemon. */
 const STATE_FILE = "container.json";
 
+/** container.json: the state, and the owning front end's record if a front end created it. */
+type SavedContainer = ContainerState & { owner?: ContainerOwner };
+
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
 
@@ -61,6 +88,8 @@ export class Daemon {
   /** Ids being created, so that a second create of the same id fails at once. */
   private readonly creating = new Set<string>();
   private readonly oomListeners = new Set<OomListener>();
+  /** Front ends' adopters, by front end name (registered before adoptAll runs). */
+  private readonly adopters = new Map<string, Adopter>();
 
   /** `log` is moatd's log: lines an operator should see (adoption, fallbacks). */
   constructor(
@@ -76,8 +105,10 @@ export class Daemon {
    * Boots the container's VM and creates the container; returns where its stdio is reached
    * (the stand-in's socket unless `stdio` says otherwise). `sandboxConfig` sizes and builds this
    * one sandbox (a containerd task's runtime ConfigPath); the state root stays the daemon's.
+   * `owner` is saved with the state from the start, so that a daemon restarted at any point
+   * hands the container back to its front end.
    */
-  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config): Promise<string> {
+  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner): Promise<string> {
     validateSandboxId(id);
     if (this.containers.has(id) || this.creating.has(id)) {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
@@ -95,7 +126,7 @@ export class Daemon {
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), true);
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
-        return (await this.attach(sandbox, state, stdio)).relay.path;
+        return (await this.attach(sandbox, state, owner, stdio)).relay.path;
       } catch (error) {
         await sandbox.shutdown();
         throw error;
@@ -119,7 +150,7 @@ export class Daemon {
     // Only sandboxes are named like sandbox ids; the templates' ".templates" is not one.
     for (const entry of entries.filter((candidate) => candidate.isDirectory() && isSandboxId(candidate.name))) {
       const id = entry.name;
-      const saved = await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as ContainerState, () => undefined);
+      const saved = await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as SavedContainer, () => undefined); // our own file, written by persist
       // A create that never finished may have left a VM that is still restoring or booting,
       // whose agent would not answer: it is not adopted, only removed.
       if (!saved) {
@@ -136,8 +167,18 @@ export class Daemon {
           continue;
         }
         const guest = await sandbox.agent.stateContainer(id);
-        await this.attach(sandbox, { ...saved, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid });
-        log(`container ${id}: adopted (${guest.status})`);
+        const { owner, ...savedState } = saved;
+        const state: ContainerState = { ...savedState, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid };
+        const adopted = owner ? await this.adopterOf(owner.frontEnd, id)({ state: { ...state }, record: owner.record, sandboxPid: sandbox.vm.pid }) : undefined;
+        const container = await this.attach(sandbox, state, owner, adopted?.init);
+        // The container is adopted by now: an exec whose stdio cannot be reopened is named in the log, not a reason to discard it.
+        for (const exec of adopted?.execs ?? []) {
+          await this.openExec(container, exec.execId, exec.stdio).then(
+            (relay) => this.relayExec(container, exec.execId, relay),
+            (error: unknown) => log(`container ${id}: exec ${exec.execId}: cannot reopen its stdio: ${String(error)}`),
+          );
+        }
+        log(`container ${id}: adopted (${guest.status}${owner ? `, ${owner.frontEnd}` : ""})`);
       } catch (error) {
         log(`container ${id}: cannot adopt: ${String(error)}; removing it`);
         sandbox?.agent.close();
@@ -146,18 +187,37 @@ export class Daemon {
     }
   }
 
+  /** A front end's adopter is called for each container it owns when adoptAll finds one. */
+  registerAdopter(frontEnd: string, adopter: Adopter): void {
+    this.adopters.set(frontEnd, adopter);
+  }
+
+  private adopterOf(frontEnd: string, id: string): Adopter {
+    const adopter = this.adopters.get(frontEnd);
+    if (!adopter) throw new MoatError("MOAT_CONTAINER_STATE", `container ${id}: owned by front end "${frontEnd}", which this moatd does not serve`, { status: Code.FAILED_PRECONDITION });
+    return adopter;
+  }
+
+  /** Replaces what the owning front end keeps about a container, on disk too; resolves once written. */
+  async setOwnerRecord(id: string, record: object): Promise<void> {
+    const container = this.get(id);
+    if (!container.owner) throw new MoatError("MOAT_CONTAINER_STATE", `container ${id}: has no owning front end to keep a record for`, { status: Code.FAILED_PRECONDITION });
+    container.owner = { ...container.owner, record };
+    await this.persist(container);
+  }
+
   /** Calls `listener` with a container's id each time its cgroup in the guest sees an OOM kill. */
   onOom(listener: OomListener): void {
     this.oomListeners.add(listener);
   }
 
   /** Makes a container this daemon's: its stand-in's socket, its output and exit relayed. */
-  private async attach(sandbox: SandboxVm, state: ContainerState, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
+  private async attach(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
     const relay = await this.openStdio(sandbox, state.id, "", stdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
     const oom = new OomWatch(sandbox.agent, `sandbox ${sandbox.id}`, (id) => this.reportOom(sandbox, id));
-    const container: ManagedContainer = { state, sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom };
+    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
@@ -184,8 +244,7 @@ export class Daemon {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: exec ${execId}: already exists`, { status: Code.ALREADY_EXISTS });
     }
     const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`, "MOAT_CONTAINER_SPEC");
-    const relay = await this.openStdio(container.sandbox, id, execId, stdio ?? standIn(container.sandbox, `exec-${++container.execCount}.sock`), () => undefined);
-    container.execs.set(execId, relay);
+    const relay = await this.openExec(container, execId, stdio ?? standIn(container.sandbox, `exec-${++container.execCount}.sock`));
     try {
       await container.sandbox.agent.execProcess(id, execId, process, true);
     } catch (error) {
@@ -193,11 +252,23 @@ export class Daemon {
       await relay.close();
       throw error;
     }
+    this.relayExec(container, execId, relay);
+    return relay.path;
+  }
+
+  /** An exec'd process's stdio, counted among the container's execs until relayExec is done with it. */
+  private async openExec(container: ManagedContainer, execId: string, stdio: StdioFactory): Promise<ProcessStdio> {
+    const relay = await this.openStdio(container.sandbox, container.state.id, execId, stdio, () => undefined);
+    container.execs.set(execId, relay);
+    return relay;
+  }
+
+  /** Relays an exec'd process (just started, or adopted) until it has exited. */
+  private relayExec(container: ManagedContainer, execId: string, relay: ProcessStdio): void {
     void this.relayProcess(container, execId, relay, () => undefined).finally(async () => {
       container.execs.delete(execId);
       await relay.close();
     });
-    return relay.path;
   }
 
   /** The stdio of one process, its input wired to the agent: the container's own when execId is "". */
@@ -337,9 +408,19 @@ export class Daemon {
       });
   }
 
-  private async persist(container: ManagedContainer): Promise<void> {
+  /**
+   * Writes container.json: one write after another, each to a temporary file renamed over the
+   * last, so that a daemon killed at any point leaves a whole file, never a torn or older one.
+   */
+  private persist(container: ManagedContainer): Promise<void> {
     const path = join(container.sandbox.vm.paths.stateDir, STATE_FILE);
-    await writeFile(path, JSON.stringify(container.state) + "\n").catch((error: unknown) => trace(container.state.id, `persist: ${String(error)}`));
+    const write = async () => {
+      const saved: SavedContainer = { ...container.state, ...(container.owner ? { owner: container.owner } : {}) };
+      await writeFile(`${path}.next`, JSON.stringify(saved) + "\n");
+      await rename(`${path}.next`, path);
+    };
+    container.persisted = container.persisted.then(write).catch((error: unknown) => trace(container.state.id, `persist: ${String(error)}`));
+    return container.persisted;
   }
 
   private get(id: string): ManagedContainer {

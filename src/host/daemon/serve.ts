@@ -5,9 +5,11 @@
 import { mkdir, rm } from "node:fs/promises";
 import { connect, createServer, type Server } from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ContainerLifecycleService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
+import { takeDaemonLock, type DaemonLock } from "./daemon-lock.js";
 import { Daemon } from "./daemon.js";
 import { lifecycleService } from "./lifecycle-service.js";
 import { daemonSocketPath } from "./socket-path.js";
@@ -16,6 +18,7 @@ import { daemonSocketPath } from "./socket-path.js";
 export interface FrontEnd {
   /** The socket's file name under the state root. */
   socketName: string;
+  /** Registers its services, and its adopter on the daemon (called before the daemon adopts). */
   register(server: TtrpcServer, daemon: Daemon, log: (line: string) => void): void;
 }
 
@@ -26,15 +29,32 @@ export interface ServeOptions {
   frontEnds?: FrontEnd[];
 }
 
+/** How long a starting moatd waits for the lock held by one that stopped answering (exiting idle). */
+const LOCK_WAIT_MS = 5_000;
+const LOCK_RETRY_MS = 100;
+
 export async function serveDaemon(config: Config, options: ServeOptions): Promise<void> {
   const stateRoot = config.runtime.stateRoot;
   await mkdir(stateRoot, { recursive: true, mode: 0o711 });
   const path = daemonSocketPath(stateRoot);
-  if (await answers(path)) {
-    options.log(`another moatd serves ${path}; exiting`);
-    return;
+  // Another moatd holds the lock while it adopts (before it answers) and, exiting idle, for a
+  // moment after it stopped answering: wait that moment out, not the adoption.
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let lock: DaemonLock | undefined;
+  while (!(lock = await takeDaemonLock(stateRoot))) {
+    if ((await answers(path)) || Date.now() > deadline) {
+      options.log(`another moatd serves ${stateRoot} (or is adopting its sandboxes); exiting`);
+      return;
+    }
+    await sleep(LOCK_RETRY_MS);
   }
   const daemon = new Daemon(config, options.log);
+  // Front ends register first: their adopters take back the containers they own.
+  const frontEnds = (options.frontEnds ?? []).map((frontEnd) => {
+    const ttrpc = new TtrpcServer();
+    frontEnd.register(ttrpc, daemon, options.log);
+    return { frontEnd, ttrpc };
+  });
   await daemon.adoptAll();
   let clients = 0;
   let connections = 0;
@@ -49,9 +69,7 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
   };
   // The front ends first: a client that finds moatd.sock answering may rely on them.
   const servers: Array<{ server: Server; path: string }> = [];
-  for (const frontEnd of options.frontEnds ?? []) {
-    const ttrpc = new TtrpcServer();
-    frontEnd.register(ttrpc, daemon, options.log);
+  for (const { frontEnd, ttrpc } of frontEnds) {
     const socketPath = join(stateRoot, frontEnd.socketName);
     servers.push({ server: await listen(socketPath, ttrpc), path: socketPath });
   }
@@ -66,7 +84,10 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
       else if (Date.now() - idleSince >= options.idleExitMs) {
         clearInterval(timer);
         for (const served of servers) served.server.close();
-        void Promise.all(servers.map((served) => rm(served.path, { force: true }))).then(() => options.log("idle: exiting"));
+        void Promise.all(servers.map((served) => rm(served.path, { force: true }))).then(() => {
+          lock.release();
+          options.log("idle: exiting");
+        });
       }
     }, Math.min(1000, options.idleExitMs));
   }

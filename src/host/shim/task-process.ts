@@ -1,5 +1,6 @@
 // One process of a containerd task (its init, or an exec'd process) as the Task service
 // tracks it: created → running → stopped, with the exit status and time once stopped.
+import type { ProcessRecord } from "./task-record.js";
 import type { TaskIo, TaskStdio } from "./task-stdio.js";
 
 export type ProcessStatus = "created" | "running" | "stopped";
@@ -36,6 +37,22 @@ export class TaskProcess {
     readonly spec?: object,
   ) {
     this.exited = new Promise((resolve) => (this.markExited = resolve));
+  }
+
+  /** A process a previous moatd served, as it saved it (task-record.ts). */
+  static fromRecord(record: ProcessRecord): TaskProcess {
+    const process = new TaskProcess(record.execId, record.io, record.spec);
+    process.status = record.status;
+    if (record.exit) {
+      process.exit = { exitStatus: record.exit.exitStatus, exitedAt: new Date(record.exit.exitedAt) };
+      process.markExited(process.exit);
+    }
+    return process;
+  }
+
+  toRecord(): ProcessRecord {
+    const exit = this.exit && { exitStatus: this.exit.exitStatus, exitedAt: this.exit.exitedAt.toISOString() };
+    return { execId: this.execId, io: this.io, spec: this.spec, status: this.status, exit };
   }
 
   /** Records the exit; a second report (the guest lost after the process exited) is ignored. */

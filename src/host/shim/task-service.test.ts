@@ -8,7 +8,7 @@ import { containerdEventService, containerdTask, containerdTypes } from "../../s
 import { Code, TtrpcServer, type CallContext } from "../../shared/ttrpc/index.js";
 import { listen } from "../../../test/support/unix-socket.js";
 import { rejectsWithCode } from "../../../test/support/assertions.js";
-import type { OomListener, ProcessStdio, StdioFactory, StdioInput } from "../daemon/index.js";
+import type { Adopter, ContainerOwner, OomListener, ProcessStdio, StdioFactory, StdioInput } from "../daemon/index.js";
 import { taskService, type TaskDaemon } from "./task-service.js";
 
 // containerd's end: an Events/Forward server that records each topic.
@@ -39,13 +39,26 @@ function bundle(id: string): string {
   return dir;
 }
 
-/** A daemon whose container exits during start, before start has answered. */
+const noInput = { hello: () => undefined, stdin: async () => undefined, stdinEnd: async () => undefined, signal: () => undefined, resize: async () => undefined };
+
+/** A daemon whose container exits during start, before start has answered; it keeps the owner's record as the real one does. */
 class ExitsDuringStart implements Partial<TaskDaemon> {
   stdio: ProcessStdio | undefined;
   status: "created" | "running" | "stopped" = "created";
-  async create(_id: string, _bundle: string, stdio?: StdioFactory): Promise<string> {
-    const noInput = { hello: () => undefined, stdin: async () => undefined, stdinEnd: async () => undefined, signal: () => undefined, resize: async () => undefined };
-    this.stdio = await stdio?.(noInput, "fake");
+  record: object | undefined;
+  adopter: Adopter | undefined;
+  registerAdopter(_frontEnd: string, adopter: Adopter): void {
+    this.adopter = adopter;
+  }
+  async setOwnerRecord(_id: string, record: object): Promise<void> {
+    this.record = record;
+  }
+  async exec(): Promise<string> {
+    return "";
+  }
+  async create(_id: string, _bundle: string, stdio?: StdioFactory, _config?: unknown, owner?: ContainerOwner): Promise<string> {
+    this.record = owner?.record;
+        this.stdio = await stdio?.(noInput, "fake");
     return "";
   }
   sandboxPid(): number {
@@ -174,4 +187,40 @@ test("an OOM kill the daemon reports is published as /tasks/oom before the exit 
   // The earlier tests' events may still be arriving: only this test's task exits or sees an OOM kill.
   while (!topics.slice(before).includes("/tasks/exit")) await new Promise((resolve) => setTimeout(resolve, 10));
   assert.deepEqual(topics.slice(before).filter((topic) => topic === "/tasks/oom" || topic === "/tasks/exit"), ["/tasks/oom", "/tasks/exit"]);
+});
+
+test("a restarted moatd takes a task back from its saved record: state, pid, execs, and its exit when it comes", async () => {
+  topics.length = 0;
+  const first = new ExitsDuringStart();
+  first.start = async () => void (first.status = "running");
+  const before = taskService(first as unknown as TaskDaemon, () => undefined); // as above
+  const id = "adopt-1";
+  await before.create(create(containerdTask.CreateTaskRequestSchema, { id, bundle: bundle(id), stdout: "" }), context);
+  await before.start(create(containerdTask.StartRequestSchema, { id }), context);
+  const spec = new TextEncoder().encode(JSON.stringify({ args: ["true"] }));
+  await before.exec(create(containerdTask.ExecProcessRequestSchema, { id, execId: "e1", spec: { typeUrl: "x", value: spec } }), context);
+
+  assert.deepEqual(await topicsAfter(3), ["/tasks/create", "/tasks/start", "/tasks/exec-added"]);
+
+  // The daemon restarted: a new Task service, the record read back from disk.
+  const second = new ExitsDuringStart();
+  const after = taskService(second as unknown as TaskDaemon, () => undefined); // as above
+  const saved: unknown = JSON.parse(JSON.stringify(first.record));
+  const adopted = await second.adopter!({ state: { id, status: "running", pid: 0, bundle: "", created: "", exitStatus: 0 }, record: saved, sandboxPid: 77 }); // registered by taskService
+  assert.deepEqual(adopted.execs, [], "an exec never started is not relayed");
+  const state = await after.state(create(containerdTask.StateRequestSchema, { id }), context);
+  assert.equal(state.status, containerdTypes.Status.RUNNING);
+  assert.equal(state.pid, 77);
+  const execState = await after.state(create(containerdTask.StateRequestSchema, { id, execId: "e1" }), context);
+  assert.equal(execState.status, containerdTypes.Status.CREATED);
+
+  const waited = after.wait(create(containerdTask.WaitRequestSchema, { id }), context);
+  const stdio = await adopted.init(noInput, "adopted");
+  await stdio.sendExit(7);
+  assert.equal((await waited).exitStatus, 7);
+  assert.deepEqual(await topicsAfter(4), ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exit"]);
+  assert.equal((second.record as { init?: { exit?: { exitStatus?: number } } } | undefined)?.init?.exit?.exitStatus, 7, "the exit is saved");
+
+  // A record that does not parse fails that adoption with a message naming the task.
+  await rejectsWithCode(second.adopter!({ state: { id: "bad", status: "running", pid: 0, bundle: "", created: "", exitStatus: 0 }, record: { bundle: 1 }, sandboxPid: 1 }), "MOAT_SHIM_RECORD", /bad: saved task state/); // registered by taskService
 });

@@ -11,18 +11,20 @@ import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
 import { tracer } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import { loadConfig, type Config } from "../config/index.js";
-import type { Daemon } from "../daemon/index.js";
+import type { Adopter, Daemon, ProcessStdio } from "../daemon/index.js";
 import { readBootstrap } from "./bootstrap-file.js";
 import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
 import { EventPublisher } from "./event-publisher.js";
-import { mountRootfs } from "./rootfs.js";
+import { mountRootfs, unmountRootfs } from "./rootfs.js";
 import { TaskProcess, type ProcessExit } from "./task-process.js";
+import { parseTaskRecord, TASK_FRONT_END, type TaskRecord } from "./task-record.js";
 import { TaskStdio, type TaskIo } from "./task-stdio.js";
 
 interface Task {
   id: string;
   bundle: string;
   namespace: string;
+  ttrpcAddress: string;
   publisher: EventPublisher;
   /** The host pid containerd is given for the task: its sandbox's QEMU. */
   pid: number;
@@ -38,11 +40,25 @@ const trace = tracer("shim");
 const MAX_WINDOW_CELLS = 0xffff;
 
 /** What the Task service needs of the daemon (a fake stands in for it in unit tests). */
-export type TaskDaemon = Pick<Daemon, "create" | "sandboxPid" | "start" | "exec" | "delete" | "state" | "ps" | "freeze" | "kill" | "update" | "cgroupFiles" | "onOom">;
+export type TaskDaemon = Pick<
+  Daemon,
+  "create" | "sandboxPid" | "start" | "exec" | "delete" | "state" | "ps" | "freeze" | "kill" | "update" | "cgroupFiles" | "onOom" | "registerAdopter" | "setOwnerRecord"
+>;
 
 export function taskService(daemon: TaskDaemon, log: (line: string) => void): ServiceImplementation<typeof containerdTask.Task> {
   const tasks = new Map<string, Task>();
   const publishers = new Map<string, EventPublisher>();
+  const publisherFor = (address: string): EventPublisher => {
+    let publisher = publishers.get(address);
+    if (!publisher) publishers.set(address, (publisher = new EventPublisher(address)));
+    return publisher;
+  };
+
+  /** Saves the task for a restarted moatd (task-record.ts); a task deleted meanwhile has nothing left to save. */
+  const save = (task: Task): Promise<void> =>
+    daemon.setOwnerRecord(task.id, recordOf(task)).catch((error: unknown) => {
+      if (!(error instanceof MoatError && error.code === "MOAT_CONTAINER_NOT_FOUND")) log(`task ${task.id}: cannot save its state: ${String(error)}`);
+    });
 
   const publish = <D extends DescMessage>(task: Task, topic: string, schema: D, event: MessageInitShape<D>, at?: Date) =>
     void task.publisher.publish(task.namespace, topic, schema, event, at);
@@ -61,7 +77,9 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
 
   /** The daemon relayed a process's exit: record it, then tell containerd, after its start. */
   const exited = (task: Task, process: TaskProcess) => (exitStatus: number) => {
+    if (process.exit) return; // recorded (and published) before: by a moatd before a restart, or by delete
     const exit = process.recordExit(exitStatus);
+    if (tasks.get(task.id) === task) void save(task);
     void process.startQueued.then(() =>
       publish(task, "/tasks/exit", containerdEvents.TaskExitSchema, {
         containerId: task.id,
@@ -86,6 +104,34 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
     }
   };
 
+  /**
+   * Takes back a task a previous moatd served (the daemon calls this while it adopts the task's
+   * sandbox): the task as saved, its processes' stdio reopened. A process whose exit was
+   * recorded gets no stdio again: its output and exit went out before.
+   */
+  const adopt: Adopter = async ({ state, record, sandboxPid }) => {
+    const saved = parseTaskRecord(record, `task ${state.id}`);
+    const task: Task = {
+      id: state.id,
+      bundle: saved.bundle,
+      namespace: saved.namespace,
+      ttrpcAddress: saved.ttrpcAddress,
+      publisher: publisherFor(saved.ttrpcAddress),
+      pid: sandboxPid,
+      init: TaskProcess.fromRecord(saved.init),
+      execs: new Map(saved.execs.map((exec) => [exec.execId, TaskProcess.fromRecord(exec)])),
+      unmountRootfs: saved.rootfsMounted ? () => unmountRootfs(saved.bundle, `task ${state.id}`) : undefined,
+    };
+    // Started in the guest, though the daemon died before the start was saved.
+    if (task.init.status === "created" && state.status !== "created") task.init.status = "running";
+    tasks.set(task.id, task);
+    const stdioOf = (process: TaskProcess) =>
+      process.exit ? finishedStdio : TaskStdio.factory(process.io, task, exited(task, process), (opened) => (process.stdio = opened));
+    const running = [...task.execs.values()].filter((exec) => exec.status === "running" && !exec.exit);
+    return { init: stdioOf(task.init), execs: running.map((exec) => ({ execId: exec.execId, stdio: stdioOf(exec) })) };
+  };
+  daemon.registerAdopter(TASK_FRONT_END, adopt);
+
   const exitReply = (exit: ProcessExit | undefined) => ({ exitStatus: exit?.exitStatus ?? 0, exitedAt: exit ? timestampFromDate(exit.exitedAt) : undefined });
 
   // The daemon hears an OOM kill before the exit of the process it killed, and the event is
@@ -109,10 +155,10 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
         const unmountRootfs = await mountRootfs(bundle, request.rootfs, where);
         if (unmountRootfs) cleanup.push(`unmount ${bundle}/rootfs`, unmountRootfs);
         const io: TaskIo = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
-        let publisher = publishers.get(bootstrap.ttrpcAddress);
-        if (!publisher) publishers.set(bootstrap.ttrpcAddress, (publisher = new EventPublisher(bootstrap.ttrpcAddress)));
-        const task: Task = { id, bundle, namespace: bootstrap.namespace, publisher, pid: 0, init: new TaskProcess("", io), execs: new Map(), unmountRootfs };
-        await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig);
+        const { ttrpcAddress } = bootstrap;
+        const task: Task = { id, bundle, namespace: bootstrap.namespace, ttrpcAddress, publisher: publisherFor(ttrpcAddress), pid: 0, init: new TaskProcess("", io), execs: new Map(), unmountRootfs };
+        const owner = { frontEnd: TASK_FRONT_END, record: recordOf(task) };
+        await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig, owner);
         cleanup.release();
         task.pid = daemon.sandboxPid(id);
         tasks.set(id, task);
@@ -153,6 +199,7 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
           () => publish(task, "/tasks/exec-started", containerdEvents.TaskExecStartedSchema, { containerId: task.id, execId: process.execId, pid: task.pid }),
         );
       }
+      await save(task);
       return { pid: task.pid };
     },
 
@@ -162,6 +209,7 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
       if (process.status === "running") throw illegal(task, process, "delete");
       if (process.execId) {
         task.execs.delete(process.execId);
+        await save(task);
         return { pid: task.pid, ...exitReply(process.exit) };
       }
       // A created task is deleted as runc's shim deletes one: killed first (the daemon does).
@@ -247,6 +295,7 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
       }
       if (typeof spec !== "object" || spec === null) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: spec is not an OCI process object`, { status: Code.INVALID_ARGUMENT });
       task.execs.set(request.execId, new TaskProcess(request.execId, { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal }, spec));
+      await save(task);
       publish(task, "/tasks/exec-added", containerdEvents.TaskExecAddedSchema, { containerId: task.id, execId: request.execId });
       return {};
     },
@@ -302,6 +351,20 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
     },
   };
 }
+
+function recordOf(task: Task): TaskRecord {
+  return {
+    bundle: task.bundle,
+    namespace: task.namespace,
+    ttrpcAddress: task.ttrpcAddress,
+    rootfsMounted: task.unmountRootfs !== undefined,
+    init: task.init.toRecord(),
+    execs: [...task.execs.values()].map((exec) => exec.toRecord()),
+  };
+}
+
+/** The stdio of a process whose output and exit already went out: nothing more to write. */
+const finishedStdio = async (): Promise<ProcessStdio> => ({ path: "", writeOutput: async () => undefined, sendExit: async () => undefined, close: async () => undefined });
 
 function statusOf(status: string): containerdTypes.Status {
   switch (status) {

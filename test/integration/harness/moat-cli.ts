@@ -15,6 +15,7 @@ export interface CliResult {
 
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
+  cwd?: string;
   /** Written to the command's stdin, which is then closed; without it stdin is /dev/null. */
   input?: string | Buffer;
 }
@@ -22,7 +23,7 @@ export interface RunOptions {
 /** Runs `command` to its end and collects its output. */
 export function runCommand(command: string, args: string[], options: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    const child = spawn(command, args, { env: { ...process.env, ...options.env }, cwd: options.cwd, stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
     const stdout: Buffer[] = [];
     let stderr = "";
     child.stdout!.on("data", (chunk: Buffer) => stdout.push(chunk)); // stdio[1] is "pipe"

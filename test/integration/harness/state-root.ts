@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { defaultConfig, type Config } from "../../../src/host/config/index.js";
 
 /** moatd's own files under a state root (its sockets and log), which outlive containers until it exits idle. */
-export const DAEMON_FILES = ["moatd.sock", "moatd.log", "containerd-task.sock"];
+export const DAEMON_FILES = ["moatd.sock", "moatd.log", "moatd.lock", "containerd-task.sock"];
 
 export class TestWorkspace {
   readonly dir = mkdtempSync(join(tmpdir(), "moat-it-"));
