@@ -143,6 +143,8 @@ class TerminalDaemon implements Partial<TaskDaemon> {
   onOom(listener: OomListener): void {
     this.oom = listener;
   }
+  registerAdopter(): void {}
+  async setOwnerRecord(): Promise<void> {}
 }
 
 function execSpec(process: object) {
