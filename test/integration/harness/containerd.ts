@@ -3,8 +3,9 @@
 // (the workspace's state root) in its environment, which the shim and moatd inherit. `ctr`
 // runs against its socket. The runtime is chosen per task with `ctr run --runtime
 // io.containerd.moat.v2`, which containerd resolves to containerd-shim-moat-v2 on its PATH;
-// the config also registers moat for the CRI plugin, as a real installation would, though
-// the tests keep CRI off (it would want CNI).
+// the config also registers moat for the CRI plugin, as a real installation would. CRI is off
+// (it would want CNI) unless a test asks for Kata's containerd snippet with CRI on, which
+// proves that snippet loads with moat as it is (less runtime_root, which containerd refuses).
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { after, before } from "node:test";
@@ -32,7 +33,10 @@ export class Containerd {
   private readonly logPath: string;
   private child: ChildProcess | undefined;
 
-  constructor(private readonly workspace: TestWorkspace) {
+  constructor(
+    private readonly workspace: TestWorkspace,
+    options: { kataSnippetWithCri?: boolean } = {},
+  ) {
     this.dir = join(workspace.dir, "containerd");
     this.socket = join(this.dir, "containerd.sock");
     this.fifoDir = join(this.dir, "fifo");
@@ -40,20 +44,35 @@ export class Containerd {
     this.configPath = join(this.dir, "config.toml");
     this.logPath = join(this.dir, "containerd.log");
     mkdirSync(this.fifoDir, { recursive: true });
-    writeFileSync(
-      this.configPath,
-      [
-        "version = 2",
-        `root = "${join(this.dir, "root")}"`,
-        `state = "${join(this.dir, "state")}"`,
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        "[grpc]",
-        `  address = "${this.socket}"`,
-        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.moat]',
-        `  runtime_type = "${MOAT_RUNTIME}"`,
-        "",
-      ].join("\n"),
-    );
+    const kata = options.kataSnippetWithCri === true;
+    const lines = ["version = 2", `root = "${join(this.dir, "root")}"`, `state = "${join(this.dir, "state")}"`];
+    if (!kata) lines.push('disabled_plugins = ["io.containerd.grpc.v1.cri"]'); // before any table: TOML puts later keys into the table above them
+    lines.push("[grpc]", `  address = "${this.socket}"`);
+    if (!kata) lines.push('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.moat]', `  runtime_type = "${MOAT_RUNTIME}"`);
+    else {
+      lines.push(
+        // What CRI needs to load, kept private: its stream server on loopback, its directories here.
+        '[plugins."io.containerd.internal.v1.opt"]',
+        `  path = "${join(this.dir, "opt")}"`,
+        '[plugins."io.containerd.grpc.v1.cri"]',
+        '  stream_server_address = "127.0.0.1"',
+        '  stream_server_port = "0"',
+        '  [plugins."io.containerd.grpc.v1.cri".cni]',
+        `    conf_dir = "${join(this.dir, "cni")}"`,
+        '  [plugins."io.containerd.grpc.v1.cri".containerd]',
+        '    default_runtime_name = "runc"',
+        '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+        '      runtime_type = "io.containerd.runc.v2"',
+        // Kata's snippet from issue 4, as a Kata user has it, less runtime_root.
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]',
+        "  privileged_without_host_devices = true",
+        '  runtime_type = "io.containerd.kata.v2"',
+        '  sandbox_cgroup_parent = "kubepods"',
+        '  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata.options]',
+        "    SystemdCgroup = true",
+      );
+    }
+    writeFileSync(this.configPath, [...lines, ""].join("\n"));
   }
 
   /** The environment containerd runs in, and so the shim and moatd it starts. */
@@ -173,9 +192,9 @@ export class Containerd {
  * A test file's workspace and containerd: started, with busybox imported, before its first
  * test; stopped, with moatd, and removed after its last.
  */
-export function containerdForTestFile(): { workspace: TestWorkspace; containerd: Containerd } {
+export function containerdForTestFile(options: { kataSnippetWithCri?: boolean } = {}): { workspace: TestWorkspace; containerd: Containerd } {
   const workspace = new TestWorkspace();
-  const containerd = new Containerd(workspace);
+  const containerd = new Containerd(workspace, options);
   before(async () => {
     await containerd.start();
     await containerd.importBusybox();
