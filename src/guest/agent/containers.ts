@@ -227,18 +227,6 @@ export class Containers {
     return { ...exit, oomSequence: await this.oom.check(id) };
   }
 
-  async remove(id: string): Promise<void> {
-    const container = this.containers.get(id);
-    if (!container) return; // removing what is gone counts as done
-    this.oom.unwatch(id);
-    await crun(id, ["delete", "--force", id]).catch(() => undefined);
-    container.stdin?.destroy();
-    for (const io of [container, ...container.execs.values()]) await io.terminal?.close();
-    await unmountShares(id, container.shares);
-    await rm(container.dir, { recursive: true, force: true });
-    this.containers.delete(id);
-  }
-
   /** Sets the window size of a process's terminal. */
   resize(id: string, execId: string, rows: number, columns: number): void {
     const where = `container ${id}${execId ? ` exec ${execId}` : ""}`;

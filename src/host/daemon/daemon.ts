@@ -367,9 +367,9 @@ export class Daemon {
       await settleWithin(container.finished, KILL_WAIT_MS);
     }
     this.containers.delete(id);
-    await container.sandbox.agent.removeContainer(id).catch((error: unknown) => trace(id, `remove in guest: ${String(error)}`));
     await container.relay.close();
     for (const relay of container.execs.values()) await relay.close();
+    // Not RemoveContainer first: the VM goes with its container, and its shutdown syncs the shares.
     await container.sandbox.shutdown();
   }
 

@@ -165,10 +165,6 @@ export class AgentClient {
     await this.ttrpc.call(ContainerService.method.updateContainer, { containerId, resourcesJson: JSON.stringify(resources) }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
   }
 
-  async removeContainer(containerId: string): Promise<void> {
-    await this.ttrpc.call(ContainerService.method.removeContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
-  }
-
   async writeStdin(containerId: string, execId: string, data: Uint8Array): Promise<void> {
     await this.ttrpc.call(IoService.method.writeStdin, { containerId, execId, data }, { timeoutMs: undefined });
   }

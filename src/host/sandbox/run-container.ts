@@ -53,22 +53,20 @@ export async function runContainer(config: Config, options: RunOptions): Promise
   const { agent } = sandbox;
   try {
     await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), options.stdin !== undefined);
-    try {
-      const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
-      await agent.startContainer(containerId);
-      const inOrder = sequence();
-      options.onStarted?.({
-        signal: (signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined),
-        resize: (rows, columns) => void inOrder(() => agent.resizePty(containerId, "", rows, columns)).catch(() => undefined), // the process may have exited
-      });
-      if (options.stdin) void relayStdin(agent, containerId, options.stdin, inOrder).catch(() => undefined); // the process may exit without reading it all
-      const exit = await agent.waitProcess(containerId, "");
-      await Promise.all(relays);
-      return { exitStatus: exit.exitStatus, signal: exit.signal, sandbox };
-    } finally {
-      await agent.removeContainer(containerId).catch(() => undefined);
-    }
+    const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
+    await agent.startContainer(containerId);
+    const inOrder = sequence();
+    options.onStarted?.({
+      signal: (signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined),
+      resize: (rows, columns) => void inOrder(() => agent.resizePty(containerId, "", rows, columns)).catch(() => undefined), // the process may have exited
+    });
+    if (options.stdin) void relayStdin(agent, containerId, options.stdin, inOrder).catch(() => undefined); // the process may exit without reading it all
+    const exit = await agent.waitProcess(containerId, "");
+    await Promise.all(relays);
+    return { exitStatus: exit.exitStatus, signal: exit.signal, sandbox };
   } finally {
+    // No RemoveContainer first: the whole VM goes, and its shutdown syncs what the container
+    // wrote to its shares; crun delete in the guest would only add ~0.4 s under TCG.
     await sandbox.shutdown();
   }
 }
