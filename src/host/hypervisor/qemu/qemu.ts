@@ -3,7 +3,7 @@
 // then firmly.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../shared/deadline.js";
 import { MoatError } from "../../../shared/errors.js";
@@ -68,6 +68,7 @@ export class QemuVm implements Vm {
     const where = `sandbox ${spec.id}`;
     const args = qemuArgs(spec);
     trace(spec.id, shellQuote([qemuPath, ...args]));
+    await writeFile(spec.paths.nameFile, spec.id); // how runningQemuPid knows it, wherever its directory moves
     const logFd = openSync(spec.paths.hypervisorLog, "a");
     let child;
     try {
@@ -134,12 +135,17 @@ export class QemuVm implements Vm {
   }
 }
 
-/** The pid of the VM's QEMU from its pid file, if that process runs and is this VM's QEMU. */
+/**
+ * The pid of the VM's QEMU from its pid file, if that process runs and is this VM's QEMU: the
+ * one started with the name in its name file (a warm pool VM's, once a sandbox took it), or
+ * else with `id`.
+ */
 export async function runningQemuPid(id: string, paths: VmPaths): Promise<number | undefined> {
   const pid = Number((await readFile(paths.pidFile, "utf8").catch(() => "")).trim());
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const name = (await readFile(paths.nameFile, "utf8").catch(() => "")) || id;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-  return cmdline.split("\0").includes(`moat-${id},debug-threads=on`) ? pid : undefined;
+  return cmdline.split("\0").includes(`moat-${name},debug-threads=on`) ? pid : undefined;
 }
 
 async function connectQmp(path: string, timeoutMs: number, where: string): Promise<QmpClient> {
