@@ -40,7 +40,7 @@ const allowed: Record<string, string[]> = {
   "host/storage": ["shared", "host/hypervisor"],
   "host/oci": ["shared"],
   "host/images": ["shared", "host/config"],
-  "host/factory": ["shared", "host/config", "host/hypervisor"],
+  "host/factory": ["shared", "host/config", "host/hypervisor", "host/storage"],
   "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/factory", "host/storage"],
   "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox", "host/factory"],
   "host/shim": ["shared", "host/config", "host/daemon"],

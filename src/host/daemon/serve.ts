@@ -11,7 +11,7 @@ import { ContainerLifecycleService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { VmPool } from "../factory/index.js";
-import { agentAnswers, vmBase } from "../sandbox/index.js";
+import { vmBase } from "../sandbox/index.js";
 import { Daemon } from "./daemon.js";
 import { lifecycleService } from "./lifecycle-service.js";
 import { daemonSocketPath } from "./socket-path.js";
@@ -40,7 +40,7 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
   }
   const pool =
     config.factory.vmCacheNumber > 0
-      ? new VmPool({ config, base: () => vmBase(config), agentAnswers: (id, paths) => agentAnswers(config, id, paths), log: options.log })
+      ? new VmPool({ config, base: () => vmBase(config), log: options.log })
       : undefined;
   const daemon = new Daemon(config, pool);
   await daemon.adoptAll(options.log);

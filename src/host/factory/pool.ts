@@ -1,5 +1,5 @@
 // The warm pool ([factory] vm_cache_number, docs/templates.md): moatd keeps up to N VMs
-// restored from the template, their agent checked, paused, under <state root>/.pool/<id>/. A
+// restored from the template, running checked, then paused, under <state root>/.pool/<id>/. A
 // new sandbox takes one: moatd lets it run and moves its directory to the sandbox's; the
 // sandbox then bind-mounts its shares into it and makes it its own (RNG, clock, hostname), so
 // what is left of its start is its container's. One VM is restored at a time in the
@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { tracer } from "../../shared/trace.js";
 import type { Config } from "../config/index.js";
-import { pidExited, runningQemuPid, vmPaths, type QemuVm, type VmPaths } from "../hypervisor/index.js";
+import { pidExited, runningQemuPid, vmPaths, type QemuVm } from "../hypervisor/index.js";
 import { removeStateDir } from "../storage/index.js";
 import { ensureTemplate, restoreFromTemplate, type TemplateBase } from "./template.js";
 
@@ -18,7 +18,7 @@ const trace = tracer("factory");
 
 /** Not a valid sandbox id, so that no container's state directory can take its name. */
 const POOL_DIR = ".pool";
-/** Written into a pool VM's directory once it is ready (paused, agent checked): what `moat factory status` counts. */
+/** Written into a pool VM's directory once it is ready (restored, paused): what `moat factory status` counts. */
 const READY_FILE = "ready";
 /**
  * No refill while the host's MemAvailable is below this plus the VM's memory size: a pool VM
@@ -35,8 +35,6 @@ export interface PoolOptions {
   config: Config;
   /** The VM the pool's sandboxes get (the configuration's default size): what its template is keyed by. */
   base(): Promise<TemplateBase>;
-  /** Resolves once the agent of the VM at `paths` answers (sandbox/'s agent client). */
-  agentAnswers(id: string, paths: VmPaths): Promise<void>;
   log(line: string): void;
 }
 
@@ -141,7 +139,13 @@ export class VmPool {
       const startedAt = performance.now();
       const vm = await restoreFromTemplate(config, template, { ...base, id, shares: [], paths });
       cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
-      await this.options.agentAnswers(id, paths);
+      // Its agent was serving when the template was saved, and the restore ran it: the VM is
+      // ready. No agent session is opened here: a session closed just before the pause can
+      // leave the guest's relay unaware that it ended (it sees the host's hang-up only if it
+      // polls between the close and the next connect), and the sandbox's session would then
+      // be fed into the old one. The taker's session is the VM's first, as a clone's is.
+      const { status } = (await vm.qmp.execute("query-status", undefined, QMP_CALL_MS)) as { status: string };
+      if (status !== "running") throw new Error(`QEMU is "${status}" after the restore`);
       // Paused until a sandbox takes it: an idle guest still costs CPU under TCG.
       await vm.qmp.execute("stop", undefined, QMP_CALL_MS);
       await writeFile(join(paths.stateDir, READY_FILE), "");

@@ -1,7 +1,6 @@
 export { AgentClient, type GuestDetails, type GuestProcess } from "./agent-client.js";
 export {
   adoptSandboxVm,
-  agentAnswers,
   describeStart,
   discardSandbox,
   guestArtifacts,

@@ -26,7 +26,6 @@ import {
   type GuestRootfs,
   type Share,
   type VmExit,
-  type VmPaths,
   type VmSpec,
 } from "../hypervisor/index.js";
 import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
@@ -319,20 +318,6 @@ function coldBootReason(config: Config): string | undefined {
   // A vhost-user device blocks QEMU's migration, and virtiofsd needs RAM shared, not private.
   if (config.qemu.sharedFs === "virtio-fs") return 'shared_fs = "virtio-fs" cannot be restored from a template (vhost-user blocks migration)';
   return undefined;
-}
-
-/**
- * Whether the agent of the VM at `paths` answers (a session opened and closed again): how the
- * warm pool knows that a VM it restored is ready to be handed out.
- */
-export async function agentAnswers(config: Config, id: string, paths: VmPaths): Promise<void> {
-  const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
-  try {
-    await agent.check(config.agent.dialTimeoutMs);
-    await agent.version();
-  } finally {
-    agent.close();
-  }
 }
 
 /**
