@@ -218,11 +218,12 @@ async function removeOthers(root: string, kept: Template): Promise<void> {
 /**
  * Starts QEMU for `spec` from `template`: the same devices, the template's RAM file mapped
  * privately, the saved state loaded, the guest running. The caller then talks to its agent.
+ * `nice`: QEMU's nice value (the warm pool's background restores).
  */
-export async function restoreFromTemplate(config: Config, template: Template, spec: VmSpec): Promise<QemuVm> {
+export async function restoreFromTemplate(config: Config, template: Template, spec: VmSpec, nice?: number): Promise<QemuVm> {
   const where = `sandbox ${spec.id}`;
   const restored: VmSpec = { ...spec, memoryFile: { path: template.memoryPath, shared: false }, incoming: true };
-  const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec: restored, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+  const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec: restored, startTimeoutMs: QEMU_START_TIMEOUT_MS, nice });
   try {
     await loadState(vm.qmp, template.statePath, spec.paths.migrationSocket, RESTORE_TIMEOUT_MS, where);
     return vm;

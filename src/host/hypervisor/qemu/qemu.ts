@@ -3,7 +3,8 @@
 // then firmly.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { setPriority } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../shared/deadline.js";
 import { MoatError } from "../../../shared/errors.js";
@@ -28,6 +29,11 @@ export interface QemuStartOptions {
   spec: VmSpec;
   /** How long QEMU may take to create its QMP socket and answer on it. */
   startTimeoutMs: number;
+  /**
+   * Start QEMU at this nice value (every thread it makes inherits it): a VM restored ahead of
+   * time for the warm pool must take only CPU time that sandboxes starting now leave over.
+   */
+  nice?: number;
 }
 
 export class QemuVm implements Vm {
@@ -72,7 +78,9 @@ export class QemuVm implements Vm {
     const logFd = openSync(spec.paths.hypervisorLog, "a");
     let child;
     try {
-      child = spawn(qemuPath, args, { detached: true, stdio: ["ignore", "ignore", logFd] });
+      // `nice` execs QEMU in its own process: the pid is QEMU's.
+      const [command, commandArgs] = options.nice === undefined ? [qemuPath, args] : ["nice", ["-n", String(options.nice), qemuPath, ...args]];
+      child = spawn(command, commandArgs, { detached: true, stdio: ["ignore", "ignore", logFd] });
     } finally {
       closeSync(logFd);
     }
@@ -107,6 +115,17 @@ export class QemuVm implements Vm {
         await exited;
       }
       throw error;
+    }
+  }
+
+  /** Sets the nice value of every QEMU thread (Linux's nice is per thread); a thread gone meanwhile is skipped. */
+  async renice(nice: number): Promise<void> {
+    for (const task of await readdir(`/proc/${this.pid}/task`).catch(() => [])) {
+      try {
+        setPriority(Number(task), nice);
+      } catch {
+        // The thread has exited.
+      }
     }
   }
 
