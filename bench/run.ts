@@ -60,6 +60,12 @@ try {
   const runc = runcBaseline(bundle, join(work, "runc"));
   const gvisor = gvisorBaseline(bundle, join(work, "runsc"));
   const samples = { pool: [] as number[], template: [] as number[], cold: [] as number[], sizeFirst: [] as number[], sizeLater: [] as number[], runc: [] as number[], gvisor: [] as number[] };
+  // The part of each start the path decides: from `moat run`'s start of the VM to its agent answering (the sandbox trace).
+  const ready = { pool: [] as number[], template: [] as number[], cold: [] as number[] };
+  const timed = (path: keyof typeof ready, result: { ms: number; trace: string }) => {
+    ready[path].push(Number(/agent ready after (\d+) ms/.exec(result.trace)?.[1]));
+    return result.ms;
+  };
   const templated = configFile("template", "enable_template = true");
   const cold = configFile("cold", "enable_template = false");
   process.stdout.write(`bench/run: ${runs} runs of echo hi${values.sizes ? ", with sizes" : ""}\n`);
@@ -67,9 +73,9 @@ try {
   moatRun(pooled.config, /./); // starts moatd, which builds its template and fills its pool; not measured
   for (let run = 0; run < runs; run++) {
     await poolFull(pooled.config);
-    samples.pool.push(moatRun(pooled.config, /\(from the warm pool, /).ms);
-    samples.template.push(moatRun(templated.config, /\(from a template, /).ms);
-    samples.cold.push(moatRun(cold.config, /\(cold boot: /).ms);
+    samples.pool.push(timed("pool", moatRun(pooled.config, /\(from the warm pool, /)));
+    samples.template.push(timed("template", moatRun(templated.config, /\(from a template, /)));
+    samples.cold.push(timed("cold", moatRun(cold.config, /\(cold boot: /)));
     if (values.sizes) {
       // First use of the size: its template is built; removed again after, so that every run is a first use.
       const first = moatRun(templated.config, /\(from a template, [0-9a-f]{16}: 2 vCPUs, 768 MiB/, SIZE_ARGS);
@@ -103,6 +109,17 @@ try {
     {
       what: `warm pool: moatd with vm_cache_number = ${POOL_SIZE}, its pool full before each sample (refilled between samples); template: restored from the default size's template (built before the runs); cold boot: enable_template = false${values.sizes ? "; sizes: 2 vCPUs and 768 MiB, its template removed after each first use" : ""}`,
     },
+  );
+  report(
+    "run-agent-ready",
+    "The same runs: the sandbox's VM started (taken from the pool, restored, booted) to its agent answering and, for a clone, having taken its identity (the sandbox trace's 'agent ready after')",
+    [
+      { name: "warm pool", summary: summarize(ready.pool) },
+      { name: "template", summary: summarize(ready.template) },
+      { name: "cold boot", summary: summarize(ready.cold) },
+    ],
+    "warm pool",
+    { what: "from bench/run.ts's moat run samples, the start path's own part of them" },
   );
 } finally {
   // The pool's moatd kills its pool VMs when it exits.
