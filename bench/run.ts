@@ -71,22 +71,32 @@ try {
   process.stdout.write(`bench/run: ${runs} runs of echo hi${values.sizes ? ", with sizes" : ""}\n`);
   moatRun(templated.config, /from a template|cold boot/); // builds the VM template, not measured
   moatRun(pooled.config, /./); // starts moatd, which builds its template and fills its pool; not measured
+  /** A run that fails is counted and said, not dropped silently, and does not end the benchmark. */
+  const failures: string[] = [];
+  const sample = (what: string, into: number[], take: () => number) => {
+    try {
+      into.push(take());
+    } catch (error) {
+      failures.push(`${what}: ${String(error).split("\n")[0]}`);
+      process.stdout.write(`  ${what} failed: ${String(error).split("\n")[0]}\n`);
+    }
+  };
   for (let run = 0; run < runs; run++) {
     await poolFull(pooled.config);
-    samples.pool.push(timed("pool", moatRun(pooled.config, /\(from the warm pool, /)));
-    samples.template.push(timed("template", moatRun(templated.config, /\(from a template, /)));
-    samples.cold.push(timed("cold", moatRun(cold.config, /\(cold boot: /)));
+    sample(`run ${run + 1} warm pool`, samples.pool, () => timed("pool", moatRun(pooled.config, /\(from the warm pool, /)));
+    sample(`run ${run + 1} template`, samples.template, () => timed("template", moatRun(templated.config, /\(from a template, /)));
+    sample(`run ${run + 1} cold boot`, samples.cold, () => timed("cold", moatRun(cold.config, /\(cold boot: /)));
     if (values.sizes) {
-      // First use of the size: its template is built; removed again after, so that every run is a first use.
-      const first = moatRun(templated.config, /\(from a template, [0-9a-f]{16}: 2 vCPUs, 768 MiB/, SIZE_ARGS);
-      samples.sizeFirst.push(first.ms);
-      samples.sizeLater.push(moatRun(templated.config, /\(from a template, [0-9a-f]{16}: 2 vCPUs, 768 MiB/, SIZE_ARGS).ms);
-      const key = /from a template, ([0-9a-f]{16}): 2 vCPUs/.exec(first.trace)?.[1] ?? "";
-      rmSync(join(templated.stateRoot, ".templates", key), { recursive: true, force: true });
+      // First use of the size: its template is built; removed again after (all of .templates' sized ones), so that every run is a first use.
+      const sized = /\(from a template, [0-9a-f]{16}: 2 vCPUs, 768 MiB/;
+      sample(`run ${run + 1} size first use`, samples.sizeFirst, () => moatRun(templated.config, sized, SIZE_ARGS).ms);
+      sample(`run ${run + 1} size later use`, samples.sizeLater, () => moatRun(templated.config, sized, SIZE_ARGS).ms);
+      const status = spawnSync(moat, ["--config", templated.config, "factory", "status"], { encoding: "utf8" }).stdout;
+      for (const [, key] of status.matchAll(/^([0-9a-f]{16}) {2}sized /gm)) rmSync(join(templated.stateRoot, ".templates", key!), { recursive: true, force: true }); // group 1 exists on a match
     }
     samples.runc.push(runc.run(`run-${run}`));
     samples.gvisor.push(gvisor.run(`run-${run}`));
-    process.stdout.write(`  run ${run + 1}/${runs}: pool ${samples.pool.at(-1)!.toFixed(0)} ms, template ${samples.template.at(-1)!.toFixed(0)} ms, cold ${samples.cold.at(-1)!.toFixed(0)} ms\n`); // just pushed
+    process.stdout.write(`  run ${run + 1}/${runs}: pool ${samples.pool.at(-1)?.toFixed(0)} ms, template ${samples.template.at(-1)?.toFixed(0)} ms, cold ${samples.cold.at(-1)?.toFixed(0)} ms\n`);
   }
   const sizeRows = values.sizes
     ? [
@@ -107,6 +117,7 @@ try {
     ],
     "moat run, warm pool",
     {
+      failures,
       what: `warm pool: moatd with vm_cache_number = ${POOL_SIZE}, its pool full before each sample (refilled between samples); template: restored from the default size's template (built before the runs); cold boot: enable_template = false${values.sizes ? "; sizes: 2 vCPUs and 768 MiB, its template removed after each first use" : ""}`,
     },
   );

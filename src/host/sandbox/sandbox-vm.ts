@@ -300,7 +300,15 @@ async function fromPool(config: Config, spec: VmSpec, base: TemplateBase, pool: 
     trace(spec.id, `warm pool: ${taken.reason}`);
     return undefined;
   }
-  const vm = await QemuVm.adopt(spec.id, spec.paths, QEMU_START_TIMEOUT_MS);
+  const vm = await QemuVm.adopt(spec.id, spec.paths, QEMU_START_TIMEOUT_MS).catch(async (error: unknown) => {
+    // It is this sandbox's now, in its state directory: it must not outlive the failure.
+    const pid = await runningQemuPid(spec.id, spec.paths);
+    if (pid !== undefined) {
+      process.kill(pid, "SIGKILL");
+      await pidExited(pid, DISCARD_POLL_MS);
+    }
+    throw error;
+  });
   if (!vm) throw new MoatError("MOAT_POOL_VM_GONE", `sandbox ${spec.id}: the VM taken from the warm pool is not running`, { status: Code.UNAVAILABLE });
   return { vm, start: { kind: "pool", template }, spawnedAt };
 }
