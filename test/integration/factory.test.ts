@@ -1,6 +1,7 @@
 // VM templates (issue 5): sandboxes restore from a saved VM instead of booting, each clone
 // takes its own randomness, clock and hostname, a changed configuration builds a new
-// template, and a sandbox the template does not fit boots cold, saying why.
+// template, a sandbox of another size restores from a template of its size class (built on
+// first use), and with templates off sandboxes boot cold, saying why.
 import assert from "node:assert/strict";
 import { after, afterEach, test } from "node:test";
 import { runMoat } from "./harness/moat-cli.js";
@@ -26,7 +27,7 @@ test("clones of one template differ: random bytes and boot id; their clock is th
   const runs = await Promise.all(["clone-a", "clone-b"].map((name) => moat(["run", "--name", name, "busybox", "sh", "-c", probe], { MOAT_TRACE: "sandbox" })));
   const [a, b] = runs.map((run) => {
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stderr, /agent ready after \d+ ms \(from a template;/);
+    assert.match(run.stderr, /agent ready after \d+ ms \(from a template, [0-9a-f]{16}: 1 vCPU, 512 MiB;/);
     const [random, bootId, seconds] = run.stdout.trim().split("\n");
     return { random, bootId, seconds: Number(seconds) };
   });
@@ -36,10 +37,28 @@ test("clones of one template differ: random bytes and boot id; their clock is th
   assert.ok(Math.abs(a!.seconds - now) < 120, `guest clock ${a!.seconds}, host ${now}: the clone's clock was set`);
 });
 
-test("a sandbox of another size boots cold and says why; enable_template = false boots cold", async () => {
-  const sized = await moat(["run", "--cpus", "2", "busybox", "true"], { MOAT_TRACE: "sandbox" });
-  assert.equal(sized.code, 0, sized.stderr);
-  assert.match(sized.stderr, /cold boot: 2 vCPUs and 512 MiB differ from the template's 1 and 512/);
+test("a sandbox of another size restores from a template of its size class, built on first use, and has that size; enable_template = false boots cold", async () => {
+  const probe = "grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo";
+  const sized = async () => {
+    // 700 MiB rounds up to the 768 MiB class.
+    const run = await moat(["run", "--cpus", "2", "--memory", "700m", "busybox", "sh", "-c", probe], { MOAT_TRACE: "sandbox,factory" });
+    assert.equal(run.code, 0, run.stderr);
+    const key = /agent ready after \d+ ms \(from a template, ([0-9a-f]{16}): 2 vCPUs, 768 MiB;/.exec(run.stderr)?.[1];
+    assert.ok(key, run.stderr);
+    const [cpus, memTotal] = run.stdout.trim().split("\n");
+    assert.equal(cpus, "2");
+    const memTotalMiB = Number(/(\d+) kB/.exec(memTotal ?? "")?.[1]) / 1024;
+    assert.ok(memTotalMiB > 512 && memTotalMiB <= 768, `the guest has the 768 MiB class's memory: ${memTotal}`);
+    return { key, built: /factory template [0-9a-f]{16}: built in/.test(run.stderr) };
+  };
+  const first = await sized();
+  const second = await sized();
+  assert.ok(first.built, "the first sandbox of that size built its template");
+  assert.ok(!second.built, "the second restored from it");
+  assert.equal(second.key, first.key);
+  const status = await moat(["factory", "status"]);
+  assert.match(status.stdout, new RegExp(`^${first.key} {2}sized {4}saved .*2 vCPUs, 768 MiB`, "m"));
+  assert.match(status.stdout, /^[0-9a-f]{16} {2}current {2}saved .*1 vCPU, 512 MiB/m, "the default size's template is kept beside it");
   const off = workspace.configFile("templates-off", "[factory]\nenable_template = false\n");
   const cold = await moat(["--config", off, "run", "busybox", "true"], { MOAT_TRACE: "sandbox" });
   assert.equal(cold.code, 0, cold.stderr);

@@ -41,7 +41,7 @@ const allowed: Record<string, string[]> = {
   "host/cgroup": ["shared"],
   "host/oci": ["shared", "host/cgroup"],
   "host/images": ["shared", "host/config"],
-  "host/factory": ["shared", "host/config", "host/hypervisor"],
+  "host/factory": ["shared", "host/config", "host/hypervisor", "host/storage"],
   "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/factory", "host/storage", "host/cgroup"],
   "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox", "host/factory", "host/cgroup"],
   "host/shim": ["shared", "host/config", "host/daemon"],

@@ -1,22 +1,48 @@
 // Mounts the agent makes for a container: the shares the host exported over 9p or virtio-fs
 // (root file system, bind-mount sources), each read-write, read-only, or read-only under a
 // writable overlay whose upper layer is in guest memory. Node has no mount(2), so busybox's
-// mount makes the call. A read-only share is also read-only on the host side (QEMU's 9p
-// readonly, virtiofsd's read-only bind): the guest's `ro` is not the only guard.
+// mount makes the call. A read-only share is also read-only on the host side (a read-only
+// bind mount in the 9p export, virtiofsd's read-only bind): the guest's `ro` is not the only
+// guard.
+//
+// 9p is one device per VM (docs/storage.md) that exports the host's shares directory; it is
+// mounted once, on the first create (never before: a VM template is saved before any create,
+// and a mounted 9p device blocks QEMU's migration), and each share is a bind mount of its
+// subdirectory <container id>/<tag>. virtio-fs shares are a device each, mounted by tag.
 import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { MoatError } from "../../shared/errors.js";
-import { SharedFs, shareGuestPath, type ShareMount } from "../../shared/protocol/index.js";
+import { SharedFs, shareGuestPath, SHARES_9P_GUEST_ROOT, SHARES_9P_TAG, shareSubpath, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 
 const VALID_TAG = /^[A-Za-z0-9_-]{1,31}$/;
 const NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144,cache=loose";
 
-/** `mount` arguments for the share `tag` at `path`. */
-function shareMountArgs(share: ShareMount, readOnly: boolean, path: string): string[] {
-  const ro = readOnly ? ["-o", "ro"] : [];
-  if (share.fs === SharedFs.VIRTIO_FS) return ["-t", "virtiofs", ...ro, share.tag, path];
-  return ["-t", "9p", "-o", `${NINEP_OPTIONS}${readOnly ? ",ro" : ""}`, share.tag, path];
+/** The 9p device, mounted once per VM; a failed mount is tried again by the next create. */
+let shares9p: Promise<void> | undefined;
+
+function mount9pRoot(where: string): Promise<void> {
+  shares9p ??= mkdir(SHARES_9P_GUEST_ROOT, { recursive: true })
+    .then(() => run("/bin/mount", ["-t", "9p", "-o", NINEP_OPTIONS, SHARES_9P_TAG, SHARES_9P_GUEST_ROOT], where))
+    .catch((error: unknown) => {
+      shares9p = undefined;
+      throw error;
+    });
+  return shares9p;
+}
+
+/** Mounts `share` at `path`: a bind of its 9p subdirectory, or its own virtio-fs device. */
+async function mountSource(containerId: string, share: ShareMount, readOnly: boolean, path: string, where: string): Promise<void> {
+  if (share.fs === SharedFs.VIRTIO_FS) {
+    await run("/bin/mount", ["-t", "virtiofs", ...(readOnly ? ["-o", "ro"] : []), share.tag, path], where);
+    return;
+  }
+  await mount9pRoot(where);
+  const source = `${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`;
+  // A bind mount takes its read-only flag only from a remount; one shell runs both (each
+  // process started costs time under TCG).
+  if (readOnly) await run("/bin/sh", ["-c", 'mount -o bind "$1" "$2" && mount -o remount,bind,ro "$2"', "sh", source, path], where);
+  else await run("/bin/mount", ["-o", "bind", source, path], where);
 }
 
 function run(command: string, args: string[], where: string): Promise<void> {
@@ -47,13 +73,19 @@ async function mountShare(containerId: string, share: ShareMount, where: string)
   const path = shareGuestPath(containerId, share.tag);
   if (!share.overlay) {
     await mkdir(path, { recursive: true });
-    await run("/bin/mount", shareMountArgs(share, share.readOnly, path), where);
+    await mountSource(containerId, share, share.readOnly, path, where);
     return;
   }
   for (const dir of [`${path}.lower`, `${path}.upper`, `${path}.work`, path]) await mkdir(dir, { recursive: true });
-  await run("/bin/mount", shareMountArgs(share, true, `${path}.lower`), where);
+  // overlayfs never writes its lower layer, so a 9p share's subdirectory serves as it is.
+  let lower = `${path}.lower`;
+  if (share.fs === SharedFs.VIRTIO_FS) await mountSource(containerId, share, true, lower, where);
+  else {
+    await mount9pRoot(where);
+    lower = `${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`;
+  }
   try {
-    await run("/bin/mount", ["-t", "overlay", "-o", `lowerdir=${path}.lower,upperdir=${path}.upper,workdir=${path}.work`, "overlay", path], where);
+    await run("/bin/mount", ["-t", "overlay", "-o", `lowerdir=${lower},upperdir=${path}.upper,workdir=${path}.work`, "overlay", path], where);
   } catch (error) {
     await unmount(`${path}.lower`);
     throw error;

@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { release } from "node:os";
 import { loadConfig } from "../config/index.js";
-import { startSandboxVm } from "../sandbox/index.js";
+import { describeStart, startSandboxVm } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 
 export interface BootOptions {
@@ -27,7 +27,7 @@ export async function bootCommand(options: BootOptions, global: GlobalOptions): 
       guestCpus: details.onlineCpus,
       guestMemoryMiB: Number(details.memoryTotalBytes / 1024n / 1024n),
       agentVersion: version.agentVersion,
-      start: sandbox.timings.start.kind === "template" ? "from a VM template" : `cold boot (${sandbox.timings.start.reason})`,
+      start: describeStart(sandbox.timings.start),
       qemuReadyMs: Math.round(sandbox.timings.qemuReadyMs),
       agentReadyMs: Math.round(sandbox.timings.agentReadyMs),
       guestUptimeAtReadyMs: Math.round(sandbox.timings.guestUptimeMs),

@@ -5,7 +5,7 @@ import { constants, existsSync } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
 import { formatForUser, MoatError } from "../../shared/errors.js";
 import { loadConfig, type Config } from "../config/index.js";
-import { listTemplates, templateKey } from "../factory/index.js";
+import { listTemplates, readyPoolVms, templateKey } from "../factory/index.js";
 import { chooseAccelerator, qemuMachineTypes, qemuVersion } from "../hypervisor/index.js";
 import { vmBase } from "../sandbox/index.js";
 import { ShareServers } from "../storage/index.js";
@@ -111,8 +111,9 @@ async function checkTemplates(config: Config): Promise<Finding> {
   if (!config.factory.enableTemplate) return { what, verdict: "note", detail: "off ([factory] enable_template = false): every sandbox boots cold" };
   const current = await vmBase(config).then((base) => templateKey(base, config.qemu.path), () => undefined);
   const built = (await listTemplates(config)).find((template) => template.key === current);
+  const pool = config.factory.vmCacheNumber > 0 ? `; warm pool of ${config.factory.vmCacheNumber} (${(await readyPoolVms(config)).length} ready)` : "";
   return built
-    ? { what, verdict: "ok", detail: `on; template ${built.key} saved ${built.created}, sandboxes restore from it` }
+    ? { what, verdict: "ok", detail: `on; template ${built.key} saved ${built.created}, sandboxes restore from it${pool}` }
     : { what, verdict: "note", detail: "on; none built for this configuration yet: the first sandbox builds it", fix: "moat factory init   (builds it now and restores one VM to prove templates work here)" };
 }
 

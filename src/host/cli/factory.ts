@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig, type Config } from "../config/index.js";
-import { destroyTemplates, listTemplates, templateKey, templateRoot } from "../factory/index.js";
+import { destroyTemplates, listTemplates, MAX_TEMPLATES, readyPoolVms, templateKey, templateRoot } from "../factory/index.js";
 import { startSandboxVm, vmBase } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 
@@ -29,17 +29,26 @@ export async function factoryInitCommand(global: GlobalOptions): Promise<void> {
   }
 }
 
-/** Lists the templates, marking the one the current configuration uses. */
+/**
+ * Lists the templates, marking the one the current configuration's default size uses
+ * ("current"), those of other sizes made from the same inputs ("sized") and those left from
+ * older inputs ("stale"); then the warm pool.
+ */
 export async function factoryStatusCommand(global: GlobalOptions): Promise<void> {
   const config = configOf(global);
   const current = await templateKey(await vmBase(config), config.qemu.path);
   const templates = await listTemplates(config);
-  process.stdout.write(`templates: ${config.factory.enableTemplate ? "on" : "off ([factory] enable_template = false)"}; kept in ${templateRoot(config)}\n`);
+  const family = templates.find((template) => template.key === current)?.family;
+  process.stdout.write(`templates: ${config.factory.enableTemplate ? "on" : "off ([factory] enable_template = false)"}; kept in ${templateRoot(config)}, at most ${MAX_TEMPLATES}\n`);
   if (templates.length === 0) process.stdout.write("none built yet: the first sandbox builds one, or run `moat factory init`\n");
   for (const template of templates) {
-    const mark = template.key === current ? "current" : "stale";
-    process.stdout.write(`${template.key}  ${mark.padEnd(7)}  saved ${template.created}  memory ${Math.round(template.memoryBytes / 1024 / 1024)} MiB in use, state ${Math.round(template.stateBytes / 1024)} KiB\n`);
+    const mark = template.key === current ? "current" : template.family === family ? "sized" : "stale";
+    const size = `${template.vcpus} vCPU${template.vcpus === 1 ? "" : "s"}, ${template.memoryMiB} MiB`;
+    process.stdout.write(`${template.key}  ${mark.padEnd(7)}  saved ${template.created}  ${size}; memory ${Math.round(template.memoryBytes / 1024 / 1024)} MiB in use, state ${Math.round(template.stateBytes / 1024)} KiB\n`);
   }
+  const ready = await readyPoolVms(config);
+  const wanted = config.factory.vmCacheNumber;
+  process.stdout.write(wanted === 0 && ready.length === 0 ? "warm pool: off ([factory] vm_cache_number = 0)\n" : `warm pool: ${ready.length} of ${wanted} VMs ready${ready.length > 0 ? ` (${ready.join(", ")})` : ""}; moatd keeps it\n`);
 }
 
 export async function factoryDestroyCommand(global: GlobalOptions): Promise<void> {

@@ -99,7 +99,7 @@ export function buildProgram(): Command {
     .action(() => factoryInitCommand(global()));
   factory
     .command("status")
-    .description("list the templates, marking the one the current configuration uses")
+    .description("list the templates (marking the one the current configuration uses, and those of other sizes) and the warm pool")
     .action(() => factoryStatusCommand(global()));
   factory
     .command("destroy")

@@ -9,6 +9,7 @@ import { writeFileSync } from "node:fs";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
+import { daemonPool } from "../daemon/index.js";
 import { builtinImage } from "../images/index.js";
 import { loadBundle } from "../oci/index.js";
 import { runContainer } from "../sandbox/index.js";
@@ -64,6 +65,8 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
       stderr: process.stderr,
       vcpus,
       memoryMiB,
+      // moatd's warm pool, when the configuration keeps one (moatd is started if it is not running).
+      pool: config.factory.vmCacheNumber > 0 ? daemonPool({ stateRoot: config.runtime.stateRoot, configPath: global.config ?? process.env.MOAT_CONFIG }) : undefined,
       terminal: terminal ? { size: localWindowSize() } : undefined,
       onStarted: (container) => {
         // In the foreground this process stands for the container, as runc run's does.

@@ -42,6 +42,8 @@ export interface FactoryConfig {
   enableTemplate: boolean;
   /** Where templates are kept; undefined: <state root>/.templates. */
   templatePath: string | undefined;
+  /** VMs moatd keeps restored from the template ahead of time, handed one to each new sandbox (0: none). */
+  vmCacheNumber: number;
 }
 
 export interface Config {

@@ -71,6 +71,9 @@ test("errors name the file, the key and the valid range", () => {
   invalid("[hypervisor.qemu]\nenable_debug = \"yes\"", /enable_debug: must be true or false/);
   invalid("[hypervisor.qemu]\nimage = \"/a\"\ninitrd = \"/b\"", /image and initrd are both set/);
   invalid("hypervisor = 3", /hypervisor: must be a table/);
+  invalid("[factory]\nvm_cache_number = 65", /factory.vm_cache_number: must be an integer from 0 to 64 \(VMs\), got 65/);
+  invalid("[factory]\nvm_cache_number = 2\nenable_template = false", /factory.vm_cache_number: needs enable_template = true/);
+  invalid('[hypervisor.qemu]\nshared_fs = "virtio-fs"\n[factory]\nvm_cache_number = 1', /factory.vm_cache_number: needs shared_fs = "virtio-9p"/);
   invalid("[hypervisor.qemu\n", /not valid TOML/);
 });
 

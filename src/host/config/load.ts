@@ -30,8 +30,11 @@ const KATA_KEYS: Record<string, Record<string, { as: string; values?: readonly u
     virtio_fs_cache: { as: "virtio_fs_cache", values: ["never", "auto", "always"] },
   },
   "agent.kata": { dial_timeout: { as: "agent.moat.dial_timeout" } },
-  factory: { enable_template: { as: "enable_template" } },
+  factory: { enable_template: { as: "enable_template" }, vm_cache_number: { as: "vm_cache_number" } },
 };
+
+/** The warm pool's largest size: each VM costs tens of MiB even idle, and the pool refills one at a time. */
+const MAX_VM_CACHE_NUMBER = 64;
 
 type Table = Record<string, unknown>;
 
@@ -56,7 +59,7 @@ export function defaultConfig(): Config {
     },
     agent: { dialTimeoutMs: 30_000 },
     runtime: { stateRoot: "/run/moat" },
-    factory: { enableTemplate: true, templatePath: undefined },
+    factory: { enableTemplate: true, templatePath: undefined, vmCacheNumber: 0 },
   };
 }
 
@@ -120,6 +123,13 @@ export function parseConfig(text: string, file: string): Config {
   const factory = read.table(document, ["factory"]);
   config.factory.enableTemplate = read.boolean(factory, "factory.enable_template") ?? config.factory.enableTemplate;
   config.factory.templatePath = read.absolutePath(factory, "factory.template_path") ?? config.factory.templatePath;
+  config.factory.vmCacheNumber = read.integer(factory, "factory.vm_cache_number", 0, MAX_VM_CACHE_NUMBER, "VMs") ?? config.factory.vmCacheNumber;
+  if (config.factory.vmCacheNumber > 0 && !config.factory.enableTemplate) {
+    throw read.invalid("factory.vm_cache_number", "needs enable_template = true: the warm pool's VMs are restored from the template");
+  }
+  if (config.factory.vmCacheNumber > 0 && config.qemu.sharedFs === "virtio-fs") {
+    throw read.invalid("factory.vm_cache_number", 'needs shared_fs = "virtio-9p": virtio-fs sandboxes cannot be restored from a template');
+  }
   return config;
 }
 

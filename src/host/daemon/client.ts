@@ -8,7 +8,7 @@ import { MoatError } from "../../shared/errors.js";
 import { ContainerLifecycleService } from "../../shared/protocol/index.js";
 import { Code, connectUnix, TtrpcClient } from "../../shared/ttrpc/index.js";
 import { packageRoot, type Config } from "../config/index.js";
-import { discardSandbox } from "../sandbox/index.js";
+import { discardSandbox, type WarmPool } from "../sandbox/index.js";
 import { daemonSocketPath } from "./socket-path.js";
 
 const START_TIMEOUT_MS = 10_000;
@@ -81,9 +81,34 @@ export class DaemonClient {
     return this.ttrpc.call(ContainerLifecycleService.method.update, { containerId, resourcesJson: JSON.stringify(resources) }, { timeoutMs: CALL_TIMEOUT_MS });
   }
 
+  takePooledVm(sandboxId: string, templateKey: string) {
+    return this.ttrpc.call(ContainerLifecycleService.method.takePooledVm, { sandboxId, templateKey }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
   close(): void {
     this.ttrpc.close();
   }
+}
+
+/**
+ * The warm pool of the moatd serving `start.stateRoot`, for a sandbox this process starts
+ * itself (`moat run`); moatd is started if none answers, and then fills its pool.
+ */
+export function daemonPool(start: DaemonStart): WarmPool {
+  return {
+    async prepare() {
+      (await DaemonClient.connect(start)).close(); // moatd answers only once it has adopted what it found
+    },
+    async take(sandboxId, templateKey) {
+      const client = await DaemonClient.connect(start);
+      try {
+        const { taken, reason } = await client.takePooledVm(sandboxId, templateKey);
+        return taken ? { taken } : { taken, reason };
+      } finally {
+        client.close();
+      }
+    },
+  };
 }
 
 /**

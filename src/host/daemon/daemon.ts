@@ -9,7 +9,7 @@ import { parseJsonObject } from "../../shared/json-object.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
-import { removeAbandonedBuilds } from "../factory/index.js";
+import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPool } from "../factory/index.js";
 import { hostCgroupTarget } from "../cgroup/index.js";
 import { guestSpec, loadBundle, specCgroupsPath } from "../oci/index.js";
 import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
@@ -91,10 +91,14 @@ export class Daemon {
   /** Front ends' adopters, by front end name (registered before adoptAll runs). */
   private readonly adopters = new Map<string, Adopter>();
 
-  /** `log` is moatd's log: lines an operator should see (adoption, fallbacks). */
+  /**
+   * `log` is moatd's log: lines an operator should see (adoption, fallbacks). `pool`: the warm
+   * pool ([factory] vm_cache_number), if there is one; new sandboxes try it first.
+   */
   constructor(
     private readonly config: Config,
     private readonly log: (line: string) => void,
+    private readonly pool?: VmPool,
   ) {}
 
   get size(): number {
@@ -122,7 +126,7 @@ export class Daemon {
     this.creating.add(id);
     try {
       const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...sandboxConfig.runtime, stateRoot: this.config.runtime.stateRoot } } : this.config;
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup });
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, pool: this.pool });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), true);
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
@@ -146,6 +150,7 @@ export class Daemon {
     const log = this.log;
     const stateRoot = this.config.runtime.stateRoot;
     await removeAbandonedBuilds(this.config, log);
+    await removePoolLeftovers(this.config, log);
     const entries = await readdir(stateRoot, { withFileTypes: true }).catch(() => []);
     // Only sandboxes are named like sandbox ids; the templates' ".templates" is not one.
     for (const entry of entries.filter((candidate) => candidate.isDirectory() && isSandboxId(candidate.name))) {
@@ -209,6 +214,20 @@ export class Daemon {
   /** Calls `listener` with a container's id each time its cgroup in the guest sees an OOM kill. */
   onOom(listener: OomListener): void {
     this.oomListeners.add(listener);
+  }
+
+  /**
+   * Hands a warm pool VM to a sandbox that another process starts (`moat run`): it moves into
+   * <state root>/<sandboxId>, which that process created empty, and is that process's.
+   */
+  async takePooledVm(sandboxId: string, templateKey: string): Promise<TakeResult> {
+    validateSandboxId(sandboxId);
+    if (!this.pool) return { taken: false, reason: "moatd keeps none ([factory] vm_cache_number = 0)" };
+    const stateDir = join(this.config.runtime.stateRoot, sandboxId);
+    // The caller's claim on the id is that empty directory, which the pool VM's replaces.
+    const empty = await readdir(stateDir).then((entries) => entries.length === 0, () => false);
+    if (!empty) return { taken: false, reason: `${stateDir} is not an empty directory` };
+    return this.pool.take(sandboxId, templateKey, stateDir);
   }
 
   /** Makes a container this daemon's: its stand-in's socket, its output and exit relayed. */

@@ -50,5 +50,9 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
       await daemon.update(request.containerId, request.resourcesJson);
       return {};
     },
+    async takePooledVm(request) {
+      const result = await daemon.takePooledVm(request.sandboxId, request.templateKey);
+      return result.taken ? { taken: true, reason: "" } : result;
+    },
   };
 }

@@ -1,7 +1,9 @@
 // Runs moatd: one process per state root that owns every sandbox under it, serving
 // ContainerLifecycleService on <state root>/moatd.sock, and each front end's services (the
 // containerd Task service, src/host/shim) on the front end's own socket there. A daemon started on demand by the CLI
-// exits after it has owned no container for a while, so that none is left behind idle.
+// exits after it has owned no container for a while, so that none is left behind idle,
+// unless it keeps a warm pool ([factory] vm_cache_number): keeping VMs ready is then its job.
+// Its pool's VMs are killed when it exits (idle, or SIGTERM/SIGINT); its sandboxes are not.
 import { mkdir, rm } from "node:fs/promises";
 import { connect, createServer, type Server } from "node:net";
 import { join } from "node:path";
@@ -10,6 +12,8 @@ import { ContainerLifecycleService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { takeDaemonLock, type DaemonLock } from "./daemon-lock.js";
+import { VmPool } from "../factory/index.js";
+import { vmBase } from "../sandbox/index.js";
 import { Daemon } from "./daemon.js";
 import { lifecycleService } from "./lifecycle-service.js";
 import { daemonSocketPath } from "./socket-path.js";
@@ -48,7 +52,11 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
     }
     await sleep(LOCK_RETRY_MS);
   }
-  const daemon = new Daemon(config, options.log);
+  const pool =
+    config.factory.vmCacheNumber > 0
+      ? new VmPool({ config, base: () => vmBase(config), log: options.log })
+      : undefined;
+  const daemon = new Daemon(config, options.log, pool);
   // Front ends register first: their adopters take back the containers they own.
   const frontEnds = (options.frontEnds ?? []).map((frontEnd) => {
     const ttrpc = new TtrpcServer();
@@ -56,6 +64,15 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
     return { frontEnd, ttrpc };
   });
   await daemon.adoptAll();
+  pool?.start();
+  const exitWithPool = async (why: string) => {
+    await pool?.stop();
+    options.log(`${why}: exiting`);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    // Sandboxes stay (a restarted daemon adopts them); only the pool goes, with this daemon.
+    process.once(signal, () => void exitWithPool(signal).finally(() => process.exit(0)));
+  }
   let clients = 0;
   let connections = 0;
   const listen = async (socketPath: string, ttrpc: TtrpcServer): Promise<Server> => {
@@ -77,7 +94,7 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
   ttrpc.register(ContainerLifecycleService, lifecycleService(daemon));
   servers.push({ server: await listen(path, ttrpc), path });
   options.log(`moatd ${process.pid} serving ${servers.map((served) => served.path).join(", ")}`);
-  if (options.idleExitMs > 0) {
+  if (options.idleExitMs > 0 && !pool) {
     let idleSince = Date.now();
     const timer = setInterval(() => {
       if (daemon.size > 0 || clients > 0) idleSince = Date.now();

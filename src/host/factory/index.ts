@@ -1,15 +1,15 @@
 export {
   destroyTemplates,
-  emptyShareDir,
   ensureTemplate,
   listTemplates,
+  MAX_TEMPLATES,
+  memorySizeClassMiB,
   removeAbandonedBuilds,
   restoreFromTemplate,
-  slotShares,
   templateKey,
   templateRoot,
-  TEMPLATE_SHARE_SLOTS,
   type Template,
   type TemplateBase,
   type TemplateStatus,
 } from "./template.js";
+export { POOL_MEMORY_FLOOR_MIB, readyPoolVms, removePoolLeftovers, VmPool, type PoolOptions, type TakeResult } from "./pool.js";

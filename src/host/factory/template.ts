@@ -3,11 +3,12 @@
 // copy-on-write, so they start in a fraction of a boot and share the pages they never write.
 //
 // A template is keyed by everything that shapes the saved guest (kernel, guest image, QEMU,
-// machine, size, kernel parameters, accelerator, the number of share devices): change any of
-// it and the next sandbox builds a new template. Each one is a directory
-// <template path>/<key>/ holding `memory`, `state` and `template.json`.
+// machine, size, kernel parameters, accelerator): change any of it and the next sandbox builds
+// a new template. Each one is a directory <template path>/<key>/ holding `memory`, `state`
+// and `template.json`. Sandboxes of another size use a template of their size class, built on
+// first use; at most MAX_TEMPLATES are kept, the least recently used go first.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CleanupStack } from "../../shared/cleanup.js";
@@ -17,12 +18,15 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import type { Config } from "../config/index.js";
-import { exitedError, loadState, processGone, QemuVm, runningQemuPid, saveState, vmPaths, type Share, type VmSpec } from "../hypervisor/index.js";
+import { exitedError, loadState, processGone, QemuVm, runningQemuPid, saveState, vmPaths, type VmSpec } from "../hypervisor/index.js";
 
 const trace = tracer("factory");
 
-/** 9p share devices every template has; a sandbox that needs more boots cold. */
-export const TEMPLATE_SHARE_SLOTS = 8;
+/**
+ * Templates kept at once (one per size class in use, and the default's): each costs its
+ * guest's touched memory on disk (tmpfs under /run: RAM), ~100-200 MiB here.
+ */
+export const MAX_TEMPLATES = 4;
 const QEMU_START_TIMEOUT_MS = 10_000;
 const SAVE_TIMEOUT_MS = 30_000;
 const RESTORE_TIMEOUT_MS = 30_000;
@@ -38,6 +42,8 @@ export type TemplateBase = Omit<VmSpec, "id" | "paths" | "shares" | "memoryFile"
 
 export interface Template {
   key: string;
+  /** The key of everything but the size: templates of one family differ only in vCPUs and memory. */
+  family: string;
   dir: string;
   memoryPath: string;
   statePath: string;
@@ -51,26 +57,31 @@ export function templateRoot(config: Config): string {
   return config.factory.templatePath ?? join(config.runtime.stateRoot, ".templates");
 }
 
-/** The empty directory that unused share slots export. */
-export async function emptyShareDir(config: Config): Promise<string> {
-  const empty = join(templateRoot(config), "empty");
-  await mkdir(empty, { recursive: true, mode: 0o755 });
-  return empty;
+/**
+ * Memory sizes share templates by class: a sandbox's memory is rounded up to a multiple of
+ * 256 MiB up to 1 GiB, and of 1 GiB above (600 → 768, 1000 → 1024, 1500 → 2048), so that near
+ * sizes restore from one template instead of each building its own. The guest gets the
+ * rounded size.
+ */
+export function memorySizeClassMiB(memoryMiB: number): number {
+  const step = memoryMiB <= 1024 ? 256 : 1024;
+  return Math.ceil(memoryMiB / step) * step;
 }
 
 /** The key of the template for `base` and this QEMU: a hash of every input, file versions included. */
 export async function templateKey(base: TemplateBase, qemuPath: string): Promise<string> {
+  return (await templateKeys(base, qemuPath)).key;
+}
+
+async function templateKeys(base: TemplateBase, qemuPath: string): Promise<{ key: string; family: string }> {
   const version = async (path: string) => {
     const info = await stat(path);
     return `${path}:${info.size}:${info.mtimeMs}`;
   };
-  const inputs = { base, moat: MOAT_VERSION, slots: TEMPLATE_SHARE_SLOTS, kernel: await version(base.kernelPath), rootfs: await version(base.rootfs.path), qemu: await version(qemuPath) };
-  return createHash("sha256").update(JSON.stringify(inputs)).digest("hex").slice(0, 16);
-}
-
-/** The 9p devices of a template: TEMPLATE_SHARE_SLOTS of them, the unused ones exporting `empty`. */
-export function slotShares(shares: Share[], empty: string): Share[] {
-  return Array.from({ length: TEMPLATE_SHARE_SLOTS }, (_, slot) => shares[slot] ?? { tag: `s${slot}`, hostPath: empty, readOnly: true });
+  const { vcpus, memoryMiB, ...rest } = base;
+  const inputs = { base: rest, moat: MOAT_VERSION, kernel: await version(base.kernelPath), rootfs: await version(base.rootfs.path), qemu: await version(qemuPath) };
+  const hash = (value: unknown) => createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
+  return { key: hash({ inputs, vcpus, memoryMiB }), family: hash(inputs) };
 }
 
 /**
@@ -82,12 +93,17 @@ const failedBuilds = new Map<string, Error>();
 /** The template for `base`, built first if there is none yet. */
 export async function ensureTemplate(config: Config, base: TemplateBase): Promise<Template> {
   const root = templateRoot(config);
-  const key = await templateKey(base, config.qemu.path);
+  const { key, family } = await templateKeys(base, config.qemu.path);
   const existing = await readTemplate(join(root, key));
-  if (existing) return existing;
+  if (existing) {
+    // Its last use, which decides what is removed first when there are too many.
+    const now = new Date();
+    await utimes(join(existing.dir, "template.json"), now, now).catch(() => undefined);
+    return existing;
+  }
   const failed = failedBuilds.get(`${root}/${key}`);
   if (failed) throw failed;
-  return buildTemplate(config, base, key).catch((error: Error) => {
+  return buildTemplate(config, base, key, family).catch((error: Error) => {
     failedBuilds.set(`${root}/${key}`, error);
     throw error;
   });
@@ -100,11 +116,12 @@ async function readTemplate(dir: string): Promise<Template | undefined> {
 
 /**
  * Boots the template VM, waits for its agent to serve, saves it, and moves it into place.
- * Two builds at once both finish; the second to arrive keeps the first's. Other templates in
- * the directory are removed: they were made from inputs that have changed since (VMs restored
- * from them keep their mapping of the removed files).
+ * Two builds at once both finish; the second to arrive keeps the first's. Templates of
+ * another family are removed: they were made from inputs that have changed since (VMs
+ * restored from them keep their mapping of the removed files); so are the least recently
+ * used beyond MAX_TEMPLATES.
  */
-async function buildTemplate(config: Config, base: TemplateBase, key: string): Promise<Template> {
+async function buildTemplate(config: Config, base: TemplateBase, key: string, family: string): Promise<Template> {
   const root = templateRoot(config);
   const where = `template ${key}`;
   const dir = join(root, `${key}.building-${randomBytes(4).toString("hex")}`);
@@ -117,13 +134,9 @@ async function buildTemplate(config: Config, base: TemplateBase, key: string): P
     // removeAbandonedBuilds tells an abandoned build from a live one by this pid.
     await writeFile(join(dir, BUILDER_PID_FILE), String(process.pid));
     const memoryPath = join(dir, "memory");
-    const spec: VmSpec = {
-      ...base,
-      id: `template-${key}`,
-      paths: vmPaths(dir),
-      shares: slotShares([], await emptyShareDir(config)),
-      memoryFile: { path: memoryPath, shared: true },
-    };
+    const spec: VmSpec = { ...base, id: `template-${key}`, paths: vmPaths(dir), shares: [], memoryFile: { path: memoryPath, shared: true } };
+    // The 9p device's export: empty in the template, as it is in a clone until its shares come.
+    await mkdir(spec.paths.sharesDir);
     const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
     cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     await agentServing(vm, config.agent.dialTimeoutMs, where);
@@ -131,9 +144,9 @@ async function buildTemplate(config: Config, base: TemplateBase, key: string): P
     await saveState(vm.qmp, statePath, spec.paths.migrationSocket, SAVE_TIMEOUT_MS, where);
     await vm.kill();
     const final = join(root, key);
-    const template: Template = { key, dir: final, memoryPath: join(final, "memory"), statePath: join(final, "state"), base, created: new Date().toISOString() };
+    const template: Template = { key, family, dir: final, memoryPath: join(final, "memory"), statePath: join(final, "state"), base, created: new Date().toISOString() };
     await writeFile(join(dir, "template.json"), JSON.stringify(template, null, 2) + "\n");
-    for (const name of ["qmp.sock", "agent.sock", "qemu.pid", BUILDER_PID_FILE]) await rm(join(dir, name), { force: true });
+    for (const name of ["qmp.sock", "agent.sock", "qemu.pid", "qemu.name", "shares", BUILDER_PID_FILE]) await rm(join(dir, name), { recursive: true, force: true });
     try {
       await rename(dir, final);
     } catch (error) {
@@ -144,7 +157,7 @@ async function buildTemplate(config: Config, base: TemplateBase, key: string): P
       return (await readTemplate(final)) ?? template;
     }
     cleanup.release();
-    await removeOthers(root, key);
+    await removeOthers(root, template);
     trace(where, `built in ${Math.round(performance.now() - startedAt)} ms`);
     return template;
   } catch (error) {
@@ -189,20 +202,28 @@ export async function removeAbandonedBuilds(config: Config, log: (line: string) 
   }
 }
 
-async function removeOthers(root: string, key: string): Promise<void> {
+async function removeOthers(root: string, kept: Template): Promise<void> {
+  const others: Array<{ dir: string; usedMs: number }> = [];
   for (const name of await readdir(root).catch(() => [])) {
-    if (name !== key && name !== "empty" && !name.includes(".building-")) await rm(join(root, name), { recursive: true, force: true });
+    if (name === kept.key || name.includes(".building-")) continue;
+    const dir = join(root, name);
+    const template = await readTemplate(dir);
+    if (template?.family !== kept.family) await rm(dir, { recursive: true, force: true });
+    else others.push({ dir, usedMs: (await stat(join(dir, "template.json"))).mtimeMs });
   }
+  others.sort((a, b) => b.usedMs - a.usedMs);
+  for (const { dir } of others.slice(MAX_TEMPLATES - 1)) await rm(dir, { recursive: true, force: true });
 }
 
 /**
  * Starts QEMU for `spec` from `template`: the same devices, the template's RAM file mapped
  * privately, the saved state loaded, the guest running. The caller then talks to its agent.
+ * `nice`: QEMU's nice value (the warm pool's background restores).
  */
-export async function restoreFromTemplate(config: Config, template: Template, spec: VmSpec): Promise<QemuVm> {
+export async function restoreFromTemplate(config: Config, template: Template, spec: VmSpec, nice?: number): Promise<QemuVm> {
   const where = `sandbox ${spec.id}`;
   const restored: VmSpec = { ...spec, memoryFile: { path: template.memoryPath, shared: false }, incoming: true };
-  const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec: restored, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+  const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec: restored, startTimeoutMs: QEMU_START_TIMEOUT_MS, nice });
   try {
     await loadState(vm.qmp, template.statePath, spec.paths.migrationSocket, RESTORE_TIMEOUT_MS, where);
     return vm;
@@ -217,6 +238,9 @@ export async function restoreFromTemplate(config: Config, template: Template, sp
 
 export interface TemplateStatus {
   key: string;
+  family: string;
+  vcpus: number;
+  memoryMiB: number;
   dir: string;
   created: string;
   /** Bytes of the memory file in use (it is sparse). */
@@ -232,7 +256,7 @@ export async function listTemplates(config: Config): Promise<TemplateStatus[]> {
     const template = await readTemplate(join(root, name));
     if (!template) continue;
     const [memory, state] = await Promise.all([stat(template.memoryPath), stat(template.statePath)]);
-    found.push({ key: template.key, dir: template.dir, created: template.created, memoryBytes: memory.blocks * 512, stateBytes: state.size });
+    found.push({ key: template.key, family: template.family, vcpus: template.base.vcpus, memoryMiB: template.base.memoryMiB, dir: template.dir, created: template.created, memoryBytes: memory.blocks * 512, stateBytes: state.size });
   }
   return found;
 }

@@ -23,6 +23,16 @@ export interface VmPaths {
   pidFile: string;
   /** Where saved state streams through on save and restore (QEMU's `migrate` to or from a unix socket). */
   migrationSocket: string;
+  /**
+   * The one directory a 9p VM exports (docs/storage.md): the host bind-mounts each share into
+   * it, before or after QEMU starts, and the guest mounts them by subpath.
+   */
+  sharesDir: string;
+  /**
+   * The name QEMU was started with (`-name moat-<name>`), which identifies its process: a VM
+   * from the warm pool keeps its pool name after its directory became a sandbox's.
+   */
+  nameFile: string;
 }
 
 /** A host directory exported to the guest (over VmSpec.sharedFs), mounted by the agent under its tag. */
@@ -45,9 +55,12 @@ export interface VmSpec {
   extraKernelParams: string[];
   /** Verbose guest kernel console instead of `quiet`. */
   debug: boolean;
-  /** How `shares` reach the guest. */
+  /** How host directories reach the guest. */
   sharedFs: SharedFs;
-  /** Host directories exported to the guest. */
+  /**
+   * virtio-fs: one vhost-user-fs device per share. 9p has one device whatever the shares,
+   * exporting paths.sharesDir, and ignores this list.
+   */
   shares: Share[];
   /** The host TSC frequency, used under TCG to skip the guest's timer calibration. */
   hostTscKhz: number | undefined;
@@ -90,6 +103,8 @@ export function vmPaths(stateDir: string): VmPaths {
     hypervisorLog: `${stateDir}/qemu.log`,
     pidFile: `${stateDir}/qemu.pid`,
     migrationSocket: `${stateDir}/migrate.sock`,
+    sharesDir: `${stateDir}/shares`,
+    nameFile: `${stateDir}/qemu.name`,
   };
 }
 

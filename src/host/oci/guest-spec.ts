@@ -29,10 +29,10 @@ export interface CopiedFile {
 }
 
 /**
- * Shares are named by slot: "s0" is the root file system, then the files share (if any), then
- * each directory bind mount in order. A VM template has a fixed number of such 9p devices,
- * whose tags the guest learnt when the template booted, so the names cannot depend on the
- * spec (docs/templates.md).
+ * Shares are named by position: "s0" is the root file system, then the files share (if any),
+ * then each directory bind mount in order. Short, and the same whatever the spec's paths: a
+ * 9p share is a subdirectory of that name in the sandbox's shares directory, a virtio-fs
+ * share a device with that tag (at most 31 characters).
  */
 export function shareTag(slot: number): string {
   return `s${slot}`;

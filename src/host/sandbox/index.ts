@@ -1,3 +1,18 @@
 export { AgentClient, type GuestDetails, type GuestProcess } from "./agent-client.js";
-export { adoptSandboxVm, discardSandbox, guestArtifacts, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, vmBase, type BootTimings, type SandboxOptions, type SandboxVm } from "./sandbox-vm.js";
+export {
+  adoptSandboxVm,
+  describeStart,
+  discardSandbox,
+  guestArtifacts,
+  isSandboxId,
+  sandboxFilesDir,
+  startSandboxVm,
+  validateSandboxId,
+  vmBase,
+  type BootTimings,
+  type SandboxOptions,
+  type SandboxVm,
+  type StartPath,
+  type WarmPool,
+} from "./sandbox-vm.js";
 export { runContainer, type RunOptions, type RunResult } from "./run-container.js";

@@ -9,7 +9,7 @@ import type { Config } from "../config/index.js";
 import type { Image } from "../images/index.js";
 import { consoleSize, defaultSpec, guestSpec, type Bundle, type OciSpec, type WindowSize } from "../oci/index.js";
 import type { AgentClient } from "./agent-client.js";
-import { sandboxFilesDir, startSandboxVm, type SandboxVm } from "./sandbox-vm.js";
+import { sandboxFilesDir, startSandboxVm, type SandboxVm, type WarmPool } from "./sandbox-vm.js";
 
 /** The largest stdin chunk sent in one call, well under the 4 MiB frame cap. */
 const STDIN_CHUNK_BYTES = 1 << 20;
@@ -24,6 +24,8 @@ export interface RunOptions {
   stderr: Writable;
   vcpus?: number;
   memoryMiB?: number;
+  /** Where a VM restored ahead of time may come from (moatd's warm pool). */
+  pool?: WarmPool;
   /** Give the process a terminal in the guest, of this size if known: its output is then one stream, on stdout. */
   terminal?: { size: WindowSize | undefined };
   /** Called once the container runs, with what can be done to it (signal it for Ctrl-C, resize its terminal). */
@@ -49,6 +51,7 @@ export async function runContainer(config: Config, options: RunOptions): Promise
     files,
     vcpus: options.vcpus,
     memoryMiB: options.memoryMiB,
+    pool: options.pool,
   });
   const { agent } = sandbox;
   try {

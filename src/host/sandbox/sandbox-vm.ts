@@ -2,7 +2,7 @@
 // the undo of each, so that a failure at any step leaves nothing behind.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, rm } from "node:fs/promises";
+import { copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
@@ -11,7 +11,7 @@ import { SharedFs as GuestSharedFs } from "../../shared/protocol/index.js";
 import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import { placeInHostCgroup, releaseHostCgroup, type HostCgroupTarget } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
-import { emptyShareDir, ensureTemplate, restoreFromTemplate, slotShares, TEMPLATE_SHARE_SLOTS, type TemplateBase } from "../factory/index.js";
+import { ensureTemplate, memorySizeClassMiB, restoreFromTemplate, templateKey, type TemplateBase } from "../factory/index.js";
 import type { CopiedFile } from "../oci/index.js";
 import {
   chooseAccelerator,
@@ -29,7 +29,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { ShareServers } from "../storage/index.js";
+import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 
 const trace = tracer("sandbox");
@@ -51,9 +51,11 @@ const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const SOCKET_NAME_MAX_BYTES = 16;
 const SOCKET_PATH_MAX_BYTES = 107;
 
+/** How a sandbox's VM started: taken from the warm pool, restored from a template (by key), or booted cold (and why). */
+export type StartPath = { kind: "pool"; template: string } | { kind: "template"; template: string } | { kind: "cold"; reason: string };
+
 export interface BootTimings {
-  /** Restored from a VM template, or booted cold (and why). */
-  start: { kind: "template" } | { kind: "cold"; reason: string };
+  start: StartPath;
   /** QEMU spawned → QMP answered (with a template: and the saved state loaded). */
   qemuReadyMs: number;
   /** QEMU spawned → the agent answered its first Check. */
@@ -120,6 +122,23 @@ export function guestArtifacts(config: Config): { kernel: string; rootfs: GuestR
   return { kernel: config.qemu.kernel, rootfs };
 }
 
+/**
+ * VMs restored ahead of time from a template: moatd's warm pool (factory/pool.ts), or the CLI's
+ * way to it over moatd's socket.
+ */
+export interface WarmPool {
+  /**
+   * Called before the sandbox claims its state directory: a pool's owner that is starting
+   * (moatd) removes unfinished sandboxes' directories, so it must be up first.
+   */
+  prepare?(): Promise<void>;
+  /**
+   * Moves a ready VM restored from template `template` into `stateDir` (the empty directory
+   * the caller made for sandbox `sandboxId`), running; or says why there is none.
+   */
+  take(sandboxId: string, template: string, stateDir: string): Promise<{ taken: true } | { taken: false; reason: string }>;
+}
+
 export interface SandboxOptions {
   /** Host directories exported to the guest (over [hypervisor.qemu] shared_fs). */
   shares?: Share[];
@@ -130,6 +149,8 @@ export interface SandboxOptions {
   memoryMiB?: number;
   /** The host cgroup QEMU and its share servers go to (the spec's linux.cgroupsPath); `log` hears the one line a fallback is worth. */
   hostCgroup?: { target: HostCgroupTarget; log: (line: string) => void };
+  /** Tried first, when the sandbox may start from a template. */
+  pool?: WarmPool;
 }
 
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
@@ -142,6 +163,8 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   try {
     const stateDir = join(config.runtime.stateRoot, id);
     checkSocketRoom(stateDir, where);
+    const pool = coldBootReason(config) === undefined ? options.pool : undefined;
+    await pool?.prepare?.().catch((error: unknown) => trace(id, `warm pool: cannot reach it: ${String(error)}`));
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
       await mkdir(stateDir, { mode: 0o700 });
@@ -151,17 +174,25 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       }
       throw new MoatError("MOAT_STATE_DIR", `${where}: cannot create ${stateDir}`, { cause: error, status: Code.INTERNAL });
     }
-    cleanup.push(`remove ${stateDir}`, () => rm(stateDir, { recursive: true, force: true }));
+    cleanup.push(`remove ${stateDir}`, () => removeStateDir(stateDir));
     // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
     cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
+    const base = await vmBase(config, options, accelerator.accelerator);
+    const shares = options.shares ?? [];
+    const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths: vmPaths(stateDir) };
+    const coldReason = coldBootReason(config);
+    // A pool VM moves into the state directory, so it comes before anything is put there.
+    const pooled = pool ? await fromPool(config, spec, base, pool) : undefined;
+    if (pooled) cleanup.push(`kill QEMU ${pooled.vm.pid}`, () => pooled.vm.kill().then(() => undefined));
     if (options.files && options.files.length > 0) {
       const filesDir = sandboxFilesDir(config.runtime.stateRoot, id);
       await mkdir(filesDir);
       for (const file of options.files) await copyFile(file.source, join(filesDir, file.name));
     }
-
-    const base = await vmBase(config, options, accelerator.accelerator);
-    const spec: VmSpec = { ...base, id, shares: options.shares ?? [], paths: vmPaths(stateDir) };
+    if (spec.sharedFs === "virtio-9p") {
+      await mkdir(spec.paths.sharesDir, { recursive: true, mode: 0o755 });
+      await bindShares(spec.paths.sharesDir, id, shares, where); // undone by removeStateDir
+    }
     // virtiofsd listens before QEMU starts: QEMU connects to its socket while it starts.
     const shareServers = await ShareServers.start({
       sharedFs: spec.sharedFs,
@@ -171,8 +202,9 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       where,
     });
     cleanup.push(`kill share servers ${shareServers.pids.join(" ")}`, () => shareServers.kill());
-    const { vm, start, spawnedAt } = await startVm(config, spec, base);
-    cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
+    const started = pooled ?? (await startVm(config, spec, base, coldReason));
+    const { vm, start, spawnedAt } = started;
+    if (!pooled) cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     const qemuReadyMs = performance.now() - spawnedAt;
     if (options.hostCgroup) {
       const { target, log } = options.hostCgroup;
@@ -200,10 +232,11 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       }),
     ]);
     await agent.version();
-    // A clone shares the template's RNG state, clock and hostname until it takes its own.
-    if (start.kind === "template") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
+    // A clone shares the template's RNG state, clock and hostname until it takes its own; a
+    // pool VM takes them now, when a sandbox has it, not when it was restored.
+    if (start.kind !== "cold") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
     const agentReadyMs = performance.now() - spawnedAt;
-    trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (${start.kind === "template" ? "from a template" : `cold boot: ${start.reason}`}; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
+    trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
 
     cleanup.release();
     return sandboxHandle(id, vm, shareServers, agent, accelerator, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
@@ -216,15 +249,17 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
 
 /**
  * The VM a sandbox gets, short of its id, paths and shares: what a template is keyed by.
- * `accelerator` is probed unless the caller has done so already.
+ * `accelerator` is probed unless the caller has done so already. Where templates serve the
+ * sandbox, its memory is rounded up to its size class (memorySizeClassMiB).
  */
 export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpus" | "memoryMiB"> = {}, accelerator?: Accelerator): Promise<TemplateBase> {
   const { kernel, rootfs } = guestArtifacts(config);
+  const memoryMiB = options.memoryMiB ?? config.qemu.defaultMemoryMiB;
   return {
     machine: config.qemu.machineType,
     accelerator: accelerator ?? (await chooseAccelerator()).accelerator,
     vcpus: options.vcpus ?? config.qemu.defaultVcpus,
-    memoryMiB: options.memoryMiB ?? config.qemu.defaultMemoryMiB,
+    memoryMiB: coldBootReason(config) === undefined ? memorySizeClassMiB(memoryMiB) : memoryMiB,
     kernelPath: kernel,
     rootfs,
     extraKernelParams: config.qemu.kernelParams,
@@ -235,41 +270,70 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
 }
 
 /**
- * Starts the sandbox's QEMU: restored from the VM template when one fits (building it the
- * first time), else booted. A template that cannot be built is not fatal: the sandbox boots
- * cold, and the reason is traced and reported in its timings.
+ * Starts the sandbox's QEMU: restored from the VM template of its size when it may be (building
+ * it the first time), else booted. A template that cannot be built is not fatal: the sandbox
+ * boots cold, and the reason is traced and reported in its timings.
  */
-async function startVm(config: Config, spec: VmSpec, base: TemplateBase): Promise<{ vm: QemuVm; start: BootTimings["start"]; spawnedAt: number }> {
-  const boot = async (reason: string) => {
+async function startVm(config: Config, spec: VmSpec, base: TemplateBase, coldReason: string | undefined): Promise<StartedVm> {
+  const boot = async (reason: string): Promise<StartedVm> => {
     const spawnedAt = performance.now();
     const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
-    return { vm, start: { kind: "cold" as const, reason }, spawnedAt };
+    return { vm, start: { kind: "cold", reason }, spawnedAt };
   };
-  const reason = coldBootReason(config, spec);
-  if (reason !== undefined) return boot(reason);
+  if (coldReason !== undefined) return boot(coldReason);
   // Building the template (the first time) is not part of this sandbox's start time.
   const template = await ensureTemplate(config, base).catch((error: unknown) => {
     const why = error instanceof Error ? error.message : String(error);
     trace(spec.id, `template: ${why}`);
-    return `the template could not be built: ${why}`;
+    return `the template for ${base.vcpus} vCPUs, ${base.memoryMiB} MiB could not be built: ${why}`;
   });
   if (typeof template === "string") return boot(template);
   // A restore that fails is this sandbox's failure, as a boot's would be: no second try.
-  const shares = slotShares(spec.shares, await emptyShareDir(config));
   const spawnedAt = performance.now();
-  const vm = await restoreFromTemplate(config, template, { ...spec, shares });
-  return { vm, start: { kind: "template" }, spawnedAt };
+  const vm = await restoreFromTemplate(config, template, spec);
+  return { vm, start: { kind: "template", template: template.key }, spawnedAt };
 }
 
-/** Why this sandbox cannot start from the template, or undefined if it can. */
-function coldBootReason(config: Config, spec: VmSpec): string | undefined {
+interface StartedVm {
+  vm: QemuVm;
+  start: StartPath;
+  spawnedAt: number;
+}
+
+/** A VM from the warm pool, moved into the sandbox's state directory; undefined (and why, traced) if there is none. */
+async function fromPool(config: Config, spec: VmSpec, base: TemplateBase, pool: WarmPool): Promise<StartedVm | undefined> {
+  const template = await templateKey(base, config.qemu.path);
+  const spawnedAt = performance.now();
+  const taken = await pool.take(spec.id, template, spec.paths.stateDir).catch((error: unknown) => ({ taken: false as const, reason: `cannot reach it: ${String(error)}` }));
+  if (!taken.taken) {
+    trace(spec.id, `warm pool: ${taken.reason}`);
+    return undefined;
+  }
+  const vm = await QemuVm.adopt(spec.id, spec.paths, QEMU_START_TIMEOUT_MS).catch(async (error: unknown) => {
+    // It is this sandbox's now, in its state directory: it must not outlive the failure.
+    const pid = await runningQemuPid(spec.id, spec.paths);
+    if (pid !== undefined) {
+      process.kill(pid, "SIGKILL");
+      await pidExited(pid, DISCARD_POLL_MS);
+    }
+    throw error;
+  });
+  if (!vm) throw new MoatError("MOAT_POOL_VM_GONE", `sandbox ${spec.id}: the VM taken from the warm pool is not running`, { status: Code.UNAVAILABLE });
+  return { vm, start: { kind: "pool", template }, spawnedAt };
+}
+
+/** The start path as the sandbox tracer says it. */
+export function describeStart(start: StartPath): string {
+  if (start.kind === "pool") return `from the warm pool, template ${start.template}`;
+  if (start.kind === "template") return `from a template, ${start.template}`;
+  return `cold boot: ${start.reason}`;
+}
+
+/** Why no sandbox can start from a template under `config`, or undefined if it can. */
+function coldBootReason(config: Config): string | undefined {
   if (!config.factory.enableTemplate) return "templates are off ([factory] enable_template)";
   // A vhost-user device blocks QEMU's migration, and virtiofsd needs RAM shared, not private.
   if (config.qemu.sharedFs === "virtio-fs") return 'shared_fs = "virtio-fs" cannot be restored from a template (vhost-user blocks migration)';
-  if (spec.vcpus !== config.qemu.defaultVcpus || spec.memoryMiB !== config.qemu.defaultMemoryMiB) {
-    return `${spec.vcpus} vCPUs and ${spec.memoryMiB} MiB differ from the template's ${config.qemu.defaultVcpus} and ${config.qemu.defaultMemoryMiB}`;
-  }
-  if (spec.shares.length > TEMPLATE_SHARE_SLOTS) return `${spec.shares.length} shares, more than the template's ${TEMPLATE_SHARE_SLOTS}`;
   return undefined;
 }
 
@@ -317,7 +381,7 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   }
   await (await ShareServers.adopt(paths.stateDir)).kill();
   await releaseHostCgroup(paths.stateDir);
-  await rm(paths.stateDir, { recursive: true, force: true });
+  await removeStateDir(paths.stateDir);
 }
 
 function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
@@ -336,7 +400,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
       await releaseHostCgroup(vm.paths.stateDir);
-      await rm(vm.paths.stateDir, { recursive: true, force: true });
+      await removeStateDir(vm.paths.stateDir);
       return exit;
     },
     kill: async () => {

@@ -5,6 +5,20 @@ export function containerGuestDir(containerId: string): string {
   return `/run/moat/containers/${containerId}`;
 }
 
+/**
+ * The mount tag of a sandbox's one 9p device, which exports the host's per-sandbox shares
+ * directory (docs/storage.md); the same in every VM, so that a template's clones have it too.
+ */
+export const SHARES_9P_TAG = "moat-shares";
+
+/** Where the agent mounts that device, once per VM, on the first container's create. */
+export const SHARES_9P_GUEST_ROOT = "/run/moat/shares";
+
+/** Where a container's share `tag` is in the 9p device: the same subpath as on the host. */
+export function shareSubpath(containerId: string, tag: string): string {
+  return `${containerId}/${tag}`;
+}
+
 /** Where the agent mounts the share `tag` (9p or virtio-fs) for a container. */
 export function shareGuestPath(containerId: string, tag: string): string {
   return `${containerGuestDir(containerId)}/shares/${tag}`;

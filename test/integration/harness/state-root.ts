@@ -1,6 +1,7 @@
 // A private workspace per test file: a state root for sandboxes and room for config files;
 // and the check that a test left nothing behind: no QEMU or virtiofsd process started for it,
-// no state directory, socket or log under its state root.
+// no mount (a share's bind mount) under the workspace, no state directory, socket or log
+// under its state root.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -46,6 +47,7 @@ export class TestWorkspace {
   assertNothingLeft(daemonFiles: string[] = []): void {
     assert.deepEqual(this.qemuProcesses(), [], "QEMU processes left running");
     assert.deepEqual(this.virtiofsdProcesses(), [], "virtiofsd processes left running");
+    assert.deepEqual(this.mounts(), [], "mounts left under the workspace");
     const kept = [...daemonFiles, ".templates"];
     const entries = listDir(this.stateRoot).filter((name) => !kept.includes(name));
     assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
@@ -61,8 +63,16 @@ export class TestWorkspace {
   async assertNothingLeftWithin(timeoutMs: number, daemonFiles: string[] = []): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const leftovers = () => listDir(this.stateRoot).filter((name) => ![...daemonFiles, ".templates"].includes(name)).length;
-    while (Date.now() < deadline && (this.qemuProcesses().length > 0 || leftovers() > 0)) await new Promise((resolve) => setTimeout(resolve, 200));
+    while (Date.now() < deadline && (this.qemuProcesses().length > 0 || leftovers() > 0 || this.mounts().length > 0)) await new Promise((resolve) => setTimeout(resolve, 200));
     this.assertNothingLeft(daemonFiles);
+  }
+
+  /** Mount points under this workspace (shares' bind mounts), from this process's mount namespace. */
+  mounts(): string[] {
+    return readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .map((line) => line.split(" ")[4] ?? "")
+      .filter((point) => point.startsWith(`${this.dir}/`));
   }
 
   /** moatd's log, to attach to an assertion message. */
@@ -100,6 +110,8 @@ export class TestWorkspace {
         // Already gone.
       }
     }
+    // A recursive delete must not reach into a share's source through a mount a failed test left.
+    for (const point of this.mounts().reverse()) execFileSync("umount", ["--lazy", point]);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -3,8 +3,10 @@
 //
 // microvm is the default machine: no PCI, no firmware, virtio over mmio, the fastest boot
 // measured here. q35 is there for what needs PCI (hotplug, VFIO). Every device is named, so
-// that QMP commands and templates can refer to it. Shares are 9p devices QEMU serves itself,
-// or vhost-user-fs devices served by one virtiofsd each (docs/storage.md).
+// that QMP commands and templates can refer to it. Shares are one 9p device QEMU serves itself,
+// exporting the sandbox's shares directory, or vhost-user-fs devices served by one virtiofsd
+// each (docs/storage.md).
+import { SHARES_9P_TAG } from "../../../shared/protocol/index.js";
 import { virtiofsSocketPath, type VmSpec } from "../hypervisor.js";
 import { kernelParams } from "./kernel-params.js";
 
@@ -67,20 +69,24 @@ export function qemuArgs(spec: VmSpec): string[] {
   } else {
     args.push("-initrd", spec.rootfs.path);
   }
-  for (const share of spec.shares) {
-    if (virtiofs) {
+  if (virtiofs) {
+    for (const share of spec.shares) {
       // The share's virtiofsd is already listening (storage/virtiofsd.ts); it enforces readOnly.
       args.push(
         "-chardev", `socket,id=fs-${share.tag},path=${virtiofsSocketPath(paths.stateDir, share.tag)}`,
         "-device", `${mmio ? "vhost-user-fs-device" : "vhost-user-fs-pci"},chardev=fs-${share.tag},tag=${share.tag},id=share-${share.tag}`,
       );
-      continue;
     }
-    // security_model=none: files keep the host's owners and modes, which is what a container
-    // image expects; QEMU runs as root, so the guest's root can write what the host's root can.
+  } else if (spec.sharedFs === "virtio-9p") {
+    // One device for every share, whatever their number: the host bind-mounts each share into
+    // the exported directory, read-only ones read-only, even after QEMU has started (QEMU
+    // opens the export once and resolves names under it), so a VM restored ahead of time can
+    // still be given its shares. multidevs=remap: the bind mounts are other file systems,
+    // whose inode numbers would collide in the guest. security_model=none: files keep the
+    // host's owners and modes, which is what a container image expects.
     args.push(
-      "-fsdev", `local,id=fs-${share.tag},path=${share.hostPath},security_model=none${share.readOnly ? ",readonly=on" : ""}`,
-      "-device", `${virtio("9p")},fsdev=fs-${share.tag},mount_tag=${share.tag},id=share-${share.tag}`,
+      "-fsdev", `local,id=fs-shares,path=${paths.sharesDir},security_model=none,multidevs=remap`,
+      "-device", `${virtio("9p")},fsdev=fs-shares,mount_tag=${SHARES_9P_TAG},id=share-shares`,
     );
   }
   args.push(

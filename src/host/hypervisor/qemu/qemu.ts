@@ -3,7 +3,8 @@
 // then firmly.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { setPriority } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../shared/deadline.js";
 import { MoatError } from "../../../shared/errors.js";
@@ -28,6 +29,11 @@ export interface QemuStartOptions {
   spec: VmSpec;
   /** How long QEMU may take to create its QMP socket and answer on it. */
   startTimeoutMs: number;
+  /**
+   * Start QEMU at this nice value (every thread it makes inherits it): a VM restored ahead of
+   * time for the warm pool must take only CPU time that sandboxes starting now leave over.
+   */
+  nice?: number;
 }
 
 export class QemuVm implements Vm {
@@ -68,10 +74,13 @@ export class QemuVm implements Vm {
     const where = `sandbox ${spec.id}`;
     const args = qemuArgs(spec);
     trace(spec.id, shellQuote([qemuPath, ...args]));
+    await writeFile(spec.paths.nameFile, spec.id); // how runningQemuPid knows it, wherever its directory moves
     const logFd = openSync(spec.paths.hypervisorLog, "a");
     let child;
     try {
-      child = spawn(qemuPath, args, { detached: true, stdio: ["ignore", "ignore", logFd] });
+      // `nice` execs QEMU in its own process: the pid is QEMU's.
+      const [command, commandArgs] = options.nice === undefined ? [qemuPath, args] : ["nice", ["-n", String(options.nice), qemuPath, ...args]];
+      child = spawn(command, commandArgs, { detached: true, stdio: ["ignore", "ignore", logFd] });
     } finally {
       closeSync(logFd);
     }
@@ -109,6 +118,17 @@ export class QemuVm implements Vm {
     }
   }
 
+  /** Sets the nice value of every QEMU thread (Linux's nice is per thread); a thread gone meanwhile is skipped. */
+  async renice(nice: number): Promise<void> {
+    for (const task of await readdir(`/proc/${this.pid}/task`).catch(() => [])) {
+      try {
+        setPriority(Number(task), nice);
+      } catch {
+        // The thread has exited.
+      }
+    }
+  }
+
   async stop(graceMs: number): Promise<VmExit> {
     const exitedInTime = await settleWithin(this.exited, graceMs);
     if (exitedInTime) return this.finish(exitedInTime);
@@ -134,12 +154,17 @@ export class QemuVm implements Vm {
   }
 }
 
-/** The pid of the VM's QEMU from its pid file, if that process runs and is this VM's QEMU. */
+/**
+ * The pid of the VM's QEMU from its pid file, if that process runs and is this VM's QEMU: the
+ * one started with the name in its name file (a warm pool VM's, once a sandbox took it), or
+ * else with `id`.
+ */
 export async function runningQemuPid(id: string, paths: VmPaths): Promise<number | undefined> {
   const pid = Number((await readFile(paths.pidFile, "utf8").catch(() => "")).trim());
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const name = (await readFile(paths.nameFile, "utf8").catch(() => "")) || id;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-  return cmdline.split("\0").includes(`moat-${id},debug-threads=on`) ? pid : undefined;
+  return cmdline.split("\0").includes(`moat-${name},debug-threads=on`) ? pid : undefined;
 }
 
 async function connectQmp(path: string, timeoutMs: number, where: string): Promise<QmpClient> {

@@ -1,0 +1,83 @@
+// A 9p sandbox's shares: one directory (VmPaths.sharesDir) that QEMU exports as one device,
+// holding a bind mount of each share's host directory at <container id>/<tag>, read-only ones
+// read-only (docs/storage.md). Because the mounts are made in the export, not given to QEMU,
+// they can be made after the VM started: a VM restored ahead of time (the warm pool) gets its
+// shares when a sandbox takes it, and their number is not fixed by any template.
+//
+// A bind mount under a state directory must never meet a recursive delete: that would delete
+// the files of the mounted source, a user's volume. removeStateDir is the one way state
+// directories go, and it removes nothing while a mount is left under one.
+import { execFile } from "node:child_process";
+import { mkdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { MoatError } from "../../shared/errors.js";
+import { tracer } from "../../shared/trace.js";
+import { Code } from "../../shared/ttrpc/index.js";
+import type { Share } from "../hypervisor/index.js";
+
+const trace = tracer("storage");
+const MOUNT_TIMEOUT_MS = 10_000;
+
+/** Bind-mounts each share at <sharesDir>/<containerId>/<tag>; on failure, unmounts what it made. */
+export async function bindShares(sharesDir: string, containerId: string, shares: Share[], where: string): Promise<void> {
+  const made: string[] = [];
+  try {
+    for (const share of shares) {
+      const target = join(sharesDir, containerId, share.tag);
+      await mkdir(target, { recursive: true, mode: 0o755 });
+      // util-linux makes a read-only bind in two calls (bind, then remount read-only): a
+      // plain bind, not recursive, as Kata's shares: mounts under the source are not shared.
+      await run("mount", ["--bind", ...(share.readOnly ? ["-o", "ro"] : []), share.hostPath, target], `${where}: share ${share.tag}`);
+      made.push(target);
+    }
+  } catch (error) {
+    for (const target of made.reverse()) await unmount(target).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The mount points at or under `dir` in this mount namespace, deepest first. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+  const prefix = dir.endsWith("/") ? dir : `${dir}/`;
+  return mountinfo
+    .split("\n")
+    .map((line) => unescapeMountPath(line.split(" ")[4] ?? ""))
+    .filter((point) => point === dir || point.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Removes a sandbox's (or pool VM's) state directory: first every mount under it, lazily (a
+ * QEMU still dying may hold files in them), then the directory. Gone already counts as done.
+ */
+export async function removeStateDir(stateDir: string): Promise<void> {
+  for (const point of await mountsUnder(stateDir)) await unmount(point);
+  const left = await mountsUnder(stateDir);
+  if (left.length > 0) {
+    throw new MoatError("MOAT_SHARE_UNMOUNT", `${stateDir}: still mounted after unmounting: ${left.join(", ")}; not removed`, { status: Code.INTERNAL });
+  }
+  await rm(stateDir, { recursive: true, force: true });
+}
+
+async function unmount(point: string): Promise<void> {
+  trace(point, "unmount");
+  // --lazy: detached from the namespace at once even while busy; a mount already gone is fine.
+  await run("umount", ["--lazy", point], `unmount ${point}`).catch(async (error: unknown) => {
+    if ((await mountsUnder(point)).includes(point)) throw error;
+  });
+}
+
+function run(command: string, args: string[], where: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { timeout: MOUNT_TIMEOUT_MS }, (error, _stdout, stderr) => {
+      if (!error) return resolve();
+      reject(new MoatError("MOAT_SHARE_MOUNT", `${where}: ${command} ${args.join(" ")}: ${stderr.trim() || error.message}`, { status: Code.INTERNAL }));
+    });
+  });
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal (\040). */
+function unescapeMountPath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
