@@ -1,13 +1,14 @@
 // bench/ctr-run: `ctr run --rm busybox echo hi` through a real containerd, whole ctr command,
 // with moat's shim (io.containerd.moat.v2: a VM per task; its sandbox restored from a VM
-// template, and booted cold through a per-task ConfigPath with templates off) beside
+// template, booted cold through a per-task ConfigPath with templates off, and, in a second
+// phase with moatd restarted on a configuration that keeps a warm pool, taken from it) beside
 // containerd's runc shim (io.containerd.runc.v2 with runc) and the same shim driving gVisor
 // (BinaryName = a runsc with --platform=ptrace, which needs no KVM), interleaved in the same
 // run. Then host PSS per idle container: --idle tasks of each runtime kept running (`sleep`),
 // and everything that serves them summed (moat: each QEMU and moatd; runc and gVisor: each
 // task's shim with its descendants: runc's container, gVisor's sandbox and gofer).
 //
-//   node dist/bench/ctr-run.js [--runs N] [--idle N]     (make bench)
+//   node dist/bench/ctr-run.js [--runs N] [--idle N] [--pool N]     (make bench)
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -19,10 +20,15 @@ import { pidsMatching, pssMiB, withDescendants } from "./support/pss.js";
 import { report } from "./support/report.js";
 import { summarize } from "./support/stats.js";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "10" }, idle: { type: "string", default: "3" } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "10" }, idle: { type: "string", default: "3" }, pool: { type: "string", default: "2" } } });
 const runs = Number(values.runs);
 const idle = Number(values.idle);
+const poolSize = Number(values.pool);
+/** How long a pool VM may take to be restored again before the next run takes one. */
+const POOL_REFILL_MS = 3000;
 const SETTLE_MS = 5000;
+// moatd inherits this through containerd and the shim: its log then says which path each start took.
+process.env.MOAT_TRACE = "sandbox";
 const workspace = new TestWorkspace();
 const containerd = new Containerd(workspace);
 
@@ -40,7 +46,8 @@ const runtimes = {
   gvisor: ["--runtime", "io.containerd.runc.v2", "--runc-binary", runscPtrace],
 };
 type Runtime = keyof typeof runtimes;
-const names: Record<Runtime, string> = {
+const names: Record<Runtime | "moatPool", string> = {
+  moatPool: `moat, from the warm pool (vm_cache_number = ${poolSize})`,
   moat: "moat, from a template",
   moatCold: "moat, cold boot",
   runc: "runc (io.containerd.runc.v2)",
@@ -89,12 +96,25 @@ try {
     for (const runtime of order) samples[runtime].push(await ctrRun(runtime, `${runtime}-${run}`));
     process.stdout.write(`  run ${run + 1}/${runs}: moat ${samples.moat.at(-1)!.toFixed(0)} ms, cold ${samples.moatCold.at(-1)!.toFixed(0)} ms\n`); // just pushed
   }
+  // Second phase: moatd restarted on a configuration that keeps a warm pool (the shim's next
+  // start runs it); every default task then takes a pool VM.
+  await workspace.stopDaemon();
+  containerd.useMoatConfig(`[factory]\nvm_cache_number = ${poolSize}\n`);
+  const pooled: number[] = [];
+  await ctrRun("moat", "pool-warm-up"); // starts moatd and its pool
+  for (let run = 0; run < runs; run++) {
+    await sleep(POOL_REFILL_MS);
+    pooled.push(await ctrRun("moat", `pool-${run}`));
+    process.stdout.write(`  pool run ${run + 1}/${runs}: ${pooled.at(-1)!.toFixed(0)} ms\n`); // just pushed
+  }
+  const fromPool = workspace.daemonLog().split("\n").filter((line) => line.includes("from the warm pool")).length;
+  process.stdout.write(`  ${fromPool} of ${runs + 1} pool-phase starts took a pool VM (moatd's sandbox trace)\n`);
   report(
     "ctr-run",
     "containerd, whole `ctr run --rm busybox echo hi`: moat's shim vs the runc shim with runc and with gVisor",
-    order.map((runtime) => ({ name: names[runtime], summary: summarize(samples[runtime]) })),
+    [{ name: names.moatPool, summary: summarize(pooled) }, ...order.map((runtime) => ({ name: names[runtime], summary: summarize(samples[runtime]) }))],
     names.moat,
-    { containerd: "Debian 1.6.20", accelerator: "TCG on this machine (no usable KVM)" },
+    { containerd: "Debian 1.6.20", accelerator: "TCG on this machine (no usable KVM)", pool: "second phase, runs 3 s apart so that the pool refills" },
   );
   const pss = order.filter((runtime) => runtime !== "moatCold");
   const perTask: Record<string, number[]> = {};

@@ -32,6 +32,8 @@ export class Containerd {
   private readonly configPath: string;
   private readonly logPath: string;
   private child: ChildProcess | undefined;
+  /** moat's configuration for the shim and moatd containerd starts (the state root is the workspace's). */
+  private moatToml = "";
 
   constructor(
     private readonly workspace: TestWorkspace,
@@ -75,13 +77,19 @@ export class Containerd {
     writeFileSync(this.configPath, [...lines, ""].join("\n"));
   }
 
+  /** Sets moat's configuration for the next moatd the shim starts (a running one keeps its own). */
+  useMoatConfig(toml: string): void {
+    this.moatToml = toml;
+    this.env();
+  }
+
   /** The environment containerd runs in, and so the shim and moatd it starts. */
   env(): NodeJS.ProcessEnv {
     return {
       ...process.env,
       // The workspace's bin first: where tests `moat install` shims (installBin).
       PATH: `${this.installBin}:${join(repoRoot, "dist", "bin")}:${process.env.PATH ?? ""}`,
-      MOAT_CONFIG: this.workspace.configFile("containerd-moat", ""),
+      MOAT_CONFIG: this.workspace.configFile("containerd-moat", this.moatToml),
     };
   }
 
