@@ -10,3 +10,20 @@ export async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<
     clearTimeout(timer);
   }
 }
+
+/**
+ * Runs `attempt` until it succeeds. A failure that `transient` accepts (a busy mount, a cgroup
+ * whose last thread is still going) is tried again after `pollMs`, for up to `limitMs` in
+ * all; any other failure, or the last one, is thrown.
+ */
+export async function retryWhile<T>(attempt: () => Promise<T>, transient: (error: unknown) => boolean, limitMs: number, pollMs: number): Promise<T> {
+  const deadline = performance.now() + limitMs;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!transient(error) || performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+  }
+}

@@ -15,6 +15,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { promisify } from "node:util";
+import { retryWhile } from "../../shared/deadline.js";
 import { isGone, MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { HostCgroupTarget } from "./cgroups-path.js";
@@ -30,7 +31,7 @@ export interface HostCgroupRecord {
   madeByMoat: string[];
 }
 
-export const RECORD_FILE = "host-cgroup.json";
+const RECORD_FILE = "host-cgroup.json";
 
 /** How long a leaf may stay busy after its processes were killed (their threads linger). */
 const RELEASE_WAIT_MS = 5_000;
@@ -149,7 +150,7 @@ async function readRecord(file: string): Promise<HostCgroupRecord | undefined> {
   const record = parsed as Partial<HostCgroupRecord>;
   const strings = (value: unknown) => Array.isArray(value) && value.every((item) => typeof item === "string" && isAbsolute(item));
   if (!strings(record.leaves) || !strings(record.madeByMoat)) return undefined;
-  return { leaves: record.leaves ?? [], madeByMoat: record.madeByMoat ?? [], ...(typeof record.systemdUnit === "string" ? { systemdUnit: record.systemdUnit } : {}) };
+  return { leaves: record.leaves as string[], madeByMoat: record.madeByMoat as string[], ...(typeof record.systemdUnit === "string" ? { systemdUnit: record.systemdUnit } : {}) }; // both checked just above
 }
 
 async function releaseRecord(record: HostCgroupRecord): Promise<void> {
@@ -168,16 +169,7 @@ async function releaseRecord(record: HostCgroupRecord): Promise<void> {
 
 /** A leaf's processes were just killed: the directory is busy until their last thread is gone. */
 async function removeLeaf(leaf: string): Promise<void> {
-  const deadline = performance.now() + RELEASE_WAIT_MS;
-  for (;;) {
-    try {
-      await rmdir(leaf);
-      return;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (isGone(error)) return;
-      if (code !== "EBUSY" || performance.now() > deadline) throw new MoatError("MOAT_HOST_CGROUP", `cannot remove cgroup ${leaf}`, { cause: error, status: Code.INTERNAL });
-      await new Promise((resolve) => setTimeout(resolve, RELEASE_POLL_MS));
-    }
-  }
+  await retryWhile(() => rmdir(leaf), (error) => (error as NodeJS.ErrnoException).code === "EBUSY", RELEASE_WAIT_MS, RELEASE_POLL_MS).catch((error: unknown) => {
+    if (!isGone(error)) throw new MoatError("MOAT_HOST_CGROUP", `cannot remove cgroup ${leaf}`, { cause: error, status: Code.INTERNAL });
+  });
 }

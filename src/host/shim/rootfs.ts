@@ -4,8 +4,8 @@
 import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { retryWhile } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 
@@ -56,15 +56,9 @@ export async function unmountRootfs(bundle: string, where: string): Promise<void
  * be closing the files it served from it (seen after a moatd crash, containerd's shim delete).
  */
 async function umount(target: string, where: string): Promise<void> {
-  const deadline = Date.now() + UMOUNT_BUSY_MS;
-  for (;;) {
-    const failed = await run("umount", [target]).then(() => undefined, (error: unknown) => error);
-    if (failed === undefined) return;
-    if (!/busy/i.test(String(stderrOf(failed))) || Date.now() > deadline) {
-      throw new MoatError("MOAT_SHIM_MOUNT", `${where}: cannot unmount ${target}`, { cause: stderrOf(failed), status: Code.INTERNAL });
-    }
-    await sleep(UMOUNT_RETRY_MS);
-  }
+  await retryWhile(() => run("umount", [target]), (error) => /busy/i.test(String(stderrOf(error))), UMOUNT_BUSY_MS, UMOUNT_RETRY_MS).catch((failed: unknown) => {
+    throw new MoatError("MOAT_SHIM_MOUNT", `${where}: cannot unmount ${target}`, { cause: stderrOf(failed), status: Code.INTERNAL });
+  });
 }
 
 function stderrOf(error: unknown): unknown {
