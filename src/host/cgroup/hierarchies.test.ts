@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseCgroupMounts } from "./hierarchies.js";
+import { parseMountinfo } from "../../shared/mountinfo.js";
+import { cgroupHierarchiesIn } from "./hierarchies.js";
+
+const parseCgroupMounts = (mountinfo: string) => cgroupHierarchiesIn(parseMountinfo(mountinfo));
 
 test("a hybrid host's v1 trees and its unified tree, each once, controllers without mount options", () => {
   const mountinfo = [

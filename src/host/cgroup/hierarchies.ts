@@ -1,6 +1,6 @@
 // The host's cgroup hierarchies, from /proc/self/mountinfo: cgroup v2 (one unified tree) or
 // v1 (one tree per controller set, plus name=systemd), or both on a hybrid host.
-import { readFile } from "node:fs/promises";
+import { ownMounts, type MountEntry } from "../../shared/mountinfo.js";
 
 export interface CgroupHierarchy {
   mountPoint: string;
@@ -12,29 +12,21 @@ export interface CgroupHierarchy {
 /** v1's controllers; the other super options of a v1 mount (rw, xattr, release_agent=…) are not. */
 const V1_CONTROLLERS = new Set(["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"]);
 
-/** mountinfo escapes space, tab, newline and backslash in paths as \ooo. */
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-}
-
 /** Every cgroup hierarchy mounted, each once (the first mount of a tree wins). */
-export function parseCgroupMounts(mountinfo: string): CgroupHierarchy[] {
+export function cgroupHierarchiesIn(mounts: MountEntry[]): CgroupHierarchy[] {
   const hierarchies: CgroupHierarchy[] = [];
   const seen = new Set<string>();
-  for (const line of mountinfo.split("\n")) {
-    const [mountFields = "", fsFields = ""] = line.split(" - ");
-    const mountPoint = mountFields.split(" ")[4];
-    const [fsType, , superOptions = ""] = fsFields.split(" ");
-    if (!mountPoint || (fsType !== "cgroup" && fsType !== "cgroup2")) continue;
-    const controllers = fsType === "cgroup" ? superOptions.split(",").filter((option) => V1_CONTROLLERS.has(option) || option.startsWith("name=")) : [];
+  for (const { mountPoint, fsType, superOptions } of mounts) {
+    if (fsType !== "cgroup" && fsType !== "cgroup2") continue;
+    const controllers = fsType === "cgroup" ? superOptions.filter((option) => V1_CONTROLLERS.has(option) || option.startsWith("name=")) : [];
     const key = fsType === "cgroup2" ? "v2" : [...controllers].sort().join(",");
     if (seen.has(key)) continue;
     seen.add(key);
-    hierarchies.push({ mountPoint: unescape(mountPoint), version: fsType === "cgroup2" ? 2 : 1, controllers });
+    hierarchies.push({ mountPoint, version: fsType === "cgroup2" ? 2 : 1, controllers });
   }
   return hierarchies;
 }
 
 export async function cgroupHierarchies(): Promise<CgroupHierarchy[]> {
-  return parseCgroupMounts(await readFile("/proc/self/mountinfo", "utf8"));
+  return cgroupHierarchiesIn(await ownMounts());
 }

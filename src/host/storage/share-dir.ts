@@ -8,9 +8,10 @@
 // the files of the mounted source, a user's volume. removeStateDir is the one way state
 // directories go, and it removes nothing while a mount is left under one.
 import { execFile } from "node:child_process";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { MoatError } from "../../shared/errors.js";
+import { ownMounts } from "../../shared/mountinfo.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Share } from "../hypervisor/index.js";
@@ -38,11 +39,9 @@ export async function bindShares(sharesDir: string, containerId: string, shares:
 
 /** The mount points at or under `dir` in this mount namespace, deepest first. */
 export async function mountsUnder(dir: string): Promise<string[]> {
-  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
   const prefix = dir.endsWith("/") ? dir : `${dir}/`;
-  return mountinfo
-    .split("\n")
-    .map((line) => unescapeMountPath(line.split(" ")[4] ?? ""))
+  return (await ownMounts())
+    .map(({ mountPoint }) => mountPoint)
     .filter((point) => point === dir || point.startsWith(prefix))
     .sort((a, b) => b.length - a.length);
 }
@@ -75,9 +74,4 @@ function run(command: string, args: string[], where: string): Promise<void> {
       reject(new MoatError("MOAT_SHARE_MOUNT", `${where}: ${command} ${args.join(" ")}: ${stderr.trim() || error.message}`, { status: Code.INTERNAL }));
     });
   });
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal (\040). */
-function unescapeMountPath(path: string): string {
-  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }

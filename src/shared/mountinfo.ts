@@ -1,0 +1,32 @@
+// /proc/<pid>/mountinfo (proc(5)): one line a mount, "ID PARENT MAJ:MIN ROOT MOUNTPOINT
+// OPTIONS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTIONS", paths with space, tab, newline and
+// backslash escaped as octal (\040).
+import { readFile } from "node:fs/promises";
+
+export interface MountEntry {
+  mountPoint: string;
+  fsType: string;
+  /** The file system's own options ("rw,memory" for a v1 cgroup tree). */
+  superOptions: string[];
+}
+
+function unescapePath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+/** Every mount in `text`, in its order; lines that are not mounts are skipped. */
+export function parseMountinfo(text: string): MountEntry[] {
+  const entries: MountEntry[] = [];
+  for (const line of text.split("\n")) {
+    const [mountFields = "", fsFields = ""] = line.split(" - ");
+    const mountPoint = mountFields.split(" ")[4];
+    const [fsType, , superOptions = ""] = fsFields.split(" ");
+    if (mountPoint && fsType) entries.push({ mountPoint: unescapePath(mountPoint), fsType, superOptions: superOptions.split(",") });
+  }
+  return entries;
+}
+
+/** This process's mounts. */
+export async function ownMounts(): Promise<MountEntry[]> {
+  return parseMountinfo(await readFile("/proc/self/mountinfo", "utf8"));
+}
