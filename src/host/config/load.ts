@@ -19,19 +19,18 @@ export const SYSTEM_CONFIG_PATH = "/etc/moat/configuration.toml";
 /** Where Kata keeps its configuration, read when moat has none of its own. */
 export const KATA_CONFIG_PATHS = ["/etc/kata-containers/configuration.toml", "/usr/share/defaults/kata-containers/configuration.toml"];
 
-/** The keys of a Kata file moat takes (as moat's key names), and the values each may have in moat. */
-const KATA_KEYS: Record<string, Record<string, { as: string; values?: readonly unknown[] }>> = {
-  "hypervisor.qemu": {
-    default_vcpus: { as: "default_vcpus" },
-    default_memory: { as: "default_memory" },
-    enable_debug: { as: "enable_debug" },
-    machine_type: { as: "machine_type", values: ["microvm", "q35"] },
-    shared_fs: { as: "shared_fs", values: ["virtio-fs", "virtio-9p"] },
-    virtio_fs_cache: { as: "virtio_fs_cache", values: ["never", "auto", "always"] },
-  },
-  "agent.kata": { dial_timeout: { as: "agent.moat.dial_timeout" } },
-  factory: { enable_template: { as: "enable_template" }, vm_cache_number: { as: "vm_cache_number" } },
-};
+/** The keys of a Kata file moat takes, with moat's name where it differs, and the values each may have in moat. */
+const KATA_KEYS: Array<{ key: string; moatKey?: string; values?: readonly unknown[] }> = [
+  { key: "hypervisor.qemu.default_vcpus" },
+  { key: "hypervisor.qemu.default_memory" },
+  { key: "hypervisor.qemu.enable_debug" },
+  { key: "hypervisor.qemu.machine_type", values: ["microvm", "q35"] },
+  { key: "hypervisor.qemu.shared_fs", values: ["virtio-fs", "virtio-9p"] },
+  { key: "hypervisor.qemu.virtio_fs_cache", values: ["never", "auto", "always"] },
+  { key: "agent.kata.dial_timeout", moatKey: "agent.moat.dial_timeout" },
+  { key: "factory.enable_template" },
+  { key: "factory.vm_cache_number" },
+];
 
 /** The warm pool's largest size: each VM costs tens of MiB even idle, and the pool refills one at a time. */
 const MAX_VM_CACHE_NUMBER = 64;
@@ -145,18 +144,15 @@ function isKataConfiguration(document: Table): boolean {
  */
 function kataKeys(document: Table): Table {
   const taken: Table = {};
-  for (const [tablePath, keys] of Object.entries(KATA_KEYS)) {
-    let table: unknown = document;
-    for (const name of tablePath.split(".")) table = typeof table === "object" && table !== null ? (table as Table)[name] : undefined;
-    if (typeof table !== "object" || table === null) continue;
-    for (const [key, { as, values }] of Object.entries(keys)) {
-      const value = (table as Table)[key];
-      if (value === undefined || (values && !values.includes(value))) continue;
-      const target = as.includes(".") ? as.split(".") : [...tablePath.split("."), as];
-      let into = taken;
-      for (const name of target.slice(0, -1)) into = (into[name] ??= {}) as Table;
-      into[target[target.length - 1] ?? as] = value;
-    }
+  for (const { key, moatKey = key, values } of KATA_KEYS) {
+    const path = key.split(".");
+    let value: unknown = document;
+    for (const name of path) value = typeof value === "object" && value !== null ? (value as Table)[name] : undefined;
+    if (value === undefined || (values && !values.includes(value))) continue;
+    const target = moatKey.split(".");
+    let into = taken;
+    for (const name of target.slice(0, -1)) into = (into[name] ??= {}) as Table;
+    into[target[target.length - 1]!] = value; // a key has at least one part
   }
   return taken;
 }
