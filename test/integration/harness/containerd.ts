@@ -32,8 +32,8 @@ export class Containerd {
   private readonly configPath: string;
   private readonly logPath: string;
   private child: ChildProcess | undefined;
-  /** moat's configuration for the shim and moatd containerd starts (the state root is the workspace's). */
-  private moatToml = "";
+  /** moat's configuration file for the shim and moatd containerd starts (the state root is the workspace's). */
+  private readonly moatConfig: string;
 
   constructor(
     private readonly workspace: TestWorkspace,
@@ -45,6 +45,7 @@ export class Containerd {
     this.installBin = join(workspace.dir, "bin");
     this.configPath = join(this.dir, "config.toml");
     this.logPath = join(this.dir, "containerd.log");
+    this.moatConfig = workspace.configFile("containerd-moat", "");
     mkdirSync(this.fifoDir, { recursive: true });
     const kata = options.kataSnippetWithCri === true;
     const lines = ["version = 2", `root = "${join(this.dir, "root")}"`, `state = "${join(this.dir, "state")}"`];
@@ -79,8 +80,7 @@ export class Containerd {
 
   /** Sets moat's configuration for the next moatd the shim starts (a running one keeps its own). */
   useMoatConfig(toml: string): void {
-    this.moatToml = toml;
-    this.env();
+    this.workspace.configFile("containerd-moat", toml);
   }
 
   /** The environment containerd runs in, and so the shim and moatd it starts. */
@@ -89,7 +89,7 @@ export class Containerd {
       ...process.env,
       // The workspace's bin first: where tests `moat install` shims (installBin).
       PATH: `${this.installBin}:${join(repoRoot, "dist", "bin")}:${process.env.PATH ?? ""}`,
-      MOAT_CONFIG: this.workspace.configFile("containerd-moat", this.moatToml),
+      MOAT_CONFIG: this.moatConfig,
     };
   }
 
