@@ -29,12 +29,14 @@ watch_log() {
   done
 }
 
-# publish TMP OUT: moves a finished build (a directory) to OUT in one rename. OUT names its
-# inputs' hash, so a build that ran at the same time and got there first made the same thing:
-# its copy stays (it may be in use), and TMP goes. A leftover OUT without its files (a crash
-# between two steps, long ago) is replaced.
+# publish TMP OUT NAME...: moves a finished build (a directory holding NAME...) to OUT in one
+# rename. OUT names its inputs' hash, so a build that ran at the same time and got there first
+# made the same thing: its copy stays (it may be in use), and TMP goes. A leftover OUT without
+# its NAMEs (a crash between two steps, long ago) is replaced.
 publish() {
-  local tmp=$1 out=$2
+  local tmp=$1 out=$2 name
+  shift 2
+  for name in "$@"; do [ -e "$out/$name" ] || { rm -rf "$out"; break; }; done
   if mv -T "$tmp" "$out" 2>/dev/null; then return 0; fi
   rm -rf "$tmp"
 }

@@ -26,8 +26,7 @@ root=$stage/rootfs
 mkdir -p "$root"/{bin,etc,dev,proc,sys,tmp,root,run,var,home,usr/bin,usr/sbin,sbin}
 chmod 1777 "$root/tmp"
 install_busybox_base "$root" "$busybox"
-[ -d "$out/rootfs" ] || rm -rf "$out"
-publish "$stage" "$out"
+publish "$stage" "$out" rootfs
 trap - EXIT
 progress busybox-image "built $out/rootfs"
 echo "$out/rootfs"

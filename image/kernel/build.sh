@@ -56,7 +56,6 @@ tmp=$(mktemp -d "$cache/kernel/out.XXXXXX") && chmod 755 "$tmp"
 cp "$obj/vmlinux" "$tmp/vmlinux"
 cp "$obj/.config" "$tmp/config"
 make -s -C "$obj" kernelrelease >"$tmp/release"
-[ -f "$out/vmlinux" ] || rm -rf "$out"
-publish "$tmp" "$out"
+publish "$tmp" "$out" vmlinux
 progress kernel "built $(cat "$out/release"): $out/vmlinux ($(du -m "$out/vmlinux" | cut -f1) MiB)"
 echo "$out/vmlinux"

@@ -76,7 +76,6 @@ progress rootfs "writing erofs image ($(du -sm "$stage" | cut -f1) MiB of files)
 mkfs.erofs --quiet --all-root -T0 -U 00000000-0000-0000-0000-00000000b0a7 "$tmp/rootfs.erofs" "$stage"
 progress rootfs "writing cpio initrd"
 (cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) >"$tmp/initrd.cpio"
-{ [ -f "$out/rootfs.erofs" ] && [ -f "$out/initrd.cpio" ]; } || rm -rf "$out"
-publish "$tmp" "$out"
+publish "$tmp" "$out" rootfs.erofs initrd.cpio
 progress rootfs "built $out (erofs $(du -m "$out/rootfs.erofs" | cut -f1) MiB, initrd $(du -m "$out/initrd.cpio" | cut -f1) MiB)"
 echo "$out"
