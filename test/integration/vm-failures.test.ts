@@ -75,6 +75,17 @@ test("a QEMU killed mid-boot is reported and cleaned up", async () => {
   assert.match(error.message, /sandbox killed: QEMU exited (while starting|while restoring from the template|during boot, \d+ ms after start) \(killed by SIGKILL\)/);
 });
 
+test("a guest whose agent never answers is reported with what its vCPUs were doing, and cleaned up", async () => {
+  // The guest's init is a shell reading a console nobody types on: the agent never starts.
+  const config = workspace.configFile("no-agent", '[hypervisor.qemu]\nkernel_params = "init=/bin/sh"\n[agent.moat]\ndial_timeout = 3\n[factory]\nenable_template = false\n');
+  const result = await runMoat(["--config", config, "boot", "--id", "no-agent"]);
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    /^moat: sandbox no-agent: agent did not answer on virtio-serial port agent\.0 within 3000 ms \(QEMU up after \d+ ms, (tcg|kvm), cold boot: templates are off \(\[factory\] enable_template\)\); vCPU 0 (halted|running) in (the kernel|user space) at [0-9a-f]+, \d+% of a host CPU; console: /,
+  );
+});
+
 test("an invalid sandbox id is refused before anything is created", async () => {
   await assert.rejects(startSandboxVm(workspace.config(), "../escape"), /sandbox id "..\/escape": must be/);
 });

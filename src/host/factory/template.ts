@@ -18,7 +18,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import type { Config } from "../config/index.js";
-import { exitedError, loadState, processGone, QemuVm, runningQemuPid, saveState, vmPaths, type VmSpec } from "../hypervisor/index.js";
+import { exitedError, loadState, processGone, QemuVm, runningQemuPid, saveState, vcpuReport, vmPaths, type VmSpec } from "../hypervisor/index.js";
 
 const trace = tracer("factory");
 
@@ -179,7 +179,7 @@ async function agentServing(vm: QemuVm, timeoutMs: number, where: string): Promi
     const log = await readFile(vm.paths.vmLog, "utf8").catch(() => "");
     if (log.includes(AGENT_READY_MARK)) return;
     if (exited) throw await exitedError(await vm.exited, vm.paths, where, "while booting the template");
-    if (Date.now() > deadline) throw new MoatError("MOAT_AGENT_TIMEOUT", `${where}: the agent did not start within ${timeoutMs} ms`, { status: Code.DEADLINE_EXCEEDED });
+    if (Date.now() > deadline) throw new MoatError("MOAT_AGENT_TIMEOUT", `${where}: the agent did not start within ${timeoutMs} ms; ${await vcpuReport(vm.qmp, vm.pid)}`, { status: Code.DEADLINE_EXCEEDED });
     await sleep(READY_POLL_MS);
   }
 }

@@ -5,6 +5,7 @@ export { tailOf } from "./file-tail.js";
 export { pidExited, processGone } from "./process-gone.js";
 export { QemuVm, describeExit, exitedError, runningQemuPid, type QemuStartOptions } from "./qemu/qemu.js";
 export { QmpClient, type QmpEvent } from "./qemu/qmp.js";
+export { vcpuReport } from "./qemu/vcpu-state.js";
 export { qemuArgs, shellQuote } from "./qemu/cmdline.js";
 export { kernelParams } from "./qemu/kernel-params.js";
 export { qemuVersion, qemuMachineTypes } from "./qemu/version.js";

@@ -21,6 +21,7 @@ import {
   QemuVm,
   runningQemuPid,
   tailOf,
+  vcpuReport,
   vmPaths,
   type Accelerator,
   type AcceleratorChoice,
@@ -218,10 +219,11 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const check = await Promise.race([
       agent.check(config.agent.dialTimeoutMs).catch(async (error: unknown) => {
         if (error instanceof MoatError && error.code === "MOAT_TTRPC_TIMEOUT") {
+          const vcpus = await vcpuReport(vm.qmp, vm.pid);
           const consoleTail = await tailOf(spec.paths.consoleLog, 5);
           throw new MoatError(
             "MOAT_AGENT_TIMEOUT",
-            `${where}: agent did not answer on virtio-serial port agent.0 within ${config.agent.dialTimeoutMs} ms (QEMU up after ${Math.round(qemuReadyMs)} ms, ${accelerator.accelerator}); console: ${consoleTail || "(empty)"}`,
+            `${where}: agent did not answer on virtio-serial port agent.0 within ${config.agent.dialTimeoutMs} ms (QEMU up after ${Math.round(qemuReadyMs)} ms, ${accelerator.accelerator}, ${describeStart(start)}); ${vcpus}; console: ${consoleTail || "(empty)"}`,
             { hint: "MOAT_TRACE=qemu,ttrpc; enable_debug = true in [hypervisor.qemu] shows the kernel's boot messages", status: Code.DEADLINE_EXCEEDED },
           );
         }
