@@ -1,9 +1,13 @@
-// VM templates (issue 5): sandboxes restore from a saved VM instead of booting, each clone
-// takes its own randomness, clock and hostname, a changed configuration builds a new
-// template, a sandbox of another size restores from a template of its size class (built on
-// first use), and with templates off sandboxes boot cold, saying why.
+// VM templates (issue 5): sandboxes restore from a saved VM instead of booting (warmed up by
+// one container its agent ran before it was saved), each clone takes its own randomness, clock
+// and hostname, a changed configuration builds a new template, a sandbox of another size
+// restores from a template of its size class (built on first use), and with templates off
+// sandboxes boot cold, saying why.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, afterEach, test } from "node:test";
+import { startSandboxVm } from "../../src/host/sandbox/index.js";
 import { runMoat } from "./harness/moat-cli.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
@@ -20,6 +24,19 @@ test("factory init builds the template and proves a VM restores from it; status 
   assert.match(status.stdout, /^[0-9a-f]{16} {2}current {2}saved /m);
   const check = await moat(["check"]);
   assert.match(check.stdout, /ok {3}VM templates +on; template [0-9a-f]{16} saved/);
+});
+
+test("a template's agent ran one container before the template was saved; its clones carry nothing of it", async () => {
+  const key = /^([0-9a-f]{16}) {2}current/m.exec((await moat(["factory", "status"])).stdout)?.[1];
+  assert.ok(key, "factory init (above) built the template");
+  assert.match(readFileSync(join(workspace.stateRoot, ".templates", key, "vm.log"), "utf8"), /warm-up: one container run and removed in \d+ ms/);
+  const sandbox = await startSandboxVm(workspace.config(), "warm-clone");
+  try {
+    assert.equal(sandbox.timings.start.kind, "template");
+    await assert.rejects(sandbox.agent.stateContainer("moat-warm-up"), /NOT_FOUND/);
+  } finally {
+    await sandbox.shutdown();
+  }
 });
 
 test("clones of one template differ: random bytes and boot id; their clock is the host's", async () => {

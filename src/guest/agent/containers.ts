@@ -227,6 +227,18 @@ export class Containers {
     return { ...exit, oomSequence: await this.oom.check(id) };
   }
 
+  /** Deletes the container and everything the agent made for it (only the warm-up does: a sandbox's VM goes with its container). */
+  async remove(id: string): Promise<void> {
+    const container = this.get(id);
+    this.oom.unwatch(id);
+    await crun(id, ["delete", "--force", id]);
+    container.stdin?.destroy();
+    for (const io of [container, ...container.execs.values()]) await io.terminal?.close();
+    await unmountShares(id, container.shares);
+    await rm(container.dir, { recursive: true, force: true });
+    this.containers.delete(id);
+  }
+
   /** Sets the window size of a process's terminal. */
   resize(id: string, execId: string, rows: number, columns: number): void {
     const where = `container ${id}${execId ? ` exec ${execId}` : ""}`;

@@ -19,6 +19,7 @@ import { statsService } from "./stats-service.js";
 import { log, openLogPort } from "./log.js";
 import { ProcessExits } from "./process-exits.js";
 import { findPort } from "./virtio-port.js";
+import { warmUpIfTemplate } from "./warm-up.js";
 
 const PORT_WAIT_MS = 10_000;
 /** moat-init's relay connects here for each host session (AGENT_SOCKET in moat-init.c). */
@@ -56,6 +57,8 @@ async function main(): Promise<void> {
   server.register(StatsService, statsService(containers));
   server.register(OomService, oomService(oomEvents));
 
+  // Before serving: a template is saved once its agent says it serves (factory/template.ts).
+  await warmUpIfTemplate(containers, log);
   await rm(AGENT_SOCKET, { force: true });
   let sessions = 0;
   const listener = createServer((socket) => {

@@ -38,7 +38,11 @@ async function mountSource(containerId: string, share: ShareMount, readOnly: boo
     return;
   }
   await mount9pRoot(where);
-  const source = `${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`;
+  await bindMount(`${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`, path, readOnly, where);
+}
+
+/** Bind-mounts `source` at `path`, read-only if asked. */
+export async function bindMount(source: string, path: string, readOnly: boolean, where: string): Promise<void> {
   // A bind mount takes its read-only flag only from a remount; one shell runs both (each
   // process started costs time under TCG).
   if (readOnly) await run("/bin/sh", ["-c", 'mount -o bind "$1" "$2" && mount -o remount,bind,ro "$2"', "sh", source, path], where);
@@ -101,6 +105,7 @@ export async function unmountShares(containerId: string, shares: ShareMount[]): 
   }
 }
 
-async function unmount(path: string): Promise<void> {
+/** Unmounts `path`; what is not mounted is skipped. */
+export async function unmount(path: string): Promise<void> {
   await run("/bin/umount", [path], path).catch(() => undefined);
 }

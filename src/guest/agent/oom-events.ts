@@ -49,6 +49,11 @@ export class OomEvents {
     this.watched.set(containerId, entry);
   }
 
+  unwatch(containerId: string): void {
+    this.watched.get(containerId)?.watcher?.close();
+    this.watched.delete(containerId);
+  }
+
   /**
    * Reads the container's memory.events again and queues an event if oom_kill rose; answers
    * the last sequence number queued so far (by this read or an earlier one).

@@ -1,4 +1,4 @@
-// Paths in the guest that host and agent both rely on.
+// Paths in the guest, and the kernel parameter, that host and agent both rely on.
 
 /** Where the agent keeps a container's bundle and mounts. */
 export function containerGuestDir(containerId: string): string {
@@ -23,3 +23,11 @@ export function shareSubpath(containerId: string, tag: string): string {
 export function shareGuestPath(containerId: string, tag: string): string {
   return `${containerGuestDir(containerId)}/shares/${tag}`;
 }
+
+/**
+ * On the kernel command line of a VM booted to become a template: its agent runs one container
+ * before it serves (guest/agent/warm-up.ts), so that what that first container costs (crun and
+ * its libraries read from the image, the agent's code for it compiled) is in the template's
+ * memory, shared by every clone, instead of paid again by each.
+ */
+export const WARM_UP_KERNEL_PARAM = "moat.warm_up=1";

@@ -1,5 +1,6 @@
 // The guest kernel command line. Order matters: later parameters win, so the configured
 // extra parameters come last.
+import { WARM_UP_KERNEL_PARAM } from "../../../shared/protocol/index.js";
 import type { VmSpec } from "../hypervisor.js";
 
 /** The guest kernel's tick rate (CONFIG_HZ_250 in image/kernel/moat.config). */
@@ -18,6 +19,10 @@ export function kernelParams(spec: VmSpec): string[] {
     "cgroup_no_v1=all",
   ];
   if (!spec.debug) params.push("quiet");
+  // A VM whose RAM is written to a shared file is being made into a template: its agent runs
+  // one container before it serves, so that clones start warm. Its clones are started with the
+  // parameter absent, which is harmless: the guest read its command line when the template booted.
+  if (spec.memoryFile?.shared) params.push(WARM_UP_KERNEL_PARAM);
   if (spec.rootfs.kind === "image") params.push("root=/dev/vda", "ro", "rootfstype=erofs", "init=/sbin/moat-init");
   else params.push("rdinit=/sbin/moat-init");
   if (spec.accelerator === "tcg" && spec.hostTscKhz) {
