@@ -38,9 +38,14 @@ copy_binary() {
 mkdir -p "$stage"/{proc,sys,dev,run,tmp,etc,moat,sbin,bin,usr/bin,usr/sbin,root}
 chmod 1777 "$stage/tmp"
 gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-init" "$here/../../src/guest/init/moat-init.c" "$here/../../src/guest/init/vport-relay.c"
-gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-clone" "$here/../../src/guest/init/moat-clone.c"
 gcc -static -Os -Wall -Wextra -Werror -o "$stage/sbin/moat-tty" "$here/../../src/guest/tty/moat-tty.c"
-strip "$stage/sbin/moat-init" "$stage/sbin/moat-clone" "$stage/sbin/moat-tty"
+strip "$stage/sbin/moat-init" "$stage/sbin/moat-tty"
+# The agent's system calls (mount, the RNG, clock and hostname), against the headers of the
+# node it runs on: the host's, copied below.
+node_include=$(dirname "$(readlink -f "$(command -v node)")")/../include/node
+[ -f "$node_include/node_api.h" ] || fail rootfs "Node's headers are not in $node_include" "install the Node.js package that ships them (NodeSource's nodejs, or Debian's libnode-dev)"
+gcc -shared -fPIC -O2 -Wall -Wextra -Werror -I"$node_include" -o "$stage/moat/moat-sys.node" "$here/../../src/guest/sys/moat-sys.c"
+strip "$stage/moat/moat-sys.node"
 copy_binary "$(readlink -f "$(command -v node)")"
 [ "$(readlink -f "$(command -v node)")" = /usr/bin/node ] || ln -s "$(readlink -f "$(command -v node)")" "$stage/usr/bin/node"
 copy_binary "$(command -v crun)"

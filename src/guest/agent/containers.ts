@@ -106,7 +106,7 @@ export class Containers {
       return pid;
     } catch (error) {
       await terminal?.close();
-      await unmountShares(id, request.shares);
+      unmountShares(id, request.shares);
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
@@ -234,7 +234,7 @@ export class Containers {
     await crun(id, ["delete", "--force", id]);
     container.stdin?.destroy();
     for (const io of [container, ...container.execs.values()]) await io.terminal?.close();
-    await unmountShares(id, container.shares);
+    unmountShares(id, container.shares);
     await rm(container.dir, { recursive: true, force: true });
     this.containers.delete(id);
   }

@@ -1,16 +1,13 @@
 // GuestService: what the guest is (kernel, CPUs, memory), taking its own identity after a
 // restore from a VM template, and powering it off.
-import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { availableParallelism, uptime } from "node:os";
 import type { GuestService } from "../../shared/protocol/index.js";
 import { MoatError } from "../../shared/errors.js";
 import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
 import { log } from "./log.js";
+import { sys } from "./sys.js";
 
-/** The C helper that reseeds the RNG and sets the clock and hostname (src/guest/init/moat-clone.c). */
-const MOAT_CLONE = "/sbin/moat-clone";
-const MOAT_CLONE_TIMEOUT_MS = 10_000;
 
 /** A field of /proc/meminfo in bytes ("MemTotal:  503412 kB"), 0 if absent. */
 function meminfoBytes(meminfo: string, field: string): bigint {
@@ -37,14 +34,19 @@ export function guestService(powerOff: () => void): ServiceImplementation<typeof
     },
     async takeIdentity(request) {
       const nanos = request.timeUnixNanos;
-      const args = [String(nanos / 1_000_000_000n), String(nanos % 1_000_000_000n), request.hostname];
-      await new Promise<void>((resolve, reject) => {
-        const child = execFile(MOAT_CLONE, args, { timeout: MOAT_CLONE_TIMEOUT_MS }, (error, _stdout, stderr) => {
-          if (!error) return resolve();
-          reject(new MoatError("MOAT_GUEST_IDENTITY", `guest: moat-clone failed: ${stderr.trim() || error.message}`, { status: Code.INTERNAL }));
-        });
-        child.stdin?.end(request.entropy);
-      });
+      // The RNG first: nothing after it may draw on the template's random state.
+      const steps: Array<[string, () => void]> = [
+        ["reseed the RNG", () => sys().reseedRandom(request.entropy)],
+        ["set the clock", () => sys().setClock(Number(nanos / 1_000_000_000n), Number(nanos % 1_000_000_000n))],
+        ["set the hostname", () => sys().setHostname(request.hostname)],
+      ];
+      for (const [what, step] of steps) {
+        try {
+          step();
+        } catch (error) {
+          throw new MoatError("MOAT_GUEST_IDENTITY", `guest: cannot ${what}: ${error instanceof Error ? error.message : String(error)}`, { status: Code.INTERNAL });
+        }
+      }
       log(`restored from a template: RNG reseeded, clock set, hostname ${request.hostname}`);
       return {};
     },

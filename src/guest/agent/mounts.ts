@@ -1,19 +1,19 @@
 // Mounts the agent makes for a container: the shares the host exported over 9p or virtio-fs
 // (root file system, bind-mount sources), each read-write, read-only, or read-only under a
-// writable overlay whose upper layer is in guest memory. Node has no mount(2), so busybox's
-// mount makes the call. A read-only share is also read-only on the host side (a read-only
-// bind mount in the 9p export, virtiofsd's read-only bind): the guest's `ro` is not the only
-// guard.
+// writable overlay whose upper layer is in guest memory. Node has no mount(2): the moat-sys
+// addon makes the calls (sys.ts), in the agent's process. A read-only share is also read-only
+// on the host side (a read-only bind mount in the 9p export, virtiofsd's read-only bind): the
+// guest's `ro` is not the only guard.
 //
 // 9p is one device per VM (docs/storage.md) that exports the host's shares directory; it is
 // mounted once, on the first create (never before: a VM template is saved before any create,
 // and a mounted 9p device blocks QEMU's migration), and each share is a bind mount of its
 // subdirectory <container id>/<tag>. virtio-fs shares are a device each, mounted by tag.
-import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { MoatError } from "../../shared/errors.js";
 import { SharedFs, shareGuestPath, SHARES_9P_GUEST_ROOT, SHARES_9P_TAG, shareSubpath, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
+import { sys } from "./sys.js";
 
 const VALID_TAG = /^[A-Za-z0-9_-]{1,31}$/;
 const NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144,cache=loose";
@@ -23,7 +23,7 @@ let shares9p: Promise<void> | undefined;
 
 function mount9pRoot(where: string): Promise<void> {
   shares9p ??= mkdir(SHARES_9P_GUEST_ROOT, { recursive: true })
-    .then(() => run("/bin/mount", ["-t", "9p", "-o", NINEP_OPTIONS, SHARES_9P_TAG, SHARES_9P_GUEST_ROOT], where))
+    .then(() => mountCall(SHARES_9P_TAG, SHARES_9P_GUEST_ROOT, "9p", 0, NINEP_OPTIONS, where))
     .catch((error: unknown) => {
       shares9p = undefined;
       throw error;
@@ -34,28 +34,36 @@ function mount9pRoot(where: string): Promise<void> {
 /** Mounts `share` at `path`: a bind of its 9p subdirectory, or its own virtio-fs device. */
 async function mountSource(containerId: string, share: ShareMount, readOnly: boolean, path: string, where: string): Promise<void> {
   if (share.fs === SharedFs.VIRTIO_FS) {
-    await run("/bin/mount", ["-t", "virtiofs", ...(readOnly ? ["-o", "ro"] : []), share.tag, path], where);
+    mountCall(share.tag, path, "virtiofs", readOnly ? sys().MS_RDONLY : 0, null, where);
     return;
   }
   await mount9pRoot(where);
-  await bindMount(`${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`, path, readOnly, where);
+  bindMount(`${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`, path, readOnly, where);
 }
 
 /** Bind-mounts `source` at `path`, read-only if asked. */
-export async function bindMount(source: string, path: string, readOnly: boolean, where: string): Promise<void> {
-  // A bind mount takes its read-only flag only from a remount; one shell runs both (each
-  // process started costs time under TCG).
-  if (readOnly) await run("/bin/sh", ["-c", 'mount -o bind "$1" "$2" && mount -o remount,bind,ro "$2"', "sh", source, path], where);
-  else await run("/bin/mount", ["-o", "bind", source, path], where);
+export function bindMount(source: string, path: string, readOnly: boolean, where: string): void {
+  const { MS_BIND, MS_REMOUNT, MS_RDONLY } = sys();
+  mountCall(source, path, null, MS_BIND, null, where);
+  // A bind mount takes its read-only flag only from a remount.
+  if (readOnly) {
+    try {
+      mountCall(null, path, null, MS_BIND | MS_REMOUNT | MS_RDONLY, null, where);
+    } catch (error) {
+      unmount(path);
+      throw error;
+    }
+  }
 }
 
-function run(command: string, args: string[], where: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { timeout: 30_000 }, (error, _stdout, stderr) => {
-      if (!error) return resolve();
-      reject(new MoatError("MOAT_GUEST_MOUNT", `${where}: ${command} ${args.join(" ")}: ${stderr.trim() || error.message}`, { status: Code.INTERNAL }));
-    });
-  });
+function mountCall(source: string | null, target: string, fstype: string | null, flags: number, data: string | null, where: string): void {
+  try {
+    sys().mount(source, target, fstype, flags, data);
+  } catch (error) {
+    if (error instanceof MoatError) throw error;
+    const what = [fstype ?? "bind", source, data].filter((part) => part !== null).join(" ");
+    throw new MoatError("MOAT_GUEST_MOUNT", `${where}: ${what} on ${target}: ${error instanceof Error ? error.message : String(error)}`, { status: Code.INTERNAL });
+  }
 }
 
 /** Mounts every share for the container; on failure, unmounts what was mounted. */
@@ -68,7 +76,7 @@ export async function mountShares(containerId: string, shares: ShareMount[], whe
       mounted.push(share);
     }
   } catch (error) {
-    await unmountShares(containerId, mounted);
+    unmountShares(containerId, mounted);
     throw error;
   }
 }
@@ -89,23 +97,27 @@ async function mountShare(containerId: string, share: ShareMount, where: string)
     lower = `${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`;
   }
   try {
-    await run("/bin/mount", ["-t", "overlay", "-o", `lowerdir=${lower},upperdir=${path}.upper,workdir=${path}.work`, "overlay", path], where);
+    mountCall("overlay", path, "overlay", 0, `lowerdir=${lower},upperdir=${path}.upper,workdir=${path}.work`, where);
   } catch (error) {
-    await unmount(`${path}.lower`);
+    unmount(`${path}.lower`);
     throw error;
   }
 }
 
 /** Unmounts the container's shares; what is not mounted is skipped. */
-export async function unmountShares(containerId: string, shares: ShareMount[]): Promise<void> {
+export function unmountShares(containerId: string, shares: ShareMount[]): void {
   for (const share of [...shares].reverse()) {
     const path = shareGuestPath(containerId, share.tag);
-    await unmount(path);
-    if (share.overlay) await unmount(`${path}.lower`);
+    unmount(path);
+    if (share.overlay) unmount(`${path}.lower`);
   }
 }
 
 /** Unmounts `path`; what is not mounted is skipped. */
-export async function unmount(path: string): Promise<void> {
-  await run("/bin/umount", [path], path).catch(() => undefined);
+export function unmount(path: string): void {
+  try {
+    sys().umount(path);
+  } catch {
+    // Not mounted, or already gone.
+  }
 }

@@ -39,7 +39,7 @@ export async function warmUpIfTemplate(containers: Containers, log: (line: strin
   const started = Date.now();
   try {
     await mkdir(ROOT, { recursive: true });
-    await bindMount("/", ROOT, true, "warm-up");
+    bindMount("/", ROOT, true, "warm-up");
     try {
       await containers.create({ containerId: CONTAINER_ID, ociSpecJson: JSON.stringify(SPEC), stdin: false, shares: [] });
       let exitStatus: number;
@@ -51,7 +51,7 @@ export async function warmUpIfTemplate(containers: Containers, log: (line: strin
       }
       if (exitStatus !== 0) throw new Error(`its process exited with status ${exitStatus}`);
     } finally {
-      await unmount(ROOT);
+      unmount(ROOT);
       await rm(ROOT, { recursive: true, force: true });
     }
     log(`warm-up: one container run and removed in ${Date.now() - started} ms`);

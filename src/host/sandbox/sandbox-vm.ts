@@ -37,7 +37,7 @@ const trace = tracer("sandbox");
 
 const QEMU_START_TIMEOUT_MS = 10_000;
 const DISCARD_POLL_MS = 20;
-/** Random bytes a VM restored from a template gets for its RNG (moat-clone credits them all). */
+/** Random bytes a VM restored from a template gets for its RNG (the agent credits them all). */
 const CLONE_ENTROPY_BYTES = 64;
 const SHUTDOWN_CALL_MS = 2_000;
 const SHUTDOWN_GRACE_MS = 5_000;
