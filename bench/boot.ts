@@ -42,7 +42,8 @@ function floorInitrd(): string {
 
 async function floorBoot(spec: VmSpec): Promise<number> {
   rmSync(spec.paths.stateDir, { recursive: true, force: true });
-  mkdirSync(spec.paths.stateDir, { recursive: true });
+  // The same devices as a sandbox's VM, the 9p device's (empty) export included.
+  mkdirSync(spec.paths.sharesDir, { recursive: true });
   const started = performance.now();
   const child = spawn(config.qemu.path, qemuArgs(spec), { stdio: "ignore" });
   const exited = new Promise((resolve) => child.once("exit", resolve));

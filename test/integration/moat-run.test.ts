@@ -60,7 +60,7 @@ test("a large output stream arrives intact", async () => {
 test("a command that does not exist is one clear error", async () => {
   const result = await moat(["run", "busybox", "no-such-command"]);
   assert.equal(result.code, 1);
-  assert.match(result.stderr, /crun create failed: executable file `no-such-command` not found in \$PATH/);
+  assert.match(result.stderr, /crun run --detach failed: executable file `no-such-command` not found in \$PATH/);
 });
 
 test("an unknown image and a bad --memory are refused before a VM starts", async () => {

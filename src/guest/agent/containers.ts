@@ -1,9 +1,10 @@
 // The containers of this guest: each one's crun bundle, its process's stdio, and its exit.
 //
 // Create mounts the container's shares, writes the bundle (config.json, paths already rewritten
-// for the guest by the host) and runs
-// `crun create` with pipes for stdio, which the container process inherits; crun exits at
-// once and the process waits for `crun start`. Its exit status comes from moat-init.
+// for the guest by the host) and runs `crun create` with pipes for stdio, which the container
+// process inherits; crun exits at once and the process waits for `crun start`, or, when the
+// host asks to start it at once, `crun run --detach`, which starts it too. Its exit status
+// comes from moat-init.
 // A process with a terminal (process.terminal) gets a pty from crun instead, relayed by
 // moat-tty (terminal.ts): its output is then one stream, stdout; stderr carries only what
 // crun itself says.
@@ -33,6 +34,8 @@ export interface CreateRequest {
   ociSpecJson: string;
   stdin: boolean;
   shares: ShareMount[];
+  /** Start the process too, in the same crun call (`crun run --detach`). */
+  start?: boolean;
 }
 
 /** A process's stdio and exit: the container's own, or one exec'd into it. */
@@ -82,19 +85,20 @@ export class Containers {
       await writeFile(`${dir}/config.json`, JSON.stringify(spec));
       terminal = wantsTerminal(spec.process) ? await Terminal.open(where) : undefined;
       const stdin = request.stdin && !terminal ? await stdinSocketPair(dir) : undefined;
-      const child = spawn(crunBinary, ["--root", crunRoot, "create", "--bundle", dir, "--pid-file", `${dir}/pid`, ...consoleSocket(terminal), id], {
+      const action = request.start ? ["run", "--detach"] : ["create"];
+      const child = spawn(crunBinary, ["--root", crunRoot, ...action, "--bundle", dir, "--pid-file", `${dir}/pid`, ...consoleSocket(terminal), id], {
         stdio: [stdin ? stdin.remote : "ignore", terminal ? "ignore" : "pipe", "pipe"],
       });
       stdin?.remote.destroy(); // crun and the container hold their own copies
       const stdout = new OutputBuffer(terminal ? terminal.output : child.stdout!); // stdio[1] is "pipe" without a terminal
       const stderr = new OutputBuffer(child.stderr!); // stdio[2] is "pipe"
-      await exitOf(child, where, stderr).catch((error: unknown) => {
+      await exitOf(child, action.join(" "), where, stderr).catch((error: unknown) => {
         stdin?.local.destroy();
         throw error;
       });
       const pid = Number((await readFile(`${dir}/pid`, "utf8")).trim());
       stdin?.local.on("error", () => undefined); // a container that exits without reading resets it; WriteStdin reports that
-      this.containers.set(id, { id, dir, shares: request.shares, pid, state: "created", exitStatus: 0, stdin: terminal?.input ?? stdin?.local, stdout, stderr, exit: this.exits.wait(pid), exited: false, terminal, execs: new Map() });
+      this.containers.set(id, { id, dir, shares: request.shares, pid, state: request.start ? "running" : "created", exitStatus: 0, stdin: terminal?.input ?? stdin?.local, stdout, stderr, exit: this.exits.wait(pid), exited: false, terminal, execs: new Map() });
       const container = this.containers.get(id)!; // just set
       container.exit.then((exit) => {
         container.state = "stopped";
@@ -305,15 +309,15 @@ async function waitForPid(pidFile: string, io: ProcessIo): Promise<number> {
   }
 }
 
-/** Waits for `crun create` to exit; rejects with what crun wrote if it failed. */
-function exitOf(child: ChildProcess, where: string, stderr: OutputBuffer): Promise<void> {
+/** Waits for crun (`crun create` or `crun run --detach`: `action`) to exit; rejects with what crun wrote if it failed. */
+function exitOf(child: ChildProcess, action: string, where: string, stderr: OutputBuffer): Promise<void> {
   return new Promise((resolve, reject) => {
     child.once("error", (error) => reject(new MoatError("MOAT_CRUN_FAILED", `${where}: cannot run crun`, { cause: error, status: Code.INTERNAL })));
     child.once("exit", async (code) => {
       if (code === 0) return resolve();
       const { data } = await stderr.read(4096, AbortSignal.timeout(1000));
       const said = data.toString().trim().split("\n").slice(-3).join("; ") || `exit status ${code}`;
-      reject(new MoatError("MOAT_CRUN_FAILED", `${where}: crun create failed: ${said}`, { status: Code.FAILED_PRECONDITION }));
+      reject(new MoatError("MOAT_CRUN_FAILED", `${where}: crun ${action} failed: ${said}`, { status: Code.FAILED_PRECONDITION }));
     });
   });
 }

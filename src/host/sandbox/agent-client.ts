@@ -107,9 +107,12 @@ export class AgentClient {
     await this.ttrpc.call(GuestService.method.shutdown, {}, { timeoutMs });
   }
 
-  /** Creates a container from an OCI spec rewritten for the guest, after mounting its shares. */
-  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], stdin: boolean): Promise<number> {
-    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin };
+  /**
+   * Creates a container from an OCI spec rewritten for the guest, after mounting its shares;
+   * with `start`, also starts its process (one crun call), and the container is running.
+   */
+  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean }): Promise<number> {
+    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin: options.stdin, start: options.start ?? false };
     return (await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS })).pid;
   }
 

@@ -55,9 +55,10 @@ export async function runContainer(config: Config, options: RunOptions): Promise
   });
   const { agent } = sandbox;
   try {
-    await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), options.stdin !== undefined);
+    // Created and started in one crun call: this command starts what it creates. Output waits
+    // in the agent until the relays below read it.
+    await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: options.stdin !== undefined, start: true });
     const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
-    await agent.startContainer(containerId);
     const inOrder = sequence();
     options.onStarted?.({
       signal: (signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined),
