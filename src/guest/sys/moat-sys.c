@@ -30,11 +30,11 @@
 // Paths and mount options; the kernel takes at most a page of mount data.
 #define MAX_STRING 4096
 
-/** Throws `what: strerror(errno)` with the errno name as the error's code, and returns NULL. */
-static napi_value throw_errno(napi_env env, const char *what) {
+/** Throws `what[ path]: strerror(errno)` with the errno name as the error's code, and returns NULL. */
+static napi_value throw_errno(napi_env env, const char *what, const char *path) {
   char message[MAX_STRING + 128];
   int error = errno;
-  snprintf(message, sizeof message, "%s: %s", what, strerror(error));
+  snprintf(message, sizeof message, "%s%s%s: %s", what, path ? " " : "", path ? path : "", strerror(error));
   const char *name = strerrorname_np(error);
   napi_throw_error(env, name ? name : "EUNKNOWN", message);
   return NULL;
@@ -75,12 +75,7 @@ static napi_value do_mount(napi_env env, napi_callback_info info) {
       string_or_null(env, argv[4], data, sizeof data, &data_p) != 0) {
     return throw_usage(env, "mount(source | null, target, fstype | null, flags, data | null)");
   }
-  if (mount(source_p, target_p, fstype_p, flags, data_p) != 0) {
-    char what[MAX_STRING + 32];
-    snprintf(what, sizeof what, "mount %s", target_p);
-    return throw_errno(env, what);
-  }
-  return NULL;
+  return mount(source_p, target_p, fstype_p, flags, data_p) != 0 ? throw_errno(env, "mount", target_p) : NULL;
 }
 
 static napi_value do_umount(napi_env env, napi_callback_info info) {
@@ -90,12 +85,7 @@ static napi_value do_umount(napi_env env, napi_callback_info info) {
   if (get_args(env, info, 1, argv) != 0 || string_or_null(env, argv[0], target, sizeof target, &target_p) != 0 || target_p == NULL) {
     return throw_usage(env, "umount(target)");
   }
-  if (umount2(target_p, 0) != 0) {
-    char what[MAX_STRING + 32];
-    snprintf(what, sizeof what, "umount %s", target_p);
-    return throw_errno(env, what);
-  }
-  return NULL;
+  return umount2(target_p, 0) != 0 ? throw_errno(env, "umount", target_p) : NULL;
 }
 
 static napi_value reseed_random(napi_env env, napi_callback_info info) {
@@ -114,12 +104,12 @@ static napi_value reseed_random(napi_env env, napi_callback_info info) {
   pool.info.buf_size = (int)length;
   memcpy(pool.buffer, bytes, length);
   int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return throw_errno(env, "open /dev/urandom");
+  if (fd < 0) return throw_errno(env, "open", "/dev/urandom");
   const char *failed = ioctl(fd, RNDADDENTROPY, &pool) != 0 ? "RNDADDENTROPY" : ioctl(fd, RNDRESEEDCRNG) != 0 ? "RNDRESEEDCRNG" : NULL;
   int error = errno;
   close(fd);
   errno = error;
-  return failed ? throw_errno(env, failed) : NULL;
+  return failed ? throw_errno(env, failed, NULL) : NULL;
 }
 
 static napi_value set_clock(napi_env env, napi_callback_info info) {
@@ -130,7 +120,7 @@ static napi_value set_clock(napi_env env, napi_callback_info info) {
     return throw_usage(env, "setClock(seconds >= 0, nanoseconds 0-999999999)");
   }
   struct timespec now = {.tv_sec = (time_t)seconds, .tv_nsec = (long)nanoseconds};
-  return clock_settime(CLOCK_REALTIME, &now) != 0 ? throw_errno(env, "clock_settime") : NULL;
+  return clock_settime(CLOCK_REALTIME, &now) != 0 ? throw_errno(env, "clock_settime", NULL) : NULL;
 }
 
 static napi_value set_hostname(napi_env env, napi_callback_info info) {
@@ -140,7 +130,7 @@ static napi_value set_hostname(napi_env env, napi_callback_info info) {
   if (get_args(env, info, 1, argv) != 0 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &length) != napi_ok || length == 0 || length > MAX_HOSTNAME) {
     return throw_usage(env, "setHostname(name of 1 to 64 bytes)");
   }
-  return sethostname(name, length) != 0 ? throw_errno(env, "sethostname") : NULL;
+  return sethostname(name, length) != 0 ? throw_errno(env, "sethostname", NULL) : NULL;
 }
 
 static void export_function(napi_env env, napi_value exports, const char *name, napi_callback callback) {
