@@ -8,12 +8,15 @@ export interface MoatErrorOptions {
   status?: Code;
   hint?: string;
   cause?: unknown;
+  /** The CLI's exit status for it, when not 1 (a command stopped by a signal: 128 + N). */
+  exitStatus?: number;
 }
 
 export class MoatError extends Error {
   readonly code: string;
   readonly status: Code;
   readonly hint: string | undefined;
+  readonly exitStatus: number;
 
   constructor(code: string, message: string, options: MoatErrorOptions = {}) {
     const causeText = options.cause === undefined ? "" : `: ${describeCause(options.cause)}`;
@@ -22,6 +25,7 @@ export class MoatError extends Error {
     this.code = code;
     this.status = options.status ?? Code.UNKNOWN;
     this.hint = options.hint ?? (options.cause instanceof MoatError ? options.cause.hint : undefined);
+    this.exitStatus = options.exitStatus ?? 1;
   }
 }
 

@@ -2,6 +2,8 @@
 // foreground (issue 3, first steps).
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { release } from "node:os";
 import { after, afterEach, test } from "node:test";
@@ -55,6 +57,25 @@ test("a large output stream arrives intact", async () => {
   const lines = result.stdout.split("\n");
   assert.equal(lines.length, 2_000_001);
   assert.equal(lines[1_999_999], "2000000");
+});
+
+test("SIGTERM while the VM starts stops moat run with 143 and leaves nothing behind", async () => {
+  const child = spawn(moatBinary, ["--root", workspace.stateRoot, "run", "--rm", "busybox", "echo", "never"], { env: { ...process.env, MOAT_TRACE: "qemu" }, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  let signalled = false;
+  child.stderr.on("data", (chunk) => {
+    stderr += chunk;
+    // QEMU's command line is traced as it is spawned: the start is under way.
+    if (!signalled && stderr.includes("qemu-system")) {
+      signalled = true;
+      child.kill("SIGTERM");
+    }
+  });
+  const [code] = (await once(child, "close")) as [number | null];
+  assert.ok(signalled, stderr);
+  assert.equal(code, 143, stderr);
+  assert.match(stderr, /moat: moat run: stopped by SIGTERM before the container started; nothing was left behind\n/);
+  // afterEach: no QEMU, no state directory, no mount left.
 });
 
 test("a command that does not exist is one clear error", async () => {

@@ -1,5 +1,5 @@
 // `moat`: the command line's entry point. Errors become one line on stderr here, and only here.
-import { formatForUser } from "../../shared/errors.js";
+import { formatForUser, MoatError } from "../../shared/errors.js";
 import type { GlobalOptions } from "./global-options.js";
 import { buildProgram } from "./program.js";
 import { writeRuntimeLog } from "./runtime-log.js";
@@ -12,7 +12,7 @@ async function main(): Promise<void> {
     const global = program.opts<GlobalOptions>();
     process.stderr.write(`moat: ${global.debug && error instanceof Error ? error.stack : formatForUser(error)}\n`);
     if (global.log) writeRuntimeLog(global.log, global.logFormat, formatForUser(error));
-    process.exitCode = 1;
+    process.exitCode = error instanceof MoatError ? error.exitStatus : 1;
   }
 }
 

@@ -6,13 +6,14 @@
 // is raw while the container runs (local-terminal.ts) and is restored after.
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
+import { constants } from "node:os";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
 import { daemonPool } from "../daemon/index.js";
 import { builtinImage } from "../images/index.js";
 import { loadBundle } from "../oci/index.js";
-import { runContainer } from "../sandbox/index.js";
+import { runContainer, type RunningProcess } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localTerminalMode, localWindowSize, onLocalResize } from "./local-terminal.js";
 import { createCommand, startCommand } from "./oci-commands.js";
@@ -56,6 +57,19 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
   const vcpus = options.cpus === undefined ? undefined : parseCpus(options.cpus);
   const memoryMiB = options.memory === undefined ? undefined : parseMemoryMiB(options.memory);
   const restoreTerminal = terminal ? localTerminalMode(options.interactive === true) : () => undefined;
+  // SIGINT or SIGTERM before the container runs stops the start, and what it made is undone
+  // (QEMU, the state directory); once it runs, the first goes to the container, whose init
+  // may ignore it, and a second kills it, so that moat run can always be stopped.
+  const stop = new AbortController();
+  let container: RunningProcess | undefined;
+  let received = 0;
+  const onSignal = (name: "SIGINT" | "SIGTERM") => {
+    const number = constants.signals[name];
+    if (container) return container.signal(++received === 1 ? number : 9);
+    stop.abort(new MoatError("MOAT_RUN_INTERRUPTED", `moat run: stopped by ${name} before the container started; nothing was left behind`, { status: Code.CANCELLED, exitStatus: 128 + number }));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     const result = await runContainer(config, {
       id,
@@ -68,16 +82,12 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
       // moatd's warm pool, when the configuration keeps one (moatd is started if it is not running).
       pool: config.factory.vmCacheNumber > 0 ? daemonPool({ stateRoot: config.runtime.stateRoot, configPath: global.config ?? process.env.MOAT_CONFIG }) : undefined,
       terminal: terminal ? { size: localWindowSize() } : undefined,
-      onStarted: (container) => {
+      abort: stop.signal,
+      onStarted: (running) => {
+        container = running;
         // In the foreground this process stands for the container, as runc run's does.
         if (options.pidFile) writeFileSync(options.pidFile, String(process.pid));
-        // The first SIGINT or SIGTERM goes to the container, whose init may ignore it; a second
-        // one kills the container, so that moat run can always be stopped.
-        let received = 0;
-        const forward = (number: number) => container.signal(++received === 1 ? number : 9);
-        process.on("SIGINT", () => forward(2));
-        process.on("SIGTERM", () => forward(15));
-        if (terminal) onLocalResize(({ rows, columns }) => container.resize(rows, columns));
+        if (terminal) onLocalResize(({ rows, columns }) => running.resize(rows, columns));
       },
     });
     return result.exitStatus;

@@ -30,6 +30,8 @@ export interface RunOptions {
   terminal?: { size: WindowSize | undefined };
   /** Called once the container runs, with what can be done to it (signal it for Ctrl-C, resize its terminal). */
   onStarted?: (process: RunningProcess) => void;
+  /** Stops the run before the container starts (Ctrl-C then): nothing is left behind, and its reason is thrown. */
+  abort?: AbortSignal;
 }
 
 export interface RunningProcess {
@@ -52,12 +54,15 @@ export async function runContainer(config: Config, options: RunOptions): Promise
     vcpus: options.vcpus,
     memoryMiB: options.memoryMiB,
     pool: options.pool,
+    abort: options.abort,
   });
   const { agent } = sandbox;
   try {
+    options.abort?.throwIfAborted();
     // Created and started in one crun call: this command starts what it creates. Output waits
     // in the agent until the relays below read it.
     await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: options.stdin !== undefined, start: true });
+    options.abort?.throwIfAborted(); // the container runs: the finally below stops it with its VM
     const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
     const inOrder = sequence();
     options.onStarted?.({

@@ -152,6 +152,12 @@ export interface SandboxOptions {
   hostCgroup?: { target: HostCgroupTarget; log: (line: string) => void };
   /** Tried first, when the sandbox may start from a template. */
   pool?: WarmPool;
+  /**
+   * Stops the start when it fires (moat run's Ctrl-C): checked between the steps and while
+   * waiting for the agent; everything made so far is undone, then its reason is thrown. A
+   * template being built for the sandbox is finished first (it serves the next sandbox).
+   */
+  abort?: AbortSignal;
 }
 
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
@@ -164,6 +170,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   try {
     const stateDir = join(config.runtime.stateRoot, id);
     checkSocketRoom(stateDir, where);
+    const { abort } = options;
     const pool = coldBootReason(config) === undefined ? options.pool : undefined;
     await pool?.prepare?.().catch((error: unknown) => trace(id, `warm pool: cannot reach it: ${String(error)}`));
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
@@ -179,12 +186,14 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
     cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
     const base = await vmBase(config, options, accelerator.accelerator);
+    abort?.throwIfAborted();
     const shares = options.shares ?? [];
     const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths: vmPaths(stateDir) };
     const coldReason = coldBootReason(config);
     // A pool VM moves into the state directory, so it comes before anything is put there.
     const pooled = pool ? await fromPool(config, spec, base, pool) : undefined;
     if (pooled) cleanup.push(`kill QEMU ${pooled.vm.pid}`, () => pooled.vm.kill().then(() => undefined));
+    abort?.throwIfAborted();
     if (options.files && options.files.length > 0) {
       const filesDir = sandboxFilesDir(config.runtime.stateRoot, id);
       await mkdir(filesDir);
@@ -206,6 +215,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const started = pooled ?? (await startVm(config, spec, base, coldReason));
     const { vm, start, spawnedAt } = started;
     if (!pooled) cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
+    abort?.throwIfAborted();
     const qemuReadyMs = performance.now() - spawnedAt;
     if (options.hostCgroup) {
       const { target, log } = options.hostCgroup;
@@ -232,8 +242,10 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       vm.exited.then(async (exit) => {
         throw await exitedError(exit, spec.paths, where, `during boot, ${Math.round(performance.now() - spawnedAt)} ms after start`);
       }),
+      ...(abort ? [aborted(abort)] : []),
     ]);
     await agent.version();
+    abort?.throwIfAborted();
     // A clone shares the template's RNG state, clock and hostname until it takes its own; a
     // pool VM takes them now, when a sandbox has it, not when it was restored.
     if (start.kind !== "cold") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
@@ -322,6 +334,14 @@ async function fromPool(config: Config, spec: VmSpec, base: TemplateBase, pool: 
   });
   if (!vm) throw new MoatError("MOAT_POOL_VM_GONE", `sandbox ${spec.id}: the VM taken from the warm pool is not running`, { status: Code.UNAVAILABLE });
   return { vm, start: { kind: "pool", template }, spawnedAt };
+}
+
+/** Rejects with the signal's reason when it fires. */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
 }
 
 /** The start path as the sandbox tracer says it. */
