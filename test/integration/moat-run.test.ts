@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { release } from "node:os";
 import { after, afterEach, test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
@@ -115,6 +115,37 @@ test("--bundle runs a bundle's process; its root and a directory bind mount are 
   assert.equal(result.stdout, "from the host\nfrom-bundle\n");
   assert.equal(readFileSync(`${data}/out`, "utf8"), "out\n");
   assert.equal(readFileSync(`${bundle}/rootfs/on-root`, "utf8"), "root\n");
+});
+
+test("--bundle with linux.cgroupsPath: the VM's QEMU is in that cgroup on the host, the container in it in the guest; both go at exit", async () => {
+  const cgroupsPath = "/moattest-run/cg-run";
+  const hierarchies = readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((line) => / - cgroup2? /.test(line)).map((line) => line.split(" ")[4] ?? "");
+  const bundle = busyboxBundle(`${workspace.dir}/bundle-cg`, ["sh", "-c", "cat /proc/self/cgroup; read line"], (spec) => {
+    // Without a cgroup namespace, the container sees its cgroup's whole path in the guest.
+    const linux = spec.linux as { namespaces: Array<{ type: string }> }; // the harness's spec has them
+    spec.linux = { ...linux, namespaces: linux.namespaces.filter((namespace) => namespace.type !== "cgroup"), cgroupsPath };
+  });
+  const child = spawn(moatBinary, ["--root", workspace.stateRoot, "run", "-i", "--bundle", bundle, "cg-run"], { stdio: ["pipe", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const printed = new Promise<void>((resolve) =>
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+      if (stdout.includes("\n")) resolve();
+    }),
+  );
+  const closed = once(child, "close");
+  await Promise.race([printed, closed]);
+  // The container waits for a line on its stdin: the VM runs while we look.
+  const qemu = Number(readFileSync(`${workspace.stateRoot}/cg-run/qemu.pid`, "utf8"));
+  const membership = readFileSync(`/proc/${qemu}/cgroup`, "utf8");
+  for (const line of membership.trim().split("\n")) assert.ok(line.endsWith(`:${cgroupsPath}`), `QEMU ${qemu} in ${cgroupsPath} in every hierarchy:\n${membership}`);
+  child.stdin.end("go\n");
+  const [code] = (await closed) as [number | null];
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, `0::${cgroupsPath}\n`);
+  for (const hierarchy of hierarchies) assert.equal(existsSync(`${hierarchy}/moattest-run`), false, `${hierarchy}/moattest-run removed`);
 });
 
 test("a read-only root and a read-only bind mount refuse writes", async () => {

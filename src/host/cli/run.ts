@@ -83,6 +83,7 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
       pool: config.factory.vmCacheNumber > 0 ? daemonPool({ stateRoot: config.runtime.stateRoot, configPath: global.config ?? process.env.MOAT_CONFIG }) : undefined,
       terminal: terminal ? { size: localWindowSize() } : undefined,
       abort: stop.signal,
+      log: (line) => process.stderr.write(`note: ${line}\n`),
       onStarted: (running) => {
         container = running;
         // In the foreground this process stands for the container, as runc run's does.

@@ -10,8 +10,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPool } from "../factory/index.js";
-import { hostCgroupTarget } from "../cgroup/index.js";
-import { guestSpec, loadBundle, specCgroupsPath } from "../oci/index.js";
+import { guestSpec, loadBundle } from "../oci/index.js";
 import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -120,9 +119,9 @@ export class Daemon {
     const bundle = loadBundle(bundleDir);
     const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
     const where = `${bundle.dir}/config.json`;
-    const { spec, shares, files } = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
-    const cgroupsPath = specCgroupsPath(bundle.spec, where);
-    const hostCgroup = cgroupsPath === undefined ? undefined : { target: hostCgroupTarget(cgroupsPath, where), log: this.log };
+    const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
+    const { spec, shares, files } = guest;
+    const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
     this.creating.add(id);
     try {
       const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...sandboxConfig.runtime, stateRoot: this.config.runtime.stateRoot } } : this.config;

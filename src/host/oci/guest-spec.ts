@@ -9,7 +9,7 @@ import { statSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { shareGuestPath } from "../../shared/protocol/index.js";
-import { hostCgroupTarget, isSystemdCgroupsPath } from "../cgroup/index.js";
+import { hostCgroupTarget, type HostCgroupTarget } from "../cgroup/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { isBindMount, type OciMount, type OciSpec } from "./bundle.js";
 
@@ -56,7 +56,7 @@ export interface GuestSpecInput {
  * even when root.readonly is set: crun, like runc, creates missing mount points in the root
  * before it makes the root read-only for the container, and it enforces root.readonly itself.
  */
-export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): { spec: OciSpec; shares: GuestShare[]; files: CopiedFile[] } {
+export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): { spec: OciSpec; shares: GuestShare[]; files: CopiedFile[]; hostCgroup: HostCgroupTarget | undefined } {
   const readOnlyRoot = spec.root.readonly === true;
   const binds = (spec.mounts ?? []).map((mount, index) => (isBindMount(mount) ? { index, isDirectory: bindIsDirectory(mount, index, where) } : undefined));
   const filesTag = binds.some((bind) => bind && !bind.isDirectory) ? shareTag(1) : undefined;
@@ -76,18 +76,21 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
     shares.push({ tag, hostPath: source, readOnly: (mount.options ?? []).includes("ro"), overlay: false });
     return { ...mount, source: shareGuestPath(containerId, tag) };
   });
-  // crun in the guest has no systemd to ask: a systemd-form path becomes the cgroup systemd would make.
+  // The sandbox's QEMU goes into the spec's cgroup on the host; crun in the guest, which has
+  // no systemd to ask, gets the same path, a systemd-form one expanded as systemd would.
   const cgroupsPath = specCgroupsPath(spec, where);
-  const linux = cgroupsPath !== undefined && isSystemdCgroupsPath(cgroupsPath) ? { linux: { ...(spec.linux as object), cgroupsPath: hostCgroupTarget(cgroupsPath, where).path } } : {};
+  const hostCgroup = cgroupsPath === undefined ? undefined : hostCgroupTarget(cgroupsPath, where);
+  const linux = hostCgroup?.systemd ? { linux: { ...(spec.linux as object), cgroupsPath: hostCgroup.path } } : {};
   return {
     spec: { ...spec, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...linux },
     shares,
     files,
+    hostCgroup,
   };
 }
 
 /** The spec's linux.cgroupsPath, if it sets one; `where` names the spec in errors. */
-export function specCgroupsPath(spec: OciSpec, where: string): string | undefined {
+function specCgroupsPath(spec: OciSpec, where: string): string | undefined {
   const linux = spec.linux;
   if (typeof linux !== "object" || linux === null) return undefined;
   const path = (linux as { cgroupsPath?: unknown }).cgroupsPath;

@@ -32,6 +32,8 @@ export interface RunOptions {
   onStarted?: (process: RunningProcess) => void;
   /** Stops the run before the container starts (Ctrl-C then): nothing is left behind, and its reason is thrown. */
   abort?: AbortSignal;
+  /** Hears what is worth one line to the user: how a bundle's host cgroup was made where systemd does not run. */
+  log?: (line: string) => void;
 }
 
 export interface RunningProcess {
@@ -47,10 +49,12 @@ export interface RunResult {
 
 export async function runContainer(config: Config, options: RunOptions): Promise<RunResult> {
   const containerId = options.id;
-  const { spec, shares, files } = specFor(options, sandboxFilesDir(config.runtime.stateRoot, options.id));
+  const { spec, shares, files, hostCgroup } = specFor(options, sandboxFilesDir(config.runtime.stateRoot, options.id));
   const sandbox = await startSandboxVm(config, options.id, {
     shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })),
     files,
+    // A bundle's linux.cgroupsPath holds the VM on the host, as runc's run puts the container there.
+    hostCgroup: hostCgroup && { target: hostCgroup, log: options.log ?? (() => undefined) },
     vcpus: options.vcpus,
     memoryMiB: options.memoryMiB,
     pool: options.pool,
