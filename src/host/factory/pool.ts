@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { tracer } from "../../shared/trace.js";
 import type { Config } from "../config/index.js";
-import { pidExited, runningQemuPid, vmPaths, type QemuVm } from "../hypervisor/index.js";
+import { killRunningQemu, runningQemuPid, vmPaths, type QemuVm } from "../hypervisor/index.js";
 import { removeStateDir } from "../storage/index.js";
 import { ensureTemplate, restoreFromTemplate, type TemplateBase } from "./template.js";
 
@@ -35,7 +35,6 @@ const QMP_CALL_MS = 5_000;
  * took a VM (on 2 cores under TCG it made a pooled start no faster than a restore, measured).
  */
 const FILL_NICE = 19;
-const KILL_POLL_MS = 20;
 
 export interface PoolOptions {
   config: Config;
@@ -197,11 +196,7 @@ export async function removePoolLeftovers(config: Config, log: (line: string) =>
   const root = join(config.runtime.stateRoot, POOL_DIR);
   for (const id of await readdir(root).catch(() => [])) {
     const paths = vmPaths(join(root, id));
-    const pid = await runningQemuPid(id, paths);
-    if (pid !== undefined) {
-      process.kill(pid, "SIGKILL");
-      await pidExited(pid, KILL_POLL_MS);
-    }
+    const pid = await killRunningQemu(id, paths);
     await removeStateDir(paths.stateDir);
     log(`warm pool: ${id} was left by a daemon that is gone; removed${pid !== undefined ? ` and its QEMU ${pid} killed` : ""}`);
   }

@@ -18,7 +18,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import type { Config } from "../config/index.js";
-import { exitedError, loadState, processGone, QemuVm, runningQemuPid, saveState, vcpuReport, vmPaths, type VmSpec } from "../hypervisor/index.js";
+import { exitedError, killRunningQemu, loadState, processGone, QemuVm, saveState, vcpuReport, vmPaths, type VmSpec } from "../hypervisor/index.js";
 
 const trace = tracer("factory");
 
@@ -195,8 +195,7 @@ export async function removeAbandonedBuilds(config: Config, log: (line: string) 
     const dir = join(root, name);
     const builder = Number(await readFile(join(dir, BUILDER_PID_FILE), "utf8").catch(() => "0"));
     if (builder > 0 && !(await processGone(builder))) continue;
-    const qemu = await runningQemuPid(`template-${name.slice(0, name.indexOf(".building-"))}`, vmPaths(dir));
-    if (qemu !== undefined) process.kill(qemu, "SIGKILL");
+    const qemu = await killRunningQemu(`template-${name.slice(0, name.indexOf(".building-"))}`, vmPaths(dir));
     await rm(dir, { recursive: true, force: true });
     log(`template build ${name}: its builder is gone; removed${qemu !== undefined ? ` and its QEMU ${qemu} killed` : ""}`);
   }

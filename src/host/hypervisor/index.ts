@@ -3,7 +3,7 @@ export { virtiofsSocketPath, vmPaths } from "./hypervisor.js";
 export { chooseAccelerator, hostTscKhz, type AcceleratorChoice, type HostProbePaths } from "./accelerator.js";
 export { tailOf } from "./file-tail.js";
 export { pidExited, processGone } from "./process-gone.js";
-export { QemuVm, describeExit, exitedError, runningQemuPid, type QemuStartOptions } from "./qemu/qemu.js";
+export { QemuVm, describeExit, exitedError, killRunningQemu, runningQemuPid, type QemuStartOptions } from "./qemu/qemu.js";
 export { QmpClient, type QmpEvent } from "./qemu/qmp.js";
 export { vcpuReport } from "./qemu/vcpu-state.js";
 export { qemuArgs, shellQuote } from "./qemu/cmdline.js";

@@ -11,15 +11,14 @@ import { SharedFs as GuestSharedFs } from "../../shared/protocol/index.js";
 import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import { placeInHostCgroup, releaseHostCgroup, type HostCgroupTarget } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
-import { ensureTemplate, memorySizeClassMiB, restoreFromTemplate, templateKey, type TemplateBase } from "../factory/index.js";
+import { ensureTemplate, memorySizeClassMiB, restoreFromTemplate, templateKey, type TakeResult, type TemplateBase } from "../factory/index.js";
 import type { CopiedFile } from "../oci/index.js";
 import {
   chooseAccelerator,
   exitedError,
   hostTscKhz,
-  pidExited,
+  killRunningQemu,
   QemuVm,
-  runningQemuPid,
   tailOf,
   vcpuReport,
   vmPaths,
@@ -36,7 +35,6 @@ import { AgentClient } from "./agent-client.js";
 const trace = tracer("sandbox");
 
 const QEMU_START_TIMEOUT_MS = 10_000;
-const DISCARD_POLL_MS = 20;
 /** Random bytes a VM restored from a template gets for its RNG (the agent credits them all). */
 const CLONE_ENTROPY_BYTES = 64;
 const SHUTDOWN_CALL_MS = 2_000;
@@ -137,7 +135,7 @@ export interface WarmPool {
    * Moves a ready VM restored from template `template` into `stateDir` (the empty directory
    * the caller made for sandbox `sandboxId`), running; or says why there is none.
    */
-  take(sandboxId: string, template: string, stateDir: string): Promise<{ taken: true } | { taken: false; reason: string }>;
+  take(sandboxId: string, template: string, stateDir: string): Promise<TakeResult>;
 }
 
 export interface SandboxOptions {
@@ -171,7 +169,8 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const stateDir = join(config.runtime.stateRoot, id);
     checkSocketRoom(stateDir, where);
     const { abort } = options;
-    const pool = coldBootReason(config) === undefined ? options.pool : undefined;
+    const coldReason = coldBootReason(config);
+    const pool = coldReason === undefined ? options.pool : undefined;
     await pool?.prepare?.().catch((error: unknown) => trace(id, `warm pool: cannot reach it: ${String(error)}`));
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
@@ -189,7 +188,6 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     abort?.throwIfAborted();
     const shares = options.shares ?? [];
     const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths: vmPaths(stateDir) };
-    const coldReason = coldBootReason(config);
     // A pool VM moves into the state directory, so it comes before anything is put there.
     const pooled = pool ? await fromPool(config, spec, base, pool) : undefined;
     if (pooled) cleanup.push(`kill QEMU ${pooled.vm.pid}`, () => pooled.vm.kill().then(() => undefined));
@@ -325,11 +323,7 @@ async function fromPool(config: Config, spec: VmSpec, base: TemplateBase, pool: 
   }
   const vm = await QemuVm.adopt(spec.id, spec.paths, QEMU_START_TIMEOUT_MS).catch(async (error: unknown) => {
     // It is this sandbox's now, in its state directory: it must not outlive the failure.
-    const pid = await runningQemuPid(spec.id, spec.paths);
-    if (pid !== undefined) {
-      process.kill(pid, "SIGKILL");
-      await pidExited(pid, DISCARD_POLL_MS);
-    }
+    await killRunningQemu(spec.id, spec.paths);
     throw error;
   });
   if (!vm) throw new MoatError("MOAT_POOL_VM_GONE", `sandbox ${spec.id}: the VM taken from the warm pool is not running`, { status: Code.UNAVAILABLE });
@@ -396,11 +390,7 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
 export async function discardSandbox(config: Config, id: string): Promise<void> {
   validateSandboxId(id);
   const paths = vmPaths(join(config.runtime.stateRoot, id));
-  const pid = await runningQemuPid(id, paths);
-  if (pid !== undefined) {
-    process.kill(pid, "SIGKILL");
-    await pidExited(pid, DISCARD_POLL_MS);
-  }
+  await killRunningQemu(id, paths);
   await (await ShareServers.adopt(paths.stateDir)).kill();
   await releaseHostCgroup(paths.stateDir);
   await removeStateDir(paths.stateDir);

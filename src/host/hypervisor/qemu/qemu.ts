@@ -21,6 +21,8 @@ const trace = tracer("qemu");
 const QMP_POLL_MS = 5;
 const QUIT_WAIT_MS = 2000;
 const ADOPTED_EXIT_POLL_MS = 50;
+/** How often a killed QEMU is looked for until it is gone. */
+const KILL_POLL_MS = 20;
 /** After QMP fails, how long to wait for QEMU's exit to be seen before blaming QMP itself. */
 const EXIT_SETTLE_MS = 1000;
 
@@ -165,6 +167,22 @@ export async function runningQemuPid(id: string, paths: VmPaths): Promise<number
   const name = (await readFile(paths.nameFile, "utf8").catch(() => "")) || id;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
   return cmdline.split("\0").includes(`moat-${name},debug-threads=on`) ? pid : undefined;
+}
+
+/**
+ * Kills the VM's QEMU, if one runs (found as runningQemuPid finds it), without asking anything
+ * of it, and waits until it is gone; its pid, or undefined if none ran.
+ */
+export async function killRunningQemu(id: string, paths: VmPaths): Promise<number | undefined> {
+  const pid = await runningQemuPid(id, paths);
+  if (pid === undefined) return undefined;
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // Gone since it was found.
+  }
+  await pidExited(pid, KILL_POLL_MS);
+  return pid;
 }
 
 async function connectQmp(path: string, timeoutMs: number, where: string): Promise<QmpClient> {
