@@ -13,6 +13,7 @@ import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPoo
 import { guestSpec, loadBundle } from "../oci/index.js";
 import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
+import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
 import { StdioRelay } from "./stdio-relay.js";
 
@@ -113,6 +114,10 @@ export class Daemon {
    */
   async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner): Promise<string> {
     validateSandboxId(id);
+    return inSandbox(id, () => this.createInSandbox(id, bundleDir, stdio, sandboxConfig, owner));
+  }
+
+  private async createInSandbox(id: string, bundleDir: string, stdio: StdioFactory | undefined, sandboxConfig: Config | undefined, owner: ContainerOwner | undefined): Promise<string> {
     if (this.containers.has(id) || this.creating.has(id)) {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
     }
@@ -229,8 +234,15 @@ export class Daemon {
     return this.pool.take(sandboxId, templateKey, stateDir);
   }
 
-  /** Makes a container this daemon's: its stand-in's socket, its output and exit relayed. */
-  private async attach(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
+  /**
+   * Makes a container this daemon's: its stand-in's socket, its output and exit relayed. What it
+   * starts runs as the sandbox's (sandbox-scope.ts): a failure nobody handles is logged as its.
+   */
+  private attach(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
+    return inSandbox(sandbox.id, () => this.attachInSandbox(sandbox, state, owner, stdio));
+  }
+
+  private async attachInSandbox(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory): Promise<ManagedContainer> {
     const relay = await this.openStdio(sandbox, state.id, "", stdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
@@ -283,9 +295,11 @@ export class Daemon {
 
   /** Relays an exec'd process (just started, or adopted) until it has exited. */
   private relayExec(container: ManagedContainer, execId: string, relay: ProcessStdio): void {
-    void this.relayProcess(container, execId, relay, () => undefined).finally(async () => {
-      container.execs.delete(execId);
-      await relay.close();
+    inSandbox(container.sandbox.id, () => {
+      void this.relayProcess(container, execId, relay, () => undefined).finally(async () => {
+        container.execs.delete(execId);
+        await relay.close();
+      });
     });
   }
 
@@ -419,8 +433,12 @@ export class Daemon {
         await relay.sendExit(exit.exitStatus);
       })
       .catch(async (error: unknown) => {
-        // The guest went away (QEMU killed, VM crashed): the process is gone, killed.
-        trace(id, `lost ${execId ? `exec ${execId}` : "the container's process"}: ${String(error)}`);
+        // The guest went away (QEMU killed, VM crashed): the process is gone, killed. Or the
+        // guest answered outside the agent API's bounds (a negative exit status, say): it is not
+        // believed, and the process counts as killed too; that goes to moatd's log.
+        const what = `${execId ? `exec ${execId}` : "the container's process"}: ${String(error)}`;
+        if (error instanceof MoatError && error.code === "MOAT_AGENT_PROTOCOL") this.log(`container ${id}: ${what}; reported as killed (137)`);
+        else trace(id, `lost ${what}`);
         await exited(137);
         await relay.sendExit(137).catch(() => undefined);
       });
