@@ -11,7 +11,7 @@ import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPool } from "../factory/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
-import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -69,6 +69,8 @@ interface ManagedContainer {
   starting: Promise<void>;
   /** Its sandbox's OOM events (one sandbox per container today). */
   oom: OomWatch;
+  /** Keeps the newest part of its VM's bounded logs (trimLogs), until it is deleted. */
+  logTrim: NodeJS.Timeout;
 }
 
 /** Told when the kernel's OOM killer killed a process of a container, before that process's exit. */
@@ -82,6 +84,8 @@ type SavedContainer = ContainerState & { owner?: ContainerOwner };
 
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
+/** How often a sandbox's logs are looked at for trimming: a guest fills them at most this long before the oldest part goes. */
+const LOG_TRIM_INTERVAL_MS = 5_000;
 
 export class Daemon {
   private readonly containers = new Map<string, ManagedContainer>();
@@ -247,7 +251,9 @@ export class Daemon {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
     const oom = new OomWatch(sandbox.agent, `sandbox ${sandbox.id}`, (id) => this.reportOom(sandbox, id));
-    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom };
+    const trim = () => void trimLogs(sandbox.vm.paths).catch((error: unknown) => trace(sandbox.id, `trim logs: ${String(error)}`));
+    const logTrim = setInterval(trim, LOG_TRIM_INTERVAL_MS).unref();
+    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom, logTrim };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
@@ -399,6 +405,7 @@ export class Daemon {
       await settleWithin(container.finished, KILL_WAIT_MS);
     }
     this.containers.delete(id);
+    clearInterval(container.logTrim);
     await container.relay.close();
     for (const relay of container.execs.values()) await relay.close();
     // Not RemoveContainer first: the VM goes with its container, and its shutdown syncs the shares.
