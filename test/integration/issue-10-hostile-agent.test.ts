@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { execFileSync, spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { containerdForTestFile } from "./harness/containerd.js";
 import { busyboxBundle } from "./harness/bundle.js";
@@ -32,6 +32,11 @@ const MAX_CPU_SHARE = 0.25;
 let hostileConfig = "";
 let realConfig = "";
 let moatdPid = 0;
+
+// A failed test must not leave failpoint QEMUs behind (the harness's clean-up knows QEMU's name only).
+after(() => {
+  for (const line of processes("hostile-qemu.js").filter((candidate) => candidate.includes(workspace.dir))) process.kill(Number(line.split(" ")[0]), "SIGKILL");
+});
 
 // The harness's before hook (containerd started, busybox imported) must have run: a test, not a hook.
 test("a real VM's task runs first, beside which the hostile guests come", async () => {
