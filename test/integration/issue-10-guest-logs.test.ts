@@ -20,11 +20,11 @@ const { subreaper, moat } = ociWorkspace(workspace);
 // Cold boots (no template to build first), for moat run, moat create and the moatd they start.
 process.env.MOAT_CONFIG = workspace.configFile("cold", "[factory]\nenable_template = false\n");
 
-/** 6 MB of lines to the serial console, then a last line, then the marker on stdout; then waits for stdin. */
-const FLOOD = 'mknod /dev/ttyS0 c 4 64 && yes "a line of the flood to the serial console" | head -c 6000000 > /dev/ttyS0; echo END-OF-FLOOD > /dev/ttyS0; echo flooded; read line';
+/** 6 MB of lines to the serial console, then a last line, then the marker on stdout; then waits for stdin (`wait`) or to be killed. */
+const flood = (wait: string) => `mknod /dev/ttyS0 c 4 64 && yes "a line of the flood to the serial console" | head -c 6000000 > /dev/ttyS0; echo END-OF-FLOOD > /dev/ttyS0; echo flooded; ${wait}`;
 
-function floodBundle(name: string): string {
-  return busyboxBundle(join(workspace.dir, name), ["sh", "-c", FLOOD], (spec) => {
+function floodBundle(name: string, wait: string): string {
+  return busyboxBundle(join(workspace.dir, name), ["sh", "-c", flood(wait)], (spec) => {
     const caps = ["CAP_MKNOD"];
     spec.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
     const linux = spec.linux as Record<string, unknown>; // the default spec's linux object
@@ -45,7 +45,7 @@ function logDir(id: string): { fsType: string; sizeBytes: number; usedBytes: num
 }
 
 test("moat run (no moatd): 6 MB to the console leave at most 4 MiB of logs, and the guest carries on", async () => {
-  const child = spawn(moatBinary, ["--root", workspace.stateRoot, "run", "-i", "--bundle", floodBundle("run-bundle"), "logs-run"], { stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(moatBinary, ["--root", workspace.stateRoot, "run", "-i", "--bundle", floodBundle("run-bundle", "read line"), "logs-run"], { stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stderr.on("data", (chunk) => (stderr += chunk));
@@ -68,7 +68,7 @@ test("moat run (no moatd): 6 MB to the console leave at most 4 MiB of logs, and 
 });
 
 test("moatd trims a flooded console log to its newest part", async () => {
-  const container = createAsConmon(subreaper, workspace.stateRoot, floodBundle("oci-bundle"), "logs-oci", "");
+  const container = createAsConmon(subreaper, workspace.stateRoot, floodBundle("oci-bundle", "sleep 600"), "logs-oci", "");
   assert.equal(await container.created, 0, container.stderr());
   assert.equal((await moat(["start", "logs-oci"])).code, 0);
   const deadline = Date.now() + 120_000;
@@ -87,5 +87,5 @@ test("moatd trims a flooded console log to its newest part", async () => {
   const console = readFileSync(join(workspace.stateRoot, "logs-oci", "logs", "console.log"), "utf8");
   assert.match(console.slice(-200), /END-OF-FLOOD/, "the newest lines are the ones kept");
   assert.equal((await moat(["delete", "--force", "logs-oci"])).code, 0);
-  assert.equal((await container.standIn).exitStatus, 137);
+  assert.equal((await container.standIn).exitStatus, 137, `${container.stderr()}\n${workspace.daemonLog()}`);
 });
