@@ -58,7 +58,7 @@ const MAX_GUEST_MEMORY_BYTES = 1n << 56n;
  */
 const MAX_EMPTY_READ_BACKOFF_MS = 1_000;
 
-const trace = tracer("agent");
+const trace = tracer("sandbox");
 
 /** One process of a container, as the guest names it. */
 export interface GuestProcess {
