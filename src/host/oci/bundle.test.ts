@@ -60,7 +60,7 @@ test("the guest spec points root and directory bind mounts at their shares", () 
   assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/s1");
   assert.equal(spec.mounts?.[0]?.source, "proc", "other mounts are made in the guest as they are");
   assert.deepEqual(shares, [
-    { tag: "s0", hostPath: join(dir, "rootfs"), readOnly: false, overlay: false }, // crun enforces root.readonly
+    { tag: "s0", hostPath: join(dir, "rootfs"), readOnly: true, overlay: true }, // root.readonly holds on the host too; crun's mount points land in the overlay
     { tag: "s1", hostPath: data, readOnly: true, overlay: false },
   ]);
 });
