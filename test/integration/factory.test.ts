@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { after, afterEach, test } from "node:test";
 import { startSandboxVm } from "../../src/host/sandbox/index.js";
 import { runMoat } from "./harness/moat-cli.js";
-import { TestWorkspace } from "./harness/state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
-afterEach(() => workspace.assertNothingLeft());
+afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
 after(() => workspace.remove());
 const moat = (args: string[], env: NodeJS.ProcessEnv = {}) => runMoat(["--root", workspace.stateRoot, ...args], env);
 

@@ -15,4 +15,3 @@ export {
   type StartPath,
   type WarmPool,
 } from "./sandbox-vm.js";
-export { runContainer, type RunningProcess, type RunOptions, type RunResult } from "./run-container.js";

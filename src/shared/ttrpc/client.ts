@@ -87,7 +87,7 @@ export class TtrpcClient {
     });
     const code = response.status?.code ?? Code.OK;
     if (code !== Code.OK) {
-      throw new MoatError("MOAT_TTRPC_STATUS", `${where}: ${codeName(code)}: ${response.status?.message ?? ""}`, { status: code });
+      throw new TtrpcStatusError(`${where}: ${codeName(code)}`, response.status?.message ?? "", code);
     }
     try {
       return fromBinary(method.output, response.payload) as MessageShape<M["output"]>; // decoded with the schema M["output"] names
@@ -137,5 +137,16 @@ export class TtrpcClient {
 
   private closedError(where: string, reason: Error): MoatError {
     return new MoatError("MOAT_TTRPC_CLOSED", `${where}: connection closed`, { status: Code.UNAVAILABLE, cause: reason });
+  }
+}
+
+/** A call the server answered with a status other than OK; `remoteMessage` is the server's own text. */
+export class TtrpcStatusError extends MoatError {
+  constructor(
+    where: string,
+    readonly remoteMessage: string,
+    status: Code,
+  ) {
+    super("MOAT_TTRPC_STATUS", `${where}: ${remoteMessage}`, { status });
   }
 }
