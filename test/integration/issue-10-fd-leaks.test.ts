@@ -1,9 +1,11 @@
 // Issue 10, item 8: host file descriptors must not leak into what moat starts. A process gets
 // every descriptor its parent left open without close-on-exec (conmon leaves its own open for
-// the runtime), and Node's spawn passes them all on: a moatd started by `moat create` used to
-// hold conmon's for its whole life and hand them to every QEMU and virtiofsd (the
-// CVE-2024-21626 class). Here the caller of moat holds descriptors open on marker files; none
-// of them may reach moatd, QEMU, virtiofsd or the stand-in.
+// the runtime), and Node passes them on to what it spawns: at start-up it marks close-on-exec
+// only the run of descriptors from 0 up to the first gap after 15 (libuv's
+// uv_disable_stdio_inheritance), so one above that gap reached a moatd started by `moat
+// create`, which held it for its whole life and handed it to every QEMU and virtiofsd (the
+// CVE-2024-21626 class). Here the caller of moat holds descriptors open on marker files, high
+// enough to be past that run; none of them may reach moatd, QEMU, virtiofsd or the stand-in.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
@@ -26,9 +28,9 @@ const config = workspace.configFile("virtio-fs", '[hypervisor.qemu]\nshared_fs =
 const markers = [join(workspace.dir, "held-for-reading"), join(workspace.dir, "held-for-writing")];
 for (const marker of markers) writeFileSync(marker, "");
 
-/** Runs moat ARGS from a shell that holds the markers open on descriptors 7 and 8 (no close-on-exec, as a shell leaves them). */
+/** Runs moat ARGS from a shell that holds the markers open on descriptors 7 and 200 (no close-on-exec, as a shell leaves them). */
 function moatHoldingMarkers(args: string[], log: string) {
-  const script = 'exec 7<"$1" 8>>"$2" >"$3" 2>&1 </dev/null; shift 3; exec "$@"';
+  const script = 'exec 7<"$1" 200>>"$2" >"$3" 2>&1 </dev/null; shift 3; exec "$@"';
   const child = spawn("bash", ["-c", script, "bash", markers[0]!, markers[1]!, log, moatBinary, "--config", config, ...args], { stdio: "ignore" }); // two markers, made above
   return new Promise<number | null>((resolve) => child.once("close", resolve));
 }
