@@ -12,10 +12,9 @@ import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
 import { loadConfig } from "../config/index.js";
-import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
-import { runSpec, type ForegroundRun } from "./run-spec.js";
 import { StdioRelay } from "./stdio-relay.js";
 
 const trace = tracer("daemon");

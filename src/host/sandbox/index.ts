@@ -1,3 +1,4 @@
+export { runSpec, type ForegroundRun } from "./run-spec.js";
 export { AgentClient, type GuestDetails, type GuestProcess } from "./agent-client.js";
 export {
   adoptSandboxVm,
