@@ -91,6 +91,7 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
       () => Promise.reject(new MoatError("MOAT_RUN_INTERRUPTED", `moat run: stopped by ${name} before the container started; nothing was left behind`, { status: Code.CANCELLED, exitStatus })),
       (cause: unknown) => Promise.reject(new MoatError("MOAT_RUN_INTERRUPTED", `moat run: stopped by ${name} before the container started, but cannot undo it`, { cause, status: Code.CANCELLED, exitStatus })),
     );
+    stopped.catch(() => undefined); // awaited below, where the start's answer comes; not an unhandled rejection meanwhile
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
