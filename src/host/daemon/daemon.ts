@@ -290,12 +290,6 @@ export class Daemon {
    * Takes over the containers a previous daemon left under the state root: their VMs kept
    * running (they are not the daemon's children), their state is on disk, and the agent
    * knows how each container is doing. A sandbox whose VM is gone, or whose create never
-   * finished, is cleaned up.
-   */
-  /**
-   * Takes over the containers a previous daemon left under the state root: their VMs kept
-   * running (they are not the daemon's children), their state is on disk, and the agent
-   * knows how each container is doing. A sandbox whose VM is gone, or whose create never
    * finished, is cleaned up: this daemon holds the state root's lock (daemon-lock.ts), so the
    * daemon that made it is gone, and only a daemon makes sandboxes.
    *
