@@ -55,6 +55,8 @@ async function poolFull(config: string): Promise<void> {
 }
 
 const pooled = configFile("pool", `vm_cache_number = ${POOL_SIZE}`);
+const templated = configFile("template", "enable_template = true");
+const cold = configFile("cold", "enable_template = false");
 try {
   const bundle = busyboxBundle(join(work, "bundle"), ["/bin/echo", "hi"]);
   const runc = runcBaseline(bundle, join(work, "runc"));
@@ -66,8 +68,6 @@ try {
     ready[path].push(Number(/agent ready after (\d+) ms/.exec(result.trace)?.[1]));
     return result.ms;
   };
-  const templated = configFile("template", "enable_template = true");
-  const cold = configFile("cold", "enable_template = false");
   process.stdout.write(`bench/run: ${runs} runs of echo hi${values.sizes ? ", with sizes" : ""}\n`);
   moatRun(templated.config, /from a template|cold boot/); // builds the VM template, not measured
   moatRun(pooled.config, /./); // starts moatd, which builds its template and fills its pool; not measured
@@ -133,9 +133,11 @@ try {
     { what: "from bench/run.ts's moat run samples, the start path's own part of them" },
   );
 } finally {
-  // The pool's moatd kills its pool VMs when it exits.
-  const daemons = spawnSync("pgrep", ["-f", `moatd.mjs --root ${pooled.stateRoot}`], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
-  for (const pid of daemons) process.kill(Number(pid), "SIGTERM");
-  while (spawnSync("pgrep", ["-f", `moatd.mjs --root ${pooled.stateRoot}`]).status === 0) await sleep(100);
+  // Every moat run starts its state root's moatd; the pool's kills its pool VMs when it exits.
+  for (const { stateRoot } of [pooled, templated, cold]) {
+    const daemons = spawnSync("pgrep", ["-f", `moatd.mjs --root ${stateRoot} `], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+    for (const pid of daemons) process.kill(Number(pid), "SIGTERM");
+    while (spawnSync("pgrep", ["-f", `moatd.mjs --root ${stateRoot} `]).status === 0) await sleep(100);
+  }
   rmSync(work, { recursive: true, force: true });
 }

@@ -49,6 +49,10 @@ test("a daemon killed mid-create: create fails, and the next daemon removes the 
   const list = await moat(["list", "-q"]);
   assert.equal(list.code, 0, list.stderr);
   assert.equal(list.stdout, "");
+  // The new daemon answers at once and removes the half-made sandbox meanwhile; a request for that id waits until it has.
+  const state = await moat(["state", "halfmade"]);
+  assert.equal(state.code, 1);
+  assert.match(state.stderr, /container halfmade: does not exist/);
   assert.deepEqual(workspace.qemuProcesses(), []);
 });
 

@@ -9,10 +9,10 @@ import { release } from "node:os";
 import { after, afterEach, test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
 import { moatBinary, runCommand, runMoat } from "./harness/moat-cli.js";
-import { TestWorkspace } from "./harness/state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
-afterEach(() => workspace.assertNothingLeft());
+afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
 after(() => workspace.remove());
 
 const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args]);
@@ -60,18 +60,19 @@ test("a large output stream arrives intact", async () => {
 });
 
 test("SIGTERM while the VM starts stops moat run with 143 and leaves nothing behind", async () => {
-  const child = spawn(moatBinary, ["--root", workspace.stateRoot, "run", "--rm", "busybox", "echo", "never"], { env: { ...process.env, MOAT_TRACE: "qemu" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(moatBinary, ["--root", workspace.stateRoot, "run", "--rm", "busybox", "echo", "never"], { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const closed = once(child, "close");
+  // moatd starts the sandbox's QEMU: once it runs, the start is under way.
   let signalled = false;
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-    // QEMU's command line is traced as it is spawned: the start is under way.
-    if (!signalled && stderr.includes("qemu-system")) {
+  while (!signalled && child.exitCode === null) {
+    if (workspace.qemuProcesses().length > 0) {
       signalled = true;
       child.kill("SIGTERM");
-    }
-  });
-  const [code] = (await once(child, "close")) as [number | null];
+    } else await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const [code] = (await closed) as [number | null];
   assert.ok(signalled, stderr);
   assert.equal(code, 143, stderr);
   assert.match(stderr, /moat: moat run: stopped by SIGTERM before the container started; nothing was left behind\n/);

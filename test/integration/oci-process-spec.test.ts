@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { after, afterEach, test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
 import { runMoat } from "./harness/moat-cli.js";
-import { TestWorkspace } from "./harness/state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
-afterEach(() => workspace.assertNothingLeft());
+afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
 after(() => workspace.remove());
 
 const probe = [

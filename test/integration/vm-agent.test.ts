@@ -6,11 +6,11 @@ import { after, afterEach, test } from "node:test";
 import { startSandboxVm } from "../../src/host/sandbox/index.js";
 import { guestKernelRelease } from "../../src/host/cli/guest-kernel-release.js";
 import { AGENT_PROTOCOL_VERSION } from "../../src/shared/protocol/index.js";
-import { TestWorkspace } from "./harness/state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 import { runMoat } from "./harness/moat-cli.js";
 
 const workspace = new TestWorkspace();
-afterEach(() => workspace.assertNothingLeft());
+afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
 after(() => workspace.remove());
 
 test("boot, health check, version, guest details, shutdown; nothing is left", async () => {

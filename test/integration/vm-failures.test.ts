@@ -7,10 +7,10 @@ import { after, afterEach, test } from "node:test";
 import { startSandboxVm } from "../../src/host/sandbox/index.js";
 import { MoatError } from "../../src/shared/errors.js";
 import { runMoat } from "./harness/moat-cli.js";
-import { TestWorkspace } from "./harness/state-root.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
-afterEach(() => workspace.assertNothingLeft());
+afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
 after(() => workspace.remove());
 
 /** The user sees exactly one error line and one hint line. */

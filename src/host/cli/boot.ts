@@ -1,9 +1,12 @@
 // `moat boot`: boots a sandbox VM with no container, shows the guest beside the host, and
-// shuts it down. It is the smallest end-to-end proof that this host runs moat's guests.
+// shuts it down. It is the smallest end-to-end proof that this host runs moat's guests. moatd
+// boots it (Boot), as it makes every sandbox: a sandbox made behind its back would be removed
+// by the next moatd that starts.
 import { randomBytes } from "node:crypto";
 import { release } from "node:os";
 import { loadConfig } from "../config/index.js";
-import { describeStart, startSandboxVm } from "../sandbox/index.js";
+import { DaemonClient } from "../daemon/index.js";
+import { guestArtifacts } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 
 export interface BootOptions {
@@ -14,23 +17,22 @@ export interface BootOptions {
 export async function bootCommand(options: BootOptions, global: GlobalOptions): Promise<void> {
   const config = withOverrides(loadConfig(global.config), global);
   const id = options.id ?? `boot-${randomBytes(4).toString("hex")}`;
-  const sandbox = await startSandboxVm(config, id);
-  try {
-    const details = await sandbox.agent.details();
-    const version = await sandbox.agent.version();
+  guestArtifacts(config); // a missing kernel or image is told before moatd is asked
+  const booted = await bootThroughDaemon(config.runtime.stateRoot, id, global);
+  {
     const result = {
       sandbox: id,
-      accelerator: sandbox.accelerator.accelerator,
-      acceleratorReason: sandbox.accelerator.reason,
+      accelerator: booted.accelerator,
+      acceleratorReason: booted.acceleratorReason,
       hostKernel: release(),
-      guestKernel: details.kernelRelease,
-      guestCpus: details.onlineCpus,
-      guestMemoryMiB: Number(details.memoryTotalBytes / 1024n / 1024n),
-      agentVersion: version.agentVersion,
-      start: describeStart(sandbox.timings.start),
-      qemuReadyMs: Math.round(sandbox.timings.qemuReadyMs),
-      agentReadyMs: Math.round(sandbox.timings.agentReadyMs),
-      guestUptimeAtReadyMs: Math.round(sandbox.timings.guestUptimeMs),
+      guestKernel: booted.guestKernel,
+      guestCpus: booted.guestCpus,
+      guestMemoryMiB: Number(booted.guestMemoryMib),
+      agentVersion: booted.agentVersion,
+      start: booted.start,
+      qemuReadyMs: Math.round(booted.qemuReadyMs),
+      agentReadyMs: Math.round(booted.agentReadyMs),
+      guestUptimeAtReadyMs: Math.round(booted.guestUptimeMs),
     };
     if (options.json) {
       process.stdout.write(JSON.stringify(result) + "\n");
@@ -44,7 +46,16 @@ export async function bootCommand(options: BootOptions, global: GlobalOptions): 
         ].join("\n") + "\n",
       );
     }
+  }
+}
+
+/** moatd boots the sandbox, reports it and shuts it down; the configuration is this command's. */
+export async function bootThroughDaemon(stateRoot: string, id: string, global: GlobalOptions) {
+  const configPath = global.config ?? process.env.MOAT_CONFIG;
+  const client = await DaemonClient.connect({ stateRoot, configPath });
+  try {
+    return await client.boot(id, configPath);
   } finally {
-    await sandbox.shutdown();
+    client.close();
   }
 }

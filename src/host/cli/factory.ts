@@ -6,7 +6,8 @@ import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig, type Config } from "../config/index.js";
 import { destroyTemplates, listTemplates, MAX_TEMPLATES, readyPoolVms, templateKey, templateRoot } from "../factory/index.js";
-import { startSandboxVm, vmBase } from "../sandbox/index.js";
+import { vmBase } from "../sandbox/index.js";
+import { bootThroughDaemon } from "./boot.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 
 function configOf(global: GlobalOptions): Config {
@@ -19,14 +20,10 @@ export async function factoryInitCommand(global: GlobalOptions): Promise<void> {
   if (!config.factory.enableTemplate) {
     throw new MoatError("MOAT_TEMPLATE_OFF", `${config.source ?? "configuration"}: [factory] enable_template is false`, { hint: "set enable_template = true to use VM templates", status: Code.FAILED_PRECONDITION });
   }
-  const sandbox = await startSandboxVm(config, `factory-init-${randomBytes(4).toString("hex")}`);
-  try {
-    const { start, agentReadyMs } = sandbox.timings;
-    if (start.kind === "cold") throw new MoatError("MOAT_TEMPLATE_BUILD", `templates do not work on this host: ${start.reason}`, { status: Code.FAILED_PRECONDITION });
-    process.stdout.write(`template ready in ${templateRoot(config)}; a VM restored from it answered ${Math.round(agentReadyMs)} ms after QEMU started\n`);
-  } finally {
-    await sandbox.shutdown();
-  }
+  // moatd makes the sandbox (and the template, if it must), as it makes every sandbox.
+  const booted = await bootThroughDaemon(config.runtime.stateRoot, `factory-init-${randomBytes(4).toString("hex")}`, global);
+  if (booted.startKind === "cold") throw new MoatError("MOAT_TEMPLATE_BUILD", `templates do not work on this host: ${booted.start.replace(/^cold boot: /, "")}`, { status: Code.FAILED_PRECONDITION });
+  process.stdout.write(`template ready in ${templateRoot(config)}; a VM restored from it answered ${Math.round(booted.agentReadyMs)} ms after QEMU started\n`);
 }
 
 /**

@@ -4,19 +4,31 @@
 // argument is the container id, and --detach makes it create + start through moatd. With -t
 // the container gets a terminal in the guest, sized as this one; with -i too, this terminal
 // is raw while the container runs (local-terminal.ts) and is restored after.
+//
+// moatd owns the container, as it owns every sandbox (docs/design.md, "moat run"): this
+// command asks it to run the container (Run), then is the container's stand-in on the stdio
+// socket it answers with, and deletes the container once its exit status came. If moatd dies
+// meanwhile, this command starts a new one, which adopts the container, and reattaches.
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { constants } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { MoatError } from "../../shared/errors.js";
+import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
-import { daemonPool } from "../daemon/index.js";
+import { DaemonClient, StandInConnection, type DaemonStart } from "../daemon/index.js";
 import { builtinImage } from "../images/index.js";
 import { loadBundle } from "../oci/index.js";
-import { runContainer, type RunningProcess } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localTerminalMode, localWindowSize, onLocalResize } from "./local-terminal.js";
 import { createCommand, startCommand } from "./oci-commands.js";
+
+// moatd's sandbox tracer line for the start ("agent ready after …"), said here as its own.
+const trace = tracer("sandbox");
+/** How long a lost connection is retried (moatd restarting and adopting): moatd keeps the container for its client that long. */
+const REATTACH_MS = 30_000;
+const REATTACH_PAUSE_MS = 100;
 
 export interface RunCommandOptions {
   rm?: boolean;
@@ -50,52 +62,147 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
     await startCommand(id, global);
     return 0;
   }
+  // Checked here, before moatd is asked for anything: a bad bundle, image or size starts nothing.
   const bundle = options.bundle === undefined ? undefined : loadBundle(options.bundle);
+  if (!bundle) builtinImage(image!); // image is defined when there is no bundle (checked above)
   const terminal = options.tty === true || bundle?.spec.process.terminal === true;
   const config = withOverrides(loadConfig(global.config), global);
-  const what = bundle ? { bundle } : { image: builtinImage(image!), args }; // image is defined when there is no bundle (checked above)
+  const configPath = global.config ?? process.env.MOAT_CONFIG;
+  const start: DaemonStart = { stateRoot: config.runtime.stateRoot, configPath };
   const vcpus = options.cpus === undefined ? undefined : parseCpus(options.cpus);
-  const memoryMiB = options.memory === undefined ? undefined : parseMemoryMiB(options.memory);
-  const restoreTerminal = terminal ? localTerminalMode(options.interactive === true) : () => undefined;
-  // SIGINT or SIGTERM before the container runs stops the start, and what it made is undone
-  // (QEMU, the state directory); once it runs, the first goes to the container, whose init
-  // may ignore it, and a second kills it, so that moat run can always be stopped.
-  const stop = new AbortController();
-  let container: RunningProcess | undefined;
+  const memoryMib = options.memory === undefined ? undefined : parseMemoryMiB(options.memory);
+  const size = terminal ? localWindowSize() : undefined;
+  const interactive = options.interactive === true;
+  const restoreTerminal = terminal ? localTerminalMode(interactive) : () => undefined;
+  // SIGINT or SIGTERM before the container runs stops the start, and moatd undoes what it
+  // made (QEMU, the state directory) before this command exits; once it runs, the first goes
+  // to the container, whose init may ignore it, and a second kills it, so that moat run can
+  // always be stopped.
+  let attached: StandInConnection | undefined;
+  let starting = true;
+  let stopped: Promise<never> | undefined;
   let received = 0;
   const onSignal = (name: "SIGINT" | "SIGTERM") => {
-    const number = constants.signals[name];
-    if (container) return container.signal(++received === 1 ? number : 9);
-    stop.abort(new MoatError("MOAT_RUN_INTERRUPTED", `moat run: stopped by ${name} before the container started; nothing was left behind`, { status: Code.CANCELLED, exitStatus: 128 + number }));
+    if (!starting) return attached?.signal(++received === 1 ? constants.signals[name] : 9);
+    if (stopped) return; // one undo is enough
+    const exitStatus = 128 + constants.signals[name];
+    // moatd stops the start and undoes it; its answer comes once it has.
+    stopped = deleteContainer(start, id).then(
+      () => Promise.reject(new MoatError("MOAT_RUN_INTERRUPTED", `moat run: stopped by ${name} before the container started; nothing was left behind`, { status: Code.CANCELLED, exitStatus })),
+      (cause: unknown) => Promise.reject(new MoatError("MOAT_RUN_INTERRUPTED", `moat run: stopped by ${name} before the container started, but cannot undo it`, { cause, status: Code.CANCELLED, exitStatus })),
+    );
+    stopped.catch(() => undefined); // awaited below, where the start's answer comes; not an unhandled rejection meanwhile
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    const result = await runContainer(config, {
-      id,
-      what,
-      stdin: options.interactive ? process.stdin : undefined,
-      stdout: process.stdout,
-      stderr: process.stderr,
-      vcpus,
-      memoryMiB,
-      // moatd's warm pool, when the configuration keeps one (moatd is started if it is not running).
-      pool: config.factory.vmCacheNumber > 0 ? daemonPool({ stateRoot: config.runtime.stateRoot, configPath: global.config ?? process.env.MOAT_CONFIG }) : undefined,
-      terminal: terminal ? { size: localWindowSize() } : undefined,
-      abort: stop.signal,
-      log: (line) => process.stderr.write(`note: ${line}\n`),
-      onStarted: (running) => {
-        container = running;
-        // In the foreground this process stands for the container, as runc run's does.
-        if (options.pidFile) writeFileSync(options.pidFile, String(process.pid));
-        if (terminal) onLocalResize(({ rows, columns }) => running.resize(rows, columns));
-      },
-    });
-    return result.exitStatus;
+    let stdioSocket: string;
+    try {
+      const client = await DaemonClient.connect(start);
+      try {
+        const what = bundle ? { bundle: bundle.dir } : { image, args };
+        const ran = await client.run({ containerId: id, ...what, terminal, rows: size?.rows, columns: size?.columns, stdin: interactive, vcpus, memoryMib, configPath });
+        stdioSocket = ran.stdioSocket;
+        trace(id, ran.start);
+      } finally {
+        client.close();
+      }
+    } catch (error) {
+      // Stopped by a signal: the start's own failure (undone) is not the news.
+      if (stopped) await stopped;
+      throw error;
+    }
+    if (stopped) await stopped; // the container was made before the undo came, and the undo deleted it
+    starting = false;
+    // In the foreground this process stands for the container, as runc run's does.
+    if (options.pidFile) writeFileSync(options.pidFile, String(process.pid));
+    const status = await standIn(start, id, stdioSocket, { interactive, terminal }, (connection) => (attached = connection));
+    await deleteContainer(start, id);
+    return status;
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     restoreTerminal();
     // Input the container did not take must not keep this command waiting for more.
-    if (options.interactive) process.stdin.destroy();
+    if (interactive) process.stdin.destroy();
+  }
+}
+
+/**
+ * Is the container's stand-in until its exit status comes: relays this process's stdin (with
+ * -i), terminal size (with -t) and output. A connection lost before the exit (moatd killed)
+ * is made again to the moatd that adopts the container, started if none runs.
+ */
+async function standIn(start: DaemonStart, id: string, stdioSocket: string, mode: { interactive: boolean; terminal: boolean }, attached: (connection: StandInConnection) => void): Promise<number> {
+  const output = { stdout: process.stdout, stderr: process.stderr };
+  let connection = await StandInConnection.connect(stdioSocket, process.pid, output);
+  // The connection input goes to: the current one, or, while reattaching, the next.
+  let live = Promise.resolve(connection);
+  const sayHello = (current: StandInConnection) => {
+    attached(current);
+    const size = mode.terminal ? localWindowSize() : undefined;
+    if (size) current.resize(size.rows, size.columns);
+  };
+  sayHello(connection);
+  if (mode.terminal) onLocalResize(({ rows, columns }) => connection.resize(rows, columns));
+  if (mode.interactive) void relayStdin(() => live);
+  for (;;) {
+    const end = await connection.ended;
+    if (end.kind === "exit") return end.status;
+    const next = reattach(start, id, stdioSocket, end.reason, output);
+    live = next;
+    connection = await next;
+    sayHello(connection);
+  }
+}
+
+/**
+ * This process's stdin to the container, chunk by chunk with back-pressure, then its end.
+ * Input in flight when moatd dies is lost, as with the C stand-in; the rest goes to the moatd
+ * that adopts the container.
+ */
+async function relayStdin(live: () => Promise<StandInConnection>): Promise<void> {
+  try {
+    for await (const chunk of process.stdin) await (await live()).stdin(chunk as Buffer); // a byte stream: no encoding was set
+    (await live()).stdinEnd();
+  } catch {
+    // stdin destroyed at exit, unreadable, or the container lost: its input just ends.
+  }
+}
+
+/** Connects again once moatd (restarted, if need be) has adopted the container. */
+async function reattach(start: DaemonStart, id: string, stdioSocket: string, reason: string, output: Parameters<typeof StandInConnection.connect>[2]): Promise<StandInConnection> {
+  const deadline = Date.now() + REATTACH_MS;
+  for (;;) {
+    try {
+      const client = await DaemonClient.connect(start); // starts moatd if none answers
+      try {
+        await client.state(id); // answered once moatd has adopted it
+      } finally {
+        client.close();
+      }
+      return await StandInConnection.connect(stdioSocket, process.pid, output);
+    } catch (error) {
+      if (error instanceof MoatError && error.status === Code.NOT_FOUND) {
+        throw new MoatError("MOAT_RUN_LOST", `container ${id}: lost (${reason}); moatd no longer has it`, { status: Code.UNAVAILABLE, exitStatus: 255 });
+      }
+      if (Date.now() > deadline) {
+        throw new MoatError("MOAT_RUN_LOST", `container ${id}: lost (${reason}) and could not reattach within ${REATTACH_MS} ms`, { cause: error, status: Code.UNAVAILABLE, exitStatus: 255, hint: `see ${start.stateRoot}/moatd.log` });
+      }
+      await sleep(REATTACH_PAUSE_MS);
+    }
+  }
+}
+
+/** Deletes the container through moatd: after its exit, this waits for moatd's removal; before its start, it undoes the start. */
+async function deleteContainer(start: DaemonStart, id: string): Promise<void> {
+  const client = await DaemonClient.connect(start);
+  try {
+    await client.delete(id, true).catch((error: unknown) => {
+      if (!(error instanceof MoatError && error.status === Code.NOT_FOUND)) throw error;
+    });
+  } finally {
+    client.close();
   }
 }
 

@@ -1,14 +1,20 @@
 // The front ends' way to moatd: connect to its socket, starting the daemon first if none
-// answers. The daemon runs in its own session with its log in <state root>/moatd.log.
+// answers. The daemon runs in its own session with its log in <state root>/moatd.log, started
+// through moatd-launch (src/host/moatd/moatd-launch.c), which leaves it only stdin, stdout and
+// stderr: a caller's other descriptors (conmon's, a shell's) never reach moatd, and through it
+// QEMU and virtiofsd. moatd's answers that are errors become this process's errors, with
+// their hints.
 import { spawn } from "node:child_process";
-import { mkdirSync, openSync, closeSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { DescMethod, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { MoatError } from "../../shared/errors.js";
 import { ContainerLifecycleService } from "../../shared/protocol/index.js";
-import { Code, connectUnix, TtrpcClient } from "../../shared/ttrpc/index.js";
+import { Code, connectUnix, TtrpcClient, TtrpcStatusError } from "../../shared/ttrpc/index.js";
 import { packageRoot, type Config } from "../config/index.js";
-import { discardSandbox, type WarmPool } from "../sandbox/index.js";
+import { discardSandbox } from "../sandbox/index.js";
+import { HINT_SEPARATOR } from "./lifecycle-service.js";
 import { daemonSocketPath } from "./socket-path.js";
 
 const START_TIMEOUT_MS = 10_000;
@@ -21,8 +27,33 @@ export interface DaemonStart {
   configPath: string | undefined;
 }
 
+export interface RunCall {
+  containerId: string;
+  bundle?: string;
+  image?: string;
+  args?: string[];
+  terminal: boolean;
+  rows?: number;
+  columns?: number;
+  stdin: boolean;
+  vcpus?: number;
+  memoryMib?: number;
+  configPath?: string;
+}
+
 export class DaemonClient {
   constructor(private readonly ttrpc: TtrpcClient) {}
+
+  /** One call; an error status comes back as moatd's own error (message and hint), not the transport's. */
+  private async call<M extends DescMethod & { methodKind: "unary" }>(method: M, input: MessageInitShape<M["input"]>, timeoutMs: number): Promise<MessageShape<M["output"]>> {
+    try {
+      return await this.ttrpc.call(method, input, { timeoutMs });
+    } catch (error) {
+      if (!(error instanceof TtrpcStatusError)) throw error;
+      const [message, hint] = error.remoteMessage.split(HINT_SEPARATOR, 2);
+      throw new MoatError("MOAT_DAEMON_ERROR", message ?? "", { status: error.status, hint }); // split always yields a first element
+    }
+  }
 
   static async connect(start: DaemonStart): Promise<DaemonClient> {
     const path = daemonSocketPath(start.stateRoot);
@@ -48,67 +79,49 @@ export class DaemonClient {
   }
 
   create(containerId: string, bundle: string) {
-    return this.ttrpc.call(ContainerLifecycleService.method.create, { containerId, bundle }, { timeoutMs: CREATE_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.create, { containerId, bundle }, CREATE_TIMEOUT_MS);
   }
   exec(containerId: string, execId: string, process: object) {
-    return this.ttrpc.call(ContainerLifecycleService.method.exec, { containerId, execId, processJson: JSON.stringify(process) }, { timeoutMs: CREATE_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.exec, { containerId, execId, processJson: JSON.stringify(process) }, CREATE_TIMEOUT_MS);
   }
   start(containerId: string) {
-    return this.ttrpc.call(ContainerLifecycleService.method.start, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.start, { containerId }, CALL_TIMEOUT_MS);
   }
   state(containerId: string) {
-    return this.ttrpc.call(ContainerLifecycleService.method.state, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.state, { containerId }, CALL_TIMEOUT_MS);
   }
   kill(containerId: string, signal: number, all: boolean) {
-    return this.ttrpc.call(ContainerLifecycleService.method.kill, { containerId, signal, all }, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.kill, { containerId, signal, all }, CALL_TIMEOUT_MS);
   }
   pause(containerId: string) {
-    return this.ttrpc.call(ContainerLifecycleService.method.pause, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.pause, { containerId }, CALL_TIMEOUT_MS);
   }
   resume(containerId: string) {
-    return this.ttrpc.call(ContainerLifecycleService.method.resume, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.resume, { containerId }, CALL_TIMEOUT_MS);
   }
   delete(containerId: string, force: boolean) {
-    return this.ttrpc.call(ContainerLifecycleService.method.delete, { containerId, force }, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.delete, { containerId, force }, CALL_TIMEOUT_MS);
   }
   list() {
-    return this.ttrpc.call(ContainerLifecycleService.method.list, {}, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.list, {}, CALL_TIMEOUT_MS);
   }
   ps(containerId: string) {
-    return this.ttrpc.call(ContainerLifecycleService.method.ps, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.ps, { containerId }, CALL_TIMEOUT_MS);
   }
   update(containerId: string, resources: object) {
-    return this.ttrpc.call(ContainerLifecycleService.method.update, { containerId, resourcesJson: JSON.stringify(resources) }, { timeoutMs: CALL_TIMEOUT_MS });
+    return this.call(ContainerLifecycleService.method.update, { containerId, resourcesJson: JSON.stringify(resources) }, CALL_TIMEOUT_MS);
   }
 
-  takePooledVm(sandboxId: string, templateKey: string) {
-    return this.ttrpc.call(ContainerLifecycleService.method.takePooledVm, { sandboxId, templateKey }, { timeoutMs: CALL_TIMEOUT_MS });
+  run(request: RunCall) {
+    return this.call(ContainerLifecycleService.method.run, request, CREATE_TIMEOUT_MS);
+  }
+  boot(sandboxId: string, configPath: string | undefined) {
+    return this.call(ContainerLifecycleService.method.boot, { sandboxId, configPath }, CREATE_TIMEOUT_MS);
   }
 
   close(): void {
     this.ttrpc.close();
   }
-}
-
-/**
- * The warm pool of the moatd serving `start.stateRoot`, for a sandbox this process starts
- * itself (`moat run`); moatd is started if none answers, and then fills its pool.
- */
-export function daemonPool(start: DaemonStart): WarmPool {
-  return {
-    async prepare() {
-      (await DaemonClient.connect(start)).close(); // moatd answers only once it has adopted what it found
-    },
-    async take(sandboxId, templateKey) {
-      const client = await DaemonClient.connect(start);
-      try {
-        const { taken, reason } = await client.takePooledVm(sandboxId, templateKey);
-        return taken ? { taken } : { taken, reason };
-      } finally {
-        client.close();
-      }
-    },
-  };
 }
 
 /**
@@ -132,11 +145,9 @@ export async function removeContainer(config: Config, id: string): Promise<void>
 
 function spawnDaemon(start: DaemonStart): void {
   mkdirSync(start.stateRoot, { recursive: true, mode: 0o711 });
-  const log = openSync(join(start.stateRoot, "moatd.log"), "a");
-  try {
-    const args = [join(packageRoot(), "dist", "bundle", "moatd.mjs"), "--root", start.stateRoot, ...(start.configPath ? ["--config", start.configPath] : [])];
-    spawn(process.execPath, args, { detached: true, stdio: ["ignore", log, log] }).unref();
-  } finally {
-    closeSync(log);
-  }
+  const launcher = join(packageRoot(), "dist", "bin", "moatd-launch");
+  if (!existsSync(launcher)) throw new MoatError("MOAT_DAEMON_START", `${launcher} is not built`, { hint: "make build", status: Code.FAILED_PRECONDITION });
+  const args = [join(start.stateRoot, "moatd.log"), process.execPath, join(packageRoot(), "dist", "bundle", "moatd.mjs"), "--root", start.stateRoot, ...(start.configPath ? ["--config", start.configPath] : [])];
+  // The launcher forks moatd off and exits at once; its failure shows as moatd not answering.
+  spawn(launcher, args, { stdio: "ignore" }).on("error", () => undefined).unref();
 }

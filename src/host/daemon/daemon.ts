@@ -9,9 +9,10 @@ import { parseJsonObject } from "../../shared/json-object.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
-import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPool } from "../factory/index.js";
+import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
-import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { loadConfig } from "../config/index.js";
+import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -69,7 +70,12 @@ interface ManagedContainer {
   starting: Promise<void>;
   /** Its sandbox's OOM events (one sandbox per container today). */
   oom: OomWatch;
-  /** Keeps the newest part of its VM's bounded logs (trimLogs), until it is deleted. */
+  /**
+   * A foreground run's (`moat run`): removed once its process has exited and the exit went to
+   * its client, or once that client is gone (watchClient).
+   */
+  foreground: boolean;
+  /** Keeps the newest part of its VM's bounded logs (trimLogs) while it is this daemon's. */
   logTrim: NodeJS.Timeout;
 }
 
@@ -79,18 +85,53 @@ export type OomListener = (id: string) => void;
 /** The container's state on disk, in its sandbox's state directory, for a restarted daemon. */
 const STATE_FILE = "container.json";
 
-/** container.json: the state, and the owning front end's record if a front end created it. */
-type SavedContainer = ContainerState & { owner?: ContainerOwner };
+/** container.json: the state, the owning front end's record if a front end created it, and whether it is a foreground run's. */
+type SavedContainer = ContainerState & { owner?: ContainerOwner; foreground?: true };
 
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
 /** How often a sandbox's logs are looked at for trimming: a guest fills them at most this long before the oldest part goes. */
 const LOG_TRIM_INTERVAL_MS = 5_000;
+/**
+ * How long a foreground run's client has to connect to its stdio socket after the container
+ * started or was adopted: the C stand-in's reconnect window (moat-standin.c), which the CLI's
+ * own reattach (cli/run.ts) matches. A client that has not come by then is gone.
+ */
+const FOREGROUND_ATTACH_MS = 30_000;
+
+/** A sandbox being made by a request (create, run, boot): its undo is asked for by aborting it. */
+interface Creating {
+  abort: AbortController;
+  /** Resolves once the request has finished, made or undone. */
+  done: Promise<void>;
+}
+
+/** What moatd's Boot reports of a sandbox VM it started with no container and shut down. */
+export interface BootReport {
+  accelerator: string;
+  acceleratorReason: string;
+  guestKernel: string;
+  guestCpus: number;
+  guestMemoryMib: bigint;
+  agentVersion: string;
+  startKind: string;
+  start: string;
+  qemuReadyMs: number;
+  agentReadyMs: number;
+  guestUptimeMs: number;
+}
 
 export class Daemon {
   private readonly containers = new Map<string, ManagedContainer>();
-  /** Ids being created, so that a second create of the same id fails at once. */
-  private readonly creating = new Set<string>();
+  /** Ids being created, so that a second create of the same id fails at once, and a delete can stop one. */
+  private readonly creating = new Map<string, Creating>();
+  /**
+   * Sandboxes found under the state root that are being adopted (or removed): requests for
+   * them wait until that is done; the saved state answers `list` meanwhile.
+   */
+  private readonly adopting = new Map<string, { saved: SavedContainer | undefined; done: Promise<void> }>();
+  /** Containers being removed: a delete of one waits for that removal. */
+  private readonly removing = new Map<string, Promise<void>>();
   private readonly oomListeners = new Set<OomListener>();
   /** Front ends' adopters, by front end name (registered before adoptAll runs). */
   private readonly adopters = new Map<string, Adopter>();
@@ -106,7 +147,12 @@ export class Daemon {
   ) {}
 
   get size(): number {
-    return this.containers.size + this.creating.size;
+    return this.containers.size + this.creating.size + this.adopting.size + this.removing.size;
+  }
+
+  /** Resolves once the sandbox `id`, if one is being adopted, has been adopted or removed. */
+  async adopted(id: string): Promise<void> {
+    await this.adopting.get(id)?.done;
   }
 
   /**
@@ -116,35 +162,137 @@ export class Daemon {
    * `owner` is saved with the state from the start, so that a daemon restarted at any point
    * hands the container back to its front end.
    */
-  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner): Promise<string> {
-    validateSandboxId(id);
-    return inSandbox(id, () => this.createInSandbox(id, bundleDir, stdio, sandboxConfig, owner));
-  }
-
-  private async createInSandbox(id: string, bundleDir: string, stdio: StdioFactory | undefined, sandboxConfig: Config | undefined, owner: ContainerOwner | undefined): Promise<string> {
-    if (this.containers.has(id) || this.creating.has(id)) {
-      throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
-    }
+  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner, signal?: AbortSignal): Promise<string> {
+    await this.checkNew(id);
     const bundle = loadBundle(bundleDir);
     const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
     const where = `${bundle.dir}/config.json`;
     const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
     const { spec, shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
-    this.creating.add(id);
-    try {
-      const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...sandboxConfig.runtime, stateRoot: this.config.runtime.stateRoot } } : this.config;
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, pool: this.pool });
+    return this.making(id, signal, async (abort) => {
+      const config = sandboxConfig ? this.withOwnStateRoot(sandboxConfig) : this.config;
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, pool: this.pool, abort });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: true });
+        abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
-        return (await this.attach(sandbox, state, owner, stdio)).relay.path;
+        return (await this.attachNew(sandbox, state, owner, stdio, false)).relay.path;
       } catch (error) {
         await sandbox.shutdown();
         throw error;
       }
+    });
+  }
+
+  /**
+   * A foreground run (`moat run`): boots the container's VM, creates and starts the container
+   * in one step, and answers with its stdio socket, where the client connects as its stand-in.
+   * The container is removed once it has exited and its exit went to the client, or once the
+   * client is gone (watchClient). `signal` (the client's connection) stops the start and
+   * undoes it, as a delete of the id does.
+   */
+  async run(run: ForegroundRun, signal?: AbortSignal): Promise<{ stdioSocket: string; start: string }> {
+    const { id } = run;
+    await this.checkNew(id);
+    const config = run.configPath ? this.withOwnStateRoot(loadConfig(run.configPath)) : this.config;
+    const guest = runSpec(run, sandboxFilesDir(this.config.runtime.stateRoot, id));
+    const { spec, shares, files } = guest;
+    const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
+    return this.making(id, signal, async (abort) => {
+      const sandbox = await startSandboxVm(config, id, {
+        shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })),
+        files,
+        hostCgroup,
+        vcpus: run.vcpus,
+        memoryMiB: run.memoryMiB,
+        pool: this.pool,
+        abort,
+      });
+      try {
+        // Created and started in one crun call: a run starts what it creates. Output waits in
+        // the agent until the relay reads it.
+        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: run.stdin, start: true });
+        abort.throwIfAborted();
+        const state: ContainerState = { id, status: "running", pid: 0, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
+        const container = await this.attachNew(sandbox, state, undefined, undefined, true);
+        return { stdioSocket: container.relay.path, start: sandbox.timings.summary };
+      } catch (error) {
+        await sandbox.shutdown();
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * Starts a sandbox VM with no container (`moat boot`, `moat factory init`), reports what its
+   * guest says, and shuts it down. It is this daemon's while it runs, as any sandbox is.
+   */
+  async boot(id: string, configPath: string | undefined, signal?: AbortSignal): Promise<BootReport> {
+    await this.checkNew(id);
+    const config = configPath ? this.withOwnStateRoot(loadConfig(configPath)) : this.config;
+    return this.making(id, signal, async (abort) => {
+      const sandbox = await startSandboxVm(config, id, { abort });
+      try {
+        const details = await sandbox.agent.details();
+        const version = await sandbox.agent.version();
+        const { start, qemuReadyMs, agentReadyMs, guestUptimeMs } = sandbox.timings;
+        return {
+          accelerator: sandbox.accelerator.accelerator,
+          acceleratorReason: sandbox.accelerator.reason,
+          guestKernel: details.kernelRelease,
+          guestCpus: details.onlineCpus,
+          guestMemoryMib: details.memoryTotalBytes / 1024n / 1024n,
+          agentVersion: version.agentVersion,
+          startKind: start.kind,
+          start: describeStart(start),
+          qemuReadyMs,
+          agentReadyMs,
+          guestUptimeMs,
+        };
+      } finally {
+        await sandbox.shutdown();
+      }
+    });
+  }
+
+  /** Fails unless `id` is a valid id that no container or sandbox here has (one being adopted is waited for). */
+  private async checkNew(id: string): Promise<void> {
+    validateSandboxId(id);
+    await this.adopted(id);
+    if (this.containers.has(id) || this.creating.has(id) || this.removing.has(id)) {
+      throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
+    }
+  }
+
+  /** A request's own configuration, with this daemon's state root: sandboxes live where their owner looks. */
+  private withOwnStateRoot(config: Config): Config {
+    return { ...config, runtime: { ...config.runtime, stateRoot: this.config.runtime.stateRoot } };
+  }
+
+  /**
+   * Runs `make` as the request that makes sandbox `id`: a delete of the id, or `signal` (the
+   * client's connection closing), aborts it, and `make` undoes what it made (startSandboxVm's
+   * abort: QEMU killed, state directory removed).
+   */
+  private making<T>(id: string, signal: AbortSignal | undefined, make: (abort: AbortSignal) => Promise<T>): Promise<T> {
+    // What it starts runs as the sandbox's (sandbox-scope.ts): a failure nobody handles is logged as its.
+    return inSandbox(id, () => this.makingInSandbox(id, signal, make));
+  }
+
+  private async makingInSandbox<T>(id: string, signal: AbortSignal | undefined, make: (abort: AbortSignal) => Promise<T>): Promise<T> {
+    const abort = new AbortController();
+    const clientGone = () => abort.abort(new MoatError("MOAT_CONTAINER_CANCELLED", `container ${id}: its client went away before it was made; undone`, { status: Code.CANCELLED }));
+    if (signal?.aborted) clientGone();
+    signal?.addEventListener("abort", clientGone, { once: true });
+    let finished!: () => void; // assigned by the executor below, which runs at once
+    this.creating.set(id, { abort, done: new Promise((resolve) => (finished = resolve)) });
+    try {
+      return await make(abort.signal);
     } finally {
+      signal?.removeEventListener("abort", clientGone);
       this.creating.delete(id);
+      finished();
     }
   }
 
@@ -152,51 +300,74 @@ export class Daemon {
    * Takes over the containers a previous daemon left under the state root: their VMs kept
    * running (they are not the daemon's children), their state is on disk, and the agent
    * knows how each container is doing. A sandbox whose VM is gone, or whose create never
-   * finished, is cleaned up.
+   * finished, is cleaned up: this daemon holds the state root's lock (daemon-lock.ts), so the
+   * daemon that made it is gone, and only a daemon makes sandboxes.
+   *
+   * Resolves once every sandbox found is registered as being adopted, so that requests for it
+   * wait for its adoption (adopted()); `done` resolves once every adoption has ended. The
+   * sandboxes are adopted at once, not one after another: one unresponsive guest holds up
+   * only requests for itself.
    */
-  async adoptAll(): Promise<void> {
+  async adoptAll(): Promise<{ done: Promise<void> }> {
     const log = this.log;
     const stateRoot = this.config.runtime.stateRoot;
     await removeAbandonedBuilds(this.config, log);
     await removePoolLeftovers(this.config, log);
     const entries = await readdir(stateRoot, { withFileTypes: true }).catch(() => []);
     // Only sandboxes are named like sandbox ids; the templates' ".templates" is not one.
-    for (const entry of entries.filter((candidate) => candidate.isDirectory() && isSandboxId(candidate.name))) {
-      const id = entry.name;
-      const saved = await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as SavedContainer, () => undefined); // our own file, written by persist
-      // A create that never finished may have left a VM that is still restoring or booting,
-      // whose agent would not answer: it is not adopted, only removed.
-      if (!saved) {
-        log(`container ${id}: its create never finished; removing what is left`);
+    const ids = entries.filter((candidate) => candidate.isDirectory() && isSandboxId(candidate.name)).map((entry) => entry.name);
+    const found = await Promise.all(
+      ids.map(async (id) => ({ id, saved: await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as SavedContainer, () => undefined) })), // our own file, written by persist
+    );
+    const adoptions = found.map(({ id, saved }) => {
+      const done = this.adoptOne(id, saved).catch((error: unknown) => log(`container ${id}: adoption failed: ${String(error)}`));
+      this.adopting.set(id, { saved, done });
+      return done.finally(() => this.adopting.delete(id));
+    });
+    return { done: Promise.all(adoptions).then(() => undefined) };
+  }
+
+  private async adoptOne(id: string, saved: SavedContainer | undefined): Promise<void> {
+    const log = this.log;
+    // A create that never finished may have left a VM that is still restoring or booting,
+    // whose agent would not answer: it is not adopted, only removed.
+    if (!saved) {
+      log(`container ${id}: its create never finished; removing what is left`);
+      await discardSandbox(this.config, id);
+      return;
+    }
+    let sandbox: SandboxVm | undefined;
+    try {
+      sandbox = await adoptSandboxVm(this.config, id);
+      if (!sandbox) {
+        log(`container ${id}: its VM is gone; removing what is left`);
         await discardSandbox(this.config, id);
-        continue;
+        return;
       }
-      let sandbox: SandboxVm | undefined;
-      try {
-        sandbox = await adoptSandboxVm(this.config, id);
-        if (!sandbox) {
-          log(`container ${id}: its VM is gone; removing what is left`);
-          await discardSandbox(this.config, id);
-          continue;
-        }
-        const guest = await sandbox.agent.stateContainer(id);
-        const { owner, ...savedState } = saved;
-        const state: ContainerState = { ...savedState, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid };
-        const adopted = owner ? await this.adopterOf(owner.frontEnd, id)({ state: { ...state }, record: owner.record, sandboxPid: sandbox.vm.pid }) : undefined;
-        const container = await this.attach(sandbox, state, owner, adopted?.init);
-        // The container is adopted by now: an exec whose stdio cannot be reopened is named in the log, not a reason to discard it.
-        for (const exec of adopted?.execs ?? []) {
-          await this.openExec(container, exec.execId, exec.stdio).then(
-            (relay) => this.relayExec(container, exec.execId, relay),
-            (error: unknown) => log(`container ${id}: exec ${exec.execId}: cannot reopen its stdio: ${String(error)}`),
-          );
-        }
-        log(`container ${id}: adopted (${guest.status}${owner ? `, ${owner.frontEnd}` : ""})`);
-      } catch (error) {
-        log(`container ${id}: cannot adopt: ${String(error)}; removing it`);
-        sandbox?.agent.close();
-        await discardSandbox(this.config, id); // kills its QEMU and share servers, removes its directory
+      const guest = await sandbox.agent.stateContainer(id);
+      const { owner, foreground, ...savedState } = saved;
+      const state: ContainerState = { ...savedState, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid };
+      const adopted = owner ? await this.adopterOf(owner.frontEnd, id)({ state: { ...state }, record: owner.record, sandboxPid: sandbox.vm.pid }) : undefined;
+      const container = await this.attach(sandbox, state, owner, adopted?.init, foreground === true);
+      // Its state is on disk already; a write that fails now is the operator's to see, not a reason to discard a running container.
+      await this.persist(container).catch((error: unknown) => log(String(error)));
+      // The container is adopted by now: an exec whose stdio cannot be reopened is named in the log, not a reason to discard it.
+      for (const exec of adopted?.execs ?? []) {
+        await this.openExec(container, exec.execId, exec.stdio).then(
+          (relay) => this.relayExec(container, exec.execId, relay),
+          (error: unknown) => log(`container ${id}: exec ${exec.execId}: cannot reopen its stdio: ${String(error)}`),
+        );
       }
+      log(`container ${id}: adopted (${guest.status}${owner ? `, ${owner.frontEnd}` : ""}${foreground ? ", foreground run" : ""})`);
+    } catch (error) {
+      log(`container ${id}: cannot adopt: ${String(error)}; removing it`);
+      const container = this.containers.get(id);
+      if (container && container.sandbox === sandbox) {
+        this.containers.delete(id);
+        await container.relay.close().catch(() => undefined);
+      }
+      sandbox?.agent.close();
+      await discardSandbox(this.config, id); // kills its QEMU and share servers, removes its directory
     }
   }
 
@@ -225,44 +396,91 @@ export class Daemon {
   }
 
   /**
-   * Hands a warm pool VM to a sandbox that another process starts (`moat run`): it moves into
-   * <state root>/<sandboxId>, which that process created empty, and is that process's.
+   * Makes a new container this daemon's (attach) and saves its state, which is what makes a
+   * restarted daemon adopt it: a write that fails undoes the attach and fails the request.
    */
-  async takePooledVm(sandboxId: string, templateKey: string): Promise<TakeResult> {
-    validateSandboxId(sandboxId);
-    if (!this.pool) return { taken: false, reason: "moatd keeps none ([factory] vm_cache_number = 0)" };
-    const stateDir = join(this.config.runtime.stateRoot, sandboxId);
-    // The caller's claim on the id is that empty directory, which the pool VM's replaces.
-    const empty = await readdir(stateDir).then((entries) => entries.length === 0, () => false);
-    if (!empty) return { taken: false, reason: `${stateDir} is not an empty directory` };
-    return this.pool.take(sandboxId, templateKey, stateDir);
+  private async attachNew(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
+    const container = await this.attach(sandbox, state, owner, stdio, foreground);
+    try {
+      await this.persist(container);
+    } catch (error) {
+      this.containers.delete(state.id);
+      await container.relay.close();
+      throw error;
+    }
+    return container;
   }
 
   /**
    * Makes a container this daemon's: its stand-in's socket, its output and exit relayed. What it
    * starts runs as the sandbox's (sandbox-scope.ts): a failure nobody handles is logged as its.
    */
-  private attach(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
-    return inSandbox(sandbox.id, () => this.attachInSandbox(sandbox, state, owner, stdio));
+  private attach(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
+    return inSandbox(sandbox.id, () => this.attachInSandbox(sandbox, state, owner, stdio, foreground));
   }
 
-  private async attachInSandbox(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory): Promise<ManagedContainer> {
-    const relay = await this.openStdio(sandbox, state.id, "", stdio, (pid) => {
+  private async attachInSandbox(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
+    let standInRelay: StdioRelay | undefined;
+    const standInStdio: StdioFactory = (input, where) => StdioRelay.listen(join(sandbox.vm.paths.stateDir, "stdio.sock"), where, input).then((relay) => (standInRelay = relay));
+    const relay = await this.openStdio(sandbox, state.id, "", stdio ?? standInStdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
     const oom = new OomWatch(sandbox.agent, `sandbox ${sandbox.id}`, (id) => this.reportOom(sandbox, id));
-    const trim = () => void trimLogs(sandbox.vm.paths).catch((error: unknown) => trace(sandbox.id, `trim logs: ${String(error)}`));
-    const logTrim = setInterval(trim, LOG_TRIM_INTERVAL_MS).unref();
-    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom, logTrim };
+    // The timer stops itself once the container is no longer this daemon's, however it went.
+    const logTrim = setInterval(() => {
+      if (this.containers.get(state.id) !== container) return clearInterval(logTrim);
+      void trimLogs(sandbox.vm.paths).catch((error: unknown) => trace(sandbox.id, `trim logs: ${String(error)}`));
+    }, LOG_TRIM_INTERVAL_MS).unref();
+    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom, foreground, logTrim };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
       container.state.pid = 0;
-      await this.persist(container);
+      // No request waits for an exit: a write that fails is the operator's to see.
+      await this.persist(container).catch((error: unknown) => this.log(String(error)));
     });
     this.containers.set(state.id, container);
-    await this.persist(container);
+    if (foreground && standInRelay) this.watchClient(container, standInRelay);
     return container;
+  }
+
+  /**
+   * A foreground run's client is the stand-in on its stdio socket (`moat run` is one). When it
+   * goes (its connection closes, or it has not connected within FOREGROUND_ATTACH_MS), its
+   * input ends and its output is dropped; the container runs on, as docker's and podman's do
+   * when their client is killed, is listed, can be killed or deleted, and is removed when it
+   * exits. Either way the container is removed once its exit went out.
+   */
+  private watchClient(container: ManagedContainer, relay: StdioRelay): void {
+    const { id } = container.state;
+    const timer = setTimeout(() => relay.everConnected || relay.abandon(), FOREGROUND_ATTACH_MS);
+    timer.unref();
+    void relay.gone.then(() => {
+      clearTimeout(timer);
+      if (this.containers.get(id) !== container || container.state.status === "stopped") return;
+      this.log(`container ${id}: its foreground client is gone; the container runs on and is removed when it exits`);
+      relay.abandon();
+      void container.sandbox.agent.closeStdin(id, "").catch(() => undefined);
+    });
+    void container.finished.then(() => this.remove(container)).catch((error: unknown) => this.log(`container ${id}: cannot remove it after its exit: ${String(error)}`));
+  }
+
+  /** Removes a container and its sandbox VM; a second call waits for the first. */
+  private remove(container: ManagedContainer): Promise<void> {
+    const { id } = container.state;
+    const running = this.removing.get(id);
+    if (running) return running;
+    if (this.containers.get(id) !== container) return Promise.resolve();
+    this.containers.delete(id);
+    clearInterval(container.logTrim);
+    const removal = (async () => {
+      await container.relay.close();
+      for (const relay of container.execs.values()) await relay.close();
+      // Not RemoveContainer first: the VM goes with its container, and its shutdown syncs the shares.
+      await container.sandbox.shutdown();
+    })().finally(() => this.removing.delete(id));
+    this.removing.set(id, removal);
+    return removal;
   }
 
   /** An OOM event from a sandbox's guest: only a container of that sandbox is believed. */
@@ -273,7 +491,7 @@ export class Daemon {
 
   /** Runs another process in a running container; returns where its stdio is reached. */
   async exec(id: string, execId: string, processJson: string, stdio?: StdioFactory): Promise<string> {
-    const container = this.get(id);
+    const container = await this.ready(id);
     if (container.state.status !== "running") throw this.illegal(container, "exec in");
     validateSandboxId(execId); // the same rule for exec ids
     if (container.execs.has(execId)) {
@@ -326,8 +544,8 @@ export class Daemon {
   }
 
   /** The named cgroup v2 files of the container in its guest (cpu.stat, cgroup.procs, …). */
-  cgroupFiles(id: string, names: string[]): Promise<Record<string, string>> {
-    return this.get(id).sandbox.agent.cgroupFiles(id, names);
+  async cgroupFiles(id: string, names: string[]): Promise<Record<string, string>> {
+    return (await this.ready(id)).sandbox.agent.cgroupFiles(id, names);
   }
 
   /** The host process that stands for the container's sandbox: its QEMU. */
@@ -336,7 +554,7 @@ export class Daemon {
   }
 
   async start(id: string): Promise<void> {
-    const container = this.get(id);
+    const container = await this.ready(id);
     if (container.state.status !== "created") throw this.illegal(container, "start");
     // A process that exits at once must not have its status reach the stand-in (whose exit
     // its caller takes as the container's) before `start` has answered: podman's exit
@@ -355,7 +573,7 @@ export class Daemon {
 
   /** Freezes a running container (`pause`) or thaws a paused one (`resume`). */
   async freeze(id: string, action: "pause" | "resume"): Promise<void> {
-    const container = this.get(id);
+    const container = await this.ready(id);
     const [from, to]: [ContainerStatus, ContainerStatus] = action === "pause" ? ["running", "paused"] : ["paused", "running"];
     if (container.state.status !== from) throw this.illegal(container, action);
     await (action === "pause" ? container.sandbox.agent.pauseContainer(id) : container.sandbox.agent.resumeContainer(id));
@@ -367,34 +585,47 @@ export class Daemon {
     return { ...this.get(id).state };
   }
 
+  /** Every container; one still being adopted as its saved state says (its guest has not been asked yet). */
   list(): ContainerState[] {
-    return [...this.containers.values()].map((container) => ({ ...container.state }));
+    const adopting = [...this.adopting.values()].flatMap(({ saved }) => (saved ? [stateOf(saved)] : []));
+    return [...[...this.containers.values()].map((container) => ({ ...container.state })), ...adopting];
   }
 
   /** The guest pids of a running or paused container's processes. */
   async ps(id: string): Promise<GuestProcess[]> {
-    const container = this.get(id);
+    const container = await this.ready(id);
     if (container.state.status !== "running" && container.state.status !== "paused") throw this.illegal(container, "list the processes of");
     return container.sandbox.agent.listProcesses(id);
   }
 
   /** Changes a created, running or paused container's Linux resources in the guest. */
   async update(id: string, resourcesJson: string): Promise<void> {
-    const container = this.get(id);
+    const container = await this.ready(id);
     if (container.state.status === "stopped") throw this.illegal(container, "update");
     await container.sandbox.agent.updateContainer(id, parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC"));
   }
 
   /** Signals the container's process, or with `execId` one exec'd process. */
   async kill(id: string, signal: number, all: boolean, execId = ""): Promise<void> {
-    const container = this.get(id);
+    const container = await this.ready(id);
     if (container.state.status === "stopped") throw this.illegal(container, "kill");
     await container.sandbox.agent.signalProcess(id, execId, signal, all);
   }
 
+  /**
+   * Deletes a container and its sandbox VM. A container still being made is stopped and undone
+   * (moat run's Ctrl-C); one being removed is waited for.
+   */
   async delete(id: string, force: boolean): Promise<void> {
-    const container = this.containers.get(id);
-    if (!container) throw notFound(id);
+    const creating = this.creating.get(id);
+    if (creating) {
+      creating.abort.abort(new MoatError("MOAT_CONTAINER_CANCELLED", `container ${id}: deleted before it was made; undone`, { status: Code.CANCELLED }));
+      await creating.done;
+      if (!this.containers.has(id)) return; // undone; else it was made before the abort was seen, and is deleted below
+    }
+    const removal = this.removing.get(id);
+    if (removal) return removal;
+    const container = await this.ready(id);
     const { status } = container.state;
     if ((status === "running" || status === "paused") && !force) throw this.illegal(container, "delete");
     if (status === "paused") await container.sandbox.agent.resumeContainer(id).catch(() => undefined); // a frozen process cannot die of SIGKILL until thawed
@@ -404,12 +635,7 @@ export class Daemon {
       await container.sandbox.agent.signalProcess(id, "", 9, true).catch(() => undefined);
       await settleWithin(container.finished, KILL_WAIT_MS);
     }
-    this.containers.delete(id);
-    clearInterval(container.logTrim);
-    await container.relay.close();
-    for (const relay of container.execs.values()) await relay.close();
-    // Not RemoveContainer first: the VM goes with its container, and its shutdown syncs the shares.
-    await container.sandbox.shutdown();
+    await this.remove(container);
   }
 
   /**
@@ -458,12 +684,25 @@ export class Daemon {
   private persist(container: ManagedContainer): Promise<void> {
     const path = join(container.sandbox.vm.paths.stateDir, STATE_FILE);
     const write = async () => {
-      const saved: SavedContainer = { ...container.state, ...(container.owner ? { owner: container.owner } : {}) };
-      await writeFile(`${path}.next`, JSON.stringify(saved) + "\n");
-      await rename(`${path}.next`, path);
+      const saved: SavedContainer = { ...container.state, ...(container.owner ? { owner: container.owner } : {}), ...(container.foreground ? { foreground: true as const } : {}) };
+      try {
+        await writeFile(`${path}.next`, JSON.stringify(saved) + "\n");
+        await rename(`${path}.next`, path);
+      } catch (error) {
+        // The next daemon would find this state instead (or none, and remove the container as an unfinished create).
+        throw new MoatError("MOAT_STATE_WRITE", `container ${container.state.id}: cannot save its state to ${path}`, { cause: error, status: Code.INTERNAL });
+      }
     };
-    container.persisted = container.persisted.then(write).catch((error: unknown) => trace(container.state.id, `persist: ${String(error)}`));
-    return container.persisted;
+    // One write after another; a failed one fails its own caller, not the writes after it.
+    const written = container.persisted.then(write);
+    container.persisted = written.catch(() => undefined);
+    return written;
+  }
+
+  /** The container, once it is adopted if it is being adopted. */
+  private async ready(id: string): Promise<ManagedContainer> {
+    await this.adopted(id);
+    return this.get(id);
   }
 
   private get(id: string): ManagedContainer {
@@ -475,6 +714,12 @@ export class Daemon {
   private illegal(container: ManagedContainer, action: string): MoatError {
     return new MoatError("MOAT_CONTAINER_STATE", `container ${container.state.id}: cannot ${action} a ${container.state.status} container`, { status: Code.FAILED_PRECONDITION });
   }
+}
+
+/** A saved state as a state: what `list` says of a container still being adopted. */
+function stateOf(saved: SavedContainer): ContainerState {
+  const { id, status, pid, bundle, created, exitStatus } = saved;
+  return { id, status, pid, bundle, created, exitStatus };
 }
 
 /** The runc-style stand-in: a socket in the sandbox's state directory (stdio-relay.ts). */

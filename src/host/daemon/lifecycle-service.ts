@@ -1,18 +1,40 @@
 // ContainerLifecycleService: moatd's ttrpc API, mapped onto the Daemon.
+import { MoatError } from "../../shared/errors.js";
 import type { ContainerLifecycleService } from "../../shared/protocol/index.js";
 import type { ServiceImplementation } from "../../shared/ttrpc/index.js";
 import type { ContainerState, Daemon } from "./daemon.js";
 
 const OCI_VERSION = "1.0.2";
+/** How a hint rides in a status message (ttrpc's Status has a code and a message); DaemonClient takes it out again. */
+export const HINT_SEPARATOR = "\nHint: ";
 
 function toWire(state: ContainerState) {
   return { ociVersion: OCI_VERSION, id: state.id, status: state.status, pid: state.pid, bundle: state.bundle, created: state.created, annotations: {}, exitStatus: state.exitStatus };
 }
 
 export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof ContainerLifecycleService> {
-  return {
-    async create(request) {
-      return { stdioSocket: await daemon.create(request.containerId, request.bundle) };
+  return withHints({
+    async create(request, context) {
+      // A client that goes away before the answer (moat create killed) gets its create undone.
+      return { stdioSocket: await daemon.create(request.containerId, request.bundle, undefined, undefined, undefined, context.signal) };
+    },
+    async run(request, context) {
+      const { containerId: id, bundle, image, args, rows, columns } = request;
+      return daemon.run(
+        {
+          id,
+          what: bundle ? { bundleDir: bundle } : { image, args },
+          terminal: request.terminal ? { size: rows > 0 && columns > 0 ? { rows, columns } : undefined } : undefined,
+          stdin: request.stdin,
+          vcpus: request.vcpus || undefined,
+          memoryMiB: request.memoryMib || undefined,
+          configPath: request.configPath || undefined,
+        },
+        context.signal,
+      );
+    },
+    async boot(request, context) {
+      return daemon.boot(request.sandboxId, request.configPath || undefined, context.signal);
     },
     async exec(request) {
       return { stdioSocket: await daemon.exec(request.containerId, request.execId, request.processJson) };
@@ -22,6 +44,7 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
       return {};
     },
     async state(request) {
+      await daemon.adopted(request.containerId);
       return toWire(daemon.state(request.containerId));
     },
     async kill(request) {
@@ -50,9 +73,18 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
       await daemon.update(request.containerId, request.resourcesJson);
       return {};
     },
-    async takePooledVm(request) {
-      const result = await daemon.takePooledVm(request.sandboxId, request.templateKey);
-      return result.taken ? { taken: true, reason: "" } : result;
-    },
-  };
+  });
+}
+
+/** The same methods, each error's hint (the fix, when known) sent along in its message for moat's CLI to show. */
+function withHints<S extends Record<string, (request: never, context: never) => Promise<unknown>>>(service: S): S {
+  const wrapped: Record<string, (request: never, context: never) => Promise<unknown>> = {};
+  for (const [name, method] of Object.entries(service)) {
+    wrapped[name] = (request, context) =>
+      method(request, context).catch((error: unknown) => {
+        if (!(error instanceof MoatError) || !error.hint) throw error;
+        throw new MoatError(error.code, `${error.message}${HINT_SEPARATOR}${error.hint}`, { status: error.status });
+      });
+  }
+  return wrapped as S; // the same keys, each method with its own signature
 }

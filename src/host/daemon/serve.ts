@@ -41,13 +41,13 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
   const stateRoot = config.runtime.stateRoot;
   await mkdir(stateRoot, { recursive: true, mode: 0o711 });
   const path = daemonSocketPath(stateRoot);
-  // Another moatd holds the lock while it adopts (before it answers) and, exiting idle, for a
-  // moment after it stopped answering: wait that moment out, not the adoption.
+  // Another moatd holds the lock while it serves and, exiting idle, for a moment after it
+  // stopped answering: wait that moment out.
   const deadline = Date.now() + LOCK_WAIT_MS;
   let lock: DaemonLock | undefined;
   while (!(lock = await takeDaemonLock(stateRoot))) {
     if ((await answers(path)) || Date.now() > deadline) {
-      options.log(`another moatd serves ${stateRoot} (or is adopting its sandboxes); exiting`);
+      options.log(`another moatd serves ${stateRoot}; exiting`);
       return;
     }
     await sleep(LOCK_RETRY_MS);
@@ -63,8 +63,11 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
     frontEnd.register(ttrpc, daemon, options.log);
     return { frontEnd, ttrpc };
   });
-  await daemon.adoptAll();
-  pool?.start();
+  // The sandboxes found are registered before this daemon listens, and adopted while it
+  // serves: a request for one waits for its adoption, others are answered at once.
+  const adoption = await daemon.adoptAll();
+  // The pool's restores would compete with the adoptions for the CPU.
+  void adoption.done.then(() => pool?.start());
   const exitWithPool = async (why: string) => {
     await pool?.stop();
     options.log(`${why}: exiting`);

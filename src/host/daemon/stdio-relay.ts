@@ -23,8 +23,8 @@ export enum StandInFrame {
   EXIT = 18,
 }
 
-const HEADER_BYTES = 5;
-const MAX_PAYLOAD_BYTES = 1 << 20;
+export const HEADER_BYTES = 5;
+export const MAX_PAYLOAD_BYTES = 1 << 20;
 
 export type StandInHandlers = StdioInput;
 
@@ -63,7 +63,12 @@ async function dispatch(message: StandInMessage, handlers: StandInHandlers): Pro
 
 export class StdioRelay implements ProcessStdio {
   private connection: Socket | undefined;
-  private readonly connected: Promise<Socket>;
+  /** The stand-in's connection; undefined once abandoned (output and exit then go nowhere). */
+  private readonly connected: Promise<Socket | undefined>;
+  private resolveConnected!: (socket: Socket | undefined) => void; // assigned by the executor in the constructor, which runs at once
+  private markGone!: () => void; // likewise
+  /** Resolves when the stand-in that connected has gone (its connection closed), or on abandon(). */
+  readonly gone: Promise<void>;
 
   private constructor(
     private readonly server: Server,
@@ -71,18 +76,30 @@ export class StdioRelay implements ProcessStdio {
     private readonly where: string,
     handlers: StandInHandlers,
   ) {
-    this.connected = new Promise((resolve) => {
-      server.on("connection", (socket: Socket) => {
-        if (this.connection) {
-          socket.destroy(); // one stand-in per container
-          return;
-        }
-        this.connection = socket;
-        socket.on("error", () => undefined);
-        readFrames(socket, handlers, this.where);
-        resolve(socket);
-      });
+    this.connected = new Promise((resolve) => (this.resolveConnected = resolve));
+    this.gone = new Promise((resolve) => (this.markGone = resolve));
+    server.on("connection", (socket: Socket) => {
+      if (this.connection) {
+        socket.destroy(); // one stand-in per container
+        return;
+      }
+      this.connection = socket;
+      socket.on("error", () => undefined);
+      socket.once("close", () => this.markGone());
+      readFrames(socket, handlers, this.where);
+      this.resolveConnected(socket);
     });
+  }
+
+  /** Whether a stand-in has connected (it may have gone since). */
+  get everConnected(): boolean {
+    return this.connection !== undefined;
+  }
+
+  /** Nobody will take the output and exit any more: they are dropped from now on instead of waiting for a stand-in. */
+  abandon(): void {
+    this.resolveConnected(undefined);
+    this.markGone();
   }
 
   static async listen(path: string, where: string, handlers: StandInHandlers): Promise<StdioRelay> {
@@ -95,6 +112,7 @@ export class StdioRelay implements ProcessStdio {
   /** Sends output once the stand-in is connected; resolves when the socket has taken it. */
   async send(type: StandInFrame.STDOUT | StandInFrame.STDERR | StandInFrame.EXIT, payload: Buffer): Promise<void> {
     const socket = await this.connected;
+    if (!socket) return;
     for (let offset = 0; offset === 0 || offset < payload.length; offset += MAX_PAYLOAD_BYTES) {
       const piece = payload.subarray(offset, offset + MAX_PAYLOAD_BYTES);
       const header = Buffer.alloc(HEADER_BYTES);
@@ -117,6 +135,7 @@ export class StdioRelay implements ProcessStdio {
   }
 
   async close(): Promise<void> {
+    this.abandon();
     this.connection?.destroy();
     await new Promise((resolve) => this.server.close(resolve));
     await rm(this.path, { force: true });

@@ -1,3 +1,4 @@
+export { runSpec, type ForegroundRun } from "./run-spec.js";
 export { AgentClient, type GuestDetails, type GuestProcess } from "./agent-client.js";
 export {
   adoptSandboxVm,
@@ -15,6 +16,5 @@ export {
   type StartPath,
   type WarmPool,
 } from "./sandbox-vm.js";
-export { runContainer, type RunningProcess, type RunOptions, type RunResult } from "./run-container.js";
 // The logs of a sandbox VM are the hypervisor's; moatd trims them while it owns the sandbox.
 export { trimLogs } from "../hypervisor/index.js";

@@ -62,6 +62,8 @@ export interface BootTimings {
   agentReadyMs: number;
   /** The guest's own uptime when the agent first answered. */
   guestUptimeMs: number;
+  /** What the sandbox tracer says of this start ("agent ready after … ms (from a template, …)"), for a client to show. */
+  summary: string;
 }
 
 export interface SandboxVm {
@@ -122,16 +124,8 @@ export function guestArtifacts(config: Config): { kernel: string; rootfs: GuestR
   return { kernel: config.qemu.kernel, rootfs };
 }
 
-/**
- * VMs restored ahead of time from a template: moatd's warm pool (factory/pool.ts), or the CLI's
- * way to it over moatd's socket.
- */
+/** VMs restored ahead of time from a template: moatd's warm pool (factory/pool.ts). */
 export interface WarmPool {
-  /**
-   * Called before the sandbox claims its state directory: a pool's owner that is starting
-   * (moatd) removes unfinished sandboxes' directories, so it must be up first.
-   */
-  prepare?(): Promise<void>;
   /**
    * Moves a ready VM restored from template `template` into `stateDir` (the empty directory
    * the caller made for sandbox `sandboxId`), running; or says why there is none.
@@ -172,7 +166,6 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const { abort } = options;
     const coldReason = coldBootReason(config);
     const pool = coldReason === undefined ? options.pool : undefined;
-    await pool?.prepare?.().catch((error: unknown) => trace(id, `warm pool: cannot reach it: ${String(error)}`));
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
       await mkdir(stateDir, { mode: 0o700 });
@@ -249,10 +242,11 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // pool VM takes them now, when a sandbox has it, not when it was restored.
     if (start.kind !== "cold") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
     const agentReadyMs = performance.now() - spawnedAt;
-    trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
+    const summary = `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`;
+    trace(id, summary);
 
     cleanup.release();
-    return sandboxHandle(id, vm, shareServers, agent, accelerator, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000 });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -378,7 +372,7 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0 });
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();

@@ -155,6 +155,8 @@ static int spawn_daemon(const char *root) {
   int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   // containerd reads the shim's stdout to its end: moatd must not hold it.
   if (null < 0 || log < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0) _exit(127);
+  // moatd hands what it holds to every QEMU and virtiofsd: nothing of the caller's (moatd-launch.c says why).
+  close_range(3, ~0U, 0);
   execlp("node", "node", script, "--root", root, (char *)NULL);
   _exit(127);
 }

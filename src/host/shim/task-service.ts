@@ -54,10 +54,13 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
     return publisher;
   };
 
-  /** Saves the task for a restarted moatd (task-record.ts); a task deleted meanwhile has nothing left to save. */
+  /**
+   * Saves the task for a restarted moatd (task-record.ts); a task deleted meanwhile has nothing
+   * left to save. A write that fails is the error of the request that needed it (issue 10).
+   */
   const save = (task: Task): Promise<void> =>
     daemon.setOwnerRecord(task.id, recordOf(task)).catch((error: unknown) => {
-      if (!(error instanceof MoatError && error.code === "MOAT_CONTAINER_NOT_FOUND")) log(`task ${task.id}: cannot save its state: ${String(error)}`);
+      if (!(error instanceof MoatError && error.code === "MOAT_CONTAINER_NOT_FOUND")) throw error;
     });
 
   const publish = <D extends DescMessage>(task: Task, topic: string, schema: D, event: MessageInitShape<D>, at?: Date) =>
@@ -79,7 +82,7 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
   const exited = (task: Task, process: TaskProcess) => (exitStatus: number) => {
     if (process.exit) return; // recorded (and published) before: by a moatd before a restart, or by delete
     const exit = process.recordExit(exitStatus);
-    if (tasks.get(task.id) === task) void save(task);
+    if (tasks.get(task.id) === task) void save(task).catch((error: unknown) => log(`task ${task.id}: cannot save its state: ${String(error)}`)); // no request waits for an exit
     void process.startQueued.then(() =>
       publish(task, "/tasks/exit", containerdEvents.TaskExitSchema, {
         containerId: task.id,

@@ -222,6 +222,9 @@ int main(int argc, char **argv) {
   const char *socket_path = argv[argc - 1];
   // The report descriptor is checked before anything is opened, which could take its number.
   int report = console_socket && fcntl(REPORT_FD, F_GETFD) >= 0 ? REPORT_FD : -1;
+  // Every other descriptor the caller left open (conmon's, a shell's) is not ours to hold for
+  // the container's life: only stdio and the report descriptor stay.
+  close_range(report >= 0 ? REPORT_FD + 1 : REPORT_FD, ~0U, 0);
   signal(SIGPIPE, SIG_IGN);
   struct sigaction forward = {.sa_handler = on_signal}; // no SA_RESTART: poll must wake up
   for (int number = 1; number < NSIG; number++) {

@@ -99,9 +99,10 @@ export class TtrpcClient {
     });
     const code = response.status?.code ?? Code.OK;
     if (code !== Code.OK) {
-      // The peer's words, made safe to show; a code outside gRPC's set is carried as UNKNOWN.
-      const message = printable(response.status?.message ?? "", this.maxStatusChars);
-      throw new MoatError("MOAT_TTRPC_STATUS", `${where}: ${codeName(code)}: ${message}`, { status: code in Code ? code : Code.UNKNOWN });
+      // The peer's words made safe to show; remoteMessage keeps them as sent, for a peer whose
+      // text has a structure (moatd's hint line). A code outside gRPC's set is carried as UNKNOWN.
+      const remote = response.status?.message ?? "";
+      throw new TtrpcStatusError(`${where}: ${codeName(code)}`, remote, printable(remote, this.maxStatusChars), code in Code ? code : Code.UNKNOWN);
     }
     try {
       return fromBinary(method.output, response.payload) as MessageShape<M["output"]>; // decoded with the schema M["output"] names
@@ -151,5 +152,21 @@ export class TtrpcClient {
 
   private closedError(where: string, reason: Error): MoatError {
     return new MoatError("MOAT_TTRPC_CLOSED", `${where}: connection closed`, { status: Code.UNAVAILABLE, cause: reason });
+  }
+}
+
+/**
+ * A call the server answered with a status other than OK. The message shows the server's text
+ * made printable and bounded (`shown`); `remoteMessage` is that text as sent, for callers that
+ * trust their server (moatd's clients), never to be shown from a guest.
+ */
+export class TtrpcStatusError extends MoatError {
+  constructor(
+    where: string,
+    readonly remoteMessage: string,
+    shown: string,
+    status: Code,
+  ) {
+    super("MOAT_TTRPC_STATUS", `${where}: ${shown}`, { status });
   }
 }

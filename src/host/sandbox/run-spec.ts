@@ -1,0 +1,39 @@
+// What a foreground run (`moat run`, moatd's Run) runs, as the guest sees it: a built-in
+// image's root file system shared read-only under a writable overlay in guest memory, so that
+// nothing is written to the host's image; or an OCI bundle's, shared as it is, like its
+// directory bind mounts. Nothing is mounted on the host.
+import { builtinImage } from "../images/index.js";
+import { consoleSize, defaultSpec, guestSpec, loadBundle, type OciSpec, type WindowSize } from "../oci/index.js";
+
+export interface ForegroundRun {
+  id: string;
+  /** A bundle's directory, or a built-in image with its command (empty: the image's own). */
+  what: { bundleDir: string } | { image: string; args: string[] };
+  /** Give the process a terminal in the guest, of this size if known. */
+  terminal: { size: WindowSize | undefined } | undefined;
+  /** Relay the client's stdin; otherwise the process's stdin is empty. */
+  stdin: boolean;
+  vcpus?: number;
+  memoryMiB?: number;
+  /** The client's configuration file, for this sandbox instead of moatd's own. */
+  configPath?: string;
+}
+
+/** The guest spec and shares for a run, and the bundle directory its state reports ("" for an image). */
+export function runSpec(run: ForegroundRun, filesDir: string): ReturnType<typeof guestSpec> & { bundleDir: string } {
+  const containerId = run.id;
+  if ("bundleDir" in run.what) {
+    const bundle = loadBundle(run.what.bundleDir);
+    const guest = guestSpec({ containerId, spec: withTerminal(bundle.spec, run.terminal), rootfs: bundle.rootfs, overlay: false, where: `${bundle.dir}/config.json`, filesDir });
+    return { ...guest, bundleDir: bundle.dir };
+  }
+  const image = builtinImage(run.what.image);
+  const { args } = run.what;
+  const spec = defaultSpec({ args: args.length > 0 ? args : image.cmd, env: image.env, cwd: image.cwd, hostname: containerId.slice(0, 63) });
+  return { ...guestSpec({ containerId, spec: withTerminal(spec, run.terminal), rootfs: image.rootfs, overlay: true, where: `image ${image.name}`, filesDir }), bundleDir: "" };
+}
+
+/** The spec with process.terminal set, and process.consoleSize when the size is known. */
+function withTerminal(spec: OciSpec, terminal: ForegroundRun["terminal"]): OciSpec {
+  return terminal ? { ...spec, process: { ...spec.process, terminal: true, ...consoleSize(terminal.size) } } : spec;
+}
