@@ -11,7 +11,7 @@ import { parseJsonObject } from "../../shared/json-object.js";
 import type { StateResponse } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
-import { consoleSize, loadBundle } from "../oci/index.js";
+import { checkProcessDocument, consoleSize, loadBundle } from "../oci/index.js";
 import { DaemonClient } from "../daemon/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localWindowSize } from "./local-terminal.js";
@@ -120,7 +120,9 @@ function readProcessFile(path: string): Record<string, unknown> {
   } catch (error) {
     throw new MoatError("MOAT_CLI_EXEC", `${path}: cannot read the process`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
-  return parseJsonObject(text, path, "MOAT_CLI_EXEC");
+  const process = parseJsonObject(text, path, "MOAT_CLI_EXEC");
+  checkProcessDocument(process, path); // the rules of config.json's process, before moatd is asked
+  return process;
 }
 
 export function startCommand(id: string, global: GlobalOptions): Promise<void> {
