@@ -13,6 +13,7 @@ import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
 import { checkProcessDocument, consoleSize, loadBundle } from "../oci/index.js";
 import { DaemonClient } from "../daemon/index.js";
+import { vmSizeFor } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localWindowSize } from "./local-terminal.js";
 import { parseSignal } from "./signals.js";
@@ -45,7 +46,10 @@ async function withDaemon<T>(global: GlobalOptions, action: (client: DaemonClien
  */
 export async function createCommand(id: string, options: CreateOptions, global: GlobalOptions): Promise<void> {
   const bundleDir = resolve(options.bundle ?? process.cwd());
-  const terminal = standInTerminal(`container ${id}`, loadBundle(bundleDir).spec.process.terminal === true, options.consoleSocket, true);
+  const bundle = loadBundle(bundleDir);
+  // Refused here, before moatd is asked, if the VM cannot be sized for the container (moatd checks again).
+  vmSizeFor(withOverrides(loadConfig(global.config), global), bundle.spec, `${bundle.dir}/config.json`);
+  const terminal = standInTerminal(`container ${id}`, bundle.spec.process.terminal === true, options.consoleSocket, true);
   await withDaemon(global, async (client) => {
     const { stdioSocket } = await client.create(id, bundleDir);
     try {

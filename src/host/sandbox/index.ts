@@ -16,3 +16,4 @@ export {
   type WarmPool,
 } from "./sandbox-vm.js";
 export { runContainer, type RunningProcess, type RunOptions, type RunResult } from "./run-container.js";
+export { hostSize, vmCeiling, vmSizeFor, type HostSize, type VmSize } from "./vm-size.js";

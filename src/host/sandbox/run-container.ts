@@ -10,6 +10,7 @@ import type { Image } from "../images/index.js";
 import { consoleSize, defaultSpec, guestSpec, type Bundle, type OciSpec, type WindowSize } from "../oci/index.js";
 import type { AgentClient } from "./agent-client.js";
 import { sandboxFilesDir, startSandboxVm, type SandboxVm, type WarmPool } from "./sandbox-vm.js";
+import { vmSizeFor } from "./vm-size.js";
 
 /** The largest stdin chunk sent in one call, well under the 4 MiB frame cap. */
 const STDIN_CHUNK_BYTES = 1 << 20;
@@ -50,13 +51,15 @@ export interface RunResult {
 export async function runContainer(config: Config, options: RunOptions): Promise<RunResult> {
   const containerId = options.id;
   const { spec, shares, files, hostCgroup } = specFor(options, sandboxFilesDir(config.runtime.stateRoot, options.id));
+  // A bundle's VM is sized for its linux.resources, as moatd's creates are (--cpus/--memory set the VM's size themselves).
+  const size = "bundle" in options.what ? vmSizeFor(config, options.what.bundle.spec, `${options.what.bundle.dir}/config.json`) : undefined;
   const sandbox = await startSandboxVm(config, options.id, {
     shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })),
     files,
     // A bundle's linux.cgroupsPath holds the VM on the host, as runc's run puts the container there.
     hostCgroup: hostCgroup && { target: hostCgroup, log: options.log ?? (() => undefined) },
-    vcpus: options.vcpus,
-    memoryMiB: options.memoryMiB,
+    vcpus: options.vcpus ?? size?.vcpus,
+    memoryMiB: options.memoryMiB ?? size?.memoryMiB,
     pool: options.pool,
     abort: options.abort,
   });
