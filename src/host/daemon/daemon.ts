@@ -10,7 +10,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPool } from "../factory/index.js";
-import { guestSpec, loadBundle } from "../oci/index.js";
+import { checkProcessDocument, guestSpec, loadBundle } from "../oci/index.js";
 import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -264,6 +264,7 @@ export class Daemon {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: exec ${execId}: already exists`, { status: Code.ALREADY_EXISTS });
     }
     const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`, "MOAT_CONTAINER_SPEC");
+    checkProcessDocument(process, `container ${id}: exec ${execId}: process`); // config.json's process rules, before the guest is asked
     const relay = await this.openExec(container, execId, stdio ?? standIn(container.sandbox, `exec-${++container.execCount}.sock`));
     try {
       await container.sandbox.agent.execProcess(id, execId, process, true);
