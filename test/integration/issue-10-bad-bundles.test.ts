@@ -3,17 +3,20 @@
 // the field; and moatd refuses it the same way for callers that reach it directly (the
 // containerd shim's Create), leaving nothing but its own files.
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, afterEach, test } from "node:test";
 import { DaemonClient } from "../../src/host/daemon/index.js";
 import { MoatError } from "../../src/shared/errors.js";
 import type { OciSpec } from "../../src/host/oci/index.js";
 import { busyboxBundle } from "./harness/bundle.js";
+import { containerdForTestFile } from "./harness/containerd.js";
+import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { runMoat } from "./harness/moat-cli.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
+const { workspace: containerdWorkspace, containerd } = containerdForTestFile();
 after(async () => {
   await workspace.stopDaemon();
   workspace.remove();
@@ -32,7 +35,7 @@ const BAD: Array<{ name: string; field: string; change: (spec: OciSpec) => void 
   },
   { name: "env-no-equals", field: 'process.env[1]: must be NAME=VALUE, got "JUSTNAME"', change: (spec) => void spec.process.env?.push("JUSTNAME") },
   { name: "rlimit-twice", field: "process.rlimits[1].type: RLIMIT_NOFILE is set twice", change: (spec) => void (spec.process.rlimits as unknown[]).push({ type: "RLIMIT_NOFILE", soft: 1, hard: 1 }) },
-  { name: "capability", field: "process.capabilities.bounding[0]: must be one of", change: (spec) => void ((spec.process.capabilities as Record<string, string[]>).bounding = ["CAP_FLY"]) },
+  { name: "capabilities", field: 'process.capabilities.bounding: must be an array, got "CAP_KILL"', change: (spec) => void ((spec.process.capabilities as Record<string, unknown>).bounding = "CAP_KILL") },
   { name: "seccomp-action", field: "linux.seccomp.defaultAction: must be one of", change: (spec) => void (linuxOf(spec).seccomp = { defaultAction: "SCMP_ACT_DENY" }) },
   { name: "memory-string", field: 'linux.resources.memory.limit: must be an integer from -1 to 9223372036854775807, got "2g"', change: (spec) => void (linuxOf(spec).resources = { memory: { limit: "2g" } }) },
   { name: "bind-missing", field: "mounts[7].source: ", change: (spec) => void spec.mounts?.push({ destination: "/x", type: "bind", source: "/nonexistent/moat-test", options: ["rbind"] }) },
@@ -81,4 +84,15 @@ test("moatd refuses the same bundles for a caller that reaches it directly, leav
   }
   const entries = readdirSync(workspace.stateRoot).filter((entry) => !DAEMON_FILES.includes(entry));
   assert.deepEqual(entries, [], "moatd left something for a refused create");
+});
+
+test("through containerd: a task whose spec is bad (ctr run --seccomp-profile with an unknown action) is refused by the shim's Create naming the field, leaving nothing", async () => {
+  const profile = join(containerdWorkspace.dir, "bad-seccomp.json");
+  writeFileSync(profile, JSON.stringify({ defaultAction: "SCMP_ACT_DENY" }));
+  const result = await containerd.run(["--rm", "--seccomp", "--seccomp-profile", profile, BUSYBOX_IMAGE, "bad-seccomp-1", "true"]);
+  assert.notEqual(result.code, 0);
+  assert.match(result.stderr, /config\.json: linux\.seccomp\.defaultAction: must be one of SCMP_ACT_KILL, .*got "SCMP_ACT_DENY"/, `${result.stderr}\n--- moatd.log\n${containerdWorkspace.daemonLog()}`);
+  assert.deepEqual(containerdWorkspace.qemuProcesses(), [], "no VM was started for it");
+  await containerd.ctr(["containers", "rm", "bad-seccomp-1"]); // ctr run --rm leaves the container when its task cannot be created
+  await containerd.assertNothingLeft();
 });

@@ -47,6 +47,7 @@ async function withDaemon<T>(global: GlobalOptions, action: (client: DaemonClien
 export async function createCommand(id: string, options: CreateOptions, global: GlobalOptions): Promise<void> {
   const bundleDir = resolve(options.bundle ?? process.cwd());
   const bundle = loadBundle(bundleDir);
+  for (const warning of bundle.warnings) process.stderr.write(`moat: warning: ${warning}\n`);
   // Refused here, before moatd is asked, if the VM cannot be sized for the container (moatd checks again).
   vmSizeFor(withOverrides(loadConfig(global.config), global), bundle.spec, `${bundle.dir}/config.json`);
   const terminal = standInTerminal(`container ${id}`, bundle.spec.process.terminal === true, options.consoleSocket, true);
@@ -125,7 +126,8 @@ function readProcessFile(path: string): Record<string, unknown> {
     throw new MoatError("MOAT_CLI_EXEC", `${path}: cannot read the process`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
   const process = parseJsonObject(text, path, "MOAT_CLI_EXEC");
-  checkProcessDocument(process, path); // the rules of config.json's process, before moatd is asked
+  // The rules of config.json's process, before moatd is asked.
+  for (const warning of checkProcessDocument(process, path)) globalThis.process.stderr.write(`moat: warning: ${warning}\n`);
   return process;
 }
 

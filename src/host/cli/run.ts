@@ -51,6 +51,7 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
     return 0;
   }
   const bundle = options.bundle === undefined ? undefined : loadBundle(options.bundle);
+  for (const warning of bundle?.warnings ?? []) process.stderr.write(`moat: warning: ${warning}\n`);
   const terminal = options.tty === true || bundle?.spec.process.terminal === true;
   const config = withOverrides(loadConfig(global.config), global);
   const what = bundle ? { bundle } : { image: builtinImage(image!), args }; // image is defined when there is no bundle (checked above)

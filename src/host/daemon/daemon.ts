@@ -117,6 +117,7 @@ export class Daemon {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
     }
     const bundle = loadBundle(bundleDir);
+    for (const warning of bundle.warnings) this.log(`container ${id}: warning: ${warning}`);
     const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
     const where = `${bundle.dir}/config.json`;
     const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
@@ -264,7 +265,8 @@ export class Daemon {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: exec ${execId}: already exists`, { status: Code.ALREADY_EXISTS });
     }
     const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`, "MOAT_CONTAINER_SPEC");
-    checkProcessDocument(process, `container ${id}: exec ${execId}: process`); // config.json's process rules, before the guest is asked
+    // config.json's process rules, before the guest is asked.
+    for (const warning of checkProcessDocument(process, `container ${id}: exec ${execId}: process`)) this.log(`container ${id}: warning: ${warning}`);
     const relay = await this.openExec(container, execId, stdio ?? standIn(container.sandbox, `exec-${++container.execCount}.sock`));
     try {
       await container.sandbox.agent.execProcess(id, execId, process, true);

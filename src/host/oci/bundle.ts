@@ -29,6 +29,8 @@ export interface Bundle {
   spec: OciSpec;
   /** root.path made absolute. */
   rootfs: string;
+  /** What the spec says to log as a warning and go on (an unknown capability), one line each naming file and field. */
+  warnings: string[];
 }
 
 export function loadBundle(bundleDir: string): Bundle {
@@ -47,7 +49,7 @@ export function loadBundle(bundleDir: string): Bundle {
   } catch (error) {
     throw invalid(`not valid JSON: ${(error as Error).message}`); // JSON.parse throws SyntaxError
   }
-  checkSpec(document, file);
+  const { warnings } = checkSpec(document, file);
   const spec = document as OciSpec; // checkSpec checked every field OciSpec declares
 
   // What the spec says of the host: the root is a directory, and a bind mount's source
@@ -61,7 +63,7 @@ export function loadBundle(bundleDir: string): Bundle {
     if (!existsSync(source)) throw invalid(`mounts[${index}].source: ${source} does not exist`);
     return { ...mount, source };
   });
-  return { dir: bundleDir, spec: mounts ? { ...spec, mounts } : spec, rootfs };
+  return { dir: bundleDir, spec: mounts ? { ...spec, mounts } : spec, rootfs, warnings };
 }
 
 /** True for a bind mount: type "bind", or "bind"/"rbind" among the options (runc accepts both). */

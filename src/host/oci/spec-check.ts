@@ -29,9 +29,9 @@ const RLIMITS = [
 
 /**
  * capabilities(7) as of the guest's kernel (6.1: CAP_CHOWN = 0 … CAP_CHECKPOINT_RESTORE = 40).
- * The spec asks runtimes to warn rather than fail for a capability they cannot grant, but crun
- * in the guest refuses a name it does not know, so such a name would fail only after the VM
- * has started: it is refused here, before.
+ * A name not among them is a warning, not an error: the spec says a capability that cannot be
+ * mapped or granted MUST be logged as a warning and runtimes SHOULD NOT fail for it (crun in
+ * the guest, like runc, ignores it).
  */
 const CAPABILITIES = [
   "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
@@ -89,6 +89,8 @@ const IPC_SYSCTLS = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.
 export interface SpecCheckResult {
   /** The namespaces the spec gives the container (a type listed without path is a new one). */
   namespaces: Map<NamespaceType, { path: string | undefined }>;
+  /** What the spec says to log as a warning and go on (`<file>: <field>: <what>`), for the caller to show. */
+  warnings: string[];
 }
 
 /**
@@ -96,6 +98,7 @@ export interface SpecCheckResult {
  * MOAT_BUNDLE_INVALID naming the first invalid field; throws nothing else.
  */
 export function checkSpec(document: unknown, file: string): SpecCheckResult {
+  const warnings: string[] = [];
   const spec = new JsonNode(document, "", file);
   spec.object();
   checkVersion(spec.at("ociVersion"));
@@ -108,7 +111,7 @@ export function checkSpec(document: unknown, file: string): SpecCheckResult {
   const process = spec.at("process");
   // OPTIONAL in the spec until start; moat's create also starts the process's VM, so it needs it now.
   if (!process.present) throw process.error("is required");
-  checkProcess(process);
+  checkProcess(process, warnings);
   const hostname = spec.at("hostname").optional((node) => hostName(node));
   const domainname = spec.at("domainname").optional((node) => hostName(node));
   spec.at("hooks").optional(checkHooks);
@@ -118,15 +121,17 @@ export function checkSpec(document: unknown, file: string): SpecCheckResult {
   // Setting them in the runtime's UTS namespace would rename the host (here: the guest every container of the sandbox shares).
   if (hostname && !namespaces.has("uts")) throw spec.at("hostname").error("needs a UTS namespace of the container's own: add {\"type\": \"uts\"} to linux.namespaces");
   if (domainname && !namespaces.has("uts")) throw spec.at("domainname").error("needs a UTS namespace of the container's own: add {\"type\": \"uts\"} to linux.namespaces");
-  return { namespaces };
+  return { namespaces, warnings };
 }
 
 /**
  * Checks a process object alone (`moat exec --process`, a task's exec): the same rules as
  * config.json's process; `file` names it in errors.
  */
-export function checkProcessDocument(document: unknown, file: string): void {
-  checkProcess(new JsonNode(document, "", file));
+export function checkProcessDocument(document: unknown, file: string): string[] {
+  const warnings: string[] = [];
+  checkProcess(new JsonNode(document, "", file), warnings);
+  return warnings;
 }
 
 function checkVersion(node: JsonNode): void {
@@ -152,7 +157,7 @@ function checkMount(mount: JsonNode): void {
   for (const key of ["uidMappings", "gidMappings"]) mount.at(key).optional((node) => node.array().forEach(checkIdMapping));
 }
 
-function checkProcess(process: JsonNode): void {
+function checkProcess(process: JsonNode, warnings: string[]): void {
   process.object();
   const terminal = process.at("terminal").optional((node) => node.boolean()) ?? false;
   // Runtimes MUST ignore consoleSize without a terminal, so its shape matters only with one.
@@ -193,7 +198,13 @@ function checkProcess(process: JsonNode): void {
   process.at("oomScoreAdj").optional((node) => node.integer("int32", OOM_SCORE_ADJ));
   process.at("capabilities").optional((capabilities) => {
     capabilities.object();
-    for (const set of CAPABILITY_SETS) capabilities.at(set).optional((node) => node.array().forEach((name) => name.oneOf(CAPABILITIES, "the capabilities of capabilities(7)")));
+    for (const set of CAPABILITY_SETS) {
+      capabilities.at(set).optional((node) =>
+        node.array().forEach((name) => {
+          if (!(CAPABILITIES as readonly string[]).includes(name.string())) warnings.push(`${name.file}: ${name.path}: ${describe(name.value)} is not a capability of capabilities(7) (Linux 6.1, the guest's); ignored`);
+        }),
+      );
+    }
   });
   process.at("scheduler").optional(checkScheduler);
   process.at("ioPriority").optional((priority) => {
