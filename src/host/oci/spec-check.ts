@@ -6,8 +6,6 @@
 // operation was never attempted (runtime.md, "Errors"): so the checks run on the host, in the
 // CLI before moatd is asked and again in moatd, not in the guest after a VM has started.
 // Unknown properties are allowed (config.md, "Extensibility"). Written from the spec's text.
-import { MoatError } from "../../shared/errors.js";
-import { Code } from "../../shared/ttrpc/index.js";
 import { hostCgroupTarget } from "../cgroup/index.js";
 import { describe, JsonNode } from "./json-node.js";
 
@@ -593,9 +591,4 @@ function checkSeccomp(seccomp: JsonNode): void {
       );
     }),
   );
-}
-
-/** For callers that hold only a message: the same shape of error for a field of `file`. */
-export function specFieldError(file: string, path: string, what: string): MoatError {
-  return new MoatError("MOAT_BUNDLE_INVALID", `${file}: ${path}: ${what}`, { status: Code.INVALID_ARGUMENT });
 }
