@@ -2,50 +2,10 @@
 // image imported locally, moat's state under the test's own root (a wrapper passes --root);
 // terminals too.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
-import { after, afterEach, test } from "node:test";
-import { join } from "node:path";
-import { packageRoot } from "../../src/host/config/index.js";
-import { moatBinary, runCommand } from "./harness/moat-cli.js";
-import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
+import { test } from "node:test";
+import { podmanForTestFile } from "./harness/podman.js";
 
-const workspace = new TestWorkspace();
-const podmanArgs = [
-  "--root", join(workspace.dir, "podman-root"),
-  "--runroot", join(workspace.dir, "podman-runroot"),
-  "--cgroup-manager", "cgroupfs",
-  "--events-backend", "file",
-  "--runtime", runtimeWrapper(),
-];
-
-/**
- * moat with the test's state root, as one executable. Not --runtime-flag root=…: podman's
- * exit command, which removes a container after it exits, drops runtime flags (podman 4.3).
- */
-function runtimeWrapper(): string {
-  const path = join(workspace.dir, "moat-runtime");
-  writeFileSync(path, `#!/bin/sh\nexec ${moatBinary} --root ${workspace.stateRoot} "$@"\n`, { mode: 0o755 });
-  return path;
-}
-
-function podman(args: string[], input?: string) {
-  return runCommand("podman", [...podmanArgs, ...args], { input: input ?? "" });
-}
-
-// The built-in busybox image's tree, imported as a local image: no registry is reachable.
-const tarball = join(workspace.dir, "busybox.tar");
-execFileSync("tar", ["-C", join(packageRoot(), "dist", "images", "busybox", "rootfs"), "-cf", tarball, "."]);
-execFileSync("podman", [...podmanArgs, "import", tarball, "localhost/busybox"], { stdio: "ignore" });
-
-// podman removes a container from conmon's exit command, after `podman run --rm` returned.
-afterEach(() => workspace.assertNothingLeftWithin(30_000, DAEMON_FILES));
-after(async () => {
-  await podman(["rm", "--all", "--force"]);
-  await workspace.stopDaemon();
-  execFileSync("podman", [...podmanArgs, "system", "reset", "--force"], { stdio: "ignore" });
-  workspace.remove();
-});
+const { podman } = podmanForTestFile();
 
 const run = ["run", "--network", "none", "--rm"];
 

@@ -11,8 +11,9 @@ import { parseJsonObject } from "../../shared/json-object.js";
 import type { StateResponse } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
-import { consoleSize, loadBundle } from "../oci/index.js";
+import { checkProcessDocument, consoleSize, loadBundle } from "../oci/index.js";
 import { DaemonClient } from "../daemon/index.js";
+import { vmSizeFor } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localWindowSize } from "./local-terminal.js";
 import { parseSignal } from "./signals.js";
@@ -45,7 +46,11 @@ async function withDaemon<T>(global: GlobalOptions, action: (client: DaemonClien
  */
 export async function createCommand(id: string, options: CreateOptions, global: GlobalOptions): Promise<void> {
   const bundleDir = resolve(options.bundle ?? process.cwd());
-  const terminal = standInTerminal(`container ${id}`, loadBundle(bundleDir).spec.process.terminal === true, options.consoleSocket, true);
+  const bundle = loadBundle(bundleDir);
+  for (const warning of bundle.warnings) process.stderr.write(`moat: warning: ${warning}\n`);
+  // Refused here, before moatd is asked, if the VM cannot be sized for the container (moatd checks again).
+  vmSizeFor(withOverrides(loadConfig(global.config), global), bundle.spec, `${bundle.dir}/config.json`);
+  const terminal = standInTerminal(`container ${id}`, bundle.spec.process.terminal === true, options.consoleSocket, true);
   await withDaemon(global, async (client) => {
     const { stdioSocket } = await client.create(id, bundleDir);
     try {
@@ -120,7 +125,10 @@ function readProcessFile(path: string): Record<string, unknown> {
   } catch (error) {
     throw new MoatError("MOAT_CLI_EXEC", `${path}: cannot read the process`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
-  return parseJsonObject(text, path, "MOAT_CLI_EXEC");
+  const process = parseJsonObject(text, path, "MOAT_CLI_EXEC");
+  // The rules of config.json's process, before moatd is asked.
+  for (const warning of checkProcessDocument(process, path)) globalThis.process.stderr.write(`moat: warning: ${warning}\n`);
+  return process;
 }
 
 export function startCommand(id: string, global: GlobalOptions): Promise<void> {

@@ -65,6 +65,7 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
   // Checked here, before moatd is asked for anything: a bad bundle, image or size starts nothing.
   const bundle = options.bundle === undefined ? undefined : loadBundle(options.bundle);
   if (!bundle) builtinImage(image!); // image is defined when there is no bundle (checked above)
+  for (const warning of bundle?.warnings ?? []) process.stderr.write(`moat: warning: ${warning}\n`);
   const terminal = options.tty === true || bundle?.spec.process.terminal === true;
   const config = withOverrides(loadConfig(global.config), global);
   const configPath = global.config ?? process.env.MOAT_CONFIG;

@@ -15,6 +15,10 @@ export interface QemuConfig {
   machineType: MachineType;
   defaultVcpus: number;
   defaultMemoryMiB: number;
+  /** The most vCPUs a sandbox VM may have, its container's CPU limit added (0: the host's CPU count, which also caps any other value). */
+  defaultMaxVcpus: number;
+  /** The most memory a sandbox VM may have, its container's memory limit added, in MiB (0: the host's MemTotal, which also caps any other value). */
+  defaultMaxMemoryMiB: number;
   /** Extra guest kernel parameters, appended after moat's own. */
   kernelParams: string[];
   /** Verbose guest console and agent tracing. */

@@ -29,6 +29,8 @@ initrd = "/opt/moat/initrd.cpio"
 machine_type = "q35"
 default_vcpus = 2
 default_memory = 1024
+default_maxvcpus = 4
+default_maxmemory = 8192
 kernel_params = " agent.log=debug  foo=bar "
 enable_debug = true
 shared_fs = "virtio-fs"
@@ -51,6 +53,8 @@ state_root = "/run/moat-test"
   assert.equal(config.qemu.machineType, "q35");
   assert.equal(config.qemu.defaultVcpus, 2);
   assert.equal(config.qemu.defaultMemoryMiB, 1024);
+  assert.equal(config.qemu.defaultMaxVcpus, 4);
+  assert.equal(config.qemu.defaultMaxMemoryMiB, 8192);
   assert.deepEqual(config.qemu.kernelParams, ["agent.log=debug", "foo=bar"]);
   assert.equal(config.qemu.enableDebug, true);
   assert.equal(config.qemu.sharedFs, "virtio-fs");
@@ -63,6 +67,9 @@ state_root = "/run/moat-test"
 test("errors name the file, the key and the valid range", () => {
   invalid("[hypervisor.qemu]\ndefault_memory = \"lots\"", /configuration.toml: hypervisor.qemu.default_memory: must be an integer from 128 to 1048576 \(MiB\), got "lots"/);
   invalid("[hypervisor.qemu]\ndefault_vcpus = 0", /hypervisor.qemu.default_vcpus: must be an integer from 1 to 64/);
+  invalid("[hypervisor.qemu]\ndefault_maxvcpus = -1", /hypervisor.qemu.default_maxvcpus: must be an integer from 0 to 64 \(vCPUs; 0 is the host's CPU count\), got -1/);
+  invalid("[hypervisor.qemu]\ndefault_vcpus = 4\ndefault_maxvcpus = 2", /hypervisor.qemu.default_maxvcpus: must be 0 or at least default_vcpus \(4\), got 2/);
+  invalid("[hypervisor.qemu]\ndefault_maxmemory = 256", /hypervisor.qemu.default_maxmemory: must be 0 or at least default_memory \(512 MiB\), got 256/);
   invalid("[hypervisor.qemu]\nkernel = \"vmlinux\"", /hypervisor.qemu.kernel: must be an absolute path, got "vmlinux"/);
   invalid("[hypervisor.qemu]\nmachine_type = \"pc\"", /machine_type: must be "microvm" or "q35", got "pc"/);
   invalid("[hypervisor.qemu]\nshared_fs = \"virtio-fs-nydus\"", /shared_fs: must be "virtio-fs" or "virtio-9p", got "virtio-fs-nydus"/);
@@ -95,6 +102,8 @@ kernel_params = "systemd.unit=kata-containers.target"
 machine_type = "q35"
 default_vcpus = 2
 default_memory = 2048
+default_maxvcpus = 0
+default_maxmemory = 4096
 enable_debug = true
 shared_fs = "virtio-fs"
 virtio_fs_daemon = "/opt/kata/libexec/virtiofsd"
@@ -112,7 +121,7 @@ template_path = "/run/vc/vm/template"
 `;
   const config = parseConfig(kata, "/etc/kata-containers/configuration.toml");
   const defaults = defaultConfig();
-  assert.deepEqual(config.qemu, { ...defaults.qemu, machineType: "q35", defaultVcpus: 2, defaultMemoryMiB: 2048, enableDebug: true, sharedFs: "virtio-fs" });
+  assert.deepEqual(config.qemu, { ...defaults.qemu, machineType: "q35", defaultVcpus: 2, defaultMemoryMiB: 2048, defaultMaxMemoryMiB: 4096, enableDebug: true, sharedFs: "virtio-fs" });
   assert.equal(config.agent.dialTimeoutMs, 45_000);
   assert.deepEqual(config.factory, { ...defaults.factory, enableTemplate: false });
   assert.equal(config.source, "/etc/kata-containers/configuration.toml");

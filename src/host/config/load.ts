@@ -23,6 +23,8 @@ export const KATA_CONFIG_PATHS = ["/etc/kata-containers/configuration.toml", "/u
 const KATA_KEYS: Array<{ key: string; moatKey?: string; values?: readonly unknown[] }> = [
   { key: "hypervisor.qemu.default_vcpus" },
   { key: "hypervisor.qemu.default_memory" },
+  { key: "hypervisor.qemu.default_maxvcpus" },
+  { key: "hypervisor.qemu.default_maxmemory" },
   { key: "hypervisor.qemu.enable_debug" },
   { key: "hypervisor.qemu.machine_type", values: ["microvm", "q35"] },
   { key: "hypervisor.qemu.shared_fs", values: ["virtio-fs", "virtio-9p"] },
@@ -50,6 +52,8 @@ export function defaultConfig(): Config {
       machineType: "microvm",
       defaultVcpus: 1,
       defaultMemoryMiB: 512,
+      defaultMaxVcpus: 0,
+      defaultMaxMemoryMiB: 0,
       kernelParams: [],
       enableDebug: false,
       sharedFs: "virtio-9p",
@@ -105,6 +109,15 @@ export function parseConfig(text: string, file: string): Config {
   config.qemu.machineType = read.oneOf(qemu, "hypervisor.qemu.machine_type", ["microvm", "q35"] as const) ?? config.qemu.machineType;
   config.qemu.defaultVcpus = read.integer(qemu, "hypervisor.qemu.default_vcpus", 1, 64, "vCPUs") ?? config.qemu.defaultVcpus;
   config.qemu.defaultMemoryMiB = read.integer(qemu, "hypervisor.qemu.default_memory", 128, 1024 * 1024, "MiB") ?? config.qemu.defaultMemoryMiB;
+  // Kata's names and meaning: the ceiling a container's limits may raise its VM to; 0 is the host's size.
+  config.qemu.defaultMaxVcpus = read.integer(qemu, "hypervisor.qemu.default_maxvcpus", 0, 64, "vCPUs; 0 is the host's CPU count") ?? config.qemu.defaultMaxVcpus;
+  config.qemu.defaultMaxMemoryMiB = read.integer(qemu, "hypervisor.qemu.default_maxmemory", 0, 1024 * 1024, "MiB; 0 is the host's memory") ?? config.qemu.defaultMaxMemoryMiB;
+  if (config.qemu.defaultMaxVcpus > 0 && config.qemu.defaultMaxVcpus < config.qemu.defaultVcpus) {
+    throw read.invalid("hypervisor.qemu.default_maxvcpus", `must be 0 or at least default_vcpus (${config.qemu.defaultVcpus}), got ${config.qemu.defaultMaxVcpus}`);
+  }
+  if (config.qemu.defaultMaxMemoryMiB > 0 && config.qemu.defaultMaxMemoryMiB < config.qemu.defaultMemoryMiB) {
+    throw read.invalid("hypervisor.qemu.default_maxmemory", `must be 0 or at least default_memory (${config.qemu.defaultMemoryMiB} MiB), got ${config.qemu.defaultMaxMemoryMiB}`);
+  }
   const params = read.string(qemu, "hypervisor.qemu.kernel_params");
   if (params !== undefined) config.qemu.kernelParams = params.split(/\s+/).filter((param) => param.length > 0);
   config.qemu.enableDebug = read.boolean(qemu, "hypervisor.qemu.enable_debug") ?? config.qemu.enableDebug;

@@ -10,9 +10,9 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
-import { guestSpec, loadBundle } from "../oci/index.js";
+import { checkProcessDocument, guestSpec, loadBundle } from "../oci/index.js";
 import { loadConfig } from "../config/index.js";
-import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, vmSizeFor, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -165,14 +165,17 @@ export class Daemon {
   async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner, signal?: AbortSignal): Promise<string> {
     await this.checkNew(id);
     const bundle = loadBundle(bundleDir);
+    for (const warning of bundle.warnings) this.log(`container ${id}: warning: ${warning}`);
     const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
     const where = `${bundle.dir}/config.json`;
     const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
     const { spec, shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
+    const config = sandboxConfig ? this.withOwnStateRoot(sandboxConfig) : this.config;
+    // The VM is sized for the container's linux.resources (or the container refused) before anything starts.
+    const { vcpus, memoryMiB } = vmSizeFor(config, bundle.spec, where);
     return this.making(id, signal, async (abort) => {
-      const config = sandboxConfig ? this.withOwnStateRoot(sandboxConfig) : this.config;
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, pool: this.pool, abort });
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, abort });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: true });
         abort.throwIfAborted();
@@ -199,13 +202,16 @@ export class Daemon {
     const guest = runSpec(run, sandboxFilesDir(this.config.runtime.stateRoot, id));
     const { spec, shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
+    // A bundle's VM is sized for its linux.resources, as a create's is (or the run refused);
+    // --cpus and --memory set the size themselves.
+    const size = guest.bundleDir ? vmSizeFor(config, spec, `${guest.bundleDir}/config.json`) : undefined;
     return this.making(id, signal, async (abort) => {
       const sandbox = await startSandboxVm(config, id, {
         shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })),
         files,
         hostCgroup,
-        vcpus: run.vcpus,
-        memoryMiB: run.memoryMiB,
+        vcpus: run.vcpus ?? size?.vcpus,
+        memoryMiB: run.memoryMiB ?? size?.memoryMiB,
         pool: this.pool,
         abort,
       });
@@ -498,6 +504,8 @@ export class Daemon {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: exec ${execId}: already exists`, { status: Code.ALREADY_EXISTS });
     }
     const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`, "MOAT_CONTAINER_SPEC");
+    // config.json's process rules, before the guest is asked.
+    for (const warning of checkProcessDocument(process, `container ${id}: exec ${execId}: process`)) this.log(`container ${id}: warning: ${warning}`);
     const relay = await this.openExec(container, execId, stdio ?? standIn(container.sandbox, `exec-${++container.execCount}.sock`));
     try {
       await container.sandbox.agent.execProcess(id, execId, process, true);

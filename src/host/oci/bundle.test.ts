@@ -41,11 +41,13 @@ test("each malformed field is named with its file", () => {
   invalid(bundle("no-args", (spec) => (spec.process.args = [])), /no-args\/config.json: process.args: must be a non-empty array of strings/);
   invalid(bundle("bad-args", (spec) => (spec.process.args = ["sh", 3])), /process.args: must be a non-empty array of strings/);
   invalid(bundle("relative-cwd", (spec) => (spec.process.cwd = "tmp")), /process.cwd: must be an absolute path, got "tmp"/);
-  invalid(bundle("bad-env", (spec) => (spec.process.env = "PATH=/bin")), /process.env: must be an array of strings/);
+  invalid(bundle("bad-env", (spec) => (spec.process.env = "PATH=/bin")), /process.env: must be an array, got "PATH=\/bin"/);
   invalid(bundle("no-root", (spec) => (spec.root.path = "nowhere")), /root.path: .*nowhere is not a directory/);
-  invalid(bundle("bad-version", (spec) => delete spec.ociVersion), /ociVersion: must be a string/);
-  invalid(bundle("bad-mount", (spec) => spec.mounts.push({ destination: "data" })), /mounts\[7\].destination: must be an absolute path, got "data"/);
-  invalid(bundle("bad-options", (spec) => spec.mounts.push({ destination: "/d", options: "ro" })), /mounts\[7\].options: must be an array of strings/);
+  invalid(bundle("bad-version", (spec) => delete spec.ociVersion), /ociVersion: is required/);
+  invalid(bundle("bad-mount", (spec) => spec.mounts.push({ destination: "data" })), /mounts\[7\]\.destination: must be an absolute path, got "data"/);
+  invalid(bundle("bad-options", (spec) => spec.mounts.push({ destination: "/d", options: "ro" })), /mounts\[7\]\.options: must be an array, got "ro"/);
+  invalid(bundle("bind-missing", (spec) => spec.mounts.push({ destination: "/x", type: "bind", source: join(root, "nope") })), /bind-missing\/config.json: mounts\[7\]\.source: .*nope does not exist/);
+  invalid(bundle("bind-no-source", (spec) => spec.mounts.push({ destination: "/x", options: ["rbind"] })), /mounts\[7\]\.source: a bind mount needs a source/);
 });
 
 test("the guest spec points root and directory bind mounts at their shares", () => {
@@ -75,10 +77,17 @@ test("a single-file bind mount becomes a copy in the sandbox's files share", () 
   assert.deepEqual(shares[1], { tag: "s1", hostPath: "/state/c1/files", readOnly: false, overlay: false });
 });
 
-test("bind mounts of missing sources and relative sources are refused by name", () => {
+test("a bind mount's relative source is the bundle's, as the spec says", () => {
+  const dir = bundle("relative-bind", (spec) => spec.mounts.push({ destination: "/x", type: "bind", source: "data" }));
+  mkdirSync(join(dir, "data"));
+  assert.equal(loadBundle(dir).spec.mounts?.[7]?.source, join(dir, "data"));
+});
+
+test("guestSpec still refuses bind mounts of missing and relative sources (a spec that did not come from loadBundle)", () => {
   const refuse = (source: string, message: RegExp) => {
-    const dir = bundle(`bind-${Math.random().toString(16).slice(2)}`, (spec) => spec.mounts.push({ destination: "/x", type: "bind", source }));
-    assert.throws(() => guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "b/config.json", filesDir: "/state/c1/files" }), message);
+    const spec = defaultSpec({ args: ["sh"], env: [], cwd: "/", hostname: "h" });
+    spec.mounts?.push({ destination: "/x", type: "bind", source });
+    assert.throws(() => guestSpec({ containerId: "c1", spec, rootfs: root, overlay: false, where: "b/config.json", filesDir: "/state/c1/files" }), message);
   };
   refuse(join(root, "nope"), /b\/config.json: mounts\[7\]: source .*nope does not exist/);
   refuse("relative", /mounts\[7\]: source must be an absolute path/);

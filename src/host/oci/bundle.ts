@@ -1,12 +1,12 @@
 // An OCI bundle (a directory with config.json and a root file system), read and checked
 // before anything starts. Each error names the file and the field:
 //   /b/config.json: process.args: must be a non-empty array of strings
-// Only what moat relies on is checked here; crun in the guest checks the rest of the spec.
-import { readFileSync, statSync } from "node:fs";
+// The whole spec is checked (spec-check.ts) before anything starts, by the CLI and by moatd.
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
-import { isPlainObject } from "../../shared/json-object.js";
+import { checkSpec } from "./spec-check.js";
 
 export interface OciMount {
   destination: string;
@@ -29,6 +29,8 @@ export interface Bundle {
   spec: OciSpec;
   /** root.path made absolute. */
   rootfs: string;
+  /** What the spec says to log as a warning and go on (an unknown capability), one line each naming file and field. */
+  warnings: string[];
 }
 
 export function loadBundle(bundleDir: string): Bundle {
@@ -41,42 +43,27 @@ export function loadBundle(bundleDir: string): Bundle {
   } catch (error) {
     throw new MoatError("MOAT_BUNDLE_INVALID", `${file}: cannot read`, { cause: error, status: Code.INVALID_ARGUMENT });
   }
-  let spec: unknown;
+  let document: unknown;
   try {
-    spec = JSON.parse(text);
+    document = JSON.parse(text);
   } catch (error) {
-    throw invalid(`not valid JSON: ${(error as Error).message}`);
+    throw invalid(`not valid JSON: ${(error as Error).message}`); // JSON.parse throws SyntaxError
   }
-  if (!isPlainObject(spec)) throw invalid("must be a JSON object");
-  if (typeof spec.ociVersion !== "string") throw invalid("ociVersion: must be a string");
+  const { warnings } = checkSpec(document, file);
+  const spec = document as OciSpec; // checkSpec checked every field OciSpec declares
 
-  const process = spec.process;
-  if (!isPlainObject(process)) throw invalid("process: must be an object");
-  if (!isStringArray(process.args) || process.args.length === 0) throw invalid("process.args: must be a non-empty array of strings");
-  if (typeof process.cwd !== "string" || !isAbsolute(process.cwd)) throw invalid(`process.cwd: must be an absolute path, got ${JSON.stringify(process.cwd)}`);
-  if (process.env !== undefined && !isStringArray(process.env)) throw invalid("process.env: must be an array of strings");
-  if (process.terminal !== undefined && typeof process.terminal !== "boolean") throw invalid("process.terminal: must be true or false");
-
-  const root = spec.root;
-  if (!isPlainObject(root) || typeof root.path !== "string" || root.path.length === 0) throw invalid("root.path: must be a non-empty string");
-  if (root.readonly !== undefined && typeof root.readonly !== "boolean") throw invalid("root.readonly: must be true or false");
-  const rootfs = resolve(bundleDir, root.path);
+  // What the spec says of the host: the root is a directory, and a bind mount's source
+  // (absolute, or relative to the bundle) exists.
+  const rootfs = resolve(bundleDir, spec.root.path);
   if (!isDirectory(rootfs)) throw invalid(`root.path: ${rootfs} is not a directory`);
-
-  if (spec.hostname !== undefined && typeof spec.hostname !== "string") throw invalid("hostname: must be a string");
-  if (spec.mounts !== undefined) {
-    if (!Array.isArray(spec.mounts)) throw invalid("mounts: must be an array");
-    spec.mounts.forEach((mount: unknown, index) => {
-      const where = `mounts[${index}]`;
-      if (!isPlainObject(mount)) throw invalid(`${where}: must be an object`);
-      if (typeof mount.destination !== "string" || !isAbsolute(mount.destination)) throw invalid(`${where}.destination: must be an absolute path, got ${JSON.stringify(mount.destination)}`);
-      for (const key of ["type", "source"] as const) {
-        if (mount[key] !== undefined && typeof mount[key] !== "string") throw invalid(`${where}.${key}: must be a string`);
-      }
-      if (mount.options !== undefined && !isStringArray(mount.options)) throw invalid(`${where}.options: must be an array of strings`);
-    });
-  }
-  return { dir: bundleDir, spec: spec as OciSpec, rootfs }; // every field moat reads was checked above
+  const mounts = spec.mounts?.map((mount, index) => {
+    if (!isBindMount(mount)) return mount;
+    if (mount.source === undefined || mount.source === "") throw invalid(`mounts[${index}].source: a bind mount needs a source`);
+    const source = resolve(bundleDir, mount.source);
+    if (!existsSync(source)) throw invalid(`mounts[${index}].source: ${source} does not exist`);
+    return { ...mount, source };
+  });
+  return { dir: bundleDir, spec: mounts ? { ...spec, mounts } : spec, rootfs, warnings };
 }
 
 /** True for a bind mount: type "bind", or "bind"/"rbind" among the options (runc accepts both). */
@@ -84,10 +71,6 @@ export function isBindMount(mount: OciMount): boolean {
   return mount.type === "bind" || (mount.options ?? []).some((option) => option === "bind" || option === "rbind");
 }
 
-
-function isStringArray(value: unknown): value is string[] {
-  return Array.isArray(value) && value.every((item) => typeof item === "string");
-}
 
 function isDirectory(path: string): boolean {
   try {

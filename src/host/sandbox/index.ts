@@ -18,3 +18,4 @@ export {
 } from "./sandbox-vm.js";
 // The logs of a sandbox VM are the hypervisor's; moatd trims them while it owns the sandbox.
 export { trimLogs } from "../hypervisor/index.js";
+export { hostSize, vmCeiling, vmSizeFor, type HostSize, type VmSize } from "./vm-size.js";

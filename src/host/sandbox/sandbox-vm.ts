@@ -32,6 +32,7 @@ import {
 } from "../hypervisor/index.js";
 import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
+import { vmCeiling } from "./vm-size.js";
 
 const trace = tracer("sandbox");
 
@@ -266,7 +267,8 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
     machine: config.qemu.machineType,
     accelerator: accelerator ?? (await chooseAccelerator()).accelerator,
     vcpus: options.vcpus ?? config.qemu.defaultVcpus,
-    memoryMiB: coldBootReason(config) === undefined ? memorySizeClassMiB(memoryMiB) : memoryMiB,
+    // The class never takes a VM past its ceiling (default_maxmemory or the host's memory).
+    memoryMiB: coldBootReason(config) === undefined ? Math.max(memoryMiB, Math.min(memorySizeClassMiB(memoryMiB), vmCeiling(config).memoryMiB)) : memoryMiB,
     kernelPath: kernel,
     rootfs,
     extraKernelParams: config.qemu.kernelParams,
