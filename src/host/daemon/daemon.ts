@@ -11,7 +11,7 @@ import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPool } from "../factory/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
-import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, discardSandbox, isSandboxId, isSandboxStateDir, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
 import { StdioRelay } from "./stdio-relay.js";
@@ -124,7 +124,8 @@ export class Daemon {
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
     this.creating.add(id);
     try {
-      const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...sandboxConfig.runtime, stateRoot: this.config.runtime.stateRoot } } : this.config;
+      // The sandbox's state and sockets stay where this daemon (and the next one) looks for them.
+      const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...this.config.runtime } } : this.config;
       const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, pool: this.pool });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: true });
@@ -157,6 +158,9 @@ export class Daemon {
       const saved = await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as SavedContainer, () => undefined); // our own file, written by persist
       // A create that never finished may have left a VM that is still restoring or booting,
       // whose agent would not answer: it is not adopted, only removed.
+      // Docker gives every runtime it drives through containerd's runc shim the same --root
+      // (<exec root>/runtime-runc/moby): a directory that is not moat's is runc's, left alone.
+      if (!saved && !(await isSandboxStateDir(this.config, id))) continue;
       if (!saved) {
         log(`container ${id}: its create never finished; removing what is left`);
         await discardSandbox(this.config, id);
@@ -452,9 +456,9 @@ export class Daemon {
   }
 }
 
-/** The runc-style stand-in: a socket in the sandbox's state directory (stdio-relay.ts). */
+/** The runc-style stand-in: a socket in the sandbox's socket directory (stdio-relay.ts), as its VM's. */
 function standIn(sandbox: SandboxVm, socketName: string): StdioFactory {
-  return (input, where) => StdioRelay.listen(join(sandbox.vm.paths.stateDir, socketName), where, input);
+  return (input, where) => StdioRelay.listen(join(sandbox.vm.paths.socketDir, socketName), where, input);
 }
 
 function notFound(id: string): MoatError {

@@ -80,13 +80,34 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
   // no systemd to ask, gets the same path, a systemd-form one expanded as systemd would.
   const cgroupsPath = specCgroupsPath(spec, where);
   const hostCgroup = cgroupsPath === undefined ? undefined : hostCgroupTarget(cgroupsPath, where);
-  const linux = hostCgroup?.systemd ? { linux: { ...(spec.linux as object), cgroupsPath: hostCgroup.path } } : {};
+  const linux = withoutEmptyBlockIo(hostCgroup?.systemd ? { ...(spec.linux as object), cgroupsPath: hostCgroup.path } : spec.linux);
+  // OCI hooks are host programs (Docker's is `/proc/<dockerd>/exe libnetwork-setkey`), which
+  // the guest does not have; run on the host with the stand-in's pid as the container's, a
+  // network hook would act on the host's namespaces. They are not run (docs/runtime-contract.md).
+  const { hooks: _hooks, ...unhooked } = spec;
   return {
-    spec: { ...spec, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...linux },
+    spec: { ...unhooked, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...(linux === undefined ? {} : { linux }) },
     shares,
     files,
     hostCgroup,
   };
+}
+
+/**
+ * `linux` without a resources.blockIO that asks for nothing (Docker sends `{"weight": 0}` for
+ * every container): given any blockIO, crun on cgroup v2 opens io.max, which the guest kernel
+ * has not (no block device throttling: a container's files are on shares, not guest disks).
+ */
+function withoutEmptyBlockIo(linux: unknown): unknown {
+  if (typeof linux !== "object" || linux === null) return linux;
+  const resources = (linux as { resources?: unknown }).resources;
+  if (typeof resources !== "object" || resources === null) return linux;
+  const blockIO = (resources as { blockIO?: unknown }).blockIO;
+  if (typeof blockIO !== "object" || blockIO === null) return linux;
+  const asksNothing = Object.values(blockIO).every((value) => value === 0 || value === null || (Array.isArray(value) && value.length === 0));
+  if (!asksNothing) return linux;
+  const { blockIO: _empty, ...rest } = resources as Record<string, unknown>;
+  return { ...linux, resources: rest };
 }
 
 /** The spec's linux.cgroupsPath, if it sets one; `where` names the spec in errors. */

@@ -5,6 +5,7 @@ export {
   discardSandbox,
   guestArtifacts,
   isSandboxId,
+  isSandboxStateDir,
   sandboxFilesDir,
   startSandboxVm,
   validateSandboxId,
