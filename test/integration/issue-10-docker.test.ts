@@ -5,6 +5,8 @@
 // own containerd (harness/docker.ts); `--network none` until networking lands.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, afterEach, before, test } from "node:test";
 import { BUSYBOX_TAG, Docker, MOAT_RUNTIME_NAME } from "./harness/docker.js";
 import { TestWorkspace } from "./harness/state-root.js";
@@ -99,4 +101,27 @@ test("docker run -d, exec, logs, pause/unpause, stop, rm", async () => {
 
   const removed = await docker.docker(["rm", "moat-d1"]);
   assert.equal(removed.code, 0, context(removed));
+});
+
+test("a restarted moatd adopts Docker's running container by its sockets, and leaves runc's beside it alone", async () => {
+  // Docker gives runc (its default runtime) the same --root as moat: <exec root>/runtime-runc/moby.
+  const moat = await docker.docker([...run, "--detach", "--name", "moat-a1", BUSYBOX_TAG, "sh", "-c", "while true; do sleep 1; done"]);
+  assert.equal(moat.code, 0, context(moat));
+  const runc = await docker.docker(["run", "--network", "none", "--detach", "--name", "runc-a1", BUSYBOX_TAG, "sh", "-c", "while true; do sleep 1; done"]);
+  assert.equal(runc.code, 0, runc.stderr);
+  const runcId = runc.stdout.trim();
+  assert.ok(existsSync(join(docker.moatRoot, runcId, "state.json")), "runc keeps its state in moat's state root");
+
+  await docker.stopMoatd();
+  const adopted = await docker.docker(["exec", "moat-a1", "echo", "adopted"]); // starts a moatd, which adopts first
+  assert.equal(adopted.stdout, "adopted\n", context(adopted));
+  assert.match(readFileSync(join(docker.moatRoot, "moatd.log"), "utf8"), new RegExp(`container ${moat.stdout.trim()}: adopted`));
+  assert.ok(existsSync(join(docker.moatRoot, runcId, "state.json")), "moatd removed runc's state directory");
+  const runcExec = await docker.docker(["exec", "runc-a1", "echo", "runc"]);
+  assert.equal(runcExec.stdout, "runc\n", runcExec.stderr);
+
+  for (const name of ["moat-a1", "runc-a1"]) {
+    const removed = await docker.docker(["rm", "--force", name]);
+    assert.equal(removed.code, 0, context(removed));
+  }
 });

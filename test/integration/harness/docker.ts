@@ -102,6 +102,12 @@ export class Docker {
     while (this.moatdProcesses().length > 0 || processesMatching(`containerd --config ${this.execRoot}/`).length > 0) await sleep(50);
   }
 
+  /** Stops the moatd serving Docker's containers (SIGTERM: its sandboxes live on) and waits until it is gone. */
+  async stopMoatd(): Promise<void> {
+    for (const line of this.moatdProcesses()) kill(line, "SIGTERM");
+    while (this.moatdProcesses().length > 0) await sleep(50);
+  }
+
   /** Runs `/usr/bin/docker -H unix://SOCKET ARGS` with a private client configuration. */
   docker(args: string[], options: { input?: string } = {}): Promise<CliResult> {
     return runCommand(DOCKER_CLIENT, ["-H", `unix://${this.socket}`, ...args], { env: { DOCKER_CONFIG: this.clientConfig }, input: options.input });
