@@ -10,7 +10,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPool } from "../factory/index.js";
-import { guestSpec, loadBundle } from "../oci/index.js";
+import { guestResources, guestSpec, loadBundle } from "../oci/index.js";
 import { adoptSandboxVm, discardSandbox, isSandboxId, isSandboxStateDir, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -366,7 +366,7 @@ export class Daemon {
   async update(id: string, resourcesJson: string): Promise<void> {
     const container = this.get(id);
     if (container.state.status === "stopped") throw this.illegal(container, "update");
-    await container.sandbox.agent.updateContainer(id, parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC"));
+    await container.sandbox.agent.updateContainer(id, guestResources(parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC")));
   }
 
   /** Signals the container's process, or with `execId` one exec'd process. */

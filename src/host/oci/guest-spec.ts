@@ -12,6 +12,7 @@ import { shareGuestPath } from "../../shared/protocol/index.js";
 import { hostCgroupTarget, type HostCgroupTarget } from "../cgroup/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { isBindMount, type OciMount, type OciSpec } from "./bundle.js";
+import { guestLinux } from "./guest-resources.js";
 
 export interface GuestShare {
   tag: string;
@@ -80,7 +81,7 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
   // no systemd to ask, gets the same path, a systemd-form one expanded as systemd would.
   const cgroupsPath = specCgroupsPath(spec, where);
   const hostCgroup = cgroupsPath === undefined ? undefined : hostCgroupTarget(cgroupsPath, where);
-  const linux = withoutEmptyBlockIo(hostCgroup?.systemd ? { ...(spec.linux as object), cgroupsPath: hostCgroup.path } : spec.linux);
+  const linux = guestLinux(hostCgroup?.systemd ? { ...(spec.linux as object), cgroupsPath: hostCgroup.path } : spec.linux);
   // OCI hooks are host programs (Docker's is `/proc/<dockerd>/exe libnetwork-setkey`), which
   // the guest does not have; run on the host with the stand-in's pid as the container's, a
   // network hook would act on the host's namespaces. They are not run (docs/runtime-contract.md).
@@ -91,23 +92,6 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
     files,
     hostCgroup,
   };
-}
-
-/**
- * `linux` without a resources.blockIO that asks for nothing (Docker sends `{"weight": 0}` for
- * every container): given any blockIO, crun on cgroup v2 opens io.max, which the guest kernel
- * has not (no block device throttling: a container's files are on shares, not guest disks).
- */
-function withoutEmptyBlockIo(linux: unknown): unknown {
-  if (typeof linux !== "object" || linux === null) return linux;
-  const resources = (linux as { resources?: unknown }).resources;
-  if (typeof resources !== "object" || resources === null) return linux;
-  const blockIO = (resources as { blockIO?: unknown }).blockIO;
-  if (typeof blockIO !== "object" || blockIO === null) return linux;
-  const asksNothing = Object.values(blockIO).every((value) => value === 0 || value === null || (Array.isArray(value) && value.length === 0));
-  if (!asksNothing) return linux;
-  const { blockIO: _empty, ...rest } = resources as Record<string, unknown>;
-  return { ...linux, resources: rest };
 }
 
 /** The spec's linux.cgroupsPath, if it sets one; `where` names the spec in errors. */

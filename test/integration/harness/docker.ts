@@ -98,6 +98,11 @@ export class Docker {
     this.child = undefined;
     // A managed containerd outlives a dockerd that was killed: it is ours, by its config under our exec root.
     for (const line of processesMatching(`containerd --config ${this.execRoot}/`)) kill(line);
+    // Shims that outlived a failed test (by their containerd address), with their containers' processes.
+    for (const line of processesMatching(`containerd-shim-runc-v2 .*-address ${this.execRoot}/`)) {
+      for (const child of processesMatching(".").filter((candidate) => parentOf(candidate) === Number(line.split(" ")[0]))) kill(child);
+      kill(line);
+    }
     for (const line of this.moatdProcesses()) kill(line, "SIGTERM");
     while (this.moatdProcesses().length > 0 || processesMatching(`containerd --config ${this.execRoot}/`).length > 0) await sleep(50);
   }
@@ -136,7 +141,7 @@ export class Docker {
     const kept = [...DAEMON_FILES, ".templates"];
     assert.deepEqual(listDir(this.moatRoot).filter((name) => !kept.includes(name)), [], `left in ${this.moatRoot}`);
     assert.deepEqual(this.workspace.socketDirs(), [], "socket directories left");
-    assert.deepEqual(processesMatching(`containerd-shim-runc-v2 .*${this.execRoot}/`), [], "shims left");
+    assert.deepEqual(processesMatching(`containerd-shim-runc-v2 .*-address ${this.execRoot}/`), [], "shims left");
     assert.deepEqual(this.workspace.mounts().filter((point) => !isDockerOwn(point, this)), [], "mounts left (a container's root file system, a share)");
   }
 
@@ -177,6 +182,16 @@ function listDir(path: string): string[] {
     return readdirSync(path);
   } catch {
     return [];
+  }
+}
+
+/** The parent pid of a "pid cmdline" line's process; 0 if it is gone. */
+function parentOf(line: string): number {
+  try {
+    const stat = readFileSync(`/proc/${line.split(" ")[0]}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return 0;
   }
 }
 
