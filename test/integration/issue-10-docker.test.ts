@@ -93,6 +93,17 @@ test("docker run -d, exec, logs, pause/unpause, stop, rm", async () => {
   const afterThaw = await docker.docker(["exec", "moat-d1", "echo", "thawed"]);
   assert.equal(afterThaw.stdout, "thawed\n", context(afterThaw));
 
+  // Docker sends 0 for every limit it does not change: the memory limit must not become 0.
+  const updated = await docker.docker(["update", "--cpus", "0.5", "moat-d1"]);
+  assert.equal(updated.code, 0, context(updated));
+  const limits = await docker.docker(["exec", "moat-d1", "sh", "-c", `cat /sys/fs/cgroup/docker/${id}/cpu.max /sys/fs/cgroup/docker/${id}/memory.max`]);
+  assert.equal(limits.stdout, "50000 100000\nmax\n", context(limits));
+  assert.equal(await status(), "running");
+  // docker top looks the pids up on the host: the stand-in's, not the guest's.
+  const top = await docker.docker(["top", "moat-d1"]);
+  assert.equal(top.code, 0, context(top));
+  assert.deepEqual(top.stdout.trim().split("\n").slice(1).map((line) => /moat-standin/.test(line)), [true], top.stdout);
+
   // sh as PID 1 ignores SIGTERM: docker stop waits its timeout, then SIGKILL.
   const stopped = await docker.docker(["stop", "--time", "1", "moat-d1"]);
   assert.equal(stopped.code, 0, context(stopped));
