@@ -136,3 +136,26 @@ test("a restarted moatd adopts Docker's running container by its sockets, and le
     assert.equal(removed.code, 0, context(removed));
   }
 });
+
+test("docker run -t; kill -s, restart, kill, wait", async () => {
+  const tty = await docker.docker([...run, "--rm", "-t", BUSYBOX_TAG, "sh", "-c", "tty; exit 3"]);
+  assert.equal(tty.code, 3, context(tty));
+  assert.equal(tty.stdout, "/dev/pts/0\r\n", "one stream, through a terminal");
+
+  const started = await docker.docker([...run, "--detach", "--name", "moat-k1", BUSYBOX_TAG, "sh", "-c", "trap 'echo got USR1' USR1; while true; do sleep 1; done"]);
+  assert.equal(started.code, 0, context(started));
+  const signalled = await docker.docker(["kill", "--signal", "USR1", "moat-k1"]);
+  assert.equal(signalled.code, 0, context(signalled));
+  // The trap runs once the current sleep ends: no timing, the test's own timeout bounds it.
+  while (!(await docker.docker(["logs", "moat-k1"])).stdout.includes("got USR1\n")) await new Promise((resolve) => setTimeout(resolve, 200));
+
+  const restarted = await docker.docker(["restart", "--time", "1", "moat-k1"]);
+  assert.equal(restarted.code, 0, context(restarted));
+  const exec = await docker.docker(["exec", "moat-k1", "echo", "after restart"]);
+  assert.equal(exec.stdout, "after restart\n", context(exec));
+
+  assert.equal((await docker.docker(["kill", "moat-k1"])).code, 0);
+  const waited = await docker.docker(["wait", "moat-k1"]);
+  assert.equal(waited.stdout, "137\n", context(waited));
+  assert.equal((await docker.docker(["rm", "moat-k1"])).code, 0);
+});
