@@ -42,8 +42,10 @@ function floorInitrd(): string {
 
 async function floorBoot(spec: VmSpec): Promise<number> {
   rmSync(spec.paths.stateDir, { recursive: true, force: true });
+  rmSync(spec.paths.socketDir, { recursive: true, force: true });
   // The same devices as a sandbox's VM, the 9p device's (empty) export included.
   mkdirSync(spec.paths.sharesDir, { recursive: true });
+  mkdirSync(spec.paths.socketDir, { recursive: true });
   const started = performance.now();
   const child = spawn(config.qemu.path, qemuArgs(spec), { stdio: "ignore" });
   const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -75,7 +77,7 @@ async function main(): Promise<void> {
     sharedFs: config.qemu.sharedFs,
     shares: [],
     hostTscKhz: await hostTscKhz(),
-    paths: vmPaths(join(work, "floor-state")),
+    paths: vmPaths(join(work, "floor-state"), join(work, "floor-sockets")),
   };
   const bundle = busyboxBundle(join(work, "bundle"), ["/bin/true"]);
   const runc = runcBaseline(bundle, join(work, "runc"));

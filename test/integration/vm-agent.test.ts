@@ -18,7 +18,7 @@ test("boot, health check, version, guest details, shutdown; nothing is left", as
   const sandbox = await startSandboxVm(config, "agent-api");
   const stateDir = `${workspace.stateRoot}/agent-api`;
   try {
-    assert.ok(existsSync(`${stateDir}/agent.sock`));
+    assert.ok(existsSync(`${sandbox.vm.paths.socketDir}/agent.sock`));
     assert.equal(Number(readFileSync(`${stateDir}/qemu.pid`, "utf8")), sandbox.vm.pid);
 
     const check = await sandbox.agent.check();

@@ -1,4 +1,5 @@
 // Options every moat command takes, as commander parses them.
+import { resolve } from "node:path";
 import type { Config } from "../config/index.js";
 
 export interface GlobalOptions {
@@ -16,7 +17,11 @@ export interface GlobalOptions {
   systemdCgroup?: boolean;
 }
 
-/** Applies the command-line overrides to a loaded configuration. */
+/**
+ * Applies the command-line overrides to a loaded configuration. --root is made absolute and
+ * normal: a sandbox's socket directory is named by a hash of its state directory's path, which
+ * must be the same string for every command and for the moatd they start.
+ */
 export function withOverrides(config: Config, global: GlobalOptions): Config {
-  return global.root ? { ...config, runtime: { ...config.runtime, stateRoot: global.root } } : config;
+  return global.root ? { ...config, runtime: { ...config.runtime, stateRoot: resolve(global.root) } } : config;
 }

@@ -172,16 +172,19 @@ export async function listCommand(options: { format?: string; quiet?: boolean },
 }
 
 /**
- * `ps`: the container's processes. They run in the VM, so the pids are the guest's: `--format
- * json` prints them as runc does (an array), the table adds each one's command line.
+ * `ps`: the container's processes. They run in the VM: the table lists them with the guest's
+ * pids and command lines. `--format json` is runc's array of host pids, which its callers look
+ * up on the host (Docker's `top` runs the host's ps and keeps the rows with those pids, so guest
+ * pids there showed whatever host processes had the same numbers): the host process that stands
+ * for the container, its stand-in (the pid `state` reports).
  */
 export async function psCommand(id: string, options: { format?: string }, global: GlobalOptions): Promise<void> {
   if (options.format !== "table" && options.format !== "json") {
     throw new MoatError("MOAT_CLI_FORMAT", `ps: --format: must be table or json, got "${options.format}"`, { status: Code.INVALID_ARGUMENT });
   }
-  const { processes } = await withDaemon(global, (client) => client.ps(id));
+  const [{ processes }, { pid: standIn }] = await withDaemon(global, async (client) => [await client.ps(id), await client.state(id)] as const);
   if (options.format === "json") {
-    process.stdout.write(JSON.stringify(processes.map(({ pid }) => pid)) + "\n");
+    process.stdout.write(JSON.stringify(standIn > 0 ? [standIn] : []) + "\n");
     return;
   }
   const width = Math.max(3, ...processes.map(({ pid }) => String(pid).length));

@@ -184,9 +184,9 @@ export function buildProgram(): Command {
     .action((options: { format?: string; quiet?: boolean }) => listCommand(options, global()));
   program
     .command("ps")
-    .description("OCI: list a container's processes (their pids are the guest's: the container runs in a VM)")
+    .description("OCI: list a container's processes (the table: the guest's pids and commands; the container runs in a VM)")
     .argument("<id>", "container id")
-    .option("-f, --format <format>", "table or json (an array of pids, as runc prints)", "table")
+    .option("-f, --format <format>", "table or json (runc's array of host pids: the container's stand-in)", "table")
     .action((id: string, options: { format?: string }) => psCommand(id, options, global()));
   program
     .command("update")

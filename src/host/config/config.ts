@@ -37,8 +37,10 @@ export interface AgentConfig {
 }
 
 export interface RuntimeConfig {
-  /** Where sandbox state (sockets, logs, pid files) lives, one directory per sandbox. */
+  /** Where sandbox state (logs, pid files, shares) lives, one directory per sandbox. */
   stateRoot: string;
+  /** Where sandboxes' unix sockets live, one directory per sandbox named by a hash of its state directory. */
+  socketRoot: string;
 }
 
 export interface FactoryConfig {

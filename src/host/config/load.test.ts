@@ -153,3 +153,9 @@ test("with no file of moat's, Kata's is read; moat's own comes first", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("runtime.socket_root: read, and refused where its sockets would not fit in a unix socket path", () => {
+  assert.equal(parseConfig('[runtime]\nsocket_root = "/run/s"\n', "/etc/moat/configuration.toml").runtime.socketRoot, "/run/s");
+  invalid(`[runtime]\nsocket_root = "/${"s".repeat(69)}"\n`, /configuration.toml: runtime.socket_root: must be at most 69 bytes long \(unix socket paths allow 107\), got 70/);
+  invalid('[runtime]\nsocket_root = "relative"\n', /runtime.socket_root/);
+});

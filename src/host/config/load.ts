@@ -12,9 +12,15 @@ import { isAbsolute, join } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
+import { SOCKET_PATH_MAX_BYTES, SOCKET_ROOT_MAX_BYTES } from "../hypervisor/index.js";
 import type { Config } from "./config.js";
 import { packageRoot } from "./package-root.js";
 
+/**
+ * Sandboxes' sockets, apart from their state directories (hypervisor/socket-dir.ts): short and
+ * fixed, whatever state root (Docker's is under its exec root) and id a caller chooses.
+ */
+export const DEFAULT_SOCKET_ROOT = "/run/moat-sockets";
 export const SYSTEM_CONFIG_PATH = "/etc/moat/configuration.toml";
 /** Where Kata keeps its configuration, read when moat has none of its own. */
 export const KATA_CONFIG_PATHS = ["/etc/kata-containers/configuration.toml", "/usr/share/defaults/kata-containers/configuration.toml"];
@@ -61,7 +67,7 @@ export function defaultConfig(): Config {
       virtioFsCache: "auto",
     },
     agent: { dialTimeoutMs: 30_000 },
-    runtime: { stateRoot: "/run/moat" },
+    runtime: { stateRoot: "/run/moat", socketRoot: DEFAULT_SOCKET_ROOT },
     factory: { enableTemplate: true, templatePath: undefined, vmCacheNumber: 0 },
   };
 }
@@ -131,6 +137,11 @@ export function parseConfig(text: string, file: string): Config {
 
   const runtime = read.table(document, ["runtime"]);
   config.runtime.stateRoot = read.absolutePath(runtime, "runtime.state_root") ?? config.runtime.stateRoot;
+  const socketRoot = read.absolutePath(runtime, "runtime.socket_root");
+  if (socketRoot !== undefined && Buffer.byteLength(socketRoot) > SOCKET_ROOT_MAX_BYTES) {
+    throw read.invalid("runtime.socket_root", `must be at most ${SOCKET_ROOT_MAX_BYTES} bytes long (unix socket paths allow ${SOCKET_PATH_MAX_BYTES}), got ${Buffer.byteLength(socketRoot)}`);
+  }
+  config.runtime.socketRoot = socketRoot ?? config.runtime.socketRoot;
 
   const factory = read.table(document, ["factory"]);
   config.factory.enableTemplate = read.boolean(factory, "factory.enable_template") ?? config.factory.enableTemplate;

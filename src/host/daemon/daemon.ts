@@ -10,9 +10,9 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
-import { checkProcessDocument, guestSpec, loadBundle } from "../oci/index.js";
+import { checkProcessDocument, guestResources, guestSpec, loadBundle } from "../oci/index.js";
 import { loadConfig } from "../config/index.js";
-import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, vmSizeFor, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, vmSizeFor, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -271,9 +271,9 @@ export class Daemon {
     }
   }
 
-  /** A request's own configuration, with this daemon's state root: sandboxes live where their owner looks. */
+  /** A request's own configuration, with this daemon's state root and socket root: sandboxes live where their owner (and the next one) looks. */
   private withOwnStateRoot(config: Config): Config {
-    return { ...config, runtime: { ...config.runtime, stateRoot: this.config.runtime.stateRoot } };
+    return { ...config, runtime: { ...this.config.runtime } };
   }
 
   /**
@@ -325,7 +325,10 @@ export class Daemon {
     const found = await Promise.all(
       ids.map(async (id) => ({ id, saved: await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as SavedContainer, () => undefined) })), // our own file, written by persist
     );
-    const adoptions = found.map(({ id, saved }) => {
+    // Docker gives every runtime it drives through containerd's runc shim the same --root
+    // (<exec root>/runtime-runc/moby): a directory that is not moat's is runc's, left alone.
+    const ours = (await Promise.all(found.map(async (entry) => (entry.saved || (await isSandboxStateDir(this.config, entry.id)) ? [entry] : [])))).flat();
+    const adoptions = ours.map(({ id, saved }) => {
       const done = this.adoptOne(id, saved).catch((error: unknown) => log(`container ${id}: adoption failed: ${String(error)}`));
       this.adopting.set(id, { saved, done });
       return done.finally(() => this.adopting.delete(id));
@@ -427,7 +430,7 @@ export class Daemon {
 
   private async attachInSandbox(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
     let standInRelay: StdioRelay | undefined;
-    const standInStdio: StdioFactory = (input, where) => StdioRelay.listen(join(sandbox.vm.paths.stateDir, "stdio.sock"), where, input).then((relay) => (standInRelay = relay));
+    const standInStdio: StdioFactory = (input, where) => StdioRelay.listen(join(sandbox.vm.paths.socketDir, "stdio.sock"), where, input).then((relay) => (standInRelay = relay));
     const relay = await this.openStdio(sandbox, state.id, "", stdio ?? standInStdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
@@ -610,7 +613,7 @@ export class Daemon {
   async update(id: string, resourcesJson: string): Promise<void> {
     const container = await this.ready(id);
     if (container.state.status === "stopped") throw this.illegal(container, "update");
-    await container.sandbox.agent.updateContainer(id, parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC"));
+    await container.sandbox.agent.updateContainer(id, guestResources(parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC")));
   }
 
   /** Signals the container's process, or with `execId` one exec'd process. */
@@ -732,7 +735,7 @@ function stateOf(saved: SavedContainer): ContainerState {
 
 /** The runc-style stand-in: a socket in the sandbox's state directory (stdio-relay.ts). */
 function standIn(sandbox: SandboxVm, socketName: string): StdioFactory {
-  return (input, where) => StdioRelay.listen(join(sandbox.vm.paths.stateDir, socketName), where, input);
+  return (input, where) => StdioRelay.listen(join(sandbox.vm.paths.socketDir, socketName), where, input);
 }
 
 function notFound(id: string): MoatError {

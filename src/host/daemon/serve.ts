@@ -16,11 +16,11 @@ import { VmPool } from "../factory/index.js";
 import { vmBase } from "../sandbox/index.js";
 import { Daemon } from "./daemon.js";
 import { lifecycleService } from "./lifecycle-service.js";
-import { daemonSocketPath } from "./socket-path.js";
+import { DAEMON_SOCKET_NAME_MAX_BYTES, daemonSocketPath } from "./socket-path.js";
 
 /** A front end moatd serves beside its own API: its ttrpc services on its own socket. */
 export interface FrontEnd {
-  /** The socket's file name under the state root. */
+  /** The socket's file name under the state root: at most DAEMON_SOCKET_NAME_MAX_BYTES. */
   socketName: string;
   /** Registers its services, and its adopter on the daemon (called before the daemon adopts). */
   register(server: TtrpcServer, daemon: Daemon, log: (line: string) => void): void;
@@ -90,6 +90,8 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
   // The front ends first: a client that finds moatd.sock answering may rely on them.
   const servers: Array<{ server: Server; path: string }> = [];
   for (const { frontEnd, ttrpc } of frontEnds) {
+    // daemonSocketPath checked that the state root leaves room for a name this long.
+    if (Buffer.byteLength(frontEnd.socketName) > DAEMON_SOCKET_NAME_MAX_BYTES) throw new Error(`front end socket name ${frontEnd.socketName}: longer than ${DAEMON_SOCKET_NAME_MAX_BYTES} bytes`);
     const socketPath = join(stateRoot, frontEnd.socketName);
     servers.push({ server: await listen(socketPath, ttrpc), path: socketPath });
   }

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { tracer } from "../../shared/trace.js";
 import type { Config } from "../config/index.js";
-import { killRunningQemu, runningQemuPid, vmPaths, type QemuVm } from "../hypervisor/index.js";
+import { killRunningQemu, makeSocketDir, moveSocketDir, runningQemuPid, vmPaths, type QemuVm } from "../hypervisor/index.js";
 import { removeStateDir } from "../storage/index.js";
 import { ensureTemplate, restoreFromTemplate, type TemplateBase } from "./template.js";
 
@@ -90,6 +90,7 @@ export class VmPool {
       await vm.qmp.execute("cont", undefined, QMP_CALL_MS);
       vm.qmp.close(new Error("handed to a sandbox")); // the sandbox opens its own QMP session
       await rename(vm.paths.stateDir, stateDir);
+      await moveSocketDir(vm.paths, vmPaths(stateDir, this.options.config.runtime.socketRoot), `sandbox ${sandboxId}`);
       trace(sandboxId, `took pool VM ${id} (${this.ready.length} left)`);
       return { taken: true };
     } catch (error) {
@@ -137,11 +138,12 @@ export class VmPool {
     }
     const template = await ensureTemplate(config, base);
     const id = `pool-${randomBytes(6).toString("hex")}`;
-    const paths = vmPaths(join(config.runtime.stateRoot, POOL_DIR, id));
+    const paths = vmPaths(join(config.runtime.stateRoot, POOL_DIR, id), config.runtime.socketRoot);
     const cleanup = new CleanupStack();
     try {
       await mkdir(paths.sharesDir, { recursive: true, mode: 0o700 });
-      cleanup.push(`remove ${paths.stateDir}`, () => removeStateDir(paths.stateDir));
+      cleanup.push(`remove ${paths.stateDir}`, () => removeStateDir(paths));
+      await makeSocketDir(paths, `warm pool ${id}`);
       const startedAt = performance.now();
       const vm = await restoreFromTemplate(config, template, { ...base, id, shares: [], paths }, FILL_NICE);
       cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
@@ -179,7 +181,7 @@ export class VmPool {
     const at = this.ready.indexOf(pooled);
     if (at >= 0) this.ready.splice(at, 1);
     await pooled.vm.kill();
-    await removeStateDir(pooled.vm.paths.stateDir).catch((error: unknown) => this.options.log(`warm pool: ${String(error)}`));
+    await removeStateDir(pooled.vm.paths).catch((error: unknown) => this.options.log(`warm pool: ${String(error)}`));
   }
 
   private skip(reason: string): void {
@@ -195,9 +197,9 @@ export class VmPool {
 export async function removePoolLeftovers(config: Config, log: (line: string) => void): Promise<void> {
   const root = join(config.runtime.stateRoot, POOL_DIR);
   for (const id of await readdir(root).catch(() => [])) {
-    const paths = vmPaths(join(root, id));
+    const paths = vmPaths(join(root, id), config.runtime.socketRoot);
     const pid = await killRunningQemu(id, paths);
-    await removeStateDir(paths.stateDir);
+    await removeStateDir(paths);
     log(`warm pool: ${id} was left by a daemon that is gone; removed${pid !== undefined ? ` and its QEMU ${pid} killed` : ""}`);
   }
   await rm(root, { recursive: true, force: true });
@@ -208,7 +210,7 @@ export async function readyPoolVms(config: Config): Promise<string[]> {
   const root = join(config.runtime.stateRoot, POOL_DIR);
   const ready: string[] = [];
   for (const id of await readdir(root).catch(() => [])) {
-    const paths = vmPaths(join(root, id));
+    const paths = vmPaths(join(root, id), config.runtime.socketRoot);
     const isReady = await readFile(join(paths.stateDir, READY_FILE)).then(() => true, () => false);
     if (isReady && (await runningQemuPid(id, paths)) !== undefined) ready.push(id);
   }

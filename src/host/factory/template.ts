@@ -18,7 +18,7 @@ import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import type { Config } from "../config/index.js";
-import { exitedError, killRunningQemu, loadState, processGone, QemuVm, saveState, vcpuReport, vmPaths, type VmSpec } from "../hypervisor/index.js";
+import { exitedError, killRunningQemu, loadState, makeSocketDir, processGone, QemuVm, removeSocketDir, saveState, vcpuReport, vmPaths, type VmSpec } from "../hypervisor/index.js";
 
 const trace = tracer("factory");
 
@@ -134,7 +134,9 @@ async function buildTemplate(config: Config, base: TemplateBase, key: string, fa
     // removeAbandonedBuilds tells an abandoned build from a live one by this pid.
     await writeFile(join(dir, BUILDER_PID_FILE), String(process.pid));
     const memoryPath = join(dir, "memory");
-    const spec: VmSpec = { ...base, id: `template-${key}`, paths: vmPaths(dir), shares: [], memoryFile: { path: memoryPath, shared: true } };
+    const spec: VmSpec = { ...base, id: `template-${key}`, paths: vmPaths(dir, config.runtime.socketRoot), shares: [], memoryFile: { path: memoryPath, shared: true } };
+    cleanup.push(`remove ${spec.paths.socketDir}`, () => removeSocketDir(spec.paths.socketDir));
+    await makeSocketDir(spec.paths, where);
     // The 9p device's export: empty in the template, as it is in a clone until its shares come.
     await mkdir(spec.paths.sharesDir);
     const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
@@ -146,7 +148,8 @@ async function buildTemplate(config: Config, base: TemplateBase, key: string, fa
     const final = join(root, key);
     const template: Template = { key, family, dir: final, memoryPath: join(final, "memory"), statePath: join(final, "state"), base, created: new Date().toISOString() };
     await writeFile(join(dir, "template.json"), JSON.stringify(template, null, 2) + "\n");
-    for (const name of ["qmp.sock", "agent.sock", "qemu.pid", "qemu.name", "shares", BUILDER_PID_FILE]) await rm(join(dir, name), { recursive: true, force: true });
+    for (const name of ["qemu.pid", "qemu.name", "shares", BUILDER_PID_FILE]) await rm(join(dir, name), { recursive: true, force: true });
+    await removeSocketDir(spec.paths.socketDir);
     try {
       await rename(dir, final);
     } catch (error) {
@@ -195,7 +198,9 @@ export async function removeAbandonedBuilds(config: Config, log: (line: string) 
     const dir = join(root, name);
     const builder = Number(await readFile(join(dir, BUILDER_PID_FILE), "utf8").catch(() => "0"));
     if (builder > 0 && !(await processGone(builder))) continue;
-    const qemu = await killRunningQemu(`template-${name.slice(0, name.indexOf(".building-"))}`, vmPaths(dir));
+    const paths = vmPaths(dir, config.runtime.socketRoot);
+    const qemu = await killRunningQemu(`template-${name.slice(0, name.indexOf(".building-"))}`, paths);
+    await removeSocketDir(paths.socketDir);
     await rm(dir, { recursive: true, force: true });
     log(`template build ${name}: its builder is gone; removed${qemu !== undefined ? ` and its QEMU ${qemu} killed` : ""}`);
   }

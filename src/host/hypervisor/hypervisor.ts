@@ -1,6 +1,8 @@
 // The hypervisor interface: what the sandbox layer asks of any VMM. QEMU is the one
 // implementation today (qemu/); Cloud Hypervisor and Firecracker would sit beside it.
 
+import { createHash } from "node:crypto";
+
 export type Accelerator = "kvm" | "tcg";
 export type MachineType = "microvm" | "q35";
 /** How host directories reach the guest: QEMU's built-in 9p server, or virtiofsd over vhost-user (Kata's `shared_fs` values). */
@@ -9,9 +11,15 @@ export type SharedFs = "virtio-fs" | "virtio-9p";
 /** The guest's root file system: a read-only image on virtio-blk, or an initrd in RAM. */
 export type GuestRootfs = { kind: "image"; path: string } | { kind: "initrd"; path: string };
 
-/** Where one VM's sockets and logs live: all inside its state directory. */
+/**
+ * Where one VM's files live: logs, pid files and shares in its state directory; its unix
+ * sockets in its socket directory (socketDirFor), whose path does not grow with the state
+ * root or the sandbox id.
+ */
 export interface VmPaths {
   stateDir: string;
+  /** <socket root>/<hash of stateDir>: QMP, agent, migration and virtiofsd sockets, and the stand-ins' (daemon/). */
+  socketDir: string;
   qmpSocket: string;
   agentSocket: string;
   /**
@@ -98,17 +106,19 @@ export interface Vm {
   kill(): Promise<VmExit>;
 }
 
-export function vmPaths(stateDir: string): VmPaths {
+export function vmPaths(stateDir: string, socketRoot: string): VmPaths {
+  const socketDir = socketDirFor(socketRoot, stateDir);
   return {
     stateDir,
-    qmpSocket: `${stateDir}/qmp.sock`,
-    agentSocket: `${stateDir}/agent.sock`,
+    socketDir,
+    qmpSocket: `${socketDir}/qmp.sock`,
+    agentSocket: `${socketDir}/agent.sock`,
     logDir: `${stateDir}/logs`,
     consoleLog: `${stateDir}/logs/console.log`,
     vmLog: `${stateDir}/logs/vm.log`,
     hypervisorLog: `${stateDir}/logs/qemu.log`,
     pidFile: `${stateDir}/qemu.pid`,
-    migrationSocket: `${stateDir}/migrate.sock`,
+    migrationSocket: `${socketDir}/migrate.sock`,
     sharesDir: `${stateDir}/shares`,
     nameFile: `${stateDir}/qemu.name`,
   };
@@ -116,9 +126,28 @@ export function vmPaths(stateDir: string): VmPaths {
 
 /**
  * The vhost-user socket on which the virtiofsd serving share `tag` listens; QEMU connects to
- * it. A short name: a unix socket path has 107 bytes, and podman's container ids (the state
- * directory's name) alone take 64.
+ * it. A short name: it must fit in SOCKET_NAME_MAX_BYTES.
  */
-export function virtiofsSocketPath(stateDir: string, tag: string): string {
-  return `${stateDir}/vfs-${tag}.sock`;
+export function virtiofsSocketPath(socketDir: string, tag: string): string {
+  return `${socketDir}/vfs-${tag}.sock`;
+}
+
+/** A unix socket's path has at most 107 bytes (sun_path is 108, with its terminating NUL). */
+export const SOCKET_PATH_MAX_BYTES = 107;
+/** The longest name of a socket in a socket directory ("exec-12345.sock", "vfs-s0.sock"). */
+export const SOCKET_NAME_MAX_BYTES = 16;
+/** Hex digits of the state directory's SHA-256 that name its socket directory (80 bits). */
+const SOCKET_DIR_NAME_CHARS = 20;
+/** The longest socket root that leaves room for a socket directory and a socket name. */
+export const SOCKET_ROOT_MAX_BYTES = SOCKET_PATH_MAX_BYTES - 1 - SOCKET_DIR_NAME_CHARS - 1 - SOCKET_NAME_MAX_BYTES;
+
+/**
+ * The directory of a sandbox's (or template's, or pool VM's) unix sockets: a fixed-length
+ * name under the socket root ([runtime] socket_root), from a hash of its state directory.
+ * Docker passes a --root under its exec root and 64-character ids, which leave no room for a
+ * socket name in the state directory itself (issue 10); this path is the same length for any
+ * state directory, and the same one for a restarted moatd, which finds the sockets by it.
+ */
+export function socketDirFor(socketRoot: string, stateDir: string): string {
+  return `${socketRoot}/${createHash("sha256").update(stateDir).digest("hex").slice(0, SOCKET_DIR_NAME_CHARS)}`;
 }

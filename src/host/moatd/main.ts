@@ -1,6 +1,7 @@
 // `moatd`: the host daemon's entry point, where the daemon and the front ends it serves are
 // put together (the daemon itself knows none of them: src/host/daemon/serve.ts).
 //   moatd [--root DIR] [--config FILE] [--idle-exit-seconds N]
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { formatForUser } from "../../shared/errors.js";
 import { loadConfig } from "../config/index.js";
@@ -16,7 +17,7 @@ try {
     options: { root: { type: "string" }, config: { type: "string" }, "idle-exit-seconds": { type: "string", default: "30" } },
   });
   const config = loadConfig(values.config);
-  if (values.root) config.runtime.stateRoot = values.root;
+  if (values.root) config.runtime.stateRoot = resolve(values.root); // as the CLI's --root (withOverrides)
   await serveDaemon(config, { idleExitMs: Number(values["idle-exit-seconds"]) * 1000, log, frontEnds: [containerdTaskFrontEnd] });
 } catch (error) {
   log(`moatd: ${formatForUser(error)}`);

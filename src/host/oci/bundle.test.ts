@@ -97,3 +97,13 @@ test("an image's root is shared read-only under an overlay", () => {
   const { shares } = guestSpec({ containerId: "c1", spec: defaultSpec({ args: ["sh"], env: [], cwd: "/", hostname: "h" }), rootfs: "/images/busybox", overlay: true, where: "image busybox", filesDir: "/state/c1/files" });
   assert.deepEqual(shares, [{ tag: "s0", hostPath: "/images/busybox", readOnly: true, overlay: true }]);
 });
+
+test("Docker's spec: host hooks are not given to the guest, its unset resources are dropped (guest-resources.ts)", () => {
+  const docker = bundle("docker-spec", (spec) => {
+    spec.hooks = { prestart: [{ path: "/proc/1234/exe", args: ["libnetwork-setkey", "-exec-root=/run/docker", "c1", "abc"] }] };
+    spec.linux.resources = { memory: { disableOOMKiller: false }, cpu: { shares: 0 }, blockIO: { weight: 0 } };
+  });
+  const { spec } = guestSpec({ containerId: "c1", spec: loadBundle(docker).spec, rootfs: join(docker, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
+  assert.equal(spec.hooks, undefined);
+  assert.deepEqual((spec.linux as { resources: object }).resources, { memory: { disableOOMKiller: false } });
+});

@@ -12,6 +12,7 @@ import { shareGuestPath } from "../../shared/protocol/index.js";
 import { hostCgroupTarget, type HostCgroupTarget } from "../cgroup/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { isBindMount, type OciMount, type OciSpec } from "./bundle.js";
+import { guestLinux } from "./guest-resources.js";
 
 export interface GuestShare {
   tag: string;
@@ -82,9 +83,13 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
   // no systemd to ask, gets the same path, a systemd-form one expanded as systemd would.
   const cgroupsPath = specCgroupsPath(spec, where);
   const hostCgroup = cgroupsPath === undefined ? undefined : hostCgroupTarget(cgroupsPath, where);
-  const linux = hostCgroup?.systemd ? { linux: { ...(spec.linux as object), cgroupsPath: hostCgroup.path } } : {};
+  const linux = guestLinux(hostCgroup?.systemd ? { ...(spec.linux as object), cgroupsPath: hostCgroup.path } : spec.linux);
+  // OCI hooks are host programs (Docker's is `/proc/<dockerd>/exe libnetwork-setkey`), which
+  // the guest does not have; run on the host with the stand-in's pid as the container's, a
+  // network hook would act on the host's namespaces. They are not run (docs/runtime-contract.md).
+  const { hooks: _hooks, ...unhooked } = spec;
   return {
-    spec: { ...spec, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...linux },
+    spec: { ...unhooked, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...(linux === undefined ? {} : { linux }) },
     shares,
     files,
     hostCgroup,

@@ -6,6 +6,7 @@ export {
   discardSandbox,
   guestArtifacts,
   isSandboxId,
+  isSandboxStateDir,
   sandboxFilesDir,
   startSandboxVm,
   validateSandboxId,

@@ -2,7 +2,7 @@
 // the undo of each, so that a failure at any step leaves nothing behind.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir } from "node:fs/promises";
+import { copyFile, mkdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
@@ -18,7 +18,11 @@ import {
   exitedError,
   hostTscKhz,
   killRunningQemu,
+  makeSocketDir,
   QemuVm,
+  SOCKET_NAME_MAX_BYTES,
+  SOCKET_PATH_MAX_BYTES,
+  STATE_DIR_LINK,
   tailOf,
   trimLogs,
   vcpuReport,
@@ -44,13 +48,6 @@ const SHUTDOWN_GRACE_MS = 5_000;
 /** A virtiofsd exits by itself once QEMU has gone; this long is allowed before it is killed. */
 const SHARE_SERVER_GRACE_MS = 1_000;
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-/**
- * The longest name of a socket in a sandbox's state directory ("exec-12345.sock",
- * "vfs-s0.sock"). A unix socket's path is at most 107 bytes, and container ids are long
- * (podman's and Kubernetes' are 64 hex digits), so the state root must leave room for both.
- */
-export const SOCKET_NAME_MAX_BYTES = 16;
-const SOCKET_PATH_MAX_BYTES = 107;
 
 /** How a sandbox's VM started: taken from the warm pool, restored from a template (by key), or booted cold (and why). */
 export type StartPath = { kind: "pool"; template: string } | { kind: "template"; template: string } | { kind: "cold"; reason: string };
@@ -100,12 +97,16 @@ export function validateSandboxId(id: string): void {
   }
 }
 
-/** Fails clearly where a socket in `stateDir` would not fit in a unix socket address. */
-function checkSocketRoom(stateDir: string, where: string): void {
-  const longest = Buffer.byteLength(stateDir) + 1 + SOCKET_NAME_MAX_BYTES;
+/**
+ * Fails clearly where a socket in `socketDir` would not fit in a unix socket address. Its
+ * length depends only on [runtime] socket_root, which the configuration bounds; this catches
+ * a Config made in code.
+ */
+function checkSocketRoom(socketDir: string, where: string): void {
+  const longest = Buffer.byteLength(socketDir) + 1 + SOCKET_NAME_MAX_BYTES;
   if (longest > SOCKET_PATH_MAX_BYTES) {
-    throw new MoatError("MOAT_STATE_PATH_LONG", `${where}: state directory ${stateDir} is too long for its sockets (${longest} bytes, unix sockets allow ${SOCKET_PATH_MAX_BYTES})`, {
-      hint: "use a shorter state root (--root or [runtime] state_root) or a shorter container id",
+    throw new MoatError("MOAT_STATE_PATH_LONG", `${where}: socket directory ${socketDir} is too long for its sockets (${longest} bytes, unix sockets allow ${SOCKET_PATH_MAX_BYTES})`, {
+      hint: "use a shorter [runtime] socket_root",
       status: Code.INVALID_ARGUMENT,
     });
   }
@@ -163,7 +164,8 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   const cleanup = new CleanupStack();
   try {
     const stateDir = join(config.runtime.stateRoot, id);
-    checkSocketRoom(stateDir, where);
+    const paths = vmPaths(stateDir, config.runtime.socketRoot);
+    checkSocketRoom(paths.socketDir, where);
     const { abort } = options;
     const coldReason = coldBootReason(config);
     const pool = coldReason === undefined ? options.pool : undefined;
@@ -176,13 +178,14 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       }
       throw new MoatError("MOAT_STATE_DIR", `${where}: cannot create ${stateDir}`, { cause: error, status: Code.INTERNAL });
     }
-    cleanup.push(`remove ${stateDir}`, () => removeStateDir(stateDir));
+    cleanup.push(`remove ${stateDir}`, () => removeStateDir(paths));
+    await makeSocketDir(paths, where); // removed by removeStateDir
     // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
     cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
     const base = await vmBase(config, options, accelerator.accelerator);
     abort?.throwIfAborted();
     const shares = options.shares ?? [];
-    const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths: vmPaths(stateDir) };
+    const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths };
     // A pool VM moves into the state directory, so it comes before anything is put there.
     const pooled = pool ? await fromPool(config, spec, base, pool) : undefined;
     if (pooled) cleanup.push(`kill QEMU ${pooled.vm.pid}`, () => pooled.vm.kill().then(() => undefined));
@@ -202,6 +205,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       shares: spec.shares,
       virtiofsd: { binary: config.qemu.virtioFsDaemon, cache: config.qemu.virtioFsCache },
       stateDir,
+      socketDir: paths.socketDir,
       where,
     });
     cleanup.push(`kill share servers ${shareServers.pids.join(" ")}`, () => shareServers.kill());
@@ -357,8 +361,8 @@ function coldBootReason(config: Config): string | undefined {
  */
 export async function adoptSandboxVm(config: Config, id: string): Promise<SandboxVm | undefined> {
   validateSandboxId(id);
-  const paths = vmPaths(join(config.runtime.stateRoot, id));
-  const shareServers = await ShareServers.adopt(paths.stateDir);
+  const paths = vmPaths(join(config.runtime.stateRoot, id), config.runtime.socketRoot);
+  const shareServers = await ShareServers.adopt(paths);
   const vm = await QemuVm.adopt(id, paths, QEMU_START_TIMEOUT_MS).catch(async (error: unknown) => {
     await shareServers.kill();
     throw error;
@@ -383,17 +387,27 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
 }
 
 /**
+ * True if <state root>/<id> is a sandbox's state directory: its socket directory links back to
+ * it (made right after it). A directory that is not is another runtime's that shares the state
+ * root (Docker's runc), or one whose sandbox never got further than its mkdir.
+ */
+export async function isSandboxStateDir(config: Config, id: string): Promise<boolean> {
+  const paths = vmPaths(join(config.runtime.stateRoot, id), config.runtime.socketRoot);
+  return (await readlink(join(paths.socketDir, STATE_DIR_LINK)).catch(() => undefined)) === paths.stateDir;
+}
+
+/**
  * Removes a sandbox that cannot be adopted: its QEMU, if one still runs (found by its pid file
  * and checked to be this sandbox's), and its share servers are killed without asking anything
  * of them, and its state directory is removed.
  */
 export async function discardSandbox(config: Config, id: string): Promise<void> {
   validateSandboxId(id);
-  const paths = vmPaths(join(config.runtime.stateRoot, id));
+  const paths = vmPaths(join(config.runtime.stateRoot, id), config.runtime.socketRoot);
   await killRunningQemu(id, paths);
-  await (await ShareServers.adopt(paths.stateDir)).kill();
+  await (await ShareServers.adopt(paths)).kill();
   await releaseHostCgroup(paths.stateDir);
-  await removeStateDir(paths.stateDir);
+  await removeStateDir(paths);
 }
 
 function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
@@ -412,7 +426,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
       await releaseHostCgroup(vm.paths.stateDir);
-      await removeStateDir(vm.paths.stateDir);
+      await removeStateDir(vm.paths);
       return exit;
     },
     kill: async () => {

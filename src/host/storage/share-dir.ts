@@ -14,7 +14,7 @@ import { MoatError } from "../../shared/errors.js";
 import { ownMounts } from "../../shared/mountinfo.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
-import type { Share } from "../hypervisor/index.js";
+import { removeSocketDir, type Share, type VmPaths } from "../hypervisor/index.js";
 
 const trace = tracer("storage");
 const MOUNT_TIMEOUT_MS = 10_000;
@@ -47,10 +47,14 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 }
 
 /**
- * Removes a sandbox's (or pool VM's) state directory: first every mount under it, lazily (a
- * QEMU still dying may hold files in them), then the directory. Gone already counts as done.
+ * Removes a sandbox's (or pool VM's) state directory: its socket directory first (so that a
+ * removal cut short leaves the state directory, which the next moatd finds and removes, not
+ * an orphaned socket directory), then every mount under the state directory, lazily (a QEMU
+ * still dying may hold files in them), then the directory. Gone already counts as done.
  */
-export async function removeStateDir(stateDir: string): Promise<void> {
+export async function removeStateDir(paths: Pick<VmPaths, "stateDir" | "socketDir">): Promise<void> {
+  const { stateDir } = paths;
+  await removeSocketDir(paths.socketDir);
   for (const point of await mountsUnder(stateDir)) await unmount(point);
   const left = await mountsUnder(stateDir);
   if (left.length > 0) {

@@ -10,6 +10,7 @@ export interface ShareServerOptions {
   /** The virtiofsd binary and cache mode (used for virtio-fs). */
   virtiofsd: { binary: string; cache: VirtioFsCache };
   stateDir: string;
+  socketDir: string;
   /** Names the sandbox in errors. */
   where: string;
 }
@@ -31,7 +32,7 @@ export class ShareServers {
     if (options.sharedFs === "virtio-9p") return new ShareServers("virtio-9p", []);
     const started = await Promise.allSettled(
       options.shares.map((share) =>
-        Virtiofsd.start({ ...options.virtiofsd, tag: share.tag, source: share.hostPath, readOnly: share.readOnly, stateDir: options.stateDir }, options.where),
+        Virtiofsd.start({ ...options.virtiofsd, tag: share.tag, source: share.hostPath, readOnly: share.readOnly, stateDir: options.stateDir, socketDir: options.socketDir }, options.where),
       ),
     );
     const daemons = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
@@ -43,10 +44,10 @@ export class ShareServers {
     return new ShareServers(options.sharedFs, daemons);
   }
 
-  /** The servers a previous moatd started for the sandbox in `stateDir` and left running. */
-  static async adopt(stateDir: string): Promise<ShareServers> {
-    const sharedFs = (await Virtiofsd.tagsIn(stateDir)).length > 0 ? "virtio-fs" : "virtio-9p";
-    return new ShareServers(sharedFs, await Virtiofsd.adopt(stateDir));
+  /** The servers a previous moatd started for the sandbox in `paths.stateDir` and left running. */
+  static async adopt(paths: { stateDir: string; socketDir: string }): Promise<ShareServers> {
+    const sharedFs = (await Virtiofsd.tagsIn(paths.stateDir)).length > 0 ? "virtio-fs" : "virtio-9p";
+    return new ShareServers(sharedFs, await Virtiofsd.adopt(paths));
   }
 
   get pids(): number[] {

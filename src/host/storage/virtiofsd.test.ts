@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { virtiofsdCommand, type VirtiofsdOptions } from "./virtiofsd.js";
 
 function options(change: Partial<VirtiofsdOptions> = {}): VirtiofsdOptions {
-  return { binary: "/usr/lib/qemu/virtiofsd", tag: "m1", source: "/data", readOnly: false, cache: "auto", stateDir: "/run/moat/s1", ...change };
+  return { binary: "/usr/lib/qemu/virtiofsd", tag: "m1", source: "/data", readOnly: false, cache: "auto", stateDir: "/run/moat/s1", socketDir: "/run/moat-sockets/0123456789abcdef0123", ...change };
 }
 
 test("virtiofsd starts in a private mount namespace, one pid from unshare to virtiofsd", () => {
@@ -19,7 +19,7 @@ test("virtiofsd starts in a private mount namespace, one pid from unshare to vir
 
 test("its socket is where QEMU looks, and it keeps its own sandbox with fewer capabilities", () => {
   const { args } = virtiofsdCommand(options());
-  assert.ok(args.includes("--socket-path=/run/moat/s1/vfs-m1.sock"));
+  assert.ok(args.includes("--socket-path=/run/moat-sockets/0123456789abcdef0123/vfs-m1.sock"));
   assert.ok(args.includes("source=/data"));
   assert.ok(args.includes("sandbox=namespace"));
   assert.ok(args.includes("modcaps=-mknod:-setfcap"));

@@ -38,8 +38,10 @@ export interface VirtiofsdOptions {
   source: string;
   readOnly: boolean;
   cache: VirtioFsCache;
-  /** The sandbox's state directory: virtiofsd's socket (where QEMU looks), log and pid file go there. */
+  /** The sandbox's state directory: virtiofsd's log and pid file go there. */
   stateDir: string;
+  /** The sandbox's socket directory: virtiofsd's socket, where QEMU looks for it. */
+  socketDir: string;
 }
 
 /**
@@ -63,7 +65,7 @@ export function virtiofsdCommand(options: VirtiofsdOptions): { command: string; 
       "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
       options.readOnly ? "ro" : "rw", options.source, virtiofsdFiles(options.stateDir, options.tag).pid,
       options.binary,
-      `--socket-path=${virtiofsSocketPath(options.stateDir, options.tag)}`,
+      `--socket-path=${virtiofsSocketPath(options.socketDir, options.tag)}`,
       "-o", `source=${options.source}`,
       "-o", `cache=${options.cache === "never" ? "none" : options.cache}`,
       // Its own sandbox: pivot_root into the share in new mount, pid and net namespaces, plus
@@ -102,7 +104,7 @@ export class Virtiofsd {
     const options = { ...given, source: await realpath(given.source) };
     const { command, args } = virtiofsdCommand(options);
     const paths = virtiofsdFiles(options.stateDir, options.tag);
-    const socketPath = virtiofsSocketPath(options.stateDir, options.tag);
+    const socketPath = virtiofsSocketPath(options.socketDir, options.tag);
     trace(where, `${command} ${args.join(" ")}`);
     mkdirSync(PID_LOCK_DIR, { recursive: true, mode: 0o700 }); // the mount point for the namespace's tmpfs
     const logFd = openSync(paths.log, "a");
@@ -135,14 +137,14 @@ export class Virtiofsd {
 
   /**
    * The virtiofsds a previous moatd started for the sandbox in `stateDir`, found by their pid
-   * files; a pid that is gone or now runs something else is skipped.
+   * files; a pid that is gone or now runs something else (no socket in `socketDir`) is skipped.
    */
-  static async adopt(stateDir: string): Promise<Virtiofsd[]> {
+  static async adopt({ stateDir, socketDir }: { stateDir: string; socketDir: string }): Promise<Virtiofsd[]> {
     const found: Virtiofsd[] = [];
     for (const tag of await Virtiofsd.tagsIn(stateDir)) {
       const pid = Number((await readFile(virtiofsdFiles(stateDir, tag).pid, "utf8").catch(() => "")).trim());
       const cmdline = Number.isInteger(pid) && pid > 0 ? await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "") : "";
-      if (!cmdline.includes(`--socket-path=${stateDir}/`)) continue;
+      if (!cmdline.includes(`--socket-path=${socketDir}/`)) continue;
       found.push(new Virtiofsd(pid, tag, () => pidExited(pid, EXIT_POLL_MS)));
     }
     return found;

@@ -1,6 +1,8 @@
 // A busybox OCI image archive built from the project's busybox root file system
 // (dist/images/busybox/rootfs, from `make guest`), for `ctr images import`: no registry is
-// reachable here. The layout is the OCI image spec's: oci-layout, index.json, and blobs for
+// reachable here. Docker 20.10's `docker load` wants the older docker-archive format
+// (manifest.json, config and layer tar by name): buildBusyboxDockerArchive makes that from
+// the same layer and config. The layout is the OCI image spec's: oci-layout, index.json, and blobs for
 // one uncompressed layer tar, the config and the manifest. Reproducible: the layer is tarred
 // in name order with zero times and owners, and the JSON is written in a fixed order.
 import { execFileSync } from "node:child_process";
@@ -31,14 +33,9 @@ export function buildBusyboxArchive(dir: string): string {
   };
 
   const layerTar = join(layout, "layer.tar");
-  execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", join(repoRoot, "dist", "images", "busybox", "rootfs", "."), "-cf", layerTar, "."]);
+  busyboxLayer(layerTar);
   const layer = addBlob(layerTar); // uncompressed: its digest is also its diff id
-  const config = addJson({
-    architecture: "amd64",
-    os: "linux",
-    config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"] },
-    rootfs: { type: "layers", diff_ids: [layer.digest] },
-  });
+  const config = addJson(busyboxConfig(layer.digest));
   const manifest = addJson({
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
@@ -61,5 +58,40 @@ export function buildBusyboxArchive(dir: string): string {
   );
   const archive = join(dir, "busybox-oci.tar");
   execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", layout, "-cf", archive, "oci-layout", "index.json", "blobs"]);
+  return archive;
+}
+
+/** The image's one layer: the busybox tree, tarred reproducibly and uncompressed. */
+function busyboxLayer(path: string): void {
+  execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", join(repoRoot, "dist", "images", "busybox", "rootfs", "."), "-cf", path, "."]);
+}
+
+function busyboxConfig(layerDigest: string): object {
+  return {
+    architecture: "amd64",
+    os: "linux",
+    config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"] },
+    rootfs: { type: "layers", diff_ids: [layerDigest] },
+  };
+}
+
+/**
+ * The same image as a docker-archive (`docker save`'s format, which Docker 20.10's `docker
+ * load` reads): manifest.json naming the config file, the tag and the layer tar. Returns its path.
+ */
+export function buildBusyboxDockerArchive(dir: string, tag: string): string {
+  const tree = join(dir, "busybox-docker");
+  mkdirSync(tree, { recursive: true });
+  const layerTar = join(tree, "layer.tar");
+  busyboxLayer(layerTar);
+  const layerHex = createHash("sha256").update(readFileSync(layerTar)).digest("hex");
+  mkdirSync(join(tree, layerHex));
+  renameSync(layerTar, join(tree, layerHex, "layer.tar"));
+  const config = JSON.stringify(busyboxConfig(`sha256:${layerHex}`));
+  const configName = `${createHash("sha256").update(config).digest("hex")}.json`;
+  writeFileSync(join(tree, configName), config);
+  writeFileSync(join(tree, "manifest.json"), JSON.stringify([{ Config: configName, RepoTags: [tag], Layers: [`${layerHex}/layer.tar`] }]));
+  const archive = join(dir, "busybox-docker.tar");
+  execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", tree, "-cf", archive, "manifest.json", configName, layerHex]);
   return archive;
 }

@@ -1,13 +1,15 @@
-// A private workspace per test file: a state root for sandboxes and room for config files;
-// and the check that a test left nothing behind: no QEMU or virtiofsd process started for it,
-// no mount (a share's bind mount) under the workspace, no state directory, socket or log
-// under its state root.
+// A private workspace per test file: a state root and a socket root for sandboxes and room
+// for config files; and the check that a test left nothing behind: no QEMU or virtiofsd
+// process started for it, no mount (a share's bind mount) under the workspace, no state
+// directory, socket or log under its state root, no socket directory of its sandboxes (under
+// its own socket root, or the default one that `--root` without a configuration file uses).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defaultConfig, type Config } from "../../../src/host/config/index.js";
+import { DEFAULT_SOCKET_ROOT, defaultConfig, type Config } from "../../../src/host/config/index.js";
+import { STATE_DIR_LINK } from "../../../src/host/hypervisor/index.js";
 
 /** moatd's own files under a state root (its sockets and log), which outlive containers until it exits idle. */
 export const DAEMON_FILES = ["moatd.sock", "moatd.log", "moatd.lock", "containerd-task.sock"];
@@ -15,20 +17,40 @@ export const DAEMON_FILES = ["moatd.sock", "moatd.log", "moatd.lock", "container
 export class TestWorkspace {
   readonly dir = mkdtempSync(join(tmpdir(), "moat-it-"));
   readonly stateRoot = join(this.dir, "state");
+  readonly socketRoot = join(this.dir, "sockets");
 
-  /** The built-in configuration with this workspace's state root. */
+  /** The built-in configuration with this workspace's state root and socket root. */
   config(): Config {
     const config = defaultConfig();
-    return { ...config, runtime: { ...config.runtime, stateRoot: this.stateRoot } };
+    return { ...config, runtime: { ...config.runtime, stateRoot: this.stateRoot, socketRoot: this.socketRoot } };
   }
 
-  /** Writes a configuration file into the workspace and returns its path. */
+  /** Writes a configuration file into the workspace (with its state root and socket root) and returns its path. */
   configFile(name: string, toml: string): string {
     const path = join(this.dir, `${name}.toml`);
-    // A literal (single-quoted) string, as an operator may write it: the shim's C front end once
+    // Literal (single-quoted) strings, as an operator may write them: the shim's C front end once
     // read only basic strings and then served another state root than the CLI (issue 10).
-    writeFileSync(path, `[runtime]\nstate_root = '${this.stateRoot}'\n\n${toml}`);
+    writeFileSync(path, `[runtime]\nstate_root = '${this.stateRoot}'\nsocket_root = '${this.socketRoot}'\n\n${toml}`);
     return path;
+  }
+
+  /**
+   * The socket directories of this workspace's sandboxes, templates and pool VMs that exist:
+   * everything under its own socket root, and those under the default one whose link names a
+   * state directory in this workspace.
+   */
+  socketDirs(): string[] {
+    const own = listDir(this.socketRoot).map((name) => join(this.socketRoot, name));
+    const shared = listDir(DEFAULT_SOCKET_ROOT)
+      .map((name) => join(DEFAULT_SOCKET_ROOT, name))
+      .filter((dir) => {
+        try {
+          return readlinkSync(join(dir, STATE_DIR_LINK)).startsWith(`${this.dir}/`);
+        } catch {
+          return false;
+        }
+      });
+    return [...own, ...shared];
   }
 
   /** QEMU processes started for this workspace, as "pid cmdline" lines. */
@@ -38,7 +60,11 @@ export class TestWorkspace {
 
   /** virtiofsd processes (and their forked servers) started for this workspace, as "pid cmdline" lines. */
   virtiofsdProcesses(): string[] {
-    return processesMatching(`virtiofsd.*--socket-path=${this.stateRoot}/`);
+    const inWorkspace = processesMatching(`virtiofsd.*--socket-path=${this.socketRoot}/`);
+    const inDefault = this.socketDirs()
+      .filter((dir) => dir.startsWith(`${DEFAULT_SOCKET_ROOT}/`))
+      .flatMap((dir) => processesMatching(`virtiofsd.*--socket-path=${dir}/`));
+    return [...inWorkspace, ...inDefault];
   }
 
   /**
@@ -55,6 +81,7 @@ export class TestWorkspace {
     assert.deepEqual(entries, [], `left in ${this.stateRoot}`);
     const building = listDir(join(this.stateRoot, ".templates")).filter((name) => name.includes(".building-"));
     assert.deepEqual(building, [], "half-built VM templates left");
+    assert.deepEqual(this.socketDirs(), [], "socket directories left");
   }
 
   /**
@@ -65,7 +92,7 @@ export class TestWorkspace {
   async assertNothingLeftWithin(timeoutMs: number, daemonFiles: string[] = []): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const leftovers = () => listDir(this.stateRoot).filter((name) => ![...daemonFiles, ".templates"].includes(name)).length;
-    while (Date.now() < deadline && (this.qemuProcesses().length > 0 || leftovers() > 0 || this.mounts().length > 0)) await new Promise((resolve) => setTimeout(resolve, 200));
+    while (Date.now() < deadline && (this.qemuProcesses().length > 0 || leftovers() > 0 || this.mounts().length > 0 || this.socketDirs().length > 0)) await new Promise((resolve) => setTimeout(resolve, 200));
     this.assertNothingLeft(daemonFiles);
   }
 
@@ -114,6 +141,7 @@ export class TestWorkspace {
     }
     // A recursive delete must not reach into a share's source through a mount a failed test left.
     for (const point of this.mounts().reverse()) execFileSync("umount", ["--lazy", point]);
+    for (const dir of this.socketDirs()) rmSync(dir, { recursive: true, force: true });
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { vmPaths, type VmSpec } from "../hypervisor.js";
+import { socketDirFor, vmPaths, type VmSpec } from "../hypervisor.js";
 import { qemuArgs, shellQuote } from "./cmdline.js";
 import { kernelParams } from "./kernel-params.js";
+
+/** The sandbox's sockets: under the socket root, not its state directory. */
+const SOCKETS = socketDirFor("/run/moat-sockets", "/run/moat/s1");
 
 function spec(change: Partial<VmSpec> = {}): VmSpec {
   return {
@@ -18,7 +21,7 @@ function spec(change: Partial<VmSpec> = {}): VmSpec {
     sharedFs: "virtio-9p",
     shares: [],
     hostTscKhz: 2_300_000,
-    paths: vmPaths("/run/moat/s1"),
+    paths: vmPaths("/run/moat/s1", "/run/moat-sockets"),
     ...change,
   };
 }
@@ -53,9 +56,9 @@ test("q35 uses PCI devices; KVM uses the host CPU model", () => {
 
 test("sockets and logs live in the VM's state directory", () => {
   const args = qemuArgs(spec());
-  assert.deepEqual(valuesOf(args, "-qmp"), ["unix:/run/moat/s1/qmp.sock,server=on,wait=off"]);
+  assert.deepEqual(valuesOf(args, "-qmp"), [`unix:${SOCKETS}/qmp.sock,server=on,wait=off`]);
   assert.deepEqual(valuesOf(args, "-pidfile"), ["/run/moat/s1/qemu.pid"]);
-  assert.ok(valuesOf(args, "-chardev").includes("socket,id=agent,path=/run/moat/s1/agent.sock,server=on,wait=off"));
+  assert.ok(valuesOf(args, "-chardev").includes(`socket,id=agent,path=${SOCKETS}/agent.sock,server=on,wait=off`));
   assert.ok(valuesOf(args, "-chardev").includes("file,id=console,path=/run/moat/s1/logs/console.log,append=on"));
 });
 
@@ -114,7 +117,7 @@ test("virtio-fs shares are vhost-user-fs devices on each share's virtiofsd socke
   assert.deepEqual(valuesOf(args, "-machine"), ["microvm,isa-serial=on,memory-backend=ram"]);
   assert.deepEqual(valuesOf(args, "-object"), ["memory-backend-memfd,id=ram,size=512M,share=on"]);
   assert.deepEqual(valuesOf(args, "-global"), ["virtio-mmio.force-legacy=false"], "the C virtiofsd refuses legacy virtio-mmio");
-  assert.ok(valuesOf(args, "-chardev").includes("socket,id=fs-m1,path=/run/moat/s1/vfs-m1.sock"));
+  assert.ok(valuesOf(args, "-chardev").includes(`socket,id=fs-m1,path=${SOCKETS}/vfs-m1.sock`));
   assert.ok(valuesOf(args, "-device").includes("vhost-user-fs-device,chardev=fs-rootfs,tag=rootfs,id=share-rootfs"));
 });
 

@@ -75,7 +75,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     for (const share of spec.shares) {
       // The share's virtiofsd is already listening (storage/virtiofsd.ts); it enforces readOnly.
       args.push(
-        "-chardev", `socket,id=fs-${share.tag},path=${virtiofsSocketPath(paths.stateDir, share.tag)}`,
+        "-chardev", `socket,id=fs-${share.tag},path=${virtiofsSocketPath(paths.socketDir, share.tag)}`,
         "-device", `${mmio ? "vhost-user-fs-device" : "vhost-user-fs-pci"},chardev=fs-${share.tag},tag=${share.tag},id=share-${share.tag}`,
       );
     }

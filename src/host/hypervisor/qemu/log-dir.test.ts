@@ -10,7 +10,7 @@ const dir = mkdtempSync(join(tmpdir(), "moat-log-dir-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 test("a log past the threshold keeps its newest lines, from a line's start; an appender goes on at the new end", async () => {
-  const paths = vmPaths(dir);
+  const paths = vmPaths(dir, join(dir, "sockets"));
   mkdirSync(paths.logDir, { recursive: true });
   const lines = Array.from({ length: 40_000 }, (_, index) => `line ${index} ${"x".repeat(40)}\n`).join("");
   assert.ok(lines.length > TRIM_ABOVE_BYTES);
@@ -31,5 +31,5 @@ test("a log past the threshold keeps its newest lines, from a line's start; an a
 });
 
 test("logs that do not exist count as trimmed", async () => {
-  await trimLogs(vmPaths(join(dir, "gone")));
+  await trimLogs(vmPaths(join(dir, "gone"), join(dir, "sockets")));
 });
