@@ -90,6 +90,11 @@ export async function releaseHostCgroup(stateDir: string): Promise<void> {
   if (record) await releaseRecord(record);
 }
 
+/** The host cgroup placeInHostCgroup recorded for the sandbox whose state directory is `stateDir`; undefined when it has none. */
+export function readHostCgroupRecord(stateDir: string): Promise<HostCgroupRecord | undefined> {
+  return readRecord(join(stateDir, RECORD_FILE));
+}
+
 /** sd_booted(): systemd runs the host when /run/systemd/system exists. */
 function systemdRunsHost(): boolean {
   return existsSync("/run/systemd/system");
