@@ -88,7 +88,7 @@ test("Update: CPU limits hold on the host cgroup of the task's pid and in the gu
   } else {
     assert.equal(host["cpu.max"], "50000 100000", JSON.stringify(seen));
   }
-  assert.equal(seen.guest, `50000 100000\n${96 * 1024 * 1024}\n`, "the container's own cgroup in its guest");
+  assert.equal(seen.guest, `50000 100000\n${96 * 1024 * 1024}\n`, `the container's own cgroup in its guest: ${JSON.stringify(seen)}`);
   await containerd.assertNothingLeft();
 });
 

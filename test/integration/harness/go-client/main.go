@@ -404,8 +404,8 @@ func (s *session) update() (map[string]interface{}, error) {
 	}
 	process := *container.Process
 	process.Args = []string{"cat", "/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/memory.max"}
-	var out bytes.Buffer
-	exec, err := task.Exec(s.ctx, "limits", &process, cio.NewCreator(cio.WithStreams(nil, &out, io.Discard), cio.WithFIFODir(s.fifoDir)))
+	var out, errOut bytes.Buffer
+	exec, err := task.Exec(s.ctx, "limits", &process, cio.NewCreator(cio.WithStreams(nil, &out, &errOut), cio.WithFIFODir(s.fifoDir)))
 	if err != nil {
 		return nil, err
 	}
@@ -416,10 +416,10 @@ func (s *session) update() (map[string]interface{}, error) {
 	if err := exec.Start(s.ctx); err != nil {
 		return nil, err
 	}
-	<-exited
+	status := <-exited
 	exec.IO().Wait()
 	_, _ = exec.Delete(s.ctx)
-	return map[string]interface{}{"pid": task.Pid(), "host": host, "guest": out.String()}, nil
+	return map[string]interface{}{"pid": task.Pid(), "host": host, "guest": out.String(), "guestStderr": errOut.String(), "guestExitStatus": status.ExitCode()}, nil
 }
 
 // hostCgroupFiles reads the CPU limits of pid's cgroup: cgroup v1's cpu controller, or v2's
