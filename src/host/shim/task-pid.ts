@@ -10,13 +10,32 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, readdir } from "node:fs/promises";
 import { constants } from "node:fs";
 import { join } from "node:path";
 import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { packageRoot } from "../config/index.js";
+
+const FIFO_PREFIX = "moat-task-pid-";
+
+/**
+ * Ends every holder whose FIFO is in `bundle` (containerd's `shim delete`, after a shim it
+ * thinks dead: no Task service may be left to end them, and they must leave the sandbox's
+ * host cgroup before it is removed). Writing to a FIFO without a reader fails: nothing to end.
+ */
+export async function endHoldersIn(bundle: string): Promise<void> {
+  const names = await readdir(bundle).catch(() => [] as string[]);
+  for (const name of names.filter((entry) => entry.startsWith(FIFO_PREFIX))) {
+    try {
+      const handle = await open(join(bundle, name), constants.O_WRONLY | constants.O_NONBLOCK);
+      await handle.write(Buffer.from([0])).finally(() => handle.close());
+    } catch {
+      // no holder reads it any more
+    }
+  }
+}
 
 /** What a task record keeps of a holder, for a restarted moatd. */
 export interface TaskPidRecord {
@@ -44,7 +63,7 @@ export class TaskPid {
   static async start(dir: string, where: string): Promise<TaskPid> {
     const binary = join(packageRoot(), "dist", "bin", "moat-task-pid");
     if (!existsSync(binary)) throw new MoatError("MOAT_SHIM_TASK_PID", `${where}: ${binary} is not built`, { hint: "make build", status: Code.FAILED_PRECONDITION });
-    const fifo = join(dir, `moat-task-pid-${randomBytes(6).toString("hex")}`);
+    const fifo = join(dir, `${FIFO_PREFIX}${randomBytes(6).toString("hex")}`);
     // detached: its own session, so a signal to moatd's process group does not reach it.
     const child = spawn(binary, [fifo], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
     const ready = new Promise<void>((resolve, reject) => {
