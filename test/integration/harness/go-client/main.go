@@ -25,10 +25,12 @@ import (
 	"strings"
 	"syscall"
 
+	v2stats "github.com/containerd/cgroups/v2/stats"
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
+	"github.com/containerd/typeurl"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -380,7 +382,7 @@ func (s *session) pids() (map[string]interface{}, error) {
 
 // update: Update's limits, then where tools read them: the cgroup of the task's pid on the
 // host (/proc/PID/cgroup, as containerd's cgroups.PidPath does), and the container's cgroup
-// in its guest.
+// in its guest (Task.Metrics).
 func (s *session) update() (map[string]interface{}, error) {
 	task, err := s.running("sleep", "1000")
 	if err != nil {
@@ -398,28 +400,20 @@ func (s *session) update() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	container, err := task.Spec(s.ctx)
+	// The container's own cgroup in its guest, as Task.Metrics reports it.
+	metric, err := task.Metrics(s.ctx)
 	if err != nil {
 		return nil, err
 	}
-	process := *container.Process
-	process.Args = []string{"cat", "/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/memory.max"}
-	var out, errOut bytes.Buffer
-	exec, err := task.Exec(s.ctx, "limits", &process, cio.NewCreator(cio.WithStreams(nil, &out, &errOut), cio.WithFIFODir(s.fifoDir)))
+	data, err := typeurl.UnmarshalAny(metric.Data)
 	if err != nil {
 		return nil, err
 	}
-	exited, err := exec.Wait(s.ctx)
-	if err != nil {
-		return nil, err
+	metrics, ok := data.(*v2stats.Metrics)
+	if !ok || metrics.Memory == nil {
+		return nil, fmt.Errorf("metrics of type %s, not cgroups v2 with memory", metric.Data.GetTypeUrl())
 	}
-	if err := exec.Start(s.ctx); err != nil {
-		return nil, err
-	}
-	status := <-exited
-	exec.IO().Wait()
-	_, _ = exec.Delete(s.ctx)
-	return map[string]interface{}{"pid": task.Pid(), "host": host, "guest": out.String(), "guestStderr": errOut.String(), "guestExitStatus": status.ExitCode()}, nil
+	return map[string]interface{}{"pid": task.Pid(), "host": host, "guestMemoryLimit": metrics.Memory.UsageLimit}, nil
 }
 
 // hostCgroupFiles reads the CPU limits of pid's cgroup: cgroup v1's cpu controller, or v2's
