@@ -160,6 +160,19 @@ test("a read-only root and a read-only bind mount refuse writes", async () => {
   assert.equal(result.stdout, "done\n");
 });
 
+test("a read-only root is read-only on the host: a container that remounts it writable writes only into guest memory (issue 10, item 10)", async () => {
+  const rootfs = `${workspace.dir}/bundle-ro-host/rootfs`;
+  const bundle = busyboxBundle(`${workspace.dir}/bundle-ro-host`, ["sh", "-c", "mount -o remount,rw / && echo inside > /escaped && cat /escaped"], (spec) => {
+    spec.root.readonly = true;
+    const capabilities = spec.process.capabilities as Record<string, string[]>; // defaultSpec gives runc's default sets, each a list
+    for (const set of Object.values(capabilities)) set.push("CAP_SYS_ADMIN");
+  });
+  const result = await moat(["run", "--bundle", bundle]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "inside\n", "the container could make its root writable and write to it");
+  assert.equal(existsSync(`${rootfs}/escaped`), false, "the write did not reach the host");
+});
+
 test("a malformed config.json is one line naming the file and field, and starts nothing", async () => {
   const bundle = busyboxBundle(`${workspace.dir}/bundle-bad`, ["sh"], (spec) => (spec.process.cwd = "relative"));
   const result = await moat(["run", "--bundle", bundle]);

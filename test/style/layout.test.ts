@@ -1,4 +1,4 @@
-// Checks of the layout STYLE.md describes: guest and host never import each other, shared
+// Checks of the layout README.md's "Layout" section describes: guest and host never import each other, shared
 // imports neither, dependencies point one way (moatd → cli/shim → daemon → sandbox → …), every error code is documented, and
 // docs/cli.md is what `moat --help` says.
 import assert from "node:assert/strict";

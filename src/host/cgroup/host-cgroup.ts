@@ -44,7 +44,11 @@ let fallbackNoted = false;
  * is made, so that releaseHostCgroup undoes a placement that failed half-way too (once the
  * caller has killed the pids). `stateRoot` holds the other sandboxes' records.
  */
-export async function placeInHostCgroup(target: HostCgroupTarget, pids: number[], dirs: { stateDir: string; stateRoot: string }, where: string, log: (line: string) => void): Promise<void> {
+export function placeInHostCgroup(target: HostCgroupTarget, pids: number[], dirs: { stateDir: string; stateRoot: string }, where: string, log: (line: string) => void): Promise<void> {
+  return oneAtATime(() => place(target, pids, dirs, where, log));
+}
+
+async function place(target: HostCgroupTarget, pids: number[], dirs: { stateDir: string; stateRoot: string }, where: string, log: (line: string) => void): Promise<void> {
   if (target.systemd && systemdRunsHost()) {
     await startScope(target.systemd, pids, where);
     await saveRecord(dirs.stateDir, { systemdUnit: target.systemd.unit, leaves: [], madeByMoat: [] }, where);
@@ -87,7 +91,23 @@ async function saveRecord(stateDir: string, record: HostCgroupRecord, where: str
 /** Undoes placeInHostCgroup for the sandbox whose state directory is `stateDir` (none recorded: nothing to do). */
 export async function releaseHostCgroup(stateDir: string): Promise<void> {
   const record = await readRecord(join(stateDir, RECORD_FILE));
-  if (record) await releaseRecord(record);
+  if (record) await oneAtATime(() => releaseRecord(record));
+}
+
+/**
+ * Placements and releases in this process, one after another: each reads which ancestors
+ * exist and which other sandboxes' records claim them, then makes or removes directories, and
+ * two interleaved would each decide on what the other is changing (a parent made by one and
+ * left out of the other's record outlives both; a parent removed by one under the other's
+ * new leaf fails it). Between processes, makeCgroup's filling of a cpuset found already made
+ * is what keeps placements right.
+ */
+let queue: Promise<unknown> = Promise.resolve();
+
+function oneAtATime<T>(step: () => Promise<T>): Promise<T> {
+  const result = queue.then(step);
+  queue = result.catch(() => undefined);
+  return result;
 }
 
 /** The host cgroup placeInHostCgroup recorded for the sandbox whose state directory is `stateDir`; undefined when it has none. */
@@ -118,14 +138,16 @@ function ancestorsOf(mountPoint: string, path: string): string[] {
   return parts.slice(0, -1).map((_, index) => join(mountPoint, ...parts.slice(0, index + 1)));
 }
 
-/** Makes one cgroup directory unless it is there. A new v1 cpuset starts with no CPUs: it inherits its parent's. */
+/**
+ * Makes one cgroup directory unless it is there. A new v1 cpuset starts with no CPUs and
+ * takes its parent's. That is done for one found already made too: its maker (another
+ * process) may not have filled it yet, and joining an empty cpuset fails with ENOSPC
+ * (issue 10, item 6). Writing the parent's values twice is harmless.
+ */
 async function makeCgroup(directory: string, hierarchy: CgroupHierarchy): Promise<void> {
-  try {
-    await mkdir(directory);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "EEXIST") return;
-    throw error;
-  }
+  await mkdir(directory).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "EEXIST") throw error;
+  });
   if (hierarchy.version === 1 && hierarchy.controllers.includes("cpuset")) {
     for (const file of ["cpuset.cpus", "cpuset.mems"]) {
       if ((await readFile(join(directory, file), "utf8")).trim() === "") await writeFile(join(directory, file), await readFile(join(directory, "..", file), "utf8"));

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -19,8 +19,10 @@ test("--resources - reads stdin; flags are laid over the file's values", () => {
   assert.deepEqual(resources, { pids: { limit: 10 }, memory: { limit: 1024 } });
 });
 
-test("--resources FILE", () => {
-  const file = join(mkdtempSync(join(tmpdir(), "moat-update-")), "resources.json");
+test("--resources FILE", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "moat-update-"));
+  t.after(() => rmSync(dir, { recursive: true }));
+  const file = join(dir, "resources.json");
   writeFileSync(file, JSON.stringify({ cpu: { shares: 512 } }));
   assert.deepEqual(updateResources("c1", { resources: file }), { cpu: { shares: 512 } });
 });

@@ -52,16 +52,18 @@ export interface GuestSpecInput {
 
 /**
  * Rewrites `spec` for the guest. `rootfs` is shared as the container's root: with `overlay`
- * (an image) read-only under an overlay in guest memory; otherwise (a bundle) read-write
- * even when root.readonly is set: crun, like runc, creates missing mount points in the root
- * before it makes the root read-only for the container, and it enforces root.readonly itself.
+ * (an image) or root.readonly, read-only on the host under an overlay in guest memory, so
+ * that not even the guest's kernel can write it (crun, like runc, creates missing mount
+ * points in the root before it makes it read-only for the container: they land in the
+ * overlay); otherwise (a bundle's writable root) read-write.
  */
 export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): { spec: OciSpec; shares: GuestShare[]; files: CopiedFile[]; hostCgroup: HostCgroupTarget | undefined } {
   const readOnlyRoot = spec.root.readonly === true;
   const binds = (spec.mounts ?? []).map((mount, index) => (isBindMount(mount) ? { index, isDirectory: bindIsDirectory(mount, index, where) } : undefined));
   const filesTag = binds.some((bind) => bind && !bind.isDirectory) ? shareTag(1) : undefined;
   const files: CopiedFile[] = [];
-  const shares: GuestShare[] = [{ tag: shareTag(0), hostPath: rootfs, readOnly: overlay, overlay }];
+  const hostReadOnlyRoot = overlay || readOnlyRoot;
+  const shares: GuestShare[] = [{ tag: shareTag(0), hostPath: rootfs, readOnly: hostReadOnlyRoot, overlay: hostReadOnlyRoot }];
   if (filesTag) shares.push({ tag: filesTag, hostPath: filesDir, readOnly: false, overlay: false });
   const mounts = (spec.mounts ?? []).map((mount, index): OciMount => {
     const bind = binds[index];

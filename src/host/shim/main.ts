@@ -2,10 +2,13 @@
 // (containerd-shim-moat-v2.c, which answers `start` itself) hands them over:
 //   containerd-shim-moat-v2 -namespace N -address A -publish-binary B -id ID [-bundle DIR] delete
 //   containerd-shim-moat-v2 -v
+//   containerd-shim-moat-v2 state-root
 // `delete` is containerd's clean-up after a shim it believes dead: it ends the task's pid
 // holders (task-pid.ts), removes the task's
 // container and sandbox (through moatd if it runs, else directly), unmounts the bundle's rootfs, and prints a
 // DeleteResponse (exit status 137, the convention for a task that died with its shim).
+// `state-root` prints the configuration's state root for the C front end (moatd-start.c), so
+// that it reads the configuration with this parser, not one of its own.
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { formatForUser, MoatError } from "../../shared/errors.js";
@@ -48,10 +51,12 @@ try {
   const { flags, command } = parseFlags(process.argv.slice(2));
   if (flags.has("v") || flags.has("version")) {
     process.stdout.write(`containerd-shim-moat-v2:\n  Version: ${MOAT_VERSION}\n`);
+  } else if (command === "state-root") {
+    process.stdout.write(`${loadConfig().runtime.stateRoot}\n`);
   } else if (command === "delete") {
     await deleteTask(flags.get("id") ?? "", flags.get("bundle") ?? process.cwd());
   } else {
-    throw new MoatError("MOAT_SHIM_ARGS", `containerd-shim-moat-v2: unknown subcommand "${command}" (start and delete are)`, { status: Code.INVALID_ARGUMENT });
+    throw new MoatError("MOAT_SHIM_ARGS", `containerd-shim-moat-v2: unknown subcommand "${command}" (start, delete and state-root are)`, { status: Code.INVALID_ARGUMENT });
   }
 } catch (error) {
   process.stderr.write(`${formatForUser(error)}\n`);

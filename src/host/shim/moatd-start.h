@@ -14,7 +14,9 @@ void shim_die(const char *what, const char *path);
 // The directory this executable is in: dist/bin, beside dist/bundle.
 void shim_self_dir(char *out, size_t size);
 
-// [runtime] state_root from MOAT_CONFIG or /etc/moat/configuration.toml, else /run/moat.
+// [runtime] state_root of the configuration the CLI would read (MOAT_CONFIG, else the first
+// system configuration that exists), else /run/moat. Exits 1 with a message if that
+// configuration is invalid.
 void shim_state_root(char *out, size_t size);
 
 // True when something accepts connections on the unix socket at `path`.

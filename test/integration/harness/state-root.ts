@@ -25,7 +25,9 @@ export class TestWorkspace {
   /** Writes a configuration file into the workspace and returns its path. */
   configFile(name: string, toml: string): string {
     const path = join(this.dir, `${name}.toml`);
-    writeFileSync(path, `[runtime]\nstate_root = "${this.stateRoot}"\n\n${toml}`);
+    // A literal (single-quoted) string, as an operator may write it: the shim's C front end once
+    // read only basic strings and then served another state root than the CLI (issue 10).
+    writeFileSync(path, `[runtime]\nstate_root = '${this.stateRoot}'\n\n${toml}`);
     return path;
   }
 
