@@ -29,7 +29,7 @@ test("factory init builds the template and proves a VM restores from it; status 
 test("a template's agent ran one container before the template was saved; its clones carry nothing of it", async () => {
   const key = /^([0-9a-f]{16}) {2}current/m.exec((await moat(["factory", "status"])).stdout)?.[1];
   assert.ok(key, "factory init (above) built the template");
-  assert.match(readFileSync(join(workspace.stateRoot, ".templates", key, "vm.log"), "utf8"), /warm-up: one container run and removed in \d+ ms/);
+  assert.match(readFileSync(join(workspace.stateRoot, ".templates", key, "logs", "vm.log"), "utf8"), /warm-up: one container run and removed in \d+ ms/);
   const sandbox = await startSandboxVm(workspace.config(), "warm-clone");
   try {
     assert.equal(sandbox.timings.start.kind, "template");

@@ -38,7 +38,7 @@ test("boot, health check, version, guest details, shutdown; nothing is left", as
 
     // A VM restored from a template has its agent's start in the template's log, not its own.
     const agentLine = sandbox.timings.start.kind === "template" ? /restored from a template: RNG reseeded/ : /moat-agent .* serving on \/run\/moat-agent.sock/;
-    assert.match(readFileSync(`${stateDir}/vm.log`, "utf8"), agentLine, "agent log lines reach the VM's log file");
+    assert.match(readFileSync(`${stateDir}/logs/vm.log`, "utf8"), agentLine, "agent log lines reach the VM's log file");
   } finally {
     const exit = await sandbox.shutdown();
     assert.deepEqual(exit, { code: 0, signal: null }, "the guest powered off; QEMU was not killed");

@@ -12,8 +12,9 @@ import { joinHostCgroup, limitHostCgroup } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type TakeResult, type VmPool } from "../factory/index.js";
 import { guestSpec, loadBundle } from "../oci/index.js";
-import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, discardSandbox, isSandboxId, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
+import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
 import { StdioRelay } from "./stdio-relay.js";
 
@@ -69,6 +70,8 @@ interface ManagedContainer {
   starting: Promise<void>;
   /** Its sandbox's OOM events (one sandbox per container today). */
   oom: OomWatch;
+  /** Keeps the newest part of its VM's bounded logs (trimLogs), until it is deleted. */
+  logTrim: NodeJS.Timeout;
 }
 
 /** Told when the kernel's OOM killer killed a process of a container, before that process's exit. */
@@ -82,6 +85,8 @@ type SavedContainer = ContainerState & { owner?: ContainerOwner };
 
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
+/** How often a sandbox's logs are looked at for trimming: a guest fills them at most this long before the oldest part goes. */
+const LOG_TRIM_INTERVAL_MS = 5_000;
 
 export class Daemon {
   private readonly containers = new Map<string, ManagedContainer>();
@@ -114,6 +119,10 @@ export class Daemon {
    */
   async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner): Promise<string> {
     validateSandboxId(id);
+    return inSandbox(id, () => this.createInSandbox(id, bundleDir, stdio, sandboxConfig, owner));
+  }
+
+  private async createInSandbox(id: string, bundleDir: string, stdio: StdioFactory | undefined, sandboxConfig: Config | undefined, owner: ContainerOwner | undefined): Promise<string> {
     if (this.containers.has(id) || this.creating.has(id)) {
       throw new MoatError("MOAT_CONTAINER_EXISTS", `container ${id}: already exists`, { status: Code.ALREADY_EXISTS });
     }
@@ -230,13 +239,22 @@ export class Daemon {
     return this.pool.take(sandboxId, templateKey, stateDir);
   }
 
-  /** Makes a container this daemon's: its stand-in's socket, its output and exit relayed. */
-  private async attach(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
+  /**
+   * Makes a container this daemon's: its stand-in's socket, its output and exit relayed. What it
+   * starts runs as the sandbox's (sandbox-scope.ts): a failure nobody handles is logged as its.
+   */
+  private attach(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio = standIn(sandbox, "stdio.sock")): Promise<ManagedContainer> {
+    return inSandbox(sandbox.id, () => this.attachInSandbox(sandbox, state, owner, stdio));
+  }
+
+  private async attachInSandbox(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory): Promise<ManagedContainer> {
     const relay = await this.openStdio(sandbox, state.id, "", stdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
     const oom = new OomWatch(sandbox.agent, `sandbox ${sandbox.id}`, (id) => this.reportOom(sandbox, id));
-    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom };
+    const trim = () => void trimLogs(sandbox.vm.paths).catch((error: unknown) => trace(sandbox.id, `trim logs: ${String(error)}`));
+    const logTrim = setInterval(trim, LOG_TRIM_INTERVAL_MS).unref();
+    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom, logTrim };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
@@ -284,9 +302,11 @@ export class Daemon {
 
   /** Relays an exec'd process (just started, or adopted) until it has exited. */
   private relayExec(container: ManagedContainer, execId: string, relay: ProcessStdio): void {
-    void this.relayProcess(container, execId, relay, () => undefined).finally(async () => {
-      container.execs.delete(execId);
-      await relay.close();
+    inSandbox(container.sandbox.id, () => {
+      void this.relayProcess(container, execId, relay, () => undefined).finally(async () => {
+        container.execs.delete(execId);
+        await relay.close();
+      });
     });
   }
 
@@ -398,6 +418,7 @@ export class Daemon {
       await settleWithin(container.finished, KILL_WAIT_MS);
     }
     this.containers.delete(id);
+    clearInterval(container.logTrim);
     await container.relay.close();
     for (const relay of container.execs.values()) await relay.close();
     // Not RemoveContainer first: the VM goes with its container, and its shutdown syncs the shares.
@@ -432,8 +453,12 @@ export class Daemon {
         await relay.sendExit(exit.exitStatus);
       })
       .catch(async (error: unknown) => {
-        // The guest went away (QEMU killed, VM crashed): the process is gone, killed.
-        trace(id, `lost ${execId ? `exec ${execId}` : "the container's process"}: ${String(error)}`);
+        // The guest went away (QEMU killed, VM crashed): the process is gone, killed. Or the
+        // guest answered outside the agent API's bounds (a negative exit status, say): it is not
+        // believed, and the process counts as killed too; that goes to moatd's log.
+        const what = `${execId ? `exec ${execId}` : "the container's process"}: ${String(error)}`;
+        if (error instanceof MoatError && error.code === "MOAT_AGENT_PROTOCOL") this.log(`container ${id}: ${what}; reported as killed (137)`);
+        else trace(id, `lost ${what}`);
         await exited(137);
         await relay.sendExit(137).catch(() => undefined);
       });

@@ -3,3 +3,4 @@ export { Daemon, type AdoptedStdio, type Adopter, type ContainerOwner, type Cont
 export type { ProcessStdio, StdioFactory, StdioInput } from "./process-stdio.js";
 export { serveDaemon, type FrontEnd, type ServeOptions } from "./serve.js";
 export { daemonSocketPath } from "./socket-path.js";
+export { containUnhandledRejections, currentSandbox, inSandbox } from "./sandbox-scope.js";

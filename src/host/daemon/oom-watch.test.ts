@@ -53,18 +53,26 @@ test("a sequence the guest never sends delays an exit by the bound only", async 
   await watch.caughtUp(5n, 20);
 });
 
-test("a flood is cut to OOM_BURST events per window; the rest are taken and dropped", async () => {
-  const flood = (from: number) => Array.from({ length: OOM_BURST * 2 }, (_, index) => ({ containerId: "c1", sequence: BigInt(from + index) }));
+test("a flood is paced: OOM_BURST events per window are taken, the next only once the window has passed", async () => {
+  const flood = Array.from({ length: OOM_BURST * 2 }, (_, index) => ({ containerId: "c1", sequence: BigInt(index + 1) }));
   let nowMs = 0;
-  const source = scripted(flood(1));
+  const waits: number[] = [];
+  let windowPassed = () => undefined as void;
+  const wait = (ms: number) => {
+    waits.push(ms);
+    return new Promise<void>((resolve) => (windowPassed = () => ((nowMs += ms), resolve())));
+  };
+  const source = scripted(flood);
   let heard = 0;
-  const watch = new OomWatch(source, "test", () => heard++, () => nowMs);
-  await watch.caughtUp(BigInt(2 * OOM_BURST));
+  const watch = new OomWatch(source, "test", () => heard++, () => nowMs, wait);
+  await watch.caughtUp(BigInt(OOM_BURST));
+  await settled();
   assert.equal(heard, OOM_BURST, "one window's worth");
-  nowMs += OOM_WINDOW_MS;
-  source.send(flood(2 * OOM_BURST + 1));
-  await watch.caughtUp(BigInt(4 * OOM_BURST));
-  assert.equal(heard, 2 * OOM_BURST, "the next window hands on again");
+  assert.equal(source.asked.length, OOM_BURST, "the guest is not asked again while the window lasts");
+  assert.deepEqual(waits, [OOM_WINDOW_MS]);
+  windowPassed();
+  await watch.caughtUp(BigInt(2 * OOM_BURST));
+  assert.equal(heard, 2 * OOM_BURST, "the next window takes and hands on the rest: nothing is dropped");
 });
 
 test("a listener that throws does not end the loop", async () => {

@@ -1,16 +1,20 @@
 // A sandbox's OOM events, taken from its agent one at a time (OomService.NextOomEvent, a long
 // poll) for as long as the agent connection lives, and handed to the daemon as they come.
 // What the guest says is hostile: the daemon ignores ids that are not its containers in that
-// sandbox; at most OOM_BURST events are handed on per OOM_WINDOW_MS (the rest are taken and
-// acknowledged but dropped, with a trace line); an answer that does not move forward ends the
-// loop (the agent client refuses it); and the loop ends, traced, with the agent connection
-// (the sandbox shut down or died). The poll never blocks another call: ttrpc multiplexes.
+// sandbox; at most OOM_BURST events are taken per OOM_WINDOW_MS: once a window has had its
+// share, the next event is not asked for until the window has passed (the agent keeps at most
+// 64 unacknowledged events and skips the rest), so a guest that answers as fast as it can
+// costs moatd OOM_BURST round trips a second, not a spinning loop; an answer that does not move
+// forward ends the loop (the agent client refuses it); and the loop ends, traced, with the
+// agent connection (the sandbox shut down or died). The poll never blocks another call: ttrpc
+// multiplexes.
+import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../shared/deadline.js";
 import { tracer } from "../../shared/trace.js";
 
 const trace = tracer("daemon");
 
-/** Events handed on per window, per sandbox: a guest can raise no more /tasks/oom than this. */
+/** Events taken per window, per sandbox: a guest can raise no more /tasks/oom than this. */
 export const OOM_BURST = 10;
 export const OOM_WINDOW_MS = 1_000;
 /** How long an exit waits for the OOM events the agent queued before it (see caughtUp). */
@@ -27,14 +31,17 @@ export class OomWatch {
   private readonly waiters = new Set<() => void>();
   private windowStartMs = Number.NEGATIVE_INFINITY;
   private inWindow = 0;
-  private dropped = 0;
 
-  /** Starts taking events at once; `deliver` hears each container id, synchronously on arrival. */
+  /**
+   * Starts taking events at once; `deliver` hears each container id, synchronously on arrival.
+   * `nowMs` and `wait` are the clock and the timer (tests give their own).
+   */
   constructor(
     source: OomSource,
     private readonly where: string,
     private readonly deliver: (containerId: string) => void,
     private readonly nowMs: () => number = Date.now,
+    private readonly wait: (ms: number) => Promise<unknown> = (ms) => sleep(ms),
   ) {
     void this.loop(source);
   }
@@ -64,14 +71,14 @@ export class OomWatch {
   private async loop(source: OomSource): Promise<void> {
     try {
       for (;;) {
+        await this.pace();
         const event = await source.nextOomEvent(this.received);
         this.received = event.sequence;
-        if (this.admitted()) {
-          try {
-            this.deliver(event.containerId);
-          } catch (error) {
-            trace(this.where, `OOM event for ${event.containerId}: ${String(error)}`);
-          }
+        this.inWindow++;
+        try {
+          this.deliver(event.containerId);
+        } catch (error) {
+          trace(this.where, `OOM event for ${event.containerId}: ${String(error)}`);
         }
         this.wakeWaiters();
       }
@@ -83,21 +90,19 @@ export class OomWatch {
     }
   }
 
-  /** Whether one more event may be handed on in the current window. */
-  private admitted(): boolean {
-    const now = this.nowMs();
+  /** Returns when one more event may be taken: at once while the window has room, else once it has passed. */
+  private async pace(): Promise<void> {
+    let now = this.nowMs();
+    if (now - this.windowStartMs < OOM_WINDOW_MS && this.inWindow >= OOM_BURST) {
+      const waitMs = this.windowStartMs + OOM_WINDOW_MS - now;
+      trace(this.where, `${OOM_BURST} OOM events within ${OOM_WINDOW_MS} ms: the next is asked for in ${waitMs} ms`);
+      await this.wait(waitMs);
+      now = this.nowMs();
+    }
     if (now - this.windowStartMs >= OOM_WINDOW_MS) {
-      if (this.dropped > 0) trace(this.where, `${this.dropped} OOM events dropped: more than ${OOM_BURST} in ${OOM_WINDOW_MS} ms`);
       this.windowStartMs = now;
       this.inWindow = 0;
-      this.dropped = 0;
     }
-    if (this.inWindow < OOM_BURST) {
-      this.inWindow++;
-      return true;
-    }
-    this.dropped++;
-    return false;
   }
 
   private wakeWaiters(): void {

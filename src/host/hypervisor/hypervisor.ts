@@ -14,6 +14,11 @@ export interface VmPaths {
   stateDir: string;
   qmpSocket: string;
   agentSocket: string;
+  /**
+   * Where the three logs below live: for a VM that may run a user's code, a tmpfs of a fixed
+   * size, so that no guest can make the host keep more (qemu/log-dir.ts).
+   */
+  logDir: string;
   /** The guest kernel's serial console. */
   consoleLog: string;
   /** The agent's log lines (virtio-serial port log.0). */
@@ -98,9 +103,10 @@ export function vmPaths(stateDir: string): VmPaths {
     stateDir,
     qmpSocket: `${stateDir}/qmp.sock`,
     agentSocket: `${stateDir}/agent.sock`,
-    consoleLog: `${stateDir}/console.log`,
-    vmLog: `${stateDir}/vm.log`,
-    hypervisorLog: `${stateDir}/qemu.log`,
+    logDir: `${stateDir}/logs`,
+    consoleLog: `${stateDir}/logs/console.log`,
+    vmLog: `${stateDir}/logs/vm.log`,
+    hypervisorLog: `${stateDir}/logs/qemu.log`,
     pidFile: `${stateDir}/qemu.pid`,
     migrationSocket: `${stateDir}/migrate.sock`,
     sharesDir: `${stateDir}/shares`,

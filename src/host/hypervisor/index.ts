@@ -10,3 +10,4 @@ export { qemuArgs, shellQuote } from "./qemu/cmdline.js";
 export { kernelParams } from "./qemu/kernel-params.js";
 export { qemuVersion, qemuMachineTypes } from "./qemu/version.js";
 export { loadState, saveState } from "./qemu/migration.js";
+export { LOG_DIR_BYTES, prepareLogDir, TRIM_ABOVE_BYTES, trimLogs } from "./qemu/log-dir.js";

@@ -4,10 +4,12 @@
 import { parseArgs } from "node:util";
 import { formatForUser } from "../../shared/errors.js";
 import { loadConfig } from "../config/index.js";
-import { serveDaemon } from "../daemon/index.js";
+import { containUnhandledRejections, serveDaemon } from "../daemon/index.js";
 import { containerdTaskFrontEnd } from "../shim/index.js";
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+// One sandbox's failure must not end moatd and every other sandbox's control plane with it.
+containUnhandledRejections(log);
 
 try {
   const { values } = parseArgs({

@@ -1,8 +1,14 @@
 // The host's typed client of moat-agent: one method per agent call, each with a deadline.
-// Everything it returns came from the guest and is checked here before it is believed.
+// Everything it returns came from the guest and is checked here before it is believed: this is
+// the one place where a guest's numbers, strings, ids and sizes enter the host. A value out of
+// the agent API's bounds is refused with MOAT_AGENT_PROTOCOL (DATA_LOSS), an error of that call
+// and so of that sandbox only; strings are made printable and bounded; a status message too.
 import type { Duplex } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { MoatError } from "../../shared/errors.js";
+import { printable } from "../../shared/printable.js";
+import { tracer } from "../../shared/trace.js";
 import {
   AGENT_PROTOCOL_VERSION,
   ContainerService,
@@ -34,6 +40,25 @@ const MAX_COMMAND = 4096;
 const MAX_CGROUP_FILE_CHARS = 64 * 1024;
 /** Guest strings are shown to users: bound them. */
 const MAX_GUEST_STRING = 256;
+/** A guest's error message (crun's words, say) as it reaches users. */
+const MAX_GUEST_STATUS_MESSAGE = 1024;
+/** The largest pid Linux can hand out (PID_MAX_LIMIT on 64-bit). */
+const MAX_GUEST_PID = 1 << 22;
+/** An exit status as a shell reports it: the code (0–255), or 128 + a signal, which stays below 256. */
+const MAX_EXIT_STATUS = 255;
+/** Linux's signals end at SIGRTMAX, 64. */
+const MAX_SIGNAL = 64;
+/** Plausible ceilings for what the guest says about itself (NR_CPUS is at most 8192; 64 PiB of memory). */
+const MAX_GUEST_CPUS = 8192;
+const MAX_GUEST_MEMORY_BYTES = 1n << 56n;
+/**
+ * ReadOutput is a long poll: the agent answers when there are bytes or at end of stream. An
+ * agent that answers at once with neither would keep the host's read loop spinning, so each
+ * such answer in a row waits twice as long as the one before, from 1 ms up to this.
+ */
+const MAX_EMPTY_READ_BACKOFF_MS = 1_000;
+
+const trace = tracer("sandbox");
 
 /** One process of a container, as the guest names it. */
 export interface GuestProcess {
@@ -52,20 +77,26 @@ export interface GuestDetails {
 
 export class AgentClient {
   private readonly ttrpc: TtrpcClient;
+  /** Empty, not-ended ReadOutput answers in a row, by process and stream (see MAX_EMPTY_READ_BACKOFF_MS). */
+  private readonly emptyReads = new Map<string, number>();
 
+  /** `wait` is the timer of the empty-read backoff (tests give their own). */
   constructor(
     stream: Duplex,
     readonly sandboxId: string,
+    private readonly wait: (ms: number) => Promise<unknown> = (ms) => sleep(ms),
   ) {
-    this.ttrpc = new TtrpcClient(stream, `sandbox ${sandboxId}`);
+    this.ttrpc = new TtrpcClient(stream, `sandbox ${sandboxId}`, MAX_GUEST_STATUS_MESSAGE);
   }
 
   get closed(): Promise<Error> {
     return this.ttrpc.closed;
   }
 
-  check(timeoutMs = CALL_TIMEOUT_MS): Promise<CheckResponse> {
-    return this.ttrpc.call(HealthService.method.check, {}, { timeoutMs });
+  async check(timeoutMs = CALL_TIMEOUT_MS): Promise<CheckResponse> {
+    const answer = await this.ttrpc.call(HealthService.method.check, {}, { timeoutMs });
+    this.require(isUptime(answer.uptimeSeconds), `agent reports an uptime of ${answer.uptimeSeconds} seconds`);
+    return answer;
   }
 
   /** The agent's version; refuses an agent that speaks another protocol version. */
@@ -74,18 +105,21 @@ export class AgentClient {
     if (version.protocolVersion !== AGENT_PROTOCOL_VERSION) {
       throw new MoatError(
         "MOAT_AGENT_PROTOCOL",
-        `sandbox ${this.sandboxId}: agent ${bounded(version.agentVersion)} speaks protocol ${version.protocolVersion}, the host speaks ${AGENT_PROTOCOL_VERSION}`,
+        `sandbox ${this.sandboxId}: agent ${printable(version.agentVersion, MAX_GUEST_STRING)} speaks protocol ${version.protocolVersion}, the host speaks ${AGENT_PROTOCOL_VERSION}`,
         { hint: "rebuild the guest image with `make guest`", status: Code.FAILED_PRECONDITION },
       );
     }
-    return { ...version, agentVersion: bounded(version.agentVersion), runtimeVersion: bounded(version.runtimeVersion) };
+    return { ...version, agentVersion: printable(version.agentVersion, MAX_GUEST_STRING), runtimeVersion: printable(version.runtimeVersion, MAX_GUEST_STRING) };
   }
 
   async details(): Promise<GuestDetails> {
     const details: DetailsResponse = await this.ttrpc.call(GuestService.method.details, {}, { timeoutMs: CALL_TIMEOUT_MS });
+    this.require(details.onlineCpus >= 1 && details.onlineCpus <= MAX_GUEST_CPUS, `agent reports ${details.onlineCpus} online CPUs`);
+    this.require(details.memoryTotalBytes <= MAX_GUEST_MEMORY_BYTES && details.memoryAvailableBytes <= details.memoryTotalBytes, `agent reports ${details.memoryAvailableBytes} of ${details.memoryTotalBytes} bytes of memory available`);
+    this.require(isUptime(details.uptimeSeconds), `agent reports an uptime of ${details.uptimeSeconds} seconds`);
     return {
-      kernelRelease: bounded(details.kernelRelease),
-      kernelVersion: bounded(details.kernelVersion),
+      kernelRelease: printable(details.kernelRelease, MAX_GUEST_STRING),
+      kernelVersion: printable(details.kernelVersion, MAX_GUEST_STRING),
       onlineCpus: details.onlineCpus,
       memoryTotalBytes: details.memoryTotalBytes,
       memoryAvailableBytes: details.memoryAvailableBytes,
@@ -113,7 +147,8 @@ export class AgentClient {
    */
   async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean }): Promise<number> {
     const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin: options.stdin, start: options.start ?? false };
-    return (await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS })).pid;
+    const { pid } = await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
+    return this.pid(pid, `container ${containerId}`);
   }
 
   async startContainer(containerId: string): Promise<void> {
@@ -123,7 +158,8 @@ export class AgentClient {
   /** Runs another process in the running container; `execId` then names it in the calls below. */
   async execProcess(containerId: string, execId: string, process: object, stdin: boolean): Promise<number> {
     const request = { containerId, execId, processJson: JSON.stringify(process), stdin };
-    return (await this.ttrpc.call(ContainerService.method.execProcess, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS })).pid;
+    const { pid } = await this.ttrpc.call(ContainerService.method.execProcess, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
+    return this.pid(pid, `container ${containerId}: exec ${execId}`);
   }
 
   // In the calls below, an empty execId means the container's own process.
@@ -132,9 +168,13 @@ export class AgentClient {
     await this.ttrpc.call(ContainerService.method.signalProcess, { containerId, execId, signal, all }, { timeoutMs: CALL_TIMEOUT_MS });
   }
 
-  /** Answers when the process has exited: as long as that takes. */
-  waitProcess(containerId: string, execId: string): Promise<WaitProcessResponse> {
-    return this.ttrpc.call(ContainerService.method.waitProcess, { containerId, execId }, { timeoutMs: undefined });
+  /** Answers when the process has exited: as long as that takes. The status is 0–255, the signal 0–64. */
+  async waitProcess(containerId: string, execId: string): Promise<WaitProcessResponse> {
+    const exit = await this.ttrpc.call(ContainerService.method.waitProcess, { containerId, execId }, { timeoutMs: undefined });
+    const where = `container ${containerId}${execId ? `: exec ${execId}` : ""}`;
+    this.exitStatus(exit.exitStatus, where);
+    this.require(exit.signal <= MAX_SIGNAL, `${where}: agent reports signal ${exit.signal}`);
+    return exit;
   }
 
   async pauseContainer(containerId: string): Promise<void> {
@@ -149,18 +189,16 @@ export class AgentClient {
   async stateContainer(containerId: string): Promise<{ status: "created" | "running" | "paused" | "stopped"; exitStatus: number }> {
     const state = await this.ttrpc.call(ContainerService.method.stateContainer, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
     if (state.status !== "created" && state.status !== "running" && state.status !== "paused" && state.status !== "stopped") {
-      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent reports unknown status ${JSON.stringify(bounded(state.status))}`, { status: Code.DATA_LOSS });
+      throw this.violation(`container ${containerId}: agent reports unknown status "${printable(state.status, MAX_GUEST_STRING)}"`);
     }
-    return { status: state.status, exitStatus: state.exitStatus };
+    return { status: state.status, exitStatus: this.exitStatus(state.exitStatus, `container ${containerId}`) };
   }
 
   /** The container's processes (guest pids); count and commands bounded, as everything from the guest is. */
   async listProcesses(containerId: string): Promise<GuestProcess[]> {
     const { processes } = await this.ttrpc.call(ContainerService.method.listProcesses, { containerId }, { timeoutMs: CALL_TIMEOUT_MS });
-    if (processes.length > MAX_PIDS) {
-      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent listed ${processes.length} processes, more than ${MAX_PIDS}`, { status: Code.DATA_LOSS });
-    }
-    return processes.map(({ pid, command }) => ({ pid, command: bounded(command, MAX_COMMAND) }));
+    this.require(processes.length <= MAX_PIDS, `container ${containerId}: agent listed ${processes.length} processes, more than ${MAX_PIDS}`);
+    return processes.map(({ pid, command }) => ({ pid: this.pid(pid, `container ${containerId}`), command: printable(command, MAX_COMMAND) }));
   }
 
   /** Applies an OCI LinuxResources object to the container's cgroup in the guest. */
@@ -176,12 +214,24 @@ export class AgentClient {
     await this.ttrpc.call(IoService.method.closeStdin, { containerId, execId }, { timeoutMs: CALL_TIMEOUT_MS });
   }
 
-  /** The next bytes of stdout or stderr (a long poll), or eof. */
+  /**
+   * The next bytes of stdout or stderr (a long poll), or eof. An answer with neither, which the
+   * agent API does not allow, is handed on only after a wait that doubles with each one in a
+   * row (MAX_EMPTY_READ_BACKOFF_MS), so that no guest keeps a read loop spinning.
+   */
   async readOutput(containerId: string, execId: string, stream: "stdout" | "stderr"): Promise<{ data: Uint8Array; eof: boolean }> {
     const which = stream === "stdout" ? OutputStream.STDOUT : OutputStream.STDERR;
     const answer = await this.ttrpc.call(IoService.method.readOutput, { containerId, execId, stream: which, maxBytes: MAX_READ_BYTES }, { timeoutMs: undefined });
-    if (answer.data.length > MAX_READ_BYTES) {
-      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent sent ${answer.data.length} bytes of ${stream}, more than the ${MAX_READ_BYTES} asked for`, { status: Code.DATA_LOSS });
+    this.require(answer.data.length <= MAX_READ_BYTES, `container ${containerId}: agent sent ${answer.data.length} bytes of ${stream}, more than the ${MAX_READ_BYTES} asked for`);
+    const key = `${containerId}/${execId}/${stream}`;
+    if (answer.data.length > 0 || answer.eof) {
+      this.emptyReads.delete(key);
+    } else {
+      const inARow = (this.emptyReads.get(key) ?? 0) + 1;
+      this.emptyReads.set(key, inARow);
+      const waitMs = Math.min(2 ** Math.min(inARow - 1, 30), MAX_EMPTY_READ_BACKOFF_MS);
+      if (inARow === 1 || waitMs === MAX_EMPTY_READ_BACKOFF_MS) trace(this.sandboxId, `container ${containerId}: empty ${stream} answer ${inARow} in a row: next read in ${waitMs} ms`);
+      await this.wait(waitMs);
     }
     return { data: answer.data, eof: answer.eof };
   }
@@ -198,10 +248,8 @@ export class AgentClient {
    */
   async nextOomEvent(afterSequence: bigint): Promise<{ containerId: string; sequence: bigint }> {
     const event = await this.ttrpc.call(OomService.method.nextOomEvent, { afterSequence }, { timeoutMs: undefined });
-    if (event.sequence <= afterSequence) {
-      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: agent sent OOM event ${event.sequence} after ${afterSequence}`, { status: Code.DATA_LOSS });
-    }
-    return { containerId: bounded(event.containerId), sequence: event.sequence };
+    this.require(event.sequence > afterSequence, `agent sent OOM event ${event.sequence} after ${afterSequence}`);
+    return { containerId: printable(event.containerId, MAX_GUEST_STRING), sequence: event.sequence };
   }
 
   /** The named cgroup v2 files of the container (those that exist), each checked to be bounded. */
@@ -209,19 +257,37 @@ export class AgentClient {
     const { files } = await this.ttrpc.call(StatsService.method.cgroupFiles, { containerId, names }, { timeoutMs: CALL_TIMEOUT_MS });
     const unasked = Object.keys(files).filter((name) => !names.includes(name));
     const oversize = Object.values(files).some((text) => text.length > MAX_CGROUP_FILE_CHARS);
-    if (unasked.length > 0 || oversize) {
-      throw new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: container ${containerId}: agent sent cgroup files not asked for or over ${MAX_CGROUP_FILE_CHARS} characters`, { status: Code.DATA_LOSS });
-    }
+    this.require(unasked.length === 0 && !oversize, `container ${containerId}: agent sent cgroup files not asked for or over ${MAX_CGROUP_FILE_CHARS} characters`);
     return files;
   }
 
   close(): void {
     this.ttrpc.close();
   }
+
+  /** A guest pid, checked to be one Linux could have given. */
+  private pid(pid: number, where: string): number {
+    this.require(pid >= 1 && pid <= MAX_GUEST_PID, `${where}: agent reports pid ${pid}`);
+    return pid;
+  }
+
+  /** An exit status, checked to be one a process can have (containerd's TaskExit carries it as uint32, the stand-in as a byte). */
+  private exitStatus(status: number, where: string): number {
+    this.require(Number.isInteger(status) && status >= 0 && status <= MAX_EXIT_STATUS, `${where}: agent reports exit status ${status}`);
+    return status;
+  }
+
+  /** Refuses an answer that breaks the agent API's bounds: `what` says which value, in the guest's numbers. */
+  private require(condition: boolean, what: string): void {
+    if (!condition) throw this.violation(what);
+  }
+
+  private violation(what: string): MoatError {
+    return new MoatError("MOAT_AGENT_PROTOCOL", `sandbox ${this.sandboxId}: ${what}: outside the agent API's bounds`, { status: Code.DATA_LOSS });
+  }
 }
 
-/** A guest string cut to a printable, bounded form. */
-function bounded(text: string, max = MAX_GUEST_STRING): string {
-  const printable = text.replace(/[\u0000-\u001f\u007f]/g, "?");
-  return printable.length > max ? `${printable.slice(0, max)}…` : printable;
+/** Seconds since the guest booted: a finite number, not negative. */
+function isUptime(seconds: number): boolean {
+  return Number.isFinite(seconds) && seconds >= 0;
 }

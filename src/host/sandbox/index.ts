@@ -16,3 +16,5 @@ export {
   type WarmPool,
 } from "./sandbox-vm.js";
 export { runContainer, type RunningProcess, type RunOptions, type RunResult } from "./run-container.js";
+// The logs of a sandbox VM are the hypervisor's; moatd trims them while it owns the sandbox.
+export { trimLogs } from "../hypervisor/index.js";

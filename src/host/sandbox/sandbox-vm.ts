@@ -20,6 +20,7 @@ import {
   killRunningQemu,
   QemuVm,
   tailOf,
+  trimLogs,
   vcpuReport,
   vmPaths,
   type Accelerator,
@@ -371,6 +372,9 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     return undefined;
   }
   try {
+    // A guest may have filled its logs while no moatd trimmed them; its agent's log port is
+    // then held back by QEMU, and the agent with it, until there is room again.
+    await trimLogs(paths);
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();

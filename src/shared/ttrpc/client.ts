@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream";
 import { create, fromBinary, toBinary, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { RequestSchema, ResponseSchema, type Response } from "../protocol/index.js";
 import { MoatError } from "../errors.js";
+import { printable } from "../printable.js";
 import { Connection } from "./connection.js";
 import { FrameType, type Frame } from "./frame.js";
 import { Code, codeName } from "./status.js";
@@ -24,6 +25,12 @@ export interface CallOptions {
 
 type UnaryMethod = DescMethod & { methodKind: "unary" };
 
+/**
+ * A peer's status message is shown to users (error messages, stderr, runc's --log): it is made
+ * printable and cut to this many characters unless the client was given a tighter bound.
+ */
+const MAX_STATUS_MESSAGE_CHARS = 4096;
+
 interface PendingCall {
   resolve: (response: Response) => void;
   reject: (error: MoatError) => void;
@@ -34,7 +41,12 @@ export class TtrpcClient {
   private readonly pending = new Map<number, PendingCall>();
   private nextStreamId = 1;
 
-  constructor(stream: Duplex, id: string) {
+  /** `maxStatusChars` bounds what is kept of the peer's status messages (a guest's are shorter). */
+  constructor(
+    stream: Duplex,
+    id: string,
+    private readonly maxStatusChars = MAX_STATUS_MESSAGE_CHARS,
+  ) {
     this.connection = new Connection(stream, id, (frame) => this.receive(frame));
     this.connection.closed.then((reason) => this.failAll(reason));
   }
@@ -87,7 +99,9 @@ export class TtrpcClient {
     });
     const code = response.status?.code ?? Code.OK;
     if (code !== Code.OK) {
-      throw new MoatError("MOAT_TTRPC_STATUS", `${where}: ${codeName(code)}: ${response.status?.message ?? ""}`, { status: code });
+      // The peer's words, made safe to show; a code outside gRPC's set is carried as UNKNOWN.
+      const message = printable(response.status?.message ?? "", this.maxStatusChars);
+      throw new MoatError("MOAT_TTRPC_STATUS", `${where}: ${codeName(code)}: ${message}`, { status: code in Code ? code : Code.UNKNOWN });
     }
     try {
       return fromBinary(method.output, response.payload) as MessageShape<M["output"]>; // decoded with the schema M["output"] names

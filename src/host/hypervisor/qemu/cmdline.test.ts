@@ -56,7 +56,7 @@ test("sockets and logs live in the VM's state directory", () => {
   assert.deepEqual(valuesOf(args, "-qmp"), ["unix:/run/moat/s1/qmp.sock,server=on,wait=off"]);
   assert.deepEqual(valuesOf(args, "-pidfile"), ["/run/moat/s1/qemu.pid"]);
   assert.ok(valuesOf(args, "-chardev").includes("socket,id=agent,path=/run/moat/s1/agent.sock,server=on,wait=off"));
-  assert.ok(valuesOf(args, "-chardev").includes("file,id=console,path=/run/moat/s1/console.log"));
+  assert.ok(valuesOf(args, "-chardev").includes("file,id=console,path=/run/moat/s1/logs/console.log,append=on"));
 });
 
 test("an initrd replaces the root disk and init= becomes rdinit=", () => {

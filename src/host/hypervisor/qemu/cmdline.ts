@@ -43,7 +43,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-msg", "timestamp=on",
     "-pidfile", paths.pidFile,
     "-qmp", `unix:${paths.qmpSocket},server=on,wait=off`,
-    "-chardev", `file,id=console,path=${paths.consoleLog}`,
+    // append=on: the file is opened O_APPEND, so that a log trimmed under QEMU (log-dir.ts)
+    // is written at its new end, not at QEMU's old offset.
+    "-chardev", `file,id=console,path=${paths.consoleLog},append=on`,
     "-serial", "chardev:console",
     "-kernel", spec.kernelPath,
     "-append", kernelParams(spec).join(" "),
@@ -93,7 +95,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-device", `${virtio("serial")},id=serial0`,
     "-chardev", `socket,id=agent,path=${paths.agentSocket},server=on,wait=off`,
     "-device", "virtserialport,chardev=agent,name=agent.0,id=agent-port",
-    "-chardev", `file,id=log,path=${paths.vmLog}`,
+    "-chardev", `file,id=log,path=${paths.vmLog},append=on`,
     "-device", "virtserialport,chardev=log,name=log.0,id=log-port",
   );
   return args;

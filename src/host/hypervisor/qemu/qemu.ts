@@ -14,6 +14,7 @@ import { tailOf } from "../file-tail.js";
 import { pidExited } from "../process-gone.js";
 import type { Vm, VmExit, VmPaths, VmSpec } from "../hypervisor.js";
 import { qemuArgs, shellQuote } from "./cmdline.js";
+import { prepareLogDir } from "./log-dir.js";
 import { QmpClient } from "./qmp.js";
 
 const trace = tracer("qemu");
@@ -77,6 +78,8 @@ export class QemuVm implements Vm {
     const args = qemuArgs(spec);
     trace(spec.id, shellQuote([qemuPath, ...args]));
     await writeFile(spec.paths.nameFile, spec.id); // how runningQemuPid knows it, wherever its directory moves
+    // Bounded for every VM but a template being built, whose guest runs only moat's agent.
+    await prepareLogDir(spec.paths, !spec.memoryFile?.shared, where);
     const logFd = openSync(spec.paths.hypervisorLog, "a");
     let child;
     try {
