@@ -6,7 +6,8 @@ SHELL := /bin/bash
 export MOAT_CACHE ?= /var/cache/moat
 
 DEBIAN_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential bc bison flex libelf-dev \
-	busybox-static crun cpio erofs-utils xz-utils iproute2 procps runc runsc podman conmon containerd docker.io
+	busybox-static crun cpio erofs-utils xz-utils iproute2 procps runc runsc podman conmon containerd docker.io \
+	golang-go golang-github-containerd-containerd-dev
 GENERATED := src/shared/protocol/gen/moat/agent/v1/agent_pb.ts
 TS_SOURCES := $(shell find src test bench -name '*.ts' -not -path 'src/shared/protocol/gen/*' 2>/dev/null)
 
@@ -41,7 +42,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## build: generate protobuf code, type-check and compile, bundle the agent, CLI, daemon and shim; the C helpers
-build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/containerd-shim-moat-v2
+build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client
 
 SHIM_C := containerd-shim-moat-v2 moatd-start task-relay ttrpc-frame
 dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wildcard src/host/shim/*.h)
@@ -55,6 +56,19 @@ dist/bin/moat-standin: src/host/standin/moat-standin.c
 dist/bin/moatd-launch: src/host/moatd/moatd-launch.c
 	@mkdir -p dist/bin
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+dist/bin/moat-task-pid: src/host/shim/moat-task-pid.c
+	@mkdir -p dist/bin
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The test suite's containerd Go client (test/integration/issue-10-go-client.test.ts), built
+# offline in GOPATH mode from Debian's golang-*-dev sources under /usr/share/gocode.
+GO_CLIENT := test/integration/harness/go-client
+dist/test/bin/moat-go-client: $(GO_CLIENT)/main.go
+	@mkdir -p dist/test/bin dist/test/go/src
+	ln -sfn $(CURDIR)/$(GO_CLIENT) dist/test/go/src/moat-go-client
+	cd dist/test/go && GO111MODULE=off GOPATH=$(CURDIR)/dist/test/go:/usr/share/gocode GOCACHE=$(CURDIR)/dist/test/go/cache \
+	  go build -o $(CURDIR)/$@ moat-go-client
 
 $(GENERATED): node_modules/.installed buf.gen.yaml $(shell find proto -name '*.proto')
 	@echo "==> buf generate"

@@ -55,7 +55,7 @@ test("a running task: exec, ps, pause and resume, kill --all, delete; events in 
   assert.equal(exec.stderr, "exec-err\n");
 
   const ps = await ok(containerd.ctr(["tasks", "ps", "long-1"]));
-  assert.match(ps, /^PID\s+INFO\n\d+\s/, "the container's processes (guest pids, from its cgroup)");
+  assert.match(ps, /^PID\s+INFO\n\d+\s/, "the task's host pid (its moat-task-pid holder)");
 
   await updateTask("long-1", { memory: { limit: 67108864 } });
   const metrics = await ok(containerd.ctr(["tasks", "metrics", "--format", "json", "long-1"]));
@@ -137,6 +137,16 @@ async function failsWith(call: (client: TtrpcClient) => Promise<unknown>): Promi
 }
 
 /** Waits until `ctr tasks ls` shows the task in `status`. */
+/** kill(pid, 0), as containerd's clients ask whether a task's pid exists. */
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function waitForTask(id: string, status: string): Promise<void> {
   const pattern = new RegExp(`^${id}\\s+\\d+\\s+${status}`, "m");
   while (!pattern.test(await ok(containerd.ctr(["tasks", "ls"])))) await new Promise((resolve) => setTimeout(resolve, 100));
@@ -164,9 +174,9 @@ test("containerd restarted under a running task: the task is still there, served
 test("QEMU killed under a running task: the task exits 137, /tasks/exit is published, nothing is left", async () => {
   const events = await containerd.watchEvents();
   await ok(containerd.run(["-d", BUSYBOX_IMAGE, "crash-1", "sleep", "1000"]));
-  const pid = Number(/^crash-1\s+(\d+)/m.exec(await ok(containerd.ctr(["tasks", "ls"])))?.[1]);
-  assert.ok(workspace.qemuProcesses().some((line) => line.startsWith(`${pid} `)), "the task's pid is its sandbox's QEMU");
-  process.kill(pid, "SIGKILL");
+  const qemu = workspace.qemuProcesses();
+  assert.equal(qemu.length, 1, qemu.join("\n"));
+  process.kill(Number(qemu[0]?.split(" ")[0]), "SIGKILL"); // the one QEMU: this task's sandbox
   await waitForTask("crash-1", "STOPPED");
   await removeTask("crash-1");
   const lines = await events.stopLines();
@@ -251,7 +261,7 @@ test("moatd killed under a running task: the relay keeps containerd's connection
   // An exec running when moatd dies (no stdio): the next moatd adopts it and reports its exit.
   const spec = new TextEncoder().encode(JSON.stringify({ args: ["sh", "-c", "sleep 4; exit 6"], cwd: "/", env: ["PATH=/bin:/usr/bin"], user: { uid: 0, gid: 0 } }));
   await waitClient.call(task.exec, { id: "survivor-1", execId: "across", spec: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", value: spec } }, { timeoutMs: 60_000 });
-  await waitClient.call(task.start, { id: "survivor-1", execId: "across" }, { timeoutMs: 60_000 });
+  const execPid = (await waitClient.call(task.start, { id: "survivor-1", execId: "across" }, { timeoutMs: 60_000 })).pid;
   const execWaited = waitClient.call(task.wait, { id: "survivor-1", execId: "across" }, { timeoutMs: 600_000 });
   // Bounded waits: what never comes fails here with the logs, not at the file's timeout.
   const waitFor = async (done: () => Promise<boolean> | boolean, what: string) => {
@@ -263,6 +273,9 @@ test("moatd killed under a running task: the relay keeps containerd's connection
   };
   try {
     await waitFor(() => ticks() >= 2, "the task prints");
+    // The task's pid (its moat-task-pid holder) and the exec's outlive moatd, and are the same to the next one.
+    const taskPid = Number(/^survivor-1\s+(\d+)/m.exec(await ok(containerd.ctr(["tasks", "ls"])))?.[1]);
+    assert.ok(pidExists(taskPid) && pidExists(execPid), "the task's and the exec's pids exist");
     const killed = workspace.daemonProcesses().map((line) => Number(line.split(" ")[0]));
     assert.equal(killed.length, 1, "one moatd serves the workspace");
     for (const pid of killed) process.kill(pid, "SIGKILL");
@@ -271,14 +284,16 @@ test("moatd killed under a running task: the relay keeps containerd's connection
     await waitFor(() => workspace.daemonProcesses().some((line) => !killed.includes(Number(line.split(" ")[0]))), "the relay starts moatd again");
     await waitFor(() => ticks() >= ticksAtKill + 3, "the task's output flows on into its log");
     assert.equal((await execWaited).exitStatus, 6, "the exec running across the restart reports its exit");
+    assert.equal(pidExists(execPid), false, "the exec's pid, from the moatd before, is gone with its exit");
     await waitClient.call(task.delete, { id: "survivor-1", execId: "across" }, { timeoutMs: 60_000 });
-    assert.match(await ok(containerd.ctr(["tasks", "ls"])), /survivor-1\s+\d+\s+RUNNING/);
+    assert.match(await ok(containerd.ctr(["tasks", "ls"])), new RegExp(`survivor-1\\s+${taskPid}\\s+RUNNING`), "the same pid after the restart");
     assert.match(containerd.log(), /moat task relay survivor-1: moatd closed its connection/, "the relay's lines reach containerd's log (the bundle's log FIFO)");
     const exec = await containerd.ctr(["tasks", "exec", "--exec-id", "after-moatd", "survivor-1", "sh", "-c", "echo exec after restart; exit 4"]);
     assert.equal(exec.code, 4, explain(exec));
     assert.equal(exec.stdout, "exec after restart\n");
     await ok(containerd.ctr(["tasks", "kill", "--signal", "SIGKILL", "survivor-1"]));
     assert.equal((await waited).exitStatus, 137, "the Wait sent before moatd died answers with the exit");
+    assert.equal(pidExists(taskPid), false, "the task's pid is gone once Wait has answered");
   } finally {
     waitClient.close();
   }

@@ -18,6 +18,7 @@ import { containerGuestDir, type ShareMount } from "../../shared/protocol/index.
 import { Code } from "../../shared/ttrpc/index.js";
 import { cgroupDirOf } from "./cgroup-dir.js";
 import { crun, crunBinary, crunRoot } from "./crun.js";
+import { missingExecutable } from "./executable.js";
 import { mountShares, unmountShares } from "./mounts.js";
 import type { OomEvents } from "./oom-events.js";
 import { OutputBuffer } from "./output-buffer.js";
@@ -132,6 +133,12 @@ export class Containers {
     if (container.execs.has(execId)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
     if (container.execs.size >= MAX_EXECS) throw new MoatError("MOAT_CONTAINER_EXECS", `container ${id}: more than ${MAX_EXECS} exec'd processes`, { status: Code.RESOURCE_EXHAUSTED });
     const process = parseObject(processJson, where, "process");
+    // As runc: a program that is not there fails the exec now, not as an exit after it (executable.ts).
+    const args = process.args;
+    if (Array.isArray(args) && typeof args[0] === "string") {
+      const missing = await missingExecutable(`/proc/${container.pid}/root`, args[0], typeof process.cwd === "string" ? process.cwd : "/", process.env);
+      if (missing) throw new MoatError("MOAT_EXEC_NOT_FOUND", `${where}: ${missing}`, { status: Code.FAILED_PRECONDITION });
+    }
     const processFile = `${container.dir}/exec-${execId}.json`;
     const pidFile = `${container.dir}/exec-${execId}.pid`;
     await writeFile(processFile, JSON.stringify(process));

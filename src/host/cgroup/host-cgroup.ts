@@ -110,6 +110,11 @@ function oneAtATime<T>(step: () => Promise<T>): Promise<T> {
   return result;
 }
 
+/** The host cgroup placeInHostCgroup recorded for the sandbox whose state directory is `stateDir`; undefined when it has none. */
+export function readHostCgroupRecord(stateDir: string): Promise<HostCgroupRecord | undefined> {
+  return readRecord(join(stateDir, RECORD_FILE));
+}
+
 /** sd_booted(): systemd runs the host when /run/systemd/system exists. */
 function systemdRunsHost(): boolean {
   return existsSync("/run/systemd/system");

@@ -8,6 +8,7 @@ import { MoatError } from "../../shared/errors.js";
 import { parseJsonObject } from "../../shared/json-object.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
+import { joinHostCgroup, limitHostCgroup } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
 import { checkProcessDocument, guestResources, guestSpec, loadBundle } from "../oci/index.js";
@@ -609,11 +610,23 @@ export class Daemon {
     return container.sandbox.agent.listProcesses(id);
   }
 
-  /** Changes a created, running or paused container's Linux resources in the guest. */
+  /**
+   * Changes a created, running or paused container's Linux resources in the guest, and the
+   * CPU limits among them on its sandbox's host cgroup too (src/host/cgroup/sandbox-cgroup.ts
+   * says why only those).
+   */
   async update(id: string, resourcesJson: string): Promise<void> {
     const container = await this.ready(id);
     if (container.state.status === "stopped") throw this.illegal(container, "update");
-    await container.sandbox.agent.updateContainer(id, guestResources(parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC")));
+    const resources = guestResources(parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC"));
+    await container.sandbox.agent.updateContainer(id, resources);
+    await limitHostCgroup(join(this.config.runtime.stateRoot, id), container.sandbox.vm.pid, resources, `container ${id}`, this.log);
+  }
+
+  /** Puts a front end's host process for the container (a containerd task's pid) into its sandbox's host cgroup, if it has one. */
+  async joinHostCgroup(id: string, pid: number): Promise<void> {
+    const container = await this.ready(id);
+    await joinHostCgroup(join(this.config.runtime.stateRoot, id), container.sandbox.vm.pid, pid, `container ${id}`);
   }
 
   /** Signals the container's process, or with `execId` one exec'd process. */

@@ -3,7 +3,8 @@
 //   containerd-shim-moat-v2 -namespace N -address A -publish-binary B -id ID [-bundle DIR] delete
 //   containerd-shim-moat-v2 -v
 //   containerd-shim-moat-v2 state-root
-// `delete` is containerd's clean-up after a shim it believes dead: it removes the task's
+// `delete` is containerd's clean-up after a shim it believes dead: it ends the task's pid
+// holders (task-pid.ts), removes the task's
 // container and sandbox (through moatd if it runs, else directly), unmounts the bundle's rootfs, and prints a
 // DeleteResponse (exit status 137, the convention for a task that died with its shim).
 // `state-root` prints the configuration's state root for the C front end (moatd-start.c), so
@@ -17,6 +18,7 @@ import { MOAT_VERSION } from "../../shared/version.js";
 import { loadConfig } from "../config/index.js";
 import { removeContainer } from "../daemon/index.js";
 import { unmountRootfs } from "./rootfs.js";
+import { endHoldersIn } from "./task-pid.js";
 
 /** Go's flag package syntax, as containerd passes flags: -name value, or -name for a boolean. */
 function parseFlags(argv: string[]): { flags: Map<string, string>; command: string } {
@@ -38,6 +40,7 @@ function parseFlags(argv: string[]): { flags: Map<string, string>; command: stri
 async function deleteTask(id: string, bundle: string): Promise<void> {
   const where = `containerd-shim-moat-v2 delete ${id}`;
   if (!id) throw new MoatError("MOAT_SHIM_ARGS", `${where}: -id is required`, { status: Code.INVALID_ARGUMENT });
+  if (bundle) await endHoldersIn(bundle); // the task's pids go with it, and out of its sandbox's host cgroup first
   await removeContainer(loadConfig(), id);
   if (bundle) await unmountRootfs(bundle, where);
   const response = create(containerdTask.DeleteResponseSchema, { exitStatus: 137, exitedAt: timestampFromDate(new Date()) });

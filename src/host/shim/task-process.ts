@@ -1,5 +1,6 @@
 // One process of a containerd task (its init, or an exec'd process) as the Task service
 // tracks it: created → running → stopped, with the exit status and time once stopped.
+import { TaskPid } from "./task-pid.js";
 import type { ProcessRecord } from "./task-record.js";
 import type { TaskIo, TaskStdio } from "./task-stdio.js";
 
@@ -13,6 +14,8 @@ export interface ProcessExit {
 export class TaskProcess {
   status: ProcessStatus = "created";
   exit: ProcessExit | undefined;
+  /** The host process whose pid it reports (task-pid.ts): from Create (init) or Start (exec) until its exit. */
+  hostPid: TaskPid | undefined;
   /** Set once the daemon opened its stdio (for CloseIO and ResizePty). */
   stdio: TaskStdio | undefined;
   /**
@@ -43,6 +46,7 @@ export class TaskProcess {
   static fromRecord(record: ProcessRecord): TaskProcess {
     const process = new TaskProcess(record.execId, record.io, record.spec);
     process.status = record.status;
+    if (record.hostPid) process.hostPid = TaskPid.adopt(record.hostPid);
     if (record.exit) {
       process.exit = { exitStatus: record.exit.exitStatus, exitedAt: new Date(record.exit.exitedAt) };
       process.markExited(process.exit);
@@ -52,7 +56,12 @@ export class TaskProcess {
 
   toRecord(): ProcessRecord {
     const exit = this.exit && { exitStatus: this.exit.exitStatus, exitedAt: this.exit.exitedAt.toISOString() };
-    return { execId: this.execId, io: this.io, spec: this.spec, status: this.status, exit };
+    return { execId: this.execId, io: this.io, spec: this.spec, status: this.status, exit, hostPid: this.hostPid?.toRecord() };
+  }
+
+  /** The pid containerd is given for the process: its holder's, or 0 before it has one. */
+  get pid(): number {
+    return this.hostPid?.pid ?? 0;
   }
 
   /** Records the exit; a second report (the guest lost after the process exited) is ignored. */

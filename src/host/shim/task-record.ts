@@ -7,6 +7,7 @@
 import { MoatError } from "../../shared/errors.js";
 import { isPlainObject } from "../../shared/json-object.js";
 import { Code } from "../../shared/ttrpc/index.js";
+import type { TaskPidRecord } from "./task-pid.js";
 import type { ProcessStatus } from "./task-process.js";
 import type { TaskIo } from "./task-stdio.js";
 
@@ -21,6 +22,8 @@ export interface ProcessRecord {
   spec?: object;
   status: ProcessStatus;
   exit?: { exitStatus: number; exitedAt: string };
+  /** The host process whose pid it reports (task-pid.ts); absent before it has one (and in records written before holders existed). */
+  hostPid?: TaskPidRecord;
 }
 
 export interface TaskRecord {
@@ -55,12 +58,19 @@ export function parseTaskRecord(value: unknown, where: string): TaskRecord {
     const exit = candidate.exit;
     if (exit !== undefined && (!isPlainObject(exit) || typeof exit.exitStatus !== "number" || typeof exit.exitedAt !== "string")) throw invalid(`${path}.exit must hold exitStatus and exitedAt`);
     if (candidate.spec !== undefined && !isPlainObject(candidate.spec)) throw invalid(`${path}.spec must be an object`);
+    let hostPid: { pid: number; fifo: string } | undefined;
+    if (candidate.hostPid !== undefined) {
+      const { pid, fifo } = isPlainObject(candidate.hostPid) ? candidate.hostPid : { pid: undefined, fifo: undefined };
+      if (typeof pid !== "number" || !Number.isSafeInteger(pid) || pid <= 0 || typeof fifo !== "string" || !fifo.startsWith("/")) throw invalid(`${path}.hostPid must hold a pid and an absolute fifo path`);
+      hostPid = { pid, fifo };
+    }
     return {
       execId: text(candidate, "execId", `${path}.`),
       io: { stdin: text(io, "stdin", `${path}.io.`), stdout: text(io, "stdout", `${path}.io.`), stderr: text(io, "stderr", `${path}.io.`), terminal: io.terminal === true },
       spec: candidate.spec,
       status,
       exit: exit ? { exitStatus: exit.exitStatus as number, exitedAt: exit.exitedAt as string } : undefined, // both checked above
+      ...(hostPid ? { hostPid } : {}),
     };
   };
   if (!isPlainObject(value)) throw invalid("must be an object");

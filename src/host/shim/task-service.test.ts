@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { dirname, join } from "node:path";
@@ -61,9 +62,7 @@ class ExitsDuringStart implements Partial<TaskDaemon> {
         this.stdio = await stdio?.(noInput, "fake");
     return "";
   }
-  sandboxPid(): number {
-    return 4242;
-  }
+  async joinHostCgroup(): Promise<void> {}
   async start(): Promise<void> {
     this.status = "stopped";
     await this.stdio?.sendExit(3);
@@ -73,6 +72,21 @@ class ExitsDuringStart implements Partial<TaskDaemon> {
   }
   async delete(): Promise<void> {}
   onOom(): void {}
+}
+
+/** kill(pid, 0), as containerd's clients ask whether a task's pid exists. */
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pid names a moat-task-pid holder (not some other process). */
+function isHolder(pid: number): boolean {
+  return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]?.endsWith("/moat-task-pid") === true;
 }
 
 const context: CallContext = { signal: new AbortController().signal, afterResponse: () => undefined };
@@ -86,10 +100,12 @@ test("an exit that races its start is published after /tasks/start; delete comes
   topics.length = 0;
   const service = taskService(new ExitsDuringStart() as unknown as TaskDaemon, () => undefined); // the fake has every method the calls below reach
   const id = "race-1";
-  await service.create(create(containerdTask.CreateTaskRequestSchema, { id, bundle: bundle(id) }), context);
+  const { pid = 0 } = await service.create(create(containerdTask.CreateTaskRequestSchema, { id, bundle: bundle(id) }), context);
+  assert.ok(exists(pid) && isHolder(pid), "the task's pid is its own host process");
   const waited = service.wait(create(containerdTask.WaitRequestSchema, { id }), context);
-  assert.equal((await service.start(create(containerdTask.StartRequestSchema, { id }), context)).pid, 4242);
+  assert.equal((await service.start(create(containerdTask.StartRequestSchema, { id }), context)).pid, pid);
   assert.equal((await waited).exitStatus, 3);
+  assert.equal(exists(pid), false, "the task's pid is gone once Wait has told its exit");
   const state = await service.state(create(containerdTask.StateRequestSchema, { id }), context);
   assert.equal(state.status, containerdTypes.Status.STOPPED);
   const killed = await rejectsWithCode(service.kill(create(containerdTask.KillRequestSchema, { id, signal: 9 }), context), "MOAT_SHIM_PROCESS_NOT_FOUND");
@@ -128,12 +144,13 @@ class TerminalDaemon implements Partial<TaskDaemon> {
     this.stdio = await stdio?.(this.input, "fake");
     return "";
   }
-  sandboxPid(): number {
-    return 4243;
-  }
+  async joinHostCgroup(): Promise<void> {}
+  readonly execStdio: ProcessStdio[] = [];
   async start(): Promise<void> {}
+  async delete(): Promise<void> {}
   async exec(_id: string, _execId: string, processJson: string, stdio?: StdioFactory): Promise<string> {
-    await stdio?.(this.input, "fake exec");
+    const opened = await stdio?.(this.input, "fake exec");
+    if (opened) this.execStdio.push(opened);
     this.execs.push(JSON.parse(processJson) as object); // the service's own JSON.stringify
     return "";
   }
@@ -151,7 +168,7 @@ function execSpec(process: object) {
   return { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", value: new TextEncoder().encode(JSON.stringify(process)) };
 }
 
-test("ResizePty: width is columns, height rows; an exec resized before its start starts at that size; no terminal, no resize", async () => {
+test("ResizePty: width is columns, height rows; an exec resized before its start starts at that size; no terminal: nothing to do, no error", async () => {
   const daemon = new TerminalDaemon();
   const service = taskService(daemon as unknown as TaskDaemon, () => undefined); // the fake has every method the calls below reach
   const id = "tty-1";
@@ -169,10 +186,27 @@ test("ResizePty: width is columns, height rows; an exec resized before its start
   assert.deepEqual(daemon.resizes.slice(2), ["25x81"], "a started exec's terminal is resized in the guest");
 
   await service.exec(create(containerdTask.ExecProcessRequestSchema, { id, execId: "e2", spec: execSpec({ args: ["true"], cwd: "/" }) }), context);
-  const none = await rejectsWithCode(service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, execId: "e2", width: 80, height: 24 }), context), "MOAT_TTY_NONE", /exec e2: the process has no terminal/);
-  assert.equal(none.status, Code.FAILED_PRECONDITION);
+  // As runc's shim: a process without a terminal has no window to size, and clients resize regardless.
+  await service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, execId: "e2", width: 80, height: 24 }), context);
+  assert.deepEqual(daemon.resizes.slice(3), [], "nothing resized");
   const huge = await rejectsWithCode(service.resizePty(create(containerdTask.ResizePtyRequestSchema, { id, width: 70_000, height: 24 }), context), "MOAT_TTY_SIZE");
   assert.equal(huge.status, Code.INVALID_ARGUMENT);
+
+  // Pids: the task's pid and the running exec's, host pids both, each gone with its process.
+  const pids = ((await service.pids(create(containerdTask.PidsRequestSchema, { id }), context)).processes ?? []).map((info) => ({ pid: info.pid ?? 0, typeUrl: info.info?.typeUrl ?? "" }));
+  const execPid = (await service.state(create(containerdTask.StateRequestSchema, { id, execId: "e1" }), context)).pid;
+  assert.deepEqual(pids.map((info) => info.pid), [(await service.state(create(containerdTask.StateRequestSchema, { id }), context)).pid, execPid]);
+  assert.ok(pids[1]?.typeUrl.endsWith("containerd.runc.v1.ProcessDetails"), "an exec's pid says which exec it is");
+  assert.ok(pids.every((info) => exists(info.pid) && isHolder(info.pid)));
+  const mark = topics.length;
+  for (const stdio of daemon.execStdio) await stdio.sendExit(0);
+  await daemon.stdio?.sendExit(0);
+  await service.wait(create(containerdTask.WaitRequestSchema, { id, execId: "e1" }), context);
+  await service.wait(create(containerdTask.WaitRequestSchema, { id }), context);
+  assert.deepEqual(pids.filter((info) => exists(info.pid)), [], "no pid outlives its process");
+  await service.delete(create(containerdTask.DeleteRequestSchema, { id }), context);
+  // Events go out in order: once /tasks/delete is in, this task's exits are too (the next test counts exits).
+  while (!topics.slice(mark).includes("/tasks/delete")) await new Promise((resolve) => setTimeout(resolve, 10));
 });
 
 test("an OOM kill the daemon reports is published as /tasks/oom before the exit it caused; unknown ids are ignored", async () => {
@@ -212,7 +246,9 @@ test("a restarted moatd takes a task back from its saved record: state, pid, exe
   assert.deepEqual(adopted.execs, [], "an exec never started is not relayed");
   const state = await after.state(create(containerdTask.StateRequestSchema, { id }), context);
   assert.equal(state.status, containerdTypes.Status.RUNNING);
-  assert.equal(state.pid, 77);
+  const pid = (first.record as { init?: { hostPid?: { pid?: number } } } | undefined)?.init?.hostPid?.pid ?? 0;
+  assert.ok(pid > 0 && exists(pid), "the task's holder outlives the moatd that started it");
+  assert.equal(state.pid, pid, "the same pid after the restart");
   const execState = await after.state(create(containerdTask.StateRequestSchema, { id, execId: "e1" }), context);
   assert.equal(execState.status, containerdTypes.Status.CREATED);
 
@@ -220,8 +256,17 @@ test("a restarted moatd takes a task back from its saved record: state, pid, exe
   const stdio = await adopted.init(noInput, "adopted");
   await stdio.sendExit(7);
   assert.equal((await waited).exitStatus, 7);
+  assert.equal(exists(pid), false, "the adopted holder is ended at the exit");
   assert.deepEqual(await topicsAfter(4), ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exit"]);
   assert.equal((second.record as { init?: { exit?: { exitStatus?: number } } } | undefined)?.init?.exit?.exitStatus, 7, "the exit is saved");
+
+  // A record from before holders existed: the task keeps reporting its sandbox's pid.
+  const legacy = JSON.parse(JSON.stringify(first.record)) as { init: { hostPid?: unknown; exit?: unknown } }; // the record just saved, as JSON
+  delete legacy.init.hostPid;
+  const third = new ExitsDuringStart();
+  const oldService = taskService(third as unknown as TaskDaemon, () => undefined); // as above
+  await third.adopter!({ state: { id, status: "running", pid: 0, bundle: "", created: "", exitStatus: 0 }, record: legacy, sandboxPid: 77 }); // registered by taskService
+  assert.equal((await oldService.state(create(containerdTask.StateRequestSchema, { id }), context)).pid, 77);
 
   // A record that does not parse fails that adoption with a message naming the task.
   await rejectsWithCode(second.adopter!({ state: { id: "bad", status: "running", pid: 0, bundle: "", created: "", exitStatus: 0 }, record: { bundle: 1 }, sandboxPid: 1 }), "MOAT_SHIM_RECORD", /bad: saved task state/); // registered by taskService

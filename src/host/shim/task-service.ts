@@ -16,6 +16,7 @@ import { readBootstrap } from "./bootstrap-file.js";
 import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
 import { EventPublisher } from "./event-publisher.js";
 import { mountRootfs, unmountRootfs } from "./rootfs.js";
+import { TaskPid } from "./task-pid.js";
 import { TaskProcess, type ProcessExit } from "./task-process.js";
 import { parseTaskRecord, TASK_FRONT_END, type TaskRecord } from "./task-record.js";
 import { TaskStdio, type TaskIo } from "./task-stdio.js";
@@ -26,8 +27,11 @@ interface Task {
   namespace: string;
   ttrpcAddress: string;
   publisher: EventPublisher;
-  /** The host pid containerd is given for the task: its sandbox's QEMU. */
-  pid: number;
+  /**
+   * The pid given for the task when its init has no holder (task-pid.ts): a task adopted from a
+   * record written before holders existed, which keeps reporting its sandbox's QEMU; else 0.
+   */
+  fallbackPid: number;
   init: TaskProcess;
   execs: Map<string, TaskProcess>;
   /** Undoes the rootfs mount; undefined when containerd prepared bundle/rootfs itself. */
@@ -42,7 +46,7 @@ const MAX_WINDOW_CELLS = 0xffff;
 /** What the Task service needs of the daemon (a fake stands in for it in unit tests). */
 export type TaskDaemon = Pick<
   Daemon,
-  "create" | "sandboxPid" | "start" | "exec" | "delete" | "state" | "ps" | "freeze" | "kill" | "update" | "cgroupFiles" | "onOom" | "registerAdopter" | "setOwnerRecord"
+  "create" | "start" | "exec" | "delete" | "state" | "freeze" | "kill" | "update" | "joinHostCgroup" | "cgroupFiles" | "onOom" | "registerAdopter" | "setOwnerRecord"
 >;
 
 export function taskService(daemon: TaskDaemon, log: (line: string) => void): ServiceImplementation<typeof containerdTask.Task> {
@@ -78,20 +82,34 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
     return process;
   };
 
-  /** The daemon relayed a process's exit: record it, then tell containerd, after its start. */
+  /**
+   * The daemon relayed a process's exit: its pid goes (its holder ends, as runc's process is
+   * reaped before its exit is told), then the exit is recorded, which answers Wait, and
+   * containerd hears of it, after its start.
+   */
   const exited = (task: Task, process: TaskProcess) => (exitStatus: number) => {
     if (process.exit) return; // recorded (and published) before: by a moatd before a restart, or by delete
-    const exit = process.recordExit(exitStatus);
-    if (tasks.get(task.id) === task) void save(task).catch((error: unknown) => log(`task ${task.id}: cannot save its state: ${String(error)}`)); // no request waits for an exit
-    void process.startQueued.then(() =>
-      publish(task, "/tasks/exit", containerdEvents.TaskExitSchema, {
-        containerId: task.id,
-        id: process.execId || task.id,
-        pid: task.pid,
-        exitStatus: exit.exitStatus,
-        exitedAt: timestampFromDate(exit.exitedAt),
-      }, exit.exitedAt),
-    );
+    void (process.hostPid?.end() ?? Promise.resolve()).then(() => {
+      if (process.exit) return; // recorded meanwhile (a second report, or delete)
+      const exit = process.recordExit(exitStatus);
+      if (tasks.get(task.id) === task) void save(task).catch((error: unknown) => log(`task ${task.id}: cannot save its state: ${String(error)}`)); // no request waits for an exit
+      void process.startQueued.then(() =>
+        publish(task, "/tasks/exit", containerdEvents.TaskExitSchema, {
+          containerId: task.id,
+          id: process.execId || task.id,
+          pid: pidOf(task, process),
+          exitStatus: exit.exitStatus,
+          exitedAt: timestampFromDate(exit.exitedAt),
+        }, exit.exitedAt),
+      );
+    });
+  };
+
+  /** Starts the holder whose pid `process` reports, in the task's bundle, and puts it in the sandbox's host cgroup once that exists. */
+  const startHostPid = async (task: Task, process: TaskProcess): Promise<TaskPid> => {
+    const holder = await TaskPid.start(task.bundle, describe(task, process));
+    process.hostPid = holder;
+    return holder;
   };
 
   /** Runs `start` and queues its event; an exit that comes meanwhile waits for that event. */
@@ -120,7 +138,7 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
       namespace: saved.namespace,
       ttrpcAddress: saved.ttrpcAddress,
       publisher: publisherFor(saved.ttrpcAddress),
-      pid: sandboxPid,
+      fallbackPid: saved.init.hostPid ? 0 : sandboxPid,
       init: TaskProcess.fromRecord(saved.init),
       execs: new Map(saved.execs.map((exec) => [exec.execId, TaskProcess.fromRecord(exec)])),
       unmountRootfs: saved.rootfsMounted ? () => unmountRootfs(saved.bundle, `task ${state.id}`) : undefined,
@@ -159,20 +177,23 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
         if (unmountRootfs) cleanup.push(`unmount ${bundle}/rootfs`, unmountRootfs);
         const io: TaskIo = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
         const { ttrpcAddress } = bootstrap;
-        const task: Task = { id, bundle, namespace: bootstrap.namespace, ttrpcAddress, publisher: publisherFor(ttrpcAddress), pid: 0, init: new TaskProcess("", io), execs: new Map(), unmountRootfs };
+        const task: Task = { id, bundle, namespace: bootstrap.namespace, ttrpcAddress, publisher: publisherFor(ttrpcAddress), fallbackPid: 0, init: new TaskProcess("", io), execs: new Map(), unmountRootfs };
+        const holder = await startHostPid(task, task.init);
+        cleanup.push(`end pid holder ${holder.pid}`, () => holder.end());
         const owner = { frontEnd: TASK_FRONT_END, record: recordOf(task) };
         await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig, owner);
+        cleanup.push(`delete sandbox ${id}`, () => daemon.delete(id, true));
+        await daemon.joinHostCgroup(id, holder.pid);
         cleanup.release();
-        task.pid = daemon.sandboxPid(id);
         tasks.set(id, task);
         publish(task, "/tasks/create", containerdEvents.TaskCreateSchema, {
           containerId: id,
           bundle,
           rootfs: request.rootfs,
           io: { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: io.terminal },
-          pid: task.pid,
+          pid: holder.pid,
         });
-        return { pid: task.pid };
+        return { pid: holder.pid };
       } catch (error) {
         const failures = await cleanup.unwind();
         if (failures.length > 0) log(`${where}: cleanup after failed create: ${failures.join("; ")}`);
@@ -185,7 +206,7 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
       const process = processOf(task, request.execId);
       if (process.status !== "created") throw illegal(task, process, "start");
       if (!process.execId) {
-        await startProcess(process, () => daemon.start(task.id), () => publish(task, "/tasks/start", containerdEvents.TaskStartSchema, { containerId: task.id, pid: task.pid }));
+        await startProcess(process, () => daemon.start(task.id), () => publish(task, "/tasks/start", containerdEvents.TaskStartSchema, { containerId: task.id, pid: pidOf(task, process) }));
       } else {
         const stdio = TaskStdio.factory(process.io, task, exited(task, process), (opened) => (process.stdio = opened));
         // A window size asked for before the start is the terminal's from the first instruction on.
@@ -194,16 +215,25 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
         await startProcess(
           process,
           async () => {
-            await daemon.exec(task.id, process.execId, JSON.stringify(spec), stdio);
+            // Its pid exists before the process does, so that Start can answer with it; a start that fails takes it away.
+            const holder = await startHostPid(task, process);
+            try {
+              await daemon.joinHostCgroup(task.id, holder.pid);
+              await daemon.exec(task.id, process.execId, JSON.stringify(spec), stdio);
+            } catch (error) {
+              await holder.end();
+              process.hostPid = undefined;
+              throw error;
+            }
             // One asked for while it was starting may have reached the guest before the process did.
             const latest = process.windowSize;
             if (latest && latest !== size) await process.stdio?.resize(latest.rows, latest.columns);
           },
-          () => publish(task, "/tasks/exec-started", containerdEvents.TaskExecStartedSchema, { containerId: task.id, execId: process.execId, pid: task.pid }),
+          () => publish(task, "/tasks/exec-started", containerdEvents.TaskExecStartedSchema, { containerId: task.id, execId: process.execId, pid: process.pid }),
         );
       }
       await save(task);
-      return { pid: task.pid };
+      return { pid: pidOf(task, process) };
     },
 
     async delete(request) {
@@ -213,8 +243,10 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
       if (process.execId) {
         task.execs.delete(process.execId);
         await save(task);
-        return { pid: task.pid, ...exitReply(process.exit) };
+        return { pid: process.pid, ...exitReply(process.exit) };
       }
+      // No pid outlives the task, and none may hold its sandbox's host cgroup busy when the daemon removes it.
+      await Promise.all([...task.execs.values(), process].map((each) => each.hostPid?.end()));
       // A created task is deleted as runc's shim deletes one: killed first (the daemon does).
       await daemon.delete(task.id, process.status === "created");
       const exit = process.exit ?? process.recordExit(137);
@@ -223,11 +255,11 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
       publish(task, "/tasks/delete", containerdEvents.TaskDeleteSchema, {
         containerId: task.id,
         id: task.id,
-        pid: task.pid,
+        pid: pidOf(task, process),
         exitStatus: exit.exitStatus,
         exitedAt: timestampFromDate(exit.exitedAt),
       });
-      return { pid: task.pid, ...exitReply(exit) };
+      return { pid: pidOf(task, process), ...exitReply(exit) };
     },
 
     async state(request) {
@@ -240,7 +272,7 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
         id: task.id,
         execId: process.execId,
         bundle: task.bundle,
-        pid: task.pid,
+        pid: pidOf(task, process),
         status,
         stdin: process.io.stdin,
         stdout: process.io.stdout,
@@ -251,10 +283,18 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
     },
 
     async pids(request) {
-      // The container's processes as the guest sees them (`crun ps`, guest pids); none once stopped.
+      // Host pids, as runc's shim gives them and as its callers use them (Docker's `top` runs
+      // the host's ps on them, tools signal them): the task's own and each running exec's, with
+      // its exec id. The guest's pids would name unrelated host processes. None once stopped.
       const task = taskOf(request.id);
       if (task.init.status === "stopped") return { processes: [] };
-      return { processes: (await daemon.ps(task.id)).map(({ pid }) => ({ pid })) };
+      const execs = [...task.execs.values()].filter((exec) => exec.status === "running" && exec.pid > 0);
+      return {
+        processes: [
+          { pid: pidOf(task, task.init) },
+          ...execs.map((exec) => ({ pid: exec.pid, info: { typeUrl: runcOptions.ProcessDetailsSchema.typeName, value: toBinary(runcOptions.ProcessDetailsSchema, create(runcOptions.ProcessDetailsSchema, { execId: exec.execId })) } })),
+        ],
+      };
     },
 
     async pause(request) {
@@ -307,7 +347,9 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
       const task = taskOf(request.id);
       const process = processOf(task, request.execId);
       const where = describe(task, process);
-      if (!process.io.terminal) throw new MoatError("MOAT_TTY_NONE", `${where}: the process has no terminal`, { status: Code.FAILED_PRECONDITION });
+      // runc's shim ignores a resize of a process without a terminal, and containerd's clients
+      // send one regardless (nerdctl and Docker resize on attach): nothing to do, no error.
+      if (!process.io.terminal) return {};
       // containerd's width is the columns, its height the rows (ctr: the console's Width, Height).
       const size = { rows: request.height, columns: request.width };
       if (size.rows > MAX_WINDOW_CELLS || size.columns > MAX_WINDOW_CELLS) {
@@ -345,7 +387,8 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
     },
 
     async connect(request) {
-      return { shimPid: process.pid, taskPid: taskOf(request.id).pid, version: MOAT_VERSION };
+      const task = taskOf(request.id);
+      return { shimPid: process.pid, taskPid: pidOf(task, task.init), version: MOAT_VERSION };
     },
 
     async shutdown() {
@@ -382,6 +425,11 @@ function statusOf(status: string): containerdTypes.Status {
     default:
       return Status.UNKNOWN;
   }
+}
+
+/** The pid containerd is given for a process: its holder's (see Task.fallbackPid for a task's init without one). */
+function pidOf(task: Task, process: TaskProcess): number {
+  return process.hostPid || process.execId ? process.pid : task.fallbackPid;
 }
 
 function describe(task: Task, process: TaskProcess): string {

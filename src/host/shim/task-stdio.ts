@@ -5,7 +5,10 @@
 //
 // With io.terminal the process runs on a pty in its guest (the spec's process.terminal): the
 // stdin FIFO carries the keys typed, the stdout FIFO the terminal's one output stream, and
-// containerd hands no stderr; window sizes come through Task.ResizePty (resize below).
+// there is no stderr: ctr hands none, but containerd's Go client (cio.NewCreator with a
+// terminal and a stderr writer, as nerdctl and Docker use it) names a stderr FIFO it never
+// makes, so a stderr path is ignored with a terminal, as runc's shim ignores it; window sizes
+// come through Task.ResizePty (resize below).
 //
 // FIFOs are opened O_RDWR|O_NONBLOCK: the open never blocks and never fails for want of a
 // peer, and a net.Socket on the descriptor reads and writes through the event loop instead of
@@ -121,7 +124,7 @@ async function openOutputs(io: TaskIo, owner: LogOwner, where: string): Promise<
   if (io.stdout.startsWith("binary://")) return startLogBinary(io.stdout, owner, where);
   const stdout = io.stdout ? await openOutput(io.stdout, where) : undefined;
   // ctr hands one FIFO (or log file) for both streams when they go to the same place.
-  const stderr = io.stderr === io.stdout ? stdout : io.stderr ? await openOutput(io.stderr, where).catch((error: unknown) => (stdout?.destroy(), Promise.reject(error))) : undefined;
+  const stderr = io.terminal ? undefined : io.stderr === io.stdout ? stdout : io.stderr ? await openOutput(io.stderr, where).catch((error: unknown) => (stdout?.destroy(), Promise.reject(error))) : undefined;
   return { stdout, stderr };
 }
 
