@@ -125,7 +125,7 @@ export class Daemon {
     this.creating.add(id);
     try {
       const config = sandboxConfig ? { ...sandboxConfig, runtime: { ...sandboxConfig.runtime, stateRoot: this.config.runtime.stateRoot } } : this.config;
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, pool: this.pool });
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, pool: this.pool, network: guest.networkNamespace });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: true });
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };

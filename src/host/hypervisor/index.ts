@@ -1,4 +1,4 @@
-export type { Accelerator, GuestRootfs, MachineType, Share, SharedFs, Vm, VmExit, VmPaths, VmSpec } from "./hypervisor.js";
+export type { Accelerator, GuestRootfs, MachineType, Nic, Share, SharedFs, Vm, VmExit, VmPaths, VmSpec } from "./hypervisor.js";
 export { virtiofsSocketPath, vmPaths } from "./hypervisor.js";
 export { chooseAccelerator, hostTscKhz, type AcceleratorChoice, type HostProbePaths } from "./accelerator.js";
 export { tailOf } from "./file-tail.js";

@@ -49,7 +49,7 @@ export interface RunResult {
 
 export async function runContainer(config: Config, options: RunOptions): Promise<RunResult> {
   const containerId = options.id;
-  const { spec, shares, files, hostCgroup } = specFor(options, sandboxFilesDir(config.runtime.stateRoot, options.id));
+  const { spec, shares, files, hostCgroup, networkNamespace } = specFor(options, sandboxFilesDir(config.runtime.stateRoot, options.id));
   const sandbox = await startSandboxVm(config, options.id, {
     shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })),
     files,
@@ -59,6 +59,7 @@ export async function runContainer(config: Config, options: RunOptions): Promise
     memoryMiB: options.memoryMiB,
     pool: options.pool,
     abort: options.abort,
+    network: networkNamespace,
   });
   const { agent } = sandbox;
   try {
@@ -68,6 +69,9 @@ export async function runContainer(config: Config, options: RunOptions): Promise
     await agent.createContainer(containerId, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: options.stdin !== undefined, start: true });
     options.abort?.throwIfAborted(); // the container runs: the finally below stops it with its VM
     const relays = [relayOutput(agent, containerId, "stdout", options.stdout), relayOutput(agent, containerId, "stderr", options.stderr)];
+    // A QEMU killed under the container fails WaitProcess and the relays alike: the relays'
+    // rejections must not end this process unhandled before the finally below cleans up.
+    for (const relay of relays) relay.catch(() => undefined);
     const inOrder = sequence();
     options.onStarted?.({
       signal: (signal) => void agent.signalProcess(containerId, "", signal).catch(() => undefined),

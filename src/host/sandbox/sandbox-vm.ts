@@ -29,6 +29,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
+import { connectNetwork, disconnectNetwork, readNetwork, recordNetwork, sandboxNics, TEMPLATE_NIC, vmNetwork } from "../network/index.js";
 import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 
@@ -156,6 +157,11 @@ export interface SandboxOptions {
    * template being built for the sandbox is finished first (it serves the next sandbox).
    */
   abort?: AbortSignal;
+  /**
+   * The network namespace the VM is connected to (the spec's linux.namespaces network path),
+   * by the tcfilter model (docs/networking.md); none: the guest has loopback only.
+   */
+  network?: string;
 }
 
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
@@ -164,13 +170,16 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   guestArtifacts(config); // fails clearly, before anything is created, if the kernel or image is missing
   ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, config.source ?? "built-in configuration");
   const accelerator = await chooseAccelerator();
+  // Read and checked before anything is made: a bad namespace leaves nothing behind.
+  const network = options.network === undefined ? undefined : await readNetwork(options.network);
   const cleanup = new CleanupStack();
   try {
     const stateDir = join(config.runtime.stateRoot, id);
     checkSocketRoom(stateDir, where);
     const { abort } = options;
-    const coldReason = coldBootReason(config);
-    const pool = coldReason === undefined ? options.pool : undefined;
+    const coldReason = coldBootReason(config) ?? networkColdReason(network);
+    // A pool VM's NIC has no backend, and a backend cannot be given to it later.
+    const pool = coldReason === undefined && !network?.plan.interfaces.length ? options.pool : undefined;
     await pool?.prepare?.().catch((error: unknown) => trace(id, `warm pool: cannot reach it: ${String(error)}`));
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
@@ -187,7 +196,13 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const base = await vmBase(config, options, accelerator.accelerator);
     abort?.throwIfAborted();
     const shares = options.shares ?? [];
-    const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths: vmPaths(stateDir) };
+    const nics = sandboxNics(network, coldReason === undefined ? base.nics ?? [] : []);
+    const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths: vmPaths(stateDir), nics, ...(network ? { network: vmNetwork(network) } : {}) };
+    if (network) {
+      // Recorded before QEMU makes the taps; undone after QEMU is killed (unwound first).
+      await recordNetwork(stateDir, network, nics);
+      cleanup.push(`disconnect from ${network.netns}`, () => disconnectNetwork(stateDir));
+    }
     // A pool VM moves into the state directory, so it comes before anything is put there.
     const pooled = pool ? await fromPool(config, spec, base, pool) : undefined;
     if (pooled) cleanup.push(`kill QEMU ${pooled.vm.pid}`, () => pooled.vm.kill().then(() => undefined));
@@ -214,6 +229,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const { vm, start, spawnedAt } = started;
     if (!pooled) cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     abort?.throwIfAborted();
+    const networkRequest = network && network.plan.interfaces.length > 0 ? await connectNetwork(network, nics, where) : undefined;
     const qemuReadyMs = performance.now() - spawnedAt;
     if (options.hostCgroup) {
       const { target, log } = options.hostCgroup;
@@ -247,6 +263,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // A clone shares the template's RNG state, clock and hostname until it takes its own; a
     // pool VM takes them now, when a sandbox has it, not when it was restored.
     if (start.kind !== "cold") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
+    if (networkRequest) await agent.configureNetwork(networkRequest);
     const agentReadyMs = performance.now() - spawnedAt;
     trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
 
@@ -277,6 +294,8 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
     extraKernelParams: config.qemu.kernelParams,
     debug: config.qemu.enableDebug,
     sharedFs: config.qemu.sharedFs,
+    // Every template has one NIC, so that a sandbox with one interface restores from it too.
+    nics: coldBootReason(config) === undefined ? [TEMPLATE_NIC] : [],
     hostTscKhz: await hostTscKhz(),
   };
 }
@@ -345,6 +364,12 @@ export function describeStart(start: StartPath): string {
   return `cold boot: ${start.reason}`;
 }
 
+/** Why a sandbox on `network` cannot start from a template, which has one NIC, or undefined if it can. */
+function networkColdReason(network: { plan: { interfaces: unknown[] } } | undefined): string | undefined {
+  const count = network?.plan.interfaces.length ?? 0;
+  return count > 1 ? `${count} network interfaces: a template has one NIC (docs/networking.md)` : undefined;
+}
+
 /** Why no sandbox can start from a template under `config`, or undefined if it can. */
 function coldBootReason(config: Config): string | undefined {
   if (!config.factory.enableTemplate) return "templates are off ([factory] enable_template)";
@@ -392,6 +417,7 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   const paths = vmPaths(join(config.runtime.stateRoot, id));
   await killRunningQemu(id, paths);
   await (await ShareServers.adopt(paths.stateDir)).kill();
+  await disconnectNetwork(paths.stateDir);
   await releaseHostCgroup(paths.stateDir);
   await removeStateDir(paths.stateDir);
 }
@@ -411,6 +437,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
+      await disconnectNetwork(vm.paths.stateDir);
       await releaseHostCgroup(vm.paths.stateDir);
       await removeStateDir(vm.paths.stateDir);
       return exit;
