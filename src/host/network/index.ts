@@ -71,6 +71,7 @@ export async function readNetwork(netns: string): Promise<SandboxNetwork> {
       throw new MoatError("MOAT_NETNS_READ", `${where}: ip ${args.join(" ")} printed no JSON`, { cause: error, status: Code.INTERNAL });
     }
   };
+  const startedAt = performance.now();
   const links = await ip(["-d", "addr", "show"]);
   const [routes4, routes6, neighbours] = await Promise.all([ip(["-4", "route", "show", "table", "main"]), ip(["-6", "route", "show", "table", "main"]), ip(["neigh", "show"])]);
   const plan = networkPlan(netns, { links, routes4, routes6, neighbours });
@@ -81,6 +82,7 @@ export async function readNetwork(netns: string): Promise<SandboxNetwork> {
     }
   }
   for (const line of plan.skipped) trace(netns, `not carried: ${line}`);
+  trace(netns, `read ${plan.interfaces.length} interface(s), ${plan.request.routes.length} route(s), ${plan.request.neighbours.length} neighbour(s) in ${Math.round(performance.now() - startedAt)} ms`);
   return { netns, plan };
 }
 
@@ -127,6 +129,7 @@ export async function recordNetwork(stateDir: string, network: SandboxNetwork, n
  */
 export async function connectNetwork(network: SandboxNetwork, nics: Nic[], where: string): Promise<ConfigureNetworkInit> {
   const pairs = network.plan.interfaces.map((entry, index) => ({ ...entry, tap: nics[index]?.tap ?? "" }));
+  const startedAt = performance.now();
   const run = async (tool: string, lines: string[]) => {
     const ran = await inNetns(network.netns, [tool, "-batch", "-"], lines.join("\n") + "\n");
     if (ran.code !== 0) throw new MoatError("MOAT_NETNS_CONNECT", `${where}: network namespace ${network.netns}: ${tool}: ${ran.stderr || `exit status ${ran.code}`}`, { status: Code.INTERNAL });
@@ -137,7 +140,7 @@ export async function connectNetwork(network: SandboxNetwork, nics: Nic[], where
     "tc",
     pairs.flatMap(({ name, tap }) => [`qdisc add dev ${name} ingress`, `qdisc add dev ${tap} ingress`, redirect(name, tap), redirect(tap, name)]),
   );
-  trace(where, `connected ${pairs.map(({ name, tap, mtu }) => `${name} <-> ${tap} (MTU ${mtu})`).join(", ")} in ${network.netns}`);
+  trace(where, `connected ${pairs.map(({ name, tap, mtu }) => `${name} <-> ${tap} (MTU ${mtu})`).join(", ")} in ${network.netns} (${Math.round(performance.now() - startedAt)} ms)`);
   return withDeviceMacs(network.plan, nics.slice(0, pairs.length).map((nic) => nic.mac));
 }
 

@@ -263,7 +263,11 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // A clone shares the template's RNG state, clock and hostname until it takes its own; a
     // pool VM takes them now, when a sandbox has it, not when it was restored.
     if (start.kind !== "cold") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
-    if (networkRequest) await agent.configureNetwork(networkRequest);
+    if (networkRequest) {
+      const configuringAt = performance.now();
+      await agent.configureNetwork(networkRequest);
+      trace(id, `guest network configured in ${Math.round(performance.now() - configuringAt)} ms`);
+    }
     const agentReadyMs = performance.now() - spawnedAt;
     trace(id, `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`);
 
