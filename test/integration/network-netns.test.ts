@@ -114,7 +114,8 @@ test("a QEMU killed under a networked container leaves no tap, qdisc or filter b
   process.kill(Number(qemu[0]!.split(" ")[0]), "SIGKILL"); // one line, checked just above
   const [code] = (await closed) as [number | null];
   assert.notEqual(code, 0, stderr);
-  // afterEach: nothing of moat's left in the namespace or the state root.
+  assert.deepEqual(moatLeftovers(), [], `left in ${netnsPath}; moat run said: ${stderr}`);
+  // afterEach: nothing left in the state root either.
 });
 
 test("a network namespace path that does not exist, or is not a namespace, is one clear error and nothing is made", async () => {

@@ -28,7 +28,7 @@ const RECORD_FILE = "network.json";
  */
 export const TEMPLATE_NIC: Nic = { id: "nic0", mac: "02:6d:6f:61:74:00" };
 /** What iproute2's tools print when what is to be removed is gone already. */
-const GONE = /Cannot find device|Cannot find specified qdisc|No such file or directory|does not exist/i;
+const GONE = /Cannot find device|Cannot find specified qdisc|No such device|No such file or directory|does not exist/i;
 
 /** A network namespace read and checked, ready to be carried into a sandbox. */
 export interface SandboxNetwork {
