@@ -4,7 +4,7 @@
 import { rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { startupSnapshot } from "node:v8";
-import { ContainerService, GuestService, HealthService, IoService, OomService, StatsService } from "../../shared/protocol/index.js";
+import { ContainerService, GuestService, HealthService, IoService, NetworkService, OomService, StatsService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import { setTraceSink } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
@@ -13,6 +13,7 @@ import { Containers } from "./containers.js";
 import { guestService } from "./guest-service.js";
 import { healthService } from "./health-service.js";
 import { ioService } from "./io-service.js";
+import { networkService } from "./network-service.js";
 import { OomEvents } from "./oom-events.js";
 import { oomService } from "./oom-service.js";
 import { statsService } from "./stats-service.js";
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
   server.register(IoService, ioService(containers));
   server.register(StatsService, statsService(containers));
   server.register(OomService, oomService(oomEvents));
+  server.register(NetworkService, networkService());
 
   // Before serving: a template is saved once its agent says it serves (factory/template.ts).
   await warmUpIfTemplate(containers, log);

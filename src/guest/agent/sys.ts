@@ -1,5 +1,5 @@
 // The system calls the agent needs and Node lacks (mount, umount, the RNG reseed, the clock,
-// the hostname), from the moat-sys addon (src/guest/sys/moat-sys.c), loaded at first use:
+// the hostname, rtnetlink), from the moat-sys addon (src/guest/sys/moat-sys.c), loaded at first use:
 // in a template's VM that is its warm-up, so clones have it loaded already.
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
@@ -14,6 +14,8 @@ export interface MoatSys {
   reseedRandom(entropy: Uint8Array): void;
   setClock(seconds: number, nanoseconds: number): void;
   setHostname(name: string): void;
+  /** Sends one rtnetlink request (netlink.ts) and waits for its ack; throws with the errno name as code. */
+  netlink(message: Buffer): void;
   readonly MS_RDONLY: number;
   readonly MS_REMOUNT: number;
   readonly MS_BIND: number;

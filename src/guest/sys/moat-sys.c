@@ -7,7 +7,10 @@
 //     clones of one VM template would hand out the same "random" bytes until the kernel's
 //     next periodic reseed, up to a minute later (docs/templates.md);
 //   setClock(seconds, nanoseconds) and setHostname(name): a clone's wall clock, which resumes
-//     from the moment its template was saved, and its name.
+//     from the moment its template was saved, and its name;
+//   netlink(message): sends one rtnetlink request (built by ../agent/netlink.ts, with
+//     NLM_F_ACK) and waits for its acknowledgement: the guest's interfaces, addresses, routes
+//     and neighbours (docs/networking.md).
 // In the agent's own process: under TCG, starting a program for each of these (busybox's
 // mount, a C helper) cost ~0.1-0.2 s apiece, most of a container's mounts and of a clone's
 // identity (measured, docs/templates.md). Each call is synchronous: a mount or an ioctl does
@@ -15,12 +18,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <linux/random.h>
 #include <node_api.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +138,54 @@ static napi_value set_hostname(napi_env env, napi_callback_info info) {
   return sethostname(name, length) != 0 ? throw_errno(env, "sethostname", NULL) : NULL;
 }
 
+// An rtnetlink request: a few attributes, well under a page; the answer to one is an ack.
+#define MAX_NETLINK 4096
+
+static napi_value do_netlink(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  void *bytes;
+  size_t length;
+  if (get_args(env, info, 1, argv) != 0 || napi_get_buffer_info(env, argv[0], &bytes, &length) != napi_ok) {
+    return throw_usage(env, "netlink(message: Buffer)");
+  }
+  struct nlmsghdr *request = bytes;
+  if (length < sizeof *request || length > MAX_NETLINK || request->nlmsg_len != length || !(request->nlmsg_flags & NLM_F_ACK)) {
+    return throw_usage(env, "netlink: one message of at most 4096 bytes, its length in its header, asking for an ack");
+  }
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return throw_errno(env, "socket", "NETLINK_ROUTE");
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  if (sendto(fd, bytes, length, 0, (struct sockaddr *)&kernel, sizeof kernel) != (ssize_t)length) {
+    int error = errno;
+    close(fd);
+    errno = error;
+    return throw_errno(env, "netlink", "send");
+  }
+  // The kernel answers a request with NLM_F_ACK by one NLMSG_ERROR carrying its errno (0: done).
+  for (;;) {
+    union {
+      struct nlmsghdr header;
+      char bytes[MAX_NETLINK];
+    } answer;
+    ssize_t got = recv(fd, &answer, sizeof answer, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      int error = errno;
+      close(fd);
+      errno = error;
+      return throw_errno(env, "netlink", "receive");
+    }
+    for (struct nlmsghdr *header = &answer.header; NLMSG_OK(header, (size_t)got); header = NLMSG_NEXT(header, got)) {
+      if (header->nlmsg_seq != request->nlmsg_seq || header->nlmsg_type != NLMSG_ERROR) continue;
+      struct nlmsgerr *ack = NLMSG_DATA(header);
+      close(fd);
+      if (ack->error == 0) return NULL;
+      errno = -ack->error;
+      return throw_errno(env, "netlink", NULL);
+    }
+  }
+}
+
 static void export_function(napi_env env, napi_value exports, const char *name, napi_callback callback) {
   napi_value function;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, callback, NULL, &function);
@@ -151,6 +204,7 @@ NAPI_MODULE_INIT() {
   export_function(env, exports, "reseedRandom", reseed_random);
   export_function(env, exports, "setClock", set_clock);
   export_function(env, exports, "setHostname", set_hostname);
+  export_function(env, exports, "netlink", do_netlink);
   export_flag(env, exports, "MS_RDONLY", MS_RDONLY);
   export_flag(env, exports, "MS_REMOUNT", MS_REMOUNT);
   export_flag(env, exports, "MS_BIND", MS_BIND);

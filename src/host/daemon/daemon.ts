@@ -176,7 +176,7 @@ export class Daemon {
     // The VM is sized for the container's linux.resources (or the container refused) before anything starts.
     const { vcpus, memoryMiB } = vmSizeFor(config, bundle.spec, where);
     return this.making(id, signal, async (abort) => {
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, abort });
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, abort });
       try {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: true });
         abort.throwIfAborted();
@@ -214,6 +214,7 @@ export class Daemon {
         vcpus: run.vcpus ?? size?.vcpus,
         memoryMiB: run.memoryMiB ?? size?.memoryMiB,
         pool: this.pool,
+        network: guest.networkNamespace,
         abort,
       });
       try {

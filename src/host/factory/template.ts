@@ -38,7 +38,7 @@ const READY_POLL_MS = 20;
 const EXIT_SETTLE_MS = 1000;
 
 /** What a template is made of: a VmSpec without the per-VM parts (id, paths, shares, RAM file). */
-export type TemplateBase = Omit<VmSpec, "id" | "paths" | "shares" | "memoryFile" | "incoming">;
+export type TemplateBase = Omit<VmSpec, "id" | "paths" | "shares" | "memoryFile" | "incoming" | "network">;
 
 export interface Template {
   key: string;

@@ -56,6 +56,19 @@ export interface Share {
   readOnly: boolean;
 }
 
+/**
+ * A virtio-net NIC (docs/networking.md). `tap` names the tap backing it, made in
+ * VmSpec.network's namespace; without one the NIC has no backend: a VM template's NIC, which
+ * a clone restored without a network keeps as it is.
+ */
+export interface Nic {
+  /** The device's id ("nic0"); its netdev is "net-<id>". */
+  id: string;
+  /** The MAC the device has when QEMU starts (a clone keeps its template's). */
+  mac: string;
+  tap?: string;
+}
+
 export interface VmSpec {
   id: string;
   machine: MachineType;
@@ -86,6 +99,13 @@ export interface VmSpec {
   memoryFile?: { path: string; shared: boolean };
   /** Start paused, waiting for saved state to be loaded over QMP (a restore). */
   incoming?: boolean;
+  /** virtio-net NICs, in device order (a template's are part of what it is). */
+  nics?: Nic[];
+  /**
+   * Where the NICs' taps are made: the network namespace, and the program that opens them
+   * there and execs QEMU holding them (src/host/network/moat-tap-exec.c).
+   */
+  network?: { netns: string; tapExec: string };
 }
 
 export interface VmExit {

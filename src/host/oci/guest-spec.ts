@@ -58,7 +58,14 @@ export interface GuestSpecInput {
  * points in the root before it makes it read-only for the container: they land in the
  * overlay); otherwise (a bundle's writable root) read-write.
  */
-export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): { spec: OciSpec; shares: GuestShare[]; files: CopiedFile[]; hostCgroup: HostCgroupTarget | undefined } {
+export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): {
+  spec: OciSpec;
+  shares: GuestShare[];
+  files: CopiedFile[];
+  hostCgroup: HostCgroupTarget | undefined;
+  /** The network namespace the spec names by path: the sandbox's VM is connected to it (docs/networking.md). */
+  networkNamespace: string | undefined;
+} {
   const readOnlyRoot = spec.root.readonly === true;
   const binds = (spec.mounts ?? []).map((mount, index) => (isBindMount(mount) ? { index, isDirectory: bindIsDirectory(mount, index, where) } : undefined));
   const filesTag = binds.some((bind) => bind && !bind.isDirectory) ? shareTag(1) : undefined;
@@ -83,7 +90,9 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
   // no systemd to ask, gets the same path, a systemd-form one expanded as systemd would.
   const cgroupsPath = specCgroupsPath(spec, where);
   const hostCgroup = cgroupsPath === undefined ? undefined : hostCgroupTarget(cgroupsPath, where);
-  const linux = guestLinux(hostCgroup?.systemd ? { ...(spec.linux as object), cgroupsPath: hostCgroup.path } : spec.linux);
+  const network = specNetworkNamespace(spec, where);
+  const rewritten = hostCgroup?.systemd || network.namespaces;
+  const linux = guestLinux(rewritten ? { ...(spec.linux as object), ...(hostCgroup?.systemd ? { cgroupsPath: hostCgroup.path } : {}), ...(network.namespaces ? { namespaces: network.namespaces } : {}) } : spec.linux);
   // OCI hooks are host programs (Docker's is `/proc/<dockerd>/exe libnetwork-setkey`), which
   // the guest does not have; run on the host with the stand-in's pid as the container's, a
   // network hook would act on the host's namespaces. They are not run (docs/runtime-contract.md).
@@ -93,7 +102,25 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
     shares,
     files,
     hostCgroup,
+    networkNamespace: network.path,
   };
+}
+
+/**
+ * The network namespace the spec names by path, and its namespaces without that entry: the
+ * host path means nothing in the guest, where the container shares the guest's own network
+ * namespace, which the agent set up as that one is (the tcfilter model). An entry without a
+ * path stays: a new, empty namespace in the guest, loopback only.
+ */
+function specNetworkNamespace(spec: OciSpec, where: string): { path: string | undefined; namespaces: unknown[] | undefined } {
+  const linux = spec.linux;
+  if (typeof linux !== "object" || linux === null) return { path: undefined, namespaces: undefined };
+  const namespaces = (linux as { namespaces?: unknown }).namespaces;
+  if (!Array.isArray(namespaces)) return { path: undefined, namespaces: undefined };
+  const entry = namespaces.find((item: unknown) => typeof item === "object" && item !== null && (item as { type?: unknown }).type === "network") as { path?: unknown } | undefined; // found by its type just above
+  if (entry?.path === undefined || entry.path === "") return { path: undefined, namespaces: undefined };
+  if (typeof entry.path !== "string" || !isAbsolute(entry.path)) throw new MoatError("MOAT_BUNDLE_INVALID", `${where}: linux.namespaces: the network namespace's path must be an absolute path, got ${JSON.stringify(entry.path)}`, { status: Code.INVALID_ARGUMENT });
+  return { path: entry.path, namespaces: namespaces.filter((item) => item !== entry) };
 }
 
 /** The spec's linux.cgroupsPath, if it sets one; `where` names the spec in errors. */

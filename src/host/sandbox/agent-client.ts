@@ -15,9 +15,11 @@ import {
   GuestService,
   HealthService,
   IoService,
+  NetworkService,
   OomService,
   OutputStream,
   StatsService,
+  type ConfigureNetworkRequestSchema,
   type ShareMountSchema,
   type WaitProcessResponse,
   type CheckResponse,
@@ -131,6 +133,11 @@ export class AgentClient {
    * Makes a guest restored from a template its own: `entropy` reseeds its RNG at once, and its
    * clock and hostname are set, before any container runs.
    */
+  /** Sets the guest's interfaces, routes and neighbours (docs/networking.md). */
+  async configureNetwork(request: MessageInitShape<typeof ConfigureNetworkRequestSchema>): Promise<void> {
+    await this.ttrpc.call(NetworkService.method.configureNetwork, request, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
   async takeIdentity(entropy: Uint8Array, hostname: string): Promise<void> {
     const timeUnixNanos = BigInt(Date.now()) * 1_000_000n;
     await this.ttrpc.call(GuestService.method.takeIdentity, { entropy, timeUnixNanos, hostname }, { timeoutMs: CALL_TIMEOUT_MS });

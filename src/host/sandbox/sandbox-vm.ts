@@ -34,6 +34,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
+import { connectNetwork, disconnectNetwork, readNetwork, recordNetwork, sandboxNics, TEMPLATE_NIC, vmNetwork } from "../network/index.js";
 import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -153,6 +154,11 @@ export interface SandboxOptions {
    * template being built for the sandbox is finished first (it serves the next sandbox).
    */
   abort?: AbortSignal;
+  /**
+   * The network namespace the VM is connected to (the spec's linux.namespaces network path),
+   * by the tcfilter model (docs/networking.md); none: the guest has loopback only.
+   */
+  network?: string;
 }
 
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
@@ -161,14 +167,17 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   guestArtifacts(config); // fails clearly, before anything is created, if the kernel or image is missing
   ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, config.source ?? "built-in configuration");
   const accelerator = await chooseAccelerator();
+  // Read and checked before anything is made: a bad namespace leaves nothing behind.
+  const network = options.network === undefined ? undefined : await readNetwork(options.network);
   const cleanup = new CleanupStack();
   try {
     const stateDir = join(config.runtime.stateRoot, id);
     const paths = vmPaths(stateDir, config.runtime.socketRoot);
     checkSocketRoom(paths.socketDir, where);
     const { abort } = options;
-    const coldReason = coldBootReason(config);
-    const pool = coldReason === undefined ? options.pool : undefined;
+    const coldReason = coldBootReason(config) ?? networkColdReason(network);
+    // A pool VM's NIC has no backend, and a backend cannot be given to it later.
+    const pool = coldReason === undefined && !network?.plan.interfaces.length ? options.pool : undefined;
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
       await mkdir(stateDir, { mode: 0o700 });
@@ -185,7 +194,13 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const base = await vmBase(config, options, accelerator.accelerator);
     abort?.throwIfAborted();
     const shares = options.shares ?? [];
-    const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths };
+    const nics = sandboxNics(network, coldReason === undefined ? base.nics ?? [] : []);
+    const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths, nics, ...(network ? { network: vmNetwork(network) } : {}) };
+    if (network) {
+      // Recorded before QEMU makes the taps; undone after QEMU is killed (unwound first).
+      await recordNetwork(stateDir, network, nics);
+      cleanup.push(`disconnect from ${network.netns}`, () => disconnectNetwork(stateDir));
+    }
     // A pool VM moves into the state directory, so it comes before anything is put there.
     const pooled = pool ? await fromPool(config, spec, base, pool) : undefined;
     if (pooled) cleanup.push(`kill QEMU ${pooled.vm.pid}`, () => pooled.vm.kill().then(() => undefined));
@@ -213,6 +228,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const { vm, start, spawnedAt } = started;
     if (!pooled) cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     abort?.throwIfAborted();
+    const networkRequest = network && network.plan.interfaces.length > 0 ? await connectNetwork(network, nics, where) : undefined;
     const qemuReadyMs = performance.now() - spawnedAt;
     if (options.hostCgroup) {
       const { target, log } = options.hostCgroup;
@@ -246,6 +262,11 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // A clone shares the template's RNG state, clock and hostname until it takes its own; a
     // pool VM takes them now, when a sandbox has it, not when it was restored.
     if (start.kind !== "cold") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
+    if (networkRequest) {
+      const configuringAt = performance.now();
+      await agent.configureNetwork(networkRequest);
+      trace(id, `guest network configured in ${Math.round(performance.now() - configuringAt)} ms`);
+    }
     const agentReadyMs = performance.now() - spawnedAt;
     const summary = `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`;
     trace(id, summary);
@@ -278,6 +299,8 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
     extraKernelParams: config.qemu.kernelParams,
     debug: config.qemu.enableDebug,
     sharedFs: config.qemu.sharedFs,
+    // Every template has one NIC, so that a sandbox with one interface restores from it too.
+    nics: coldBootReason(config) === undefined ? [TEMPLATE_NIC] : [],
     hostTscKhz: await hostTscKhz(),
   };
 }
@@ -346,6 +369,12 @@ export function describeStart(start: StartPath): string {
   return `cold boot: ${start.reason}`;
 }
 
+/** Why a sandbox on `network` cannot start from a template, which has one NIC, or undefined if it can. */
+function networkColdReason(network: { plan: { interfaces: unknown[] } } | undefined): string | undefined {
+  const count = network?.plan.interfaces.length ?? 0;
+  return count > 1 ? `${count} network interfaces: a template has one NIC (docs/networking.md)` : undefined;
+}
+
 /** Why no sandbox can start from a template under `config`, or undefined if it can. */
 function coldBootReason(config: Config): string | undefined {
   if (!config.factory.enableTemplate) return "templates are off ([factory] enable_template)";
@@ -406,6 +435,7 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   const paths = vmPaths(join(config.runtime.stateRoot, id), config.runtime.socketRoot);
   await killRunningQemu(id, paths);
   await (await ShareServers.adopt(paths)).kill();
+  await disconnectNetwork(paths.stateDir);
   await releaseHostCgroup(paths.stateDir);
   await removeStateDir(paths);
 }
@@ -425,6 +455,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
+      await disconnectNetwork(vm.paths.stateDir);
       await releaseHostCgroup(vm.paths.stateDir);
       await removeStateDir(vm.paths);
       return exit;

@@ -143,3 +143,13 @@ test("a VM template's RAM is a shared file; a clone maps it privately and waits 
   assert.deepEqual(valuesOf(clone, "-object"), ["memory-backend-file,id=ram,size=512M,mem-path=/run/moat/.templates/k/memory,share=off"]);
   assert.deepEqual(valuesOf(clone, "-incoming"), ["defer"], "exec: would need QEMU to spawn, which its sandbox forbids");
 });
+
+test("a NIC with a tap gets the tap's descriptor as its netdev, in NIC order; a template's NIC has no backend", () => {
+  const args = qemuArgs(spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00", tap: "tap0_moat" }, { id: "nic1", mac: "8e:99:67:cb:39:d9", tap: "tap1_moat" }] }));
+  assert.deepEqual(valuesOf(args, "-netdev"), ["tap,id=net-nic0,fd=3", "tap,id=net-nic1,fd=4"]);
+  const nics = valuesOf(args, "-device").filter((device) => device.startsWith("virtio-net"));
+  assert.deepEqual(nics, ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00,netdev=net-nic0", "virtio-net-device,id=nic1,mac=8e:99:67:cb:39:d9,netdev=net-nic1"]);
+  const template = qemuArgs(spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00" }] }));
+  assert.deepEqual(valuesOf(template, "-netdev"), []);
+  assert.deepEqual(valuesOf(template, "-device").filter((device) => device.startsWith("virtio-net")), ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00"]);
+});

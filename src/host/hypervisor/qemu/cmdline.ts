@@ -10,6 +10,8 @@ import { SHARES_9P_TAG } from "../../../shared/protocol/index.js";
 import { virtiofsSocketPath, type VmSpec } from "../hypervisor.js";
 import { kernelParams } from "./kernel-params.js";
 
+/** The descriptor of the first NIC's tap in QEMU (moat-tap-exec.c puts them there). */
+export const TAP_FIRST_FD = 3;
 /** TCG's translation buffer, in MiB (QEMU's default is 1024). */
 const TCG_TB_SIZE_MIB = 32;
 
@@ -90,6 +92,13 @@ export function qemuArgs(spec: VmSpec): string[] {
       "-fsdev", `local,id=fs-shares,path=${paths.sharesDir},security_model=none,multidevs=remap`,
       "-device", `${virtio("9p")},fsdev=fs-shares,mount_tag=${SHARES_9P_TAG},id=share-shares`,
     );
+  }
+  // Taps come as descriptors 3, 4, ... in NIC order (moat-tap-exec opened them in the
+  // sandbox's network namespace), so QEMU needs no network privilege.
+  let tapFd = TAP_FIRST_FD;
+  for (const nic of spec.nics ?? []) {
+    if (nic.tap !== undefined) args.push("-netdev", `tap,id=net-${nic.id},fd=${tapFd++}`);
+    args.push("-device", `${virtio("net")},id=${nic.id},mac=${nic.mac}${nic.tap !== undefined ? `,netdev=net-${nic.id}` : ""}`);
   }
   args.push(
     "-device", `${virtio("serial")},id=serial0`,

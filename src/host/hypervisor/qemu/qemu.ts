@@ -84,7 +84,10 @@ export class QemuVm implements Vm {
     let child;
     try {
       // `nice` execs QEMU in its own process: the pid is QEMU's.
-      const [command, commandArgs] = options.nice === undefined ? [qemuPath, args] : ["nice", ["-n", String(options.nice), qemuPath, ...args]];
+      let [command, commandArgs] = options.nice === undefined ? [qemuPath, args] : ["nice", ["-n", String(options.nice), qemuPath, ...args]];
+      const taps = (spec.nics ?? []).flatMap((nic) => (nic.tap === undefined ? [] : [nic.tap]));
+      // The taps are opened in the sandbox's network namespace, then QEMU is exec'd holding them.
+      if (taps.length > 0 && spec.network) [command, commandArgs] = [spec.network.tapExec, [spec.network.netns, ...taps, "--", command, ...commandArgs]];
       child = spawn(command, commandArgs, { detached: true, stdio: ["ignore", "ignore", logFd] });
     } finally {
       closeSync(logFd);
