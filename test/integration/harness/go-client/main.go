@@ -149,6 +149,31 @@ func (s *session) processSpec(container containerd.Container, terminal bool, arg
 	return &process, nil
 }
 
+// exec makes (does not start) exec `id` of args in the running task, as nerdctl exec does:
+// the container's process with other args, no stdin, its output to `stdout` (or discarded).
+func (s *session) exec(task containerd.Task, id string, stdout io.Writer, args ...string) (containerd.Process, error) {
+	spec, err := task.Spec(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	process := *spec.Process
+	process.Args = args
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	return task.Exec(s.ctx, id, &process, cio.NewCreator(cio.WithStreams(nil, stdout, io.Discard), cio.WithFIFODir(s.fifoDir)))
+}
+
+// started starts a task or exec after asking for its exit (first, as a client must, or a
+// quick exit is missed) and returns where the exit comes.
+func (s *session) started(process containerd.Process) (<-chan containerd.ExitStatus, error) {
+	exited, err := process.Wait(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	return exited, process.Start(s.ctx)
+}
+
 // closingReader calls CloseIO once its reader is done, as ctr's and nerdctl's stdin closers do.
 type closingReader struct {
 	reader io.Reader
@@ -203,11 +228,8 @@ func (s *session) stdio() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	exited, err := task.Wait(s.ctx)
+	exited, err := s.started(task)
 	if err != nil {
-		return nil, err
-	}
-	if err := task.Start(s.ctx); err != nil {
 		return nil, err
 	}
 	ready(func() { _ = task.CloseIO(s.ctx, containerd.WithStdinCloser) })
@@ -229,11 +251,8 @@ func (s *session) terminal() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	exited, err := task.Wait(s.ctx)
+	exited, err := s.started(task)
 	if err != nil {
-		return nil, err
-	}
-	if err := task.Start(s.ctx); err != nil {
 		return nil, err
 	}
 
@@ -246,11 +265,8 @@ func (s *session) terminal() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	execExited, err := process.Wait(s.ctx)
+	execExited, err := s.started(process)
 	if err != nil {
-		return nil, err
-	}
-	if err := process.Start(s.ctx); err != nil {
 		return nil, err
 	}
 	execStatus := <-execExited
@@ -274,13 +290,7 @@ func (s *session) execMissing() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	container, err := task.Spec(s.ctx)
-	if err != nil {
-		return nil, err
-	}
-	process := *container.Process
-	process.Args = []string{"/no/such/binary"}
-	exec, err := task.Exec(s.ctx, "missing", &process, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(s.fifoDir)))
+	exec, err := s.exec(task, "missing", nil, "/no/such/binary")
 	if err != nil {
 		return nil, fmt.Errorf("exec (create): %w", err)
 	}
@@ -296,18 +306,13 @@ func (s *session) execMissing() (map[string]interface{}, error) {
 		result["deleteError"] = err.Error()
 	}
 	// The task is unharmed: another exec runs.
-	echo := process
-	echo.Args = []string{"echo", "still-here"}
 	var out bytes.Buffer
-	after, err := task.Exec(s.ctx, "after", &echo, cio.NewCreator(cio.WithStreams(nil, &out, io.Discard), cio.WithFIFODir(s.fifoDir)))
+	after, err := s.exec(task, "after", &out, "echo", "still-here")
 	if err != nil {
 		return nil, err
 	}
-	afterExited, err := after.Wait(s.ctx)
+	afterExited, err := s.started(after)
 	if err != nil {
-		return nil, err
-	}
-	if err := after.Start(s.ctx); err != nil {
 		return nil, err
 	}
 	result["afterExitStatus"] = (<-afterExited).ExitCode()
@@ -324,13 +329,7 @@ func (s *session) resize() (map[string]interface{}, error) {
 		return nil, err
 	}
 	result := map[string]interface{}{"taskResizeError": errorText(task.Resize(s.ctx, 100, 30))}
-	container, err := task.Spec(s.ctx)
-	if err != nil {
-		return nil, err
-	}
-	process := *container.Process
-	process.Args = []string{"sleep", "1000"}
-	exec, err := task.Exec(s.ctx, "plain", &process, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(s.fifoDir)))
+	exec, err := s.exec(task, "plain", nil, "sleep", "1000")
 	if err != nil {
 		return nil, err
 	}
@@ -352,13 +351,7 @@ func (s *session) pids() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	container, err := task.Spec(s.ctx)
-	if err != nil {
-		return nil, err
-	}
-	process := *container.Process
-	process.Args = []string{"sleep", "1000"}
-	exec, err := task.Exec(s.ctx, "second", &process, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(s.fifoDir)))
+	exec, err := s.exec(task, "second", nil, "sleep", "1000")
 	if err != nil {
 		return nil, err
 	}
@@ -483,11 +476,8 @@ func (s *session) pidGone() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	exited, err := task.Wait(s.ctx)
+	exited, err := s.started(task)
 	if err != nil {
-		return nil, err
-	}
-	if err := task.Start(s.ctx); err != nil {
 		return nil, err
 	}
 	result := map[string]interface{}{"pid": task.Pid(), "aliveWhileRunning": alive(task.Pid())}
@@ -501,11 +491,8 @@ func (s *session) pidGone() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	execExited, err := exec.Wait(s.ctx)
+	execExited, err := s.started(exec)
 	if err != nil {
-		return nil, err
-	}
-	if err := exec.Start(s.ctx); err != nil {
 		return nil, err
 	}
 	result["execPid"] = exec.Pid()
