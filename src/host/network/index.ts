@@ -21,12 +21,6 @@ const trace = tracer("network");
 /** statfs's f_type of a namespace file (NSFS_MAGIC). */
 const NSFS_MAGIC = 0x6e736673;
 const RECORD_FILE = "network.json";
-/**
- * The NIC every VM template has (docs/networking.md): no backend in the template and in clones
- * without a network; a sandbox with one interface restores with its tap behind it. A locally
- * administered MAC: the agent gives the NIC the interface's own.
- */
-export const TEMPLATE_NIC: Nic = { id: "nic0", mac: "02:6d:6f:61:74:00" };
 /** What iproute2's tools print when what is to be removed is gone already. */
 const GONE = /Cannot find device|Cannot find specified qdisc|No such device|No such file or directory|does not exist/i;
 
@@ -92,17 +86,11 @@ function tapName(index: number): string {
 }
 
 /**
- * The VM's NICs for `network` and the `templateNics` its template has (none when it boots
- * cold): a clone keeps its template's devices and puts the first interface's tap behind the
- * first of them; a cold VM has one NIC per interface, with the interface's MAC.
+ * The VM's NICs for `network`: one per interface, with the interface's MAC and its tap. A
+ * networked sandbox boots cold: templates have no NIC (docs/networking.md).
  */
-export function sandboxNics(network: SandboxNetwork | undefined, templateNics: Nic[]): Nic[] {
-  const interfaces = network?.plan.interfaces ?? [];
-  if (templateNics.length > 0) {
-    if (interfaces.length > templateNics.length) throw new Error(`${interfaces.length} interfaces for ${templateNics.length} template NICs`); // the caller boots cold instead
-    return templateNics.map((nic, index) => (index < interfaces.length ? { ...nic, tap: tapName(index) } : nic));
-  }
-  return interfaces.map((entry, index) => ({ id: `nic${index}`, mac: entry.mac, tap: tapName(index) }));
+export function sandboxNics(network: SandboxNetwork | undefined): Nic[] {
+  return (network?.plan.interfaces ?? []).map((entry, index) => ({ id: `nic${index}`, mac: entry.mac, tap: tapName(index) }));
 }
 
 /** The VmSpec.network of a sandbox with `network`: where moat-tap-exec makes its taps. */
