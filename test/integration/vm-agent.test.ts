@@ -58,7 +58,14 @@ test("`moat boot` prints the host and guest kernel releases side by side", async
 
 test("two VMs run side by side with separate state", async () => {
   const config = workspace.config();
-  const [first, second] = await Promise.all([startSandboxVm(config, "pair-1"), startSandboxVm(config, "pair-2")]);
+  const started = await Promise.allSettled([startSandboxVm(config, "pair-1"), startSandboxVm(config, "pair-2")]);
+  const failed = started.find((result) => result.status === "rejected");
+  if (failed) {
+    // The one that started must not outlive the test (nor fail the next test's leftover check).
+    for (const result of started) if (result.status === "fulfilled") await result.value.shutdown();
+    throw failed.reason;
+  }
+  const [first, second] = started.map((result) => (result as PromiseFulfilledResult<Awaited<ReturnType<typeof startSandboxVm>>>).value); // none rejected (checked above)
   try {
     assert.notEqual(first.vm.pid, second.vm.pid);
     const [a, b] = await Promise.all([first.agent.details(), second.agent.details()]);
