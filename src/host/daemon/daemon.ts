@@ -172,7 +172,7 @@ export class Daemon {
     const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
     const { spec, shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
-    const config = sandboxConfig ? this.withOwnStateRoot(sandboxConfig) : this.config;
+    const config = sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config;
     // The VM is sized for the container's linux.resources (or the container refused) before anything starts.
     const { vcpus, memoryMiB } = vmSizeFor(config, bundle.spec, where);
     return this.making(id, signal, async (abort) => {
@@ -199,7 +199,7 @@ export class Daemon {
   async run(run: ForegroundRun, signal?: AbortSignal): Promise<{ stdioSocket: string; start: string }> {
     const { id } = run;
     await this.checkNew(id);
-    const config = run.configPath ? this.withOwnStateRoot(loadConfig(run.configPath)) : this.config;
+    const config = run.configPath ? this.withOwnRoots(loadConfig(run.configPath)) : this.config;
     const guest = runSpec(run, sandboxFilesDir(this.config.runtime.stateRoot, id));
     const { spec, shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
@@ -238,7 +238,7 @@ export class Daemon {
    */
   async boot(id: string, configPath: string | undefined, signal?: AbortSignal): Promise<BootReport> {
     await this.checkNew(id);
-    const config = configPath ? this.withOwnStateRoot(loadConfig(configPath)) : this.config;
+    const config = configPath ? this.withOwnRoots(loadConfig(configPath)) : this.config;
     return this.making(id, signal, async (abort) => {
       const sandbox = await startSandboxVm(config, id, { abort });
       try {
@@ -274,7 +274,7 @@ export class Daemon {
   }
 
   /** A request's own configuration, with this daemon's state root and socket root: sandboxes live where their owner (and the next one) looks. */
-  private withOwnStateRoot(config: Config): Config {
+  private withOwnRoots(config: Config): Config {
     return { ...config, runtime: { ...this.config.runtime } };
   }
 
@@ -432,7 +432,7 @@ export class Daemon {
 
   private async attachInSandbox(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
     let standInRelay: StdioRelay | undefined;
-    const standInStdio: StdioFactory = (input, where) => StdioRelay.listen(join(sandbox.vm.paths.socketDir, "stdio.sock"), where, input).then((relay) => (standInRelay = relay));
+    const standInStdio: StdioFactory = (input, where) => standIn(sandbox, "stdio.sock")(input, where).then((relay) => (standInRelay = relay));
     const relay = await this.openStdio(sandbox, state.id, "", stdio ?? standInStdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
@@ -747,8 +747,8 @@ function stateOf(saved: SavedContainer): ContainerState {
   return { id, status, pid, bundle, created, exitStatus };
 }
 
-/** The runc-style stand-in: a socket in the sandbox's state directory (stdio-relay.ts). */
-function standIn(sandbox: SandboxVm, socketName: string): StdioFactory {
+/** The runc-style stand-in: a socket in the sandbox's socket directory (stdio-relay.ts), as its VM's. */
+function standIn(sandbox: SandboxVm, socketName: string): (...args: Parameters<StdioFactory>) => Promise<StdioRelay> {
   return (input, where) => StdioRelay.listen(join(sandbox.vm.paths.socketDir, socketName), where, input);
 }
 
