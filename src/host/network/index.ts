@@ -14,6 +14,20 @@ import type { Nic } from "../hypervisor/index.js";
 import { inNetns } from "./netns-exec.js";
 import { networkPlan, withDeviceMacs, type ConfigureNetworkInit, type NetworkPlan } from "./netns-plan.js";
 
+export {
+  checkConflist,
+  cniAdd,
+  cniDel,
+  DEFAULT_CNI_CONF_DIR,
+  DEFAULT_CNI_PATH,
+  loadNetwork,
+  parsePortMapping,
+  type CniAttachment,
+  type CniNetwork,
+  type CniResult,
+  type Conflist,
+  type PortMapping,
+} from "./cni/index.js";
 export { CARRIED_KINDS, MAX_INTERFACES, networkPlan, withDeviceMacs, type NetnsDump, type NetworkPlan, type PlannedInterface } from "./netns-plan.js";
 
 const trace = tracer("network");
