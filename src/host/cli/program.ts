@@ -86,6 +86,9 @@ export function buildProgram(): Command {
     .option("--name <id>", "container id (default: run-<random>)")
     .option("-d, --detach", "with --bundle: create and start through moatd and return (runc's run -d)")
     .option("--pid-file <file>", "write the pid of the host process that stands for the container")
+    .option("--network <name>", "put the container on this CNI network (repeat for more: eth0, eth1, …); default none, loopback only", collect)
+    .option("--cni-conf-dir <dir>", "where the CNI networks' conflists are", "/etc/cni/net.d")
+    .option("-p, --publish <[ip:]host:container[/proto]>", "publish a container port on the host through CNI's portmap (repeatable; needs --network)", collect)
     .passThroughOptions()
     .action(async (imageAndArgs: string[], options: RunCommandOptions) => {
       process.exitCode = await runCommand(imageAndArgs, options, program.opts<GlobalOptions>());
@@ -206,4 +209,9 @@ export function buildProgram(): Command {
     .action((id: string, options: UpdateOptions) => updateCommand(id, options, global()));
 
   return program;
+}
+
+/** A repeatable option's values, in order. */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }

@@ -20,6 +20,7 @@ import { loadConfig } from "../config/index.js";
 import { DaemonClient, StandInConnection, type DaemonStart } from "../daemon/index.js";
 import { builtinImage } from "../images/index.js";
 import { loadBundle } from "../oci/index.js";
+import { parsePortMapping } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localTerminalMode, localWindowSize, onLocalResize } from "./local-terminal.js";
 import { createCommand, startCommand } from "./oci-commands.js";
@@ -40,6 +41,9 @@ export interface RunCommandOptions {
   bundle?: string;
   detach?: boolean;
   pidFile?: string;
+  network?: string[];
+  cniConfDir?: string;
+  publish?: string[];
 }
 
 export async function runCommand(imageAndArgs: string[], options: RunCommandOptions, global: GlobalOptions): Promise<number> {
@@ -54,6 +58,17 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
   }
   if (options.detach && options.bundle === undefined) {
     throw new MoatError("MOAT_RUN_ARGS", "moat run: --detach runs a bundle (runc's run -d): give --bundle DIR ID", { status: Code.INVALID_ARGUMENT });
+  }
+  const networks = options.network ?? [];
+  const publish = options.publish ?? [];
+  if (networks.includes("none")) {
+    if (networks.length > 1) throw new MoatError("MOAT_RUN_ARGS", "moat run: --network none excludes other networks", { status: Code.INVALID_ARGUMENT });
+    networks.length = 0; // none is the default: loopback only
+  }
+  if (publish.length > 0 && networks.length === 0) throw new MoatError("MOAT_RUN_ARGS", "moat run: -p publishes a port of a CNI network: name one with --network", { status: Code.INVALID_ARGUMENT });
+  for (const value of publish) parsePortMapping(value); // a bad one starts nothing
+  if (options.detach && networks.length > 0) {
+    throw new MoatError("MOAT_RUN_ARGS", "moat run: --network runs in the foreground only (--detach goes through create, which takes the spec's namespace path)", { status: Code.INVALID_ARGUMENT });
   }
   // With --bundle, the positional argument is runc's container id.
   const id = (options.bundle !== undefined ? image : undefined) ?? options.name ?? `run-${randomBytes(4).toString("hex")}`;
@@ -102,7 +117,7 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
       const client = await DaemonClient.connect(start);
       try {
         const what = bundle ? { bundle: bundle.dir } : { image, args };
-        const ran = await client.run({ containerId: id, ...what, terminal, rows: size?.rows, columns: size?.columns, stdin: interactive, vcpus, memoryMib, configPath });
+        const ran = await client.run({ containerId: id, ...what, terminal, rows: size?.rows, columns: size?.columns, stdin: interactive, vcpus, memoryMib, configPath, networks, cniConfDir: options.cniConfDir, publish });
         stdioSocket = ran.stdioSocket;
         trace(id, ran.start);
       } finally {

@@ -39,6 +39,9 @@ export interface RunCall {
   vcpus?: number;
   memoryMib?: number;
   configPath?: string;
+  networks?: string[];
+  cniConfDir?: string;
+  publish?: string[];
 }
 
 export class DaemonClient {

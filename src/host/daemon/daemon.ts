@@ -215,6 +215,7 @@ export class Daemon {
         memoryMiB: run.memoryMiB ?? size?.memoryMiB,
         pool: this.pool,
         network: guest.networkNamespace,
+        cni: run.cni,
         abort,
       });
       try {

@@ -1,7 +1,8 @@
 // ContainerLifecycleService: moatd's ttrpc API, mapped onto the Daemon.
 import { MoatError } from "../../shared/errors.js";
 import type { ContainerLifecycleService } from "../../shared/protocol/index.js";
-import type { ServiceImplementation } from "../../shared/ttrpc/index.js";
+import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
+import { DEFAULT_CNI_CONF_DIR, parsePortMapping, type CniRequest } from "../sandbox/index.js";
 import type { ContainerState, Daemon } from "./daemon.js";
 
 const OCI_VERSION = "1.0.2";
@@ -20,6 +21,9 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
     },
     async run(request, context) {
       const { containerId: id, bundle, image, args, rows, columns } = request;
+      if (request.networks.length === 0 && request.publish.length > 0) {
+        throw new MoatError("MOAT_RUN_ARGS", `container ${id}: -p publishes a port of a CNI network: name one with --network`, { status: Code.INVALID_ARGUMENT });
+      }
       return daemon.run(
         {
           id,
@@ -29,6 +33,7 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
           vcpus: request.vcpus || undefined,
           memoryMiB: request.memoryMib || undefined,
           configPath: request.configPath || undefined,
+          cni: request.networks.length > 0 ? cniRequest(request.networks, request.cniConfDir, request.publish) : undefined,
         },
         context.signal,
       );
@@ -74,6 +79,11 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
       return {};
     },
   });
+}
+
+/** A Run's CNI networks and ports, the ports checked here (the networks when the sandbox is made). */
+function cniRequest(networks: string[], confDir: string, publish: string[]): CniRequest {
+  return { confDir: confDir || DEFAULT_CNI_CONF_DIR, networks, portMappings: publish.map(parsePortMapping) };
 }
 
 /** The same methods, each error's hint (the fix, when known) sent along in its message for moat's CLI to show. */

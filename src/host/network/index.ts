@@ -28,6 +28,7 @@ export {
   type Conflist,
   type PortMapping,
 } from "./cni/index.js";
+export { attachCni, detachCni, planCni, sandboxNetnsPath, type CniPlan, type CniRequest } from "./cni-netns.js";
 export { CARRIED_KINDS, MAX_INTERFACES, networkPlan, withDeviceMacs, type NetnsDump, type NetworkPlan, type PlannedInterface } from "./netns-plan.js";
 
 const trace = tracer("network");

@@ -34,7 +34,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { connectNetwork, disconnectNetwork, readNetwork, recordNetwork, sandboxNics, vmNetwork } from "../network/index.js";
+import { attachCni, connectNetwork, detachCni, disconnectNetwork, planCni, readNetwork, recordNetwork, sandboxNics, vmNetwork, type CniRequest } from "../network/index.js";
 import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -159,6 +159,11 @@ export interface SandboxOptions {
    * by the tcfilter model (docs/networking.md); none: the guest has loopback only.
    */
   network?: string;
+  /**
+   * CNI networks to put the sandbox on (`moat run --network`): moat makes its network
+   * namespace, runs the plugins, and connects the VM to it as to a caller's; not with `network`.
+   */
+  cni?: CniRequest;
 }
 
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
@@ -167,17 +172,19 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   guestArtifacts(config); // fails clearly, before anything is created, if the kernel or image is missing
   ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, config.source ?? "built-in configuration");
   const accelerator = await chooseAccelerator();
+  if (options.cni && options.network !== undefined) {
+    throw new MoatError("MOAT_CNI_CONFIG", `${where}: CNI networks (--network) and a network namespace path in the spec (${options.network}) exclude each other`, { status: Code.INVALID_ARGUMENT });
+  }
+  // The CNI networks are found and checked before anything is made: a bad one leaves nothing.
+  const cniPlan = options.cni ? await planCni(options.cni) : undefined;
   // Read and checked before anything is made: a bad namespace leaves nothing behind.
-  const network = options.network === undefined ? undefined : await readNetwork(options.network);
+  let network = options.network === undefined ? undefined : await readNetwork(options.network);
   const cleanup = new CleanupStack();
   try {
     const stateDir = join(config.runtime.stateRoot, id);
     const paths = vmPaths(stateDir, config.runtime.socketRoot);
     checkSocketRoom(paths.socketDir, where);
     const { abort } = options;
-    const coldReason = coldBootReason(config) ?? networkColdReason(network);
-    // A pool VM's NIC has no backend, and a backend cannot be given to it later.
-    const pool = coldReason === undefined && !network?.plan.interfaces.length ? options.pool : undefined;
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
       await mkdir(stateDir, { mode: 0o700 });
@@ -191,6 +198,15 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     await makeSocketDir(paths, where); // removed by removeStateDir
     // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
     cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
+    if (cniPlan) {
+      // Recorded in the state directory step by step; undone after QEMU and the taps are gone.
+      cleanup.push("detach from CNI networks", () => detachCni(stateDir));
+      network = await readNetwork(await attachCni(stateDir, id, cniPlan));
+      abort?.throwIfAborted();
+    }
+    const coldReason = coldBootReason(config) ?? networkColdReason(network);
+    // A pool VM's NIC has no backend, and a backend cannot be given to it later.
+    const pool = coldReason === undefined && !network?.plan.interfaces.length ? options.pool : undefined;
     const base = await vmBase(config, options, accelerator.accelerator);
     abort?.throwIfAborted();
     const shares = options.shares ?? [];
@@ -440,6 +456,7 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   await killRunningQemu(id, paths);
   await (await ShareServers.adopt(paths)).kill();
   await disconnectNetwork(paths.stateDir);
+  await detachCni(paths.stateDir);
   await releaseHostCgroup(paths.stateDir);
   await removeStateDir(paths);
 }
@@ -460,6 +477,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
       await disconnectNetwork(vm.paths.stateDir);
+      await detachCni(vm.paths.stateDir);
       await releaseHostCgroup(vm.paths.stateDir);
       await removeStateDir(vm.paths);
       return exit;
