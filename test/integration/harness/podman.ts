@@ -17,7 +17,8 @@ export interface PodmanForTestFile {
   runtimeWith(name: string, moatArgs: string[]): string;
 }
 
-export function podmanForTestFile(): PodmanForTestFile {
+/** `networkConfigDir`: podman's CNI conflists (--network-config-dir), for a test's own networks. */
+export function podmanForTestFile(options: { networkConfigDir?: (workspaceDir: string) => string } = {}): PodmanForTestFile {
   const workspace = new TestWorkspace();
   /**
    * moat with the test's state root, as one executable. Not --runtime-flag root=…: podman's
@@ -33,6 +34,7 @@ export function podmanForTestFile(): PodmanForTestFile {
     "--runroot", join(workspace.dir, "podman-runroot"),
     "--cgroup-manager", "cgroupfs",
     "--events-backend", "file",
+    ...(options.networkConfigDir ? ["--network-config-dir", options.networkConfigDir(workspace.dir)] : []),
   ];
   const defaultRuntime = runtimeWith("moat-runtime", []);
   const podman = (args: string[], input?: string) => {
