@@ -7,6 +7,7 @@ export MOAT_CACHE ?= /var/cache/moat
 
 DEBIAN_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential bc bison flex libelf-dev \
 	busybox-static crun cpio erofs-utils xz-utils iproute2 procps runc runsc podman conmon containerd docker.io \
+	containernetworking-plugins iptables \
 	golang-go golang-github-containerd-containerd-dev
 GENERATED := src/shared/protocol/gen/moat/agent/v1/agent_pb.ts
 TS_SOURCES := $(shell find src test bench -name '*.ts' -not -path 'src/shared/protocol/gen/*' 2>/dev/null)
