@@ -7,7 +7,7 @@ export MOAT_CACHE ?= /var/cache/moat
 
 DEBIAN_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential bc bison flex libelf-dev \
 	busybox-static crun cpio erofs-utils xz-utils iproute2 procps runc runsc podman conmon containerd docker.io \
-	containernetworking-plugins iptables \
+	containernetworking-plugins iptables iperf3 iputils-ping \
 	golang-go golang-github-containerd-containerd-dev
 GENERATED := src/shared/protocol/gen/moat/agent/v1/agent_pb.ts
 TS_SOURCES := $(shell find src test bench -name '*.ts' -not -path 'src/shared/protocol/gen/*' 2>/dev/null)
@@ -34,7 +34,7 @@ setup: node_modules/.installed
 	if [ -n "$$missing" ]; then \
 	  echo "==> apt-get install $$missing"; \
 	  apt-get update -q; \
-	  apt-get install -y -q --no-install-recommends $$missing; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 node_modules/.installed: package.json package-lock.json
@@ -103,6 +103,7 @@ bench: setup build guest
 	node dist/bench/memory.js
 	node dist/bench/density.js
 	node dist/bench/burst.js
+	node dist/bench/network.js
 	node dist/bench/teardown.js
 	node dist/bench/shared-fs.js
 	node dist/bench/shim-start.js
