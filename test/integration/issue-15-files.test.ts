@@ -9,7 +9,7 @@
 // in place, each seen by the running container.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, afterEach, test } from "node:test";
@@ -131,6 +131,24 @@ test("podman: a container's /tmp (its root file system) and a volume pass what r
   const got = split(result.stdout);
   assertLikeRunc(baseline().rootfs, got.rootfs, "9p rootfs", "podman, /tmp");
   assertLikeRunc(baseline().volume, got.volume, "9p volume", "podman, volume");
+});
+
+test("podman diff, cp and commit see what the container wrote in its root file system (it reaches the host's upper directory)", async () => {
+  const run = await podman(["run", "--name", "writer", "--network", "none", "localhost/busybox", "sh", "-c", "mkdir /made && echo written > /made/file && chmod 640 /made/file"]);
+  assert.equal(run.code, 0, run.stderr);
+  const diff = await podman(["diff", "writer"]);
+  assert.equal(diff.code, 0, diff.stderr);
+  assert.match(diff.stdout, /^A \/made\/file$/m);
+  const copied = await podman(["cp", "writer:/made/file", join(workspace.dir, "copied")]);
+  assert.equal(copied.code, 0, copied.stderr);
+  assert.equal(readFileSync(join(workspace.dir, "copied"), "utf8"), "written\n");
+  const commit = await podman(["commit", "--quiet", "writer", "localhost/written"]);
+  assert.equal(commit.code, 0, commit.stderr);
+  assert.equal((await podman(["rm", "writer"])).code, 0);
+  const image = await podman(["run", "--rm", "--network", "none", "localhost/written", "stat", "-c", "%a %s", "/made/file"]);
+  assert.equal(image.code, 0, image.stderr);
+  assert.equal(image.stdout, "640 8\n", "the committed layer has the file with its mode");
+  assert.equal((await podman(["rmi", "localhost/written"])).code, 0);
 });
 
 test("containerd: the root file system and a volume pass what runc passes, but for the documented gaps", async () => {
