@@ -75,13 +75,12 @@ function workBundle(dir: string, data: string, fsWork: string, onRoot: boolean):
   busyboxBundle(dir, ["/fs-work", "/work"]);
   copyFileSync(fsWork, join(dir, "rootfs", "fs-work"));
   chmodSync(join(dir, "rootfs", "fs-work"), 0o755);
-  if (!onRoot) {
-    mkdirSync(join(dir, "rootfs", "work"));
-    const configPath = join(dir, "config.json");
-    const config = JSON.parse(readFileSync(configPath, "utf8")) as { mounts: object[] }; // runc spec always writes a mounts array
-    config.mounts.push({ destination: "/work", type: "bind", source: data, options: ["rbind", "rw"] });
-    writeFileSync(configPath, JSON.stringify(config));
-  }
+  mkdirSync(join(dir, "rootfs", "work"));
+  const configPath = join(dir, "config.json");
+  const config = JSON.parse(readFileSync(configPath, "utf8")) as { mounts: object[]; root: { readonly: boolean } }; // runc spec always writes both
+  if (onRoot) config.root.readonly = false;
+  else config.mounts.push({ destination: "/work", type: "bind", source: data, options: ["rbind", "rw"] });
+  writeFileSync(configPath, JSON.stringify(config));
   mkdirSync(join(data, "tree"), { recursive: true });
   writeFileSync(join(data, "in.bin"), Buffer.alloc(64 * 1024 * 1024, "y"));
   const small = Buffer.alloc(1024, "z");
