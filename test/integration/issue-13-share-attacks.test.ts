@@ -1,8 +1,8 @@
 // Issue 13 item 2: a root guest attacks its shares (test/support/fs-checks.c `attacks`, run as
 // root with every file capability, on the root file system and on a volume, for each share
 // mode), and the host is checked, not what the guest says: no device node made on the host,
-// no name that leads out of a share, and (still open: docs/storage.md "A hostile guest and
-// its shares") no set-id bit and no owner the guest chose.
+// no name that leads out of a share, and (still open: docs/storage.md "The attacks of a root
+// guest" and the decision after it) no set-id bit and no owner the guest chose.
 import assert from "node:assert/strict";
 import { chmodSync, copyFileSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -92,7 +92,7 @@ for (const { mode, toml } of MODES) {
 
   test(
     `${mode}: a root guest mints no set-id file and no owner of its choosing on the host`,
-    { todo: "the file server runs as host root without a filter (docs/storage.md, \"A hostile guest and its shares\")" },
+    { todo: "the file server runs as host root without a filter (docs/storage.md, \"The attacks of a root guest\" and the decision after it)" },
     async () => {
       const { dirs } = await attacked(mode, toml);
       for (const dir of dirs) {
