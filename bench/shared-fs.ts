@@ -2,7 +2,8 @@
 // gVisor on the same bundles, interleaved in the same run (issue 3):
 // - start: `moat run --bundle` of a busybox bundle running /bin/true (VM boot, root shared,
 //   container created, started, exited, VM down), against `runc run` and `runsc run`;
-// - file I/O inside the container, on a bind-mounted host directory: fs-work.c's phases
+// - file I/O inside the container, on a bind-mounted host directory (and, for "moat 9p root",
+//   in the root file system, which 9p serves through its cached device): fs-work.c's phases
 //   (64 MiB written with fsync, 64 MiB read, a walk of 1010 entries with lstat, 1000 small
 //   files read, 1000 created, 1000 stat'ed), timed in the container itself so that boot does
 //   not count.
@@ -29,12 +30,19 @@ const moat = join(repoRoot, "bin", "moat");
 /** moat's variants by their [hypervisor.qemu] settings; the others are runc and gVisor. */
 const MOAT_VARIANTS: Record<string, string> = {
   "moat 9p": 'shared_fs = "virtio-9p"',
+  "moat 9p root": 'shared_fs = "virtio-9p"',
   "moat virtio-fs": 'shared_fs = "virtio-fs"',
   ...(values["cache-modes"]
     ? { "virtio-fs always": 'shared_fs = "virtio-fs"\nvirtio_fs_cache = "always"', "virtio-fs never": 'shared_fs = "virtio-fs"\nvirtio_fs_cache = "never"' }
     : {}),
 };
 type Variant = string;
+/**
+ * Variants whose file I/O runs in the container's root file system instead of a volume: with
+ * 9p the root goes through the device the guest caches (cache=loose), volumes through the one
+ * it does not (cache=mmap, so that host-side changes are seen; docs/storage.md).
+ */
+const ON_ROOT = new Set<Variant>(["moat 9p root"]);
 const BASELINE: Variant = "runc";
 const VARIANTS: Variant[] = [...Object.keys(MOAT_VARIANTS), BASELINE, "gVisor (ptrace)"];
 
@@ -59,15 +67,19 @@ function runner(variant: Variant, index: number): (bundle: string, id: string) =
   return (bundle, id) => run("runsc", ["--root", join(work, "runsc"), "--platform=ptrace", "--network=none", "run", "--bundle", bundle, id]);
 }
 
-/** A bundle running fs-work on /work, a bind mount of `data`, which holds in.bin and tree/. */
-function workBundle(dir: string, data: string, fsWork: string): string {
+/**
+ * A bundle running fs-work on /work, a bind mount of `data`, which holds in.bin and tree/; or,
+ * `onRoot`, on /work in its root file system, which is then `data`.
+ */
+function workBundle(dir: string, data: string, fsWork: string, onRoot: boolean): string {
   busyboxBundle(dir, ["/fs-work", "/work"]);
   copyFileSync(fsWork, join(dir, "rootfs", "fs-work"));
   chmodSync(join(dir, "rootfs", "fs-work"), 0o755);
   mkdirSync(join(dir, "rootfs", "work"));
   const configPath = join(dir, "config.json");
-  const config = JSON.parse(readFileSync(configPath, "utf8")) as { mounts: object[] }; // runc spec always writes a mounts array
-  config.mounts.push({ destination: "/work", type: "bind", source: data, options: ["rbind", "rw"] });
+  const config = JSON.parse(readFileSync(configPath, "utf8")) as { mounts: object[]; root: { readonly: boolean } }; // runc spec always writes both
+  if (onRoot) config.root.readonly = false;
+  else config.mounts.push({ destination: "/work", type: "bind", source: data, options: ["rbind", "rw"] });
   writeFileSync(configPath, JSON.stringify(config));
   mkdirSync(join(data, "tree"), { recursive: true });
   writeFileSync(join(data, "in.bin"), Buffer.alloc(64 * 1024 * 1024, "y"));
@@ -103,8 +115,10 @@ try {
   execFileSync("gcc", ["-static", "-O2", "-Wall", "-Werror", "-o", fsWork, join(repoRoot, "bench", "support", "fs-work.c")]);
   const startBundle = busyboxBundle(join(work, "start"), ["/bin/true"]);
   const variants = VARIANTS.map((variant, index) => {
-    const data = join(work, `data-${index}`);
-    return { variant, data, bundle: workBundle(join(work, `bundle-${index}`), data, fsWork), run: runner(variant, index) };
+    const dir = join(work, `bundle-${index}`);
+    const onRoot = ON_ROOT.has(variant);
+    const data = onRoot ? join(dir, "rootfs", "work") : join(work, `data-${index}`);
+    return { variant, data, bundle: workBundle(dir, data, fsWork, onRoot), run: runner(variant, index) };
   });
   const start = new Map<Variant, number[]>(VARIANTS.map((variant) => [variant, []]));
   const phases = new Map<string, Map<Variant, number[]>>();
@@ -124,7 +138,7 @@ try {
   const summaries = (samples: Map<Variant, number[]>): Array<[Variant, Summary]> => VARIANTS.map((variant) => [variant, summarize(samples.get(variant) ?? [])]);
   const results: Record<string, Record<string, Summary & { overRunc: number }>> = {};
   const tables: Array<[string, Map<Variant, number[]>]> = [["start: run --bundle /bin/true, whole command", start]];
-  for (const [phase, samples] of phases) tables.push([`file I/O in the container, bind mount: ${phase}`, samples]);
+  for (const [phase, samples] of phases) tables.push([`file I/O in the container, bind mount ("root" variants: root file system): ${phase}`, samples]);
   for (const [name, samples] of tables) {
     const rows = summaries(samples);
     printTable(name, rows);
@@ -132,7 +146,7 @@ try {
     results[name] = Object.fromEntries(rows.map(([variant, summary]) => [variant, { ...summary, overRunc: Math.round((summary.medianMs / baseline) * 10) / 10 }]));
   }
   writeResult(values["cache-modes"] ? "shared-fs-cache-modes" : "shared-fs", {
-    context: { what: "9p vs virtio-fs (9p cache=loose), each a cold VM per run; runc and gVisor on the same bundles", moatVariants: MOAT_VARIANTS, runs },
+    context: { what: "9p (volumes cache=mmap, root cache=loose) vs virtio-fs, each a cold VM per run; runc and gVisor on the same bundles", moatVariants: MOAT_VARIANTS, onRoot: [...ON_ROOT], runs },
     unit: "ms",
     results,
   });

@@ -5,30 +5,51 @@
 // on the host side (a read-only bind mount in the 9p export, virtiofsd's read-only bind): the
 // guest's `ro` is not the only guard.
 //
-// 9p is one device per VM (docs/storage.md) that exports the host's shares directory; it is
-// mounted once, on the first create (never before: a VM template is saved before any create,
-// and a mounted 9p device blocks QEMU's migration), and each share is a bind mount of its
-// subdirectory <container id>/<tag>. virtio-fs shares are a device each, mounted by tag.
+// 9p is two devices per VM (docs/storage.md) that export the host's shares directory, one
+// mounted with cache=loose (the root file system: fast, but it keeps what it read first) and
+// one with cache=mmap (every other share: what the host changes is seen at once); each is
+// mounted once, when a create first needs it (never before: a VM template is saved before any
+// create, and a mounted 9p device blocks QEMU's migration), and each share is a bind mount of
+// its subdirectory <container id>/<tag>. virtio-fs shares are a device each, mounted by tag.
 import { mkdir } from "node:fs/promises";
 import { MoatError } from "../../shared/errors.js";
-import { SharedFs, shareGuestPath, SHARES_9P_GUEST_ROOT, SHARES_9P_TAG, shareSubpath, type ShareMount } from "../../shared/protocol/index.js";
+import { SharedFs, shareGuestPath, SHARES_9P_GUEST_ROOT, SHARES_9P_LIVE_GUEST_ROOT, SHARES_9P_LIVE_TAG, SHARES_9P_TAG, shareSubpath, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { sys } from "./sys.js";
 
 const VALID_TAG = /^[A-Za-z0-9_-]{1,31}$/;
-const NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144,cache=loose";
+const NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144";
 
-/** The 9p device, mounted once per VM; a failed mount is tried again by the next create. */
-let shares9p: Promise<void> | undefined;
+/**
+ * The two 9p devices by tag: where each is mounted and its cache mode. loose: attributes,
+ * names and pages are kept in the guest forever. mmap: nothing is kept but the pages of files
+ * mapped shared (which mmap needs), so every lookup and read asks the host.
+ */
+const DEVICES_9P = {
+  [SHARES_9P_TAG]: { root: SHARES_9P_GUEST_ROOT, cache: "loose" },
+  [SHARES_9P_LIVE_TAG]: { root: SHARES_9P_LIVE_GUEST_ROOT, cache: "mmap" },
+} as const;
+type Device9p = keyof typeof DEVICES_9P;
 
-function mount9pRoot(where: string): Promise<void> {
-  shares9p ??= mkdir(SHARES_9P_GUEST_ROOT, { recursive: true })
-    .then(() => mountCall(SHARES_9P_TAG, SHARES_9P_GUEST_ROOT, "9p", 0, NINEP_OPTIONS, where))
-    .catch((error: unknown) => {
-      shares9p = undefined;
-      throw error;
-    });
-  return shares9p;
+/** Each 9p device, mounted once per VM; a failed mount is tried again by the next create. */
+const mounted9p = new Map<Device9p, Promise<void>>();
+
+/** Mounts the 9p device the share goes through (once) and returns its subdirectory there. */
+async function mount9pRoot(containerId: string, share: ShareMount, where: string): Promise<string> {
+  const tag: Device9p = share.live ? SHARES_9P_LIVE_TAG : SHARES_9P_TAG;
+  const { root, cache } = DEVICES_9P[tag];
+  let mounted = mounted9p.get(tag);
+  if (!mounted) {
+    mounted = mkdir(root, { recursive: true })
+      .then(() => mountCall(tag, root, "9p", 0, `${NINEP_OPTIONS},cache=${cache}`, where))
+      .catch((error: unknown) => {
+        mounted9p.delete(tag);
+        throw error;
+      });
+    mounted9p.set(tag, mounted);
+  }
+  await mounted;
+  return `${root}/${shareSubpath(containerId, share.tag)}`;
 }
 
 /** Mounts `share` at `path`: a bind of its 9p subdirectory, or its own virtio-fs device. */
@@ -37,8 +58,7 @@ async function mountSource(containerId: string, share: ShareMount, readOnly: boo
     mountCall(share.tag, path, "virtiofs", readOnly ? sys().MS_RDONLY : 0, null, where);
     return;
   }
-  await mount9pRoot(where);
-  bindMount(`${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`, path, readOnly, where);
+  bindMount(await mount9pRoot(containerId, share, where), path, readOnly, where);
 }
 
 /** Bind-mounts `source` at `path`, read-only if asked. */
@@ -92,10 +112,7 @@ async function mountShare(containerId: string, share: ShareMount, where: string)
   // overlayfs never writes its lower layer, so a 9p share's subdirectory serves as it is.
   let lower = `${path}.lower`;
   if (share.fs === SharedFs.VIRTIO_FS) await mountSource(containerId, share, true, lower, where);
-  else {
-    await mount9pRoot(where);
-    lower = `${SHARES_9P_GUEST_ROOT}/${shareSubpath(containerId, share.tag)}`;
-  }
+  else lower = await mount9pRoot(containerId, share, where);
   try {
     mountCall("overlay", path, "overlay", 0, `lowerdir=${lower},upperdir=${path}.upper,workdir=${path}.work`, where);
   } catch (error) {

@@ -178,7 +178,7 @@ export class Daemon {
     return this.making(id, signal, async (abort) => {
       const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, abort });
       try {
-        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: true });
+        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
         return (await this.attachNew(sandbox, state, owner, stdio, false)).relay.path;
@@ -221,7 +221,7 @@ export class Daemon {
       try {
         // Created and started in one crun call: a run starts what it creates. Output waits in
         // the agent until the relay reads it.
-        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay }) => ({ tag, readOnly, overlay, fs: sandbox.shareFs })), { stdin: run.stdin, start: true });
+        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: run.stdin, start: true });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "running", pid: 0, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
         const container = await this.attachNew(sandbox, state, undefined, undefined, true);

@@ -62,19 +62,19 @@ test("the guest spec points root and directory bind mounts at their shares", () 
   assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/s1");
   assert.equal(spec.mounts?.[0]?.source, "proc", "other mounts are made in the guest as they are");
   assert.deepEqual(shares, [
-    { tag: "s0", hostPath: join(dir, "rootfs"), readOnly: true, overlay: true }, // root.readonly holds on the host too; crun's mount points land in the overlay
-    { tag: "s1", hostPath: data, readOnly: true, overlay: false },
+    { tag: "s0", hostPath: join(dir, "rootfs"), readOnly: true, overlay: true, live: false }, // root.readonly holds on the host too; crun's mount points land in the overlay
+    { tag: "s1", hostPath: data, readOnly: true, overlay: false, live: true }, // the host may change a volume under the container
   ]);
 });
 
-test("a single-file bind mount becomes a copy in the sandbox's files share", () => {
+test("a single-file bind mount becomes a bind of the file itself in the sandbox's files share", () => {
   const file = join(root, "hosts");
   writeFileSync(file, "127.0.0.1 localhost\n");
   const dir = bundle("file-bind", (spec) => spec.mounts.push({ destination: "/etc/hosts", type: "bind", source: file, options: ["rbind", "ro"] }));
   const { spec, shares, files } = guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
-  assert.deepEqual(files, [{ name: "7-hosts", source: file }]);
+  assert.deepEqual(files, [{ name: "7-hosts", source: file, readOnly: true }]);
   assert.equal(spec.mounts?.[7]?.source, "/run/moat/containers/c1/shares/s1/7-hosts");
-  assert.deepEqual(shares[1], { tag: "s1", hostPath: "/state/c1/files", readOnly: false, overlay: false });
+  assert.deepEqual(shares[1], { tag: "s1", hostPath: "/state/c1/files", readOnly: false, overlay: false, live: true });
 });
 
 test("a bind mount's relative source is the bundle's, as the spec says", () => {
@@ -95,7 +95,7 @@ test("guestSpec still refuses bind mounts of missing and relative sources (a spe
 
 test("an image's root is shared read-only under an overlay", () => {
   const { shares } = guestSpec({ containerId: "c1", spec: defaultSpec({ args: ["sh"], env: [], cwd: "/", hostname: "h" }), rootfs: "/images/busybox", overlay: true, where: "image busybox", filesDir: "/state/c1/files" });
-  assert.deepEqual(shares, [{ tag: "s0", hostPath: "/images/busybox", readOnly: true, overlay: true }]);
+  assert.deepEqual(shares, [{ tag: "s0", hostPath: "/images/busybox", readOnly: true, overlay: true, live: false }]);
 });
 
 test("Docker's spec: host hooks are not given to the guest, its unset resources are dropped (guest-resources.ts)", () => {

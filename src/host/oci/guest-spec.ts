@@ -2,9 +2,10 @@
 // every bind-mount source rewritten to where the agent mounts their shares, and the list
 // of those shares. A directory bind mount becomes a share of its own. A bind mount of a single
 // file (podman's /etc/hosts, /etc/resolv.conf) cannot be a share (9p and virtio-fs export
-// directories): the file is copied into the sandbox's files directory, which is one share, so
-// the container sees the file as it was at create and its writes stay in the copy. Other
-// mounts (proc, tmpfs, devpts, …) are made in the guest as they are.
+// directories): the file is bind-mounted onto a file of the same name in the sandbox's files
+// directory, which is one share, so the container sees the caller's file itself, later
+// updates included, as with runc (issue 11). Other mounts (proc, tmpfs, devpts, …) are made
+// in the guest as they are.
 import { statSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { MoatError } from "../../shared/errors.js";
@@ -20,13 +21,19 @@ export interface GuestShare {
   readOnly: boolean;
   /** Read-only on the host, writable in the guest through an overlay in guest memory. */
   overlay: boolean;
+  /**
+   * Changes the host makes must be seen in the guest (9p: the uncached device): every share
+   * but the root file system, which nobody changes on the host under a running container.
+   */
+  live: boolean;
 }
 
-/** A single file to copy into the sandbox's files directory before the VM starts. */
-export interface CopiedFile {
+/** A single file bind-mounted into the sandbox's files directory before the VM starts. */
+export interface FileBind {
   /** The name in the files directory. */
   name: string;
   source: string;
+  readOnly: boolean;
 }
 
 /**
@@ -61,7 +68,7 @@ export interface GuestSpecInput {
 export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): {
   spec: OciSpec;
   shares: GuestShare[];
-  files: CopiedFile[];
+  files: FileBind[];
   hostCgroup: HostCgroupTarget | undefined;
   /** The network namespace the spec names by path: the sandbox's VM is connected to it (docs/networking.md). */
   networkNamespace: string | undefined;
@@ -69,21 +76,22 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
   const readOnlyRoot = spec.root.readonly === true;
   const binds = (spec.mounts ?? []).map((mount, index) => (isBindMount(mount) ? { index, isDirectory: bindIsDirectory(mount, index, where) } : undefined));
   const filesTag = binds.some((bind) => bind && !bind.isDirectory) ? shareTag(1) : undefined;
-  const files: CopiedFile[] = [];
+  const files: FileBind[] = [];
   const hostReadOnlyRoot = overlay || readOnlyRoot;
-  const shares: GuestShare[] = [{ tag: shareTag(0), hostPath: rootfs, readOnly: hostReadOnlyRoot, overlay: hostReadOnlyRoot }];
-  if (filesTag) shares.push({ tag: filesTag, hostPath: filesDir, readOnly: false, overlay: false });
+  const shares: GuestShare[] = [{ tag: shareTag(0), hostPath: rootfs, readOnly: hostReadOnlyRoot, overlay: hostReadOnlyRoot, live: false }];
+  // Read-write: each file in it is its own bind mount, read-only on the host where the spec says so.
+  if (filesTag) shares.push({ tag: filesTag, hostPath: filesDir, readOnly: false, overlay: false, live: true });
   const mounts = (spec.mounts ?? []).map((mount, index): OciMount => {
     const bind = binds[index];
     if (!bind) return mount;
     const source = mount.source ?? ""; // checked by bindIsDirectory
     if (!bind.isDirectory) {
       const name = `${index}-${basename(source)}`;
-      files.push({ name, source });
+      files.push({ name, source, readOnly: (mount.options ?? []).includes("ro") });
       return { ...mount, source: `${shareGuestPath(containerId, filesTag ?? "")}/${name}` }; // filesTag is set when any bind is a file
     }
     const tag = shareTag(shares.length);
-    shares.push({ tag, hostPath: source, readOnly: (mount.options ?? []).includes("ro"), overlay: false });
+    shares.push({ tag, hostPath: source, readOnly: (mount.options ?? []).includes("ro"), overlay: false, live: true });
     return { ...mount, source: shareGuestPath(containerId, tag) };
   });
   // The sandbox's QEMU goes into the spec's cgroup on the host; crun in the guest, which has

@@ -1,6 +1,6 @@
 export { defaultSpec, type ProcessOptions } from "./default-spec.js";
 export { isBindMount, loadBundle, type Bundle, type OciMount, type OciSpec } from "./bundle.js";
-export { guestSpec, shareTag, type CopiedFile, type GuestShare, type GuestSpecInput } from "./guest-spec.js";
+export { guestSpec, shareTag, type FileBind, type GuestShare, type GuestSpecInput } from "./guest-spec.js";
 export { guestResources } from "./guest-resources.js";
 export { consoleSize, type WindowSize } from "./console-size.js";
 export { checkProcessDocument, checkSpec } from "./spec-check.js";

@@ -2,7 +2,7 @@
 // the undo of each, so that a failure at any step leaves nothing behind.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, readlink } from "node:fs/promises";
+import { mkdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { MoatError } from "../../shared/errors.js";
@@ -12,7 +12,7 @@ import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import { placeInHostCgroup, releaseHostCgroup, type HostCgroupTarget } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { ensureTemplate, memorySizeClassMiB, restoreFromTemplate, templateKey, type TakeResult, type TemplateBase } from "../factory/index.js";
-import type { CopiedFile } from "../oci/index.js";
+import type { FileBind } from "../oci/index.js";
 import {
   chooseAccelerator,
   exitedError,
@@ -35,7 +35,7 @@ import {
   type VmSpec,
 } from "../hypervisor/index.js";
 import { attachCni, connectNetwork, detachCni, disconnectNetwork, planCni, readNetwork, recordNetwork, sandboxNics, vmNetwork, type CniRequest } from "../network/index.js";
-import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
+import { bindFiles, bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
 
@@ -139,8 +139,8 @@ export interface WarmPool {
 export interface SandboxOptions {
   /** Host directories exported to the guest (over [hypervisor.qemu] shared_fs). */
   shares?: Share[];
-  /** Single files copied into the sandbox's files directory (sandboxFilesDir) before the VM starts. */
-  files?: CopiedFile[];
+  /** Single files bind-mounted into the sandbox's files directory (sandboxFilesDir, one of `shares`) before the VM starts. */
+  files?: FileBind[];
   /** vCPUs and memory for this sandbox instead of the configured defaults. */
   vcpus?: number;
   memoryMiB?: number;
@@ -221,14 +221,20 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const pooled = pool ? await fromPool(config, spec, base, pool) : undefined;
     if (pooled) cleanup.push(`kill QEMU ${pooled.vm.pid}`, () => pooled.vm.kill().then(() => undefined));
     abort?.throwIfAborted();
-    if (options.files && options.files.length > 0) {
-      const filesDir = sandboxFilesDir(config.runtime.stateRoot, id);
-      await mkdir(filesDir);
-      for (const file of options.files) await copyFile(file.source, join(filesDir, file.name));
-    }
+    const filesDir = sandboxFilesDir(config.runtime.stateRoot, id);
+    const files = options.files ?? [];
+    if (files.length > 0) await mkdir(filesDir);
     if (spec.sharedFs === "virtio-9p") {
       await mkdir(spec.paths.sharesDir, { recursive: true, mode: 0o755 });
       await bindShares(spec.paths.sharesDir, id, shares, where); // undone by removeStateDir
+    }
+    if (files.length > 0) {
+      // Onto the files share where the guest reads it: 9p's bind of the files directory is
+      // not recursive (a mount under a share is not shared), so the files are mounted in the
+      // export itself; virtiofsd, started below, takes the files directory's mounts with it.
+      const filesTag = shares.find((share) => share.hostPath === filesDir)?.tag;
+      const target = spec.sharedFs === "virtio-9p" && filesTag ? join(spec.paths.sharesDir, id, filesTag) : filesDir;
+      await bindFiles(target, files, where); // undone by removeStateDir
     }
     // virtiofsd listens before QEMU starts: QEMU connects to its socket while it starts.
     const shareServers = await ShareServers.start({

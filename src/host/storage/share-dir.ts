@@ -8,7 +8,7 @@
 // the files of the mounted source, a user's volume. removeStateDir is the one way state
 // directories go, and it removes nothing while a mount is left under one.
 import { execFile } from "node:child_process";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { ownMounts } from "../../shared/mountinfo.js";
@@ -29,6 +29,28 @@ export async function bindShares(sharesDir: string, containerId: string, shares:
       // util-linux makes a read-only bind in two calls (bind, then remount read-only): a
       // plain bind, not recursive, as Kata's shares: mounts under the source are not shared.
       await run("mount", ["--bind", ...(share.readOnly ? ["-o", "ro"] : []), share.hostPath, target], `${where}: share ${share.tag}`);
+      made.push(target);
+    }
+  } catch (error) {
+    for (const target of made.reverse()) await unmount(target).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Bind-mounts each single file (podman's /etc/resolv.conf, /etc/hosts, /etc/hostname) onto an
+ * empty file of its name in `dir`, read-only ones read-only: the guest reads the caller's file
+ * itself, so an update the caller makes in place is seen (as with runc, whose bind mount also
+ * keeps the inode it was given: a file replaced by rename is not followed). On failure,
+ * unmounts what it made; the mount points stay for removeStateDir.
+ */
+export async function bindFiles(dir: string, files: { name: string; source: string; readOnly: boolean }[], where: string): Promise<void> {
+  const made: string[] = [];
+  try {
+    for (const file of files) {
+      const target = join(dir, file.name);
+      await writeFile(target, "", { mode: 0o644, flag: "a" });
+      await run("mount", ["--bind", ...(file.readOnly ? ["-o", "ro"] : []), file.source, target], `${where}: file ${file.source}`);
       made.push(target);
     }
   } catch (error) {

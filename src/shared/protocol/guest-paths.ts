@@ -14,6 +14,17 @@ export const SHARES_9P_TAG = "moat-shares";
 /** Where the agent mounts that device, once per VM, on the first container's create. */
 export const SHARES_9P_GUEST_ROOT = "/run/moat/shares";
 
+/**
+ * The tag of the second 9p device, which exports the same directory but which the guest
+ * mounts without caching (cache=mmap), so that what the host changes in a share is seen at
+ * once (volumes, ConfigMaps, /etc/resolv.conf); the first keeps cache=loose for the root file
+ * system, whose host side nobody changes under a running container (docs/storage.md).
+ */
+export const SHARES_9P_LIVE_TAG = "moat-live";
+
+/** Where the agent mounts the uncached device, once per VM, when a share first needs it. */
+export const SHARES_9P_LIVE_GUEST_ROOT = "/run/moat/live";
+
 /** Where a container's share `tag` is in the 9p device: the same subpath as on the host. */
 export function shareSubpath(containerId: string, tag: string): string {
   return `${containerId}/${tag}`;

@@ -91,14 +91,18 @@ test("shellQuote quotes only what a shell would split", () => {
   assert.equal(shellQuote(["qemu", "-append", "a b", "it's"]), "qemu -append 'a b' 'it'\\''s'");
 });
 
-test("9p is one fsdev and device exporting the sandbox's shares directory, whatever the shares", () => {
+test("9p is two devices exporting the sandbox's shares directory, whatever the shares: one the guest caches, one it does not", () => {
   const shares = [
     { tag: "s0", hostPath: "/images/busybox", readOnly: true },
     { tag: "s1", hostPath: "/data", readOnly: false },
   ];
   for (const args of [qemuArgs(spec()), qemuArgs(spec({ shares }))]) {
-    assert.deepEqual(valuesOf(args, "-fsdev"), ["local,id=fs-shares,path=/run/moat/s1/shares,security_model=none,multidevs=remap"]);
+    assert.deepEqual(valuesOf(args, "-fsdev"), [
+      "local,id=fs-shares,path=/run/moat/s1/shares,security_model=none,multidevs=remap",
+      "local,id=fs-live,path=/run/moat/s1/shares,security_model=none,multidevs=remap",
+    ]);
     assert.ok(valuesOf(args, "-device").includes("virtio-9p-device,fsdev=fs-shares,mount_tag=moat-shares,id=share-shares"));
+    assert.ok(valuesOf(args, "-device").includes("virtio-9p-device,fsdev=fs-live,mount_tag=moat-live,id=share-live"));
     assert.deepEqual(valuesOf(args, "-object"), [], "no shared memory backend without vhost-user");
     assert.deepEqual(valuesOf(args, "-global"), []);
     assert.deepEqual(valuesOf(args, "-machine"), ["microvm,isa-serial=on"]);

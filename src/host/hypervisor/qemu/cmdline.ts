@@ -6,7 +6,7 @@
 // that QMP commands and templates can refer to it. Shares are one 9p device QEMU serves itself,
 // exporting the sandbox's shares directory, or vhost-user-fs devices served by one virtiofsd
 // each (docs/storage.md).
-import { SHARES_9P_TAG } from "../../../shared/protocol/index.js";
+import { SHARES_9P_LIVE_TAG, SHARES_9P_TAG } from "../../../shared/protocol/index.js";
 import { virtiofsSocketPath, type VmSpec } from "../hypervisor.js";
 import { kernelParams } from "./kernel-params.js";
 
@@ -88,9 +88,14 @@ export function qemuArgs(spec: VmSpec): string[] {
     // still be given its shares. multidevs=remap: the bind mounts are other file systems,
     // whose inode numbers would collide in the guest. security_model=none: files keep the
     // host's owners and modes, which is what a container image expects.
+    // Two devices export the same directory: the guest caches one (cache=loose, the root file
+    // system) and not the other (cache=mmap, shares the host may change under it); a virtio
+    // 9p channel is mounted once, with one cache mode, so the two modes need two devices.
     args.push(
       "-fsdev", `local,id=fs-shares,path=${paths.sharesDir},security_model=none,multidevs=remap`,
       "-device", `${virtio("9p")},fsdev=fs-shares,mount_tag=${SHARES_9P_TAG},id=share-shares`,
+      "-fsdev", `local,id=fs-live,path=${paths.sharesDir},security_model=none,multidevs=remap`,
+      "-device", `${virtio("9p")},fsdev=fs-live,mount_tag=${SHARES_9P_LIVE_TAG},id=share-live`,
     );
   }
   // Taps come as descriptors 3, 4, ... in NIC order (moat-tap-exec opened them in the
