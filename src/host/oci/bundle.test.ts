@@ -56,6 +56,7 @@ test("the guest spec points root and directory bind mounts at their shares", () 
   const dir = bundle("binds", (spec) => {
     spec.root.readonly = true;
     spec.mounts.push({ destination: "/data", type: "bind", source: data, options: ["rbind", "ro"] });
+    spec.mounts.push({ destination: "/work", type: "bind", source: data, options: ["rbind", "rw"] });
   });
   const { spec, shares } = guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
   assert.deepEqual(spec.root, { path: "/run/moat/containers/c1/shares/s0", readonly: true });
@@ -63,7 +64,8 @@ test("the guest spec points root and directory bind mounts at their shares", () 
   assert.equal(spec.mounts?.[0]?.source, "proc", "other mounts are made in the guest as they are");
   assert.deepEqual(shares, [
     { tag: "s0", hostPath: join(dir, "rootfs"), readOnly: true, overlay: true, live: false }, // root.readonly holds on the host too; crun's mount points land in the overlay
-    { tag: "s1", hostPath: data, readOnly: true, overlay: false, live: true }, // the host may change a volume under the container
+    { tag: "s1", hostPath: data, readOnly: true, overlay: false, live: true }, // kubelet updates read-only volumes (ConfigMaps) under the container
+    { tag: "s2", hostPath: data, readOnly: false, overlay: false, live: false }, // a read-write volume stays cached: stat and inotify as on the root
   ]);
 });
 

@@ -22,8 +22,10 @@ export interface GuestShare {
   /** Read-only on the host, writable in the guest through an overlay in guest memory. */
   overlay: boolean;
   /**
-   * Changes the host makes must be seen in the guest (9p: the uncached device): every share
-   * but the root file system, which nobody changes on the host under a running container.
+   * Changes the host makes must be seen in the guest (9p: the uncached device): read-only
+   * volumes (kubelet's ConfigMaps, Secrets, projected and downward-API volumes) and the files
+   * share (resolv.conf, hosts, hostname). The root file system and read-write volumes stay
+   * cached: uncached 9p costs `stat` 170× and loses inotify (docs/storage.md, "Decision").
    */
   live: boolean;
 }
@@ -91,7 +93,8 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
       return { ...mount, source: `${shareGuestPath(containerId, filesTag ?? "")}/${name}` }; // filesTag is set when any bind is a file
     }
     const tag = shareTag(shares.length);
-    shares.push({ tag, hostPath: source, readOnly: (mount.options ?? []).includes("ro"), overlay: false, live: true });
+    const readOnly = (mount.options ?? []).includes("ro");
+    shares.push({ tag, hostPath: source, readOnly, overlay: false, live: readOnly });
     return { ...mount, source: shareGuestPath(containerId, tag) };
   });
   // The sandbox's QEMU goes into the spec's cgroup on the host; crun in the guest, which has
