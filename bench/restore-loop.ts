@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../src/host/config/index.js";
 import { ensureTemplate, restoreFromTemplate } from "../src/host/factory/index.js";
-import { makeSocketDir, tailOf, vcpuReport, vmPaths, type Nic, type VmSpec } from "../src/host/hypervisor/index.js";
+import { makeSocketDir, tailOf, vcpuReport, vmPaths, type VmSpec } from "../src/host/hypervisor/index.js";
 import { removeStateDir } from "../src/host/storage/index.js";
 import { AgentClient } from "../src/host/sandbox/agent-client.js";
 import { vmBase } from "../src/host/sandbox/index.js";
@@ -46,7 +46,6 @@ if (extra.length > 0) {
   writeFileSync(wrapper, `#!/bin/sh\nexec ${config.qemu.path} "$@" ${extra.map((arg) => `'${arg}'`).join(" ")}\n`, { mode: 0o755 });
   config.qemu.path = wrapper;
 }
-const nics: Nic[] = Array.from({ length: nicCount }, (_, index) => ({ id: `nic${index}`, mac: `02:6d:6f:61:74:${index.toString(16).padStart(2, "0")}` }));
 
 interface Outcome {
   ok: boolean;
@@ -99,7 +98,7 @@ async function main(): Promise<void> {
   for (let t = 0; t < templates; t++) {
     // A fresh template each time: the failures were seen with freshly built ones. The memory
     // size differs per template so that each is built anew (the key hashes it).
-    const base = { ...(await vmBase(config, { vcpus })), nics, memoryMiB: 512 + 4 * t };
+    const base = { ...(await vmBase(config, { vcpus, nics: nicCount })), memoryMiB: 512 + 4 * t };
     const template = await ensureTemplate(config, base);
     const queue = Array.from({ length: restores }, (_, r) => `t${t}-r${r}`);
     await Promise.all(
