@@ -9,7 +9,7 @@
 // A clone whose agent does not answer within --timeout is looked at (vCPU states, the local
 // APICs, the I/O APICs, the console) and reported; the count is the result. --qemu-arg adds
 // arguments to every QEMU (templates and clones) through a wrapper, to try a setting.
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,6 +51,8 @@ interface Outcome {
   ok: boolean;
   ms: number;
   overtaken?: boolean;
+  /** The clone's QEMU's PSS once its agent answered. */
+  pssKiB?: number;
   detail?: string;
 }
 
@@ -68,7 +70,9 @@ async function restoreOnce(template: Awaited<ReturnType<typeof ensureTemplate>>,
       const ms = performance.now() - started;
       // The relay says when the host's first bytes overtook its port-open message (vport-relay.c).
       const console = await readFile(paths.consoleLog, "utf8").catch(() => "");
-      return { ok: true, ms, overtaken: console.includes("overtook its port-open message") };
+      const rollup = await readFile(`/proc/${vm.pid}/smaps_rollup`, "utf8").catch(() => "");
+      const pssKiB = Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0);
+      return { ok: true, ms, pssKiB, overtaken: console.includes("overtook its port-open message") };
     } catch (error) {
       const hmp = async (command: string) => String(await vm.qmp.execute("human-monitor-command", { "command-line": command }, 2000).catch((e: unknown) => `(${String(e)})`));
       const detail = [
@@ -95,6 +99,8 @@ async function main(): Promise<void> {
   let done = 0;
   let overtaken = 0;
   const times: number[] = [];
+  const pss: number[] = [];
+  const templateKiB: number[] = [];
   for (let t = 0; t < templates; t++) {
     // A fresh template each time: the failures were seen with freshly built ones. The memory
     // size differs per template so that each is built anew (the key hashes it).
@@ -108,6 +114,7 @@ async function main(): Promise<void> {
           done++;
           if (outcome.overtaken) overtaken++;
           if (outcome.ok) times.push(outcome.ms);
+          if (outcome.pssKiB) pss.push(outcome.pssKiB);
           else {
             failed++;
             console.log(`LOST ${id} after ${Math.round(outcome.ms)} ms\n${outcome.detail}\n`);
@@ -115,11 +122,13 @@ async function main(): Promise<void> {
         }
       }),
     );
+    templateKiB.push(((await stat(template.memoryPath)).blocks * 512) / 1024);
     rmSync(template.dir, { recursive: true, force: true });
     console.log(`template ${t + 1}/${templates}: ${done} restores, ${failed} lost, ${overtaken} answered after the host's bytes overtook its port-open message`);
   }
+  const median = (values: number[]) => Math.round([...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0);
   times.sort((a, b) => a - b);
-  console.log(`RESULT nics=${nicCount} vcpus=${vcpus} parallel=${parallel} extra=[${extra.join(" ")}]: ${done} restores, ${failed} lost, ${overtaken} overtaken; agent p50 ${Math.round(times[Math.floor(times.length / 2)] ?? 0)} ms`);
+  console.log(`RESULT nics=${nicCount} vcpus=${vcpus} parallel=${parallel} extra=[${extra.join(" ")}]: ${done} restores, ${failed} lost, ${overtaken} overtaken; agent p50 ${median(times)} ms (${Math.round(times[0] ?? 0)}–${Math.round(times[times.length - 1] ?? 0)}); clone QEMU PSS p50 ${median(pss)} KiB; template memory file p50 ${median(templateKiB)} KiB`);
 }
 
 main()

@@ -255,6 +255,8 @@ export interface TemplateStatus {
   family: string;
   vcpus: number;
   memoryMiB: number;
+  /** NICs, one per interface of the sandboxes it serves. */
+  nics: number;
   dir: string;
   created: string;
   /** Bytes of the memory file in use (it is sparse). */
@@ -270,7 +272,7 @@ export async function listTemplates(config: Config): Promise<TemplateStatus[]> {
     const template = await readTemplate(join(root, name));
     if (!template) continue;
     const [memory, state] = await Promise.all([stat(template.memoryPath), stat(template.statePath)]);
-    found.push({ key: template.key, family: template.family, vcpus: template.base.vcpus, memoryMiB: template.base.memoryMiB, dir: template.dir, created: template.created, memoryBytes: memory.blocks * 512, stateBytes: state.size });
+    found.push({ key: template.key, family: template.family, vcpus: template.base.vcpus, memoryMiB: template.base.memoryMiB, nics: template.base.nics?.length ?? 0, dir: template.dir, created: template.created, memoryBytes: memory.blocks * 512, stateBytes: state.size });
   }
   return found;
 }

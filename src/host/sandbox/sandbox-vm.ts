@@ -179,7 +179,10 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // Pool VMs are clones of the template without NICs; a networked sandbox restores from the
     // template with its NICs instead (docs/networking.md says why).
     const pool = coldReason === undefined && nicCount(network) === 0 ? options.pool : undefined;
-    if (coldReason === undefined && options.pool && !pool) trace(id, `warm pool: not for a sandbox on a network (${nicCount(network)} interfaces): it restores from the template with ${nicCount(network)} NIC${nicCount(network) === 1 ? "" : "s"}`);
+    if (coldReason === undefined && options.pool && !pool) {
+      const count = nicCount(network);
+      trace(id, `warm pool: not for a sandbox on a network (${count} interface${count === 1 ? "" : "s"}): it restores from the template with ${count} NIC${count === 1 ? "" : "s"}`);
+    }
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
       await mkdir(stateDir, { mode: 0o700 });
