@@ -33,7 +33,7 @@ const { values } = parseArgs({
     "qemu-arg": { type: "string", multiple: true, default: [] },
   },
 });
-const [templates, restores, nicCount, vcpus, parallel, timeoutMs] = ["templates", "restores", "nics", "vcpus", "parallel", "timeout"].map((name) => Number(values[name as keyof typeof values]));
+const [templates, restores, nicCount, vcpus, parallel, timeoutMs] = [values.templates, values.restores, values.nics, values.vcpus, values.parallel, values.timeout].map(Number);
 const extra = values["qemu-arg"] ?? [];
 
 const work = mkdtempSync(join(tmpdir(), "moat-restore-loop-"));
