@@ -7,6 +7,17 @@
 // moatd got responses to requests it never sent). This relay writes only while the host is
 // connected, drops what the agent sends for a session that has ended, and gives every host
 // session its own connection to the agent, so a session ends cleanly on both sides.
+//
+// The guest learns that a host connected from a control message (VIRTIO_CONSOLE_PORT_OPEN),
+// which Linux's virtio_console handles in a workqueue, while the host's bytes wake this relay
+// straight from the interrupt. QEMU sends the message before the bytes, but the bytes can be
+// read first: the port then still reads as hung up. A VM restored from a template meets this on
+// every start (its port is open already, and the host connects and sends at once), and the
+// relay used to end that session there, dropping the agent's answer: the host waited for an
+// answer that never came and the guest went idle (docs/templates.md, "the lost wakeup"). So a
+// session whose host the port has not yet shown connected is kept through a hang-up for up to
+// OPEN_GRACE_US, for the port-open message to be handled; a session that has seen its host
+// connected ends at the first hang-up, as before.
 #include "vport-relay.h"
 
 #include <dirent.h>
@@ -23,6 +34,9 @@
 #define WAIT_STEP_US 10000
 #define PORT_WAIT_STEPS 1000    // 10 s for the port to appear
 #define HOST_POLL_US 20000      // while no host is connected, the port reads as hung up
+// How long (guest time) a session started by bytes that came before the port showed its host
+// connected waits for it to: a workqueue delay, far longer only on a host starved of CPU.
+#define OPEN_GRACE_US 5000000
 
 /** Finds /dev/vportNpM of the port QEMU named `name`, waiting for it to appear. */
 static int find_port(const char *name, char *device, size_t size) {
@@ -117,16 +131,25 @@ int vport_relay(const char *port_name, const char *agent_socket) {
   }
   static char buffer[BUFFER_BYTES];
   int agent = -1;
+  // Whether the port has shown the current session's host connected (see the top), and how
+  // long that session has waited for it through hang-ups.
+  int host_seen = 0;
+  long waited_us = 0;
   for (;;) {
     struct pollfd fds[2] = {{.fd = port, .events = POLLIN}, {.fd = agent, .events = POLLIN}};
     if (poll(fds, agent >= 0 ? 2 : 1, -1) < 0) {
       if (errno == EINTR) continue;
       return 1;
     }
+    int hung_up = (fds[0].revents & (POLLHUP | POLLERR)) != 0;
     if (fds[0].revents & POLLIN) {
       ssize_t got = read(port, buffer, sizeof buffer);
       if (got > 0) {
-        if (agent < 0 && (agent = connect_agent(agent_socket)) < 0) return 1;
+        if (agent < 0) {
+          if ((agent = connect_agent(agent_socket)) < 0) return 1;
+          host_seen = !hung_up;
+          waited_us = 0;
+        }
         if (write_all(agent, buffer, (size_t)got) < 0) {
           close(agent);
           agent = -1;
@@ -134,7 +157,15 @@ int vport_relay(const char *port_name, const char *agent_socket) {
         continue;
       }
     }
-    if (fds[0].revents & (POLLHUP | POLLERR)) {
+    if (hung_up) {
+      if (agent >= 0 && !host_seen && waited_us < OPEN_GRACE_US) {
+        // The host's bytes came before its port-open message was handled: wait for it, and
+        // leave the agent's answer unread meanwhile.
+        usleep(HOST_POLL_US);
+        waited_us += HOST_POLL_US;
+        continue;
+      }
+      if (agent >= 0 && !host_seen) dprintf(2, "vport-relay: a host sent bytes but the port did not show it connected within %d ms; session ended\n", OPEN_GRACE_US / 1000);
       // No host connected: end the agent's session, and look again shortly.
       if (agent >= 0) {
         close(agent);
@@ -142,6 +173,10 @@ int vport_relay(const char *port_name, const char *agent_socket) {
       }
       usleep(HOST_POLL_US);
       continue;
+    }
+    if (agent >= 0 && !host_seen) {
+      host_seen = 1;
+      dprintf(2, "vport-relay: the host's bytes overtook its port-open message; waited %ld ms for it\n", waited_us / 1000);
     }
     if (agent >= 0 && fds[1].revents) {
       ssize_t got = read(agent, buffer, sizeof buffer);

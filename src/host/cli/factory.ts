@@ -40,7 +40,7 @@ export async function factoryStatusCommand(global: GlobalOptions): Promise<void>
   if (templates.length === 0) process.stdout.write("none built yet: the first sandbox builds one, or run `moat factory init`\n");
   for (const template of templates) {
     const mark = template.key === current ? "current" : template.family === family ? "sized" : "stale";
-    const size = `${template.vcpus} vCPU${template.vcpus === 1 ? "" : "s"}, ${template.memoryMiB} MiB`;
+    const size = `${template.vcpus} vCPU${template.vcpus === 1 ? "" : "s"}, ${template.memoryMiB} MiB${template.nics > 0 ? `, ${template.nics} NIC${template.nics === 1 ? "" : "s"}` : ""}`;
     process.stdout.write(`${template.key}  ${mark.padEnd(7)}  saved ${template.created}  ${size}; memory ${Math.round(template.memoryBytes / 1024 / 1024)} MiB in use, state ${Math.round(template.stateBytes / 1024)} KiB\n`);
   }
   const ready = await readyPoolVms(config);

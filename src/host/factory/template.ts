@@ -23,6 +23,14 @@ import { exitedError, killRunningQemu, loadState, makeSocketDir, processGone, Qe
 const trace = tracer("factory");
 
 /**
+ * The version of the devices qemuArgs gives a VM, in every template's key: a change to a
+ * device's properties that the saved state depends on (a feature bit such as a NIC's
+ * guest_announce) must not load an old template's state into a new device. 2: NICs have
+ * guest_announce=off.
+ */
+const DEVICE_LAYOUT = 2;
+
+/**
  * Templates kept at once (one per size class in use, and the default's): each costs its
  * guest's touched memory on disk (tmpfs under /run: RAM), ~100-200 MiB here.
  */
@@ -78,10 +86,12 @@ async function templateKeys(base: TemplateBase, qemuPath: string): Promise<{ key
     const info = await stat(path);
     return `${path}:${info.size}:${info.mtimeMs}`;
   };
-  const { vcpus, memoryMiB, ...rest } = base;
-  const inputs = { base: rest, moat: MOAT_VERSION, kernel: await version(base.kernelPath), rootfs: await version(base.rootfs.path), qemu: await version(qemuPath) };
+  // The NICs, like the size, tell templates of one family apart: a sandbox with no network and
+  // one with two interfaces use templates made from the same inputs, and neither removes the other.
+  const { vcpus, memoryMiB, nics = [], ...rest } = base;
+  const inputs = { base: rest, moat: MOAT_VERSION, devices: DEVICE_LAYOUT, kernel: await version(base.kernelPath), rootfs: await version(base.rootfs.path), qemu: await version(qemuPath) };
   const hash = (value: unknown) => createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
-  return { key: hash({ inputs, vcpus, memoryMiB }), family: hash(inputs) };
+  return { key: hash({ inputs, vcpus, memoryMiB, ...(nics.length > 0 ? { nics } : {}) }), family: hash(inputs) };
 }
 
 /**
@@ -245,6 +255,8 @@ export interface TemplateStatus {
   family: string;
   vcpus: number;
   memoryMiB: number;
+  /** NICs, one per interface of the sandboxes it serves. */
+  nics: number;
   dir: string;
   created: string;
   /** Bytes of the memory file in use (it is sparse). */
@@ -260,7 +272,7 @@ export async function listTemplates(config: Config): Promise<TemplateStatus[]> {
     const template = await readTemplate(join(root, name));
     if (!template) continue;
     const [memory, state] = await Promise.all([stat(template.memoryPath), stat(template.statePath)]);
-    found.push({ key: template.key, family: template.family, vcpus: template.base.vcpus, memoryMiB: template.base.memoryMiB, dir: template.dir, created: template.created, memoryBytes: memory.blocks * 512, stateBytes: state.size });
+    found.push({ key: template.key, family: template.family, vcpus: template.base.vcpus, memoryMiB: template.base.memoryMiB, nics: template.base.nics?.length ?? 0, dir: template.dir, created: template.created, memoryBytes: memory.blocks * 512, stateBytes: state.size });
   }
   return found;
 }

@@ -101,11 +101,27 @@ function tapName(index: number): string {
 }
 
 /**
- * The VM's NICs for `network`: one per interface, with the interface's MAC and its tap. A
- * networked sandbox boots cold: templates have no NIC (docs/networking.md).
+ * The NICs a VM template for a sandbox with `count` interfaces has (docs/networking.md): one
+ * per interface, without backend. Locally administered MACs, the same in every template: a
+ * clone keeps its template's devices, and the agent gives each NIC its interface's MAC.
  */
-export function sandboxNics(network: SandboxNetwork | undefined): Nic[] {
-  return (network?.plan.interfaces ?? []).map((entry, index) => ({ id: `nic${index}`, mac: entry.mac, tap: tapName(index) }));
+export function templateNics(count: number): Nic[] {
+  return Array.from({ length: count }, (_, index) => ({ id: `nic${index}`, mac: `02:6d:6f:61:74:${index.toString(16).padStart(2, "0")}` }));
+}
+
+/** How many NICs a sandbox on `network` has: one per interface. */
+export function nicCount(network: SandboxNetwork | undefined): number {
+  return network?.plan.interfaces.length ?? 0;
+}
+
+/**
+ * The VM's NICs for `network`, each with its interface's tap: a clone has its template's
+ * (`templateNics`), a VM booted cold has the interfaces' own MACs.
+ */
+export function sandboxNics(network: SandboxNetwork | undefined, fromTemplate: boolean): Nic[] {
+  const interfaces = network?.plan.interfaces ?? [];
+  const devices = fromTemplate ? templateNics(interfaces.length) : interfaces.map((entry, index) => ({ id: `nic${index}`, mac: entry.mac }));
+  return devices.map((nic, index) => ({ ...nic, tap: tapName(index) }));
 }
 
 /** The VmSpec.network of a sandbox with `network`: where moat-tap-exec makes its taps. */

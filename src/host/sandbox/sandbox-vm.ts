@@ -34,7 +34,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { attachCni, connectNetwork, detachCni, disconnectNetwork, planCni, readNetwork, recordNetwork, sandboxNics, vmNetwork, type CniRequest } from "../network/index.js";
+import { attachCni, connectNetwork, detachCni, disconnectNetwork, nicCount, planCni, readNetwork, recordNetwork, sandboxNics, templateNics, vmNetwork, type CniRequest } from "../network/index.js";
 import { bindFiles, bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -204,13 +204,20 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       network = await readNetwork(await attachCni(stateDir, id, cniPlan));
       abort?.throwIfAborted();
     }
-    const coldReason = coldBootReason(config) ?? networkColdReason(network);
-    // A pool VM's NIC has no backend, and a backend cannot be given to it later.
-    const pool = coldReason === undefined && !network?.plan.interfaces.length ? options.pool : undefined;
-    const base = await vmBase(config, options, accelerator.accelerator);
+    const coldReason = coldBootReason(config);
+    // Pool VMs are clones of the template without NICs; a networked sandbox restores from the
+    // template with its NICs instead (docs/networking.md says why).
+    const pool = coldReason === undefined && nicCount(network) === 0 ? options.pool : undefined;
+    if (coldReason === undefined && options.pool && !pool) {
+      const count = nicCount(network);
+      trace(id, `warm pool: not for a sandbox on a network (${count} interface${count === 1 ? "" : "s"}): it restores from the template with ${count} NIC${count === 1 ? "" : "s"}`);
+    }
+    const base = await vmBase(config, { ...options, nics: nicCount(network) }, accelerator.accelerator);
     abort?.throwIfAborted();
     const shares = options.shares ?? [];
-    const nics = sandboxNics(network);
+    // The template's NICs, or the interfaces' own MACs when booting cold; a template that cannot
+    // be built makes startVm boot cold with these NICs, which is as good.
+    const nics = sandboxNics(network, coldReason === undefined);
     const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths, nics, ...(network ? { network: vmNetwork(network) } : {}) };
     if (network) {
       // Recorded before QEMU makes the taps; undone after QEMU is killed (unwound first).
@@ -307,7 +314,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
  * `accelerator` is probed unless the caller has done so already. Where templates serve the
  * sandbox, its memory is rounded up to its size class (memorySizeClassMiB).
  */
-export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpus" | "memoryMiB"> = {}, accelerator?: Accelerator): Promise<TemplateBase> {
+export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpus" | "memoryMiB"> & { nics?: number } = {}, accelerator?: Accelerator): Promise<TemplateBase> {
   const { kernel, rootfs } = guestArtifacts(config);
   const memoryMiB = options.memoryMiB ?? config.qemu.defaultMemoryMiB;
   return {
@@ -322,6 +329,9 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
     debug: config.qemu.enableDebug,
     sharedFs: config.qemu.sharedFs,
     hostTscKhz: await hostTscKhz(),
+    // A template has one NIC per interface of the sandboxes it serves: a sandbox with no
+    // network restores from one without any (docs/networking.md).
+    ...(coldBootReason(config) === undefined && options.nics ? { nics: templateNics(options.nics) } : {}),
   };
 }
 
@@ -387,18 +397,6 @@ export function describeStart(start: StartPath): string {
   if (start.kind === "pool") return `from the warm pool, template ${start.template}`;
   if (start.kind === "template") return `from a template, ${start.template}`;
   return `cold boot: ${start.reason}`;
-}
-
-/**
- * Why a sandbox on `network` cannot start from a template, or undefined if it can. Templates
- * have no NIC: with one (no backend) in every template, clones lost their wakeup (vCPUs
- * halted, agent silent) twice in one full test run, where without it none did in the run
- * before (docs/networking.md). A sandbox with network interfaces boots cold until that is
- * understood.
- */
-function networkColdReason(network: { plan: { interfaces: unknown[] } } | undefined): string | undefined {
-  const count = network?.plan.interfaces.length ?? 0;
-  return count > 0 ? `${count} network interface${count === 1 ? "" : "s"}: templates have no NIC (docs/networking.md)` : undefined;
 }
 
 /** Why no sandbox can start from a template under `config`, or undefined if it can. */

@@ -152,8 +152,8 @@ test("a NIC with a tap gets the tap's descriptor as its netdev, in NIC order; a 
   const args = qemuArgs(spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00", tap: "tap0_moat" }, { id: "nic1", mac: "8e:99:67:cb:39:d9", tap: "tap1_moat" }] }));
   assert.deepEqual(valuesOf(args, "-netdev"), ["tap,id=net-nic0,fd=3", "tap,id=net-nic1,fd=4"]);
   const nics = valuesOf(args, "-device").filter((device) => device.startsWith("virtio-net"));
-  assert.deepEqual(nics, ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00,netdev=net-nic0", "virtio-net-device,id=nic1,mac=8e:99:67:cb:39:d9,netdev=net-nic1"]);
+  assert.deepEqual(nics, ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00,guest_announce=off,netdev=net-nic0", "virtio-net-device,id=nic1,mac=8e:99:67:cb:39:d9,guest_announce=off,netdev=net-nic1"]);
   const template = qemuArgs(spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00" }] }));
   assert.deepEqual(valuesOf(template, "-netdev"), []);
-  assert.deepEqual(valuesOf(template, "-device").filter((device) => device.startsWith("virtio-net")), ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00"]);
+  assert.deepEqual(valuesOf(template, "-device").filter((device) => device.startsWith("virtio-net")), ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00,guest_announce=off"]);
 });

@@ -99,11 +99,15 @@ export function qemuArgs(spec: VmSpec): string[] {
     );
   }
   // Taps come as descriptors 3, 4, ... in NIC order (moat-tap-exec opened them in the
-  // sandbox's network namespace), so QEMU needs no network privilege.
+  // sandbox's network namespace), so QEMU needs no network privilege. guest_announce=off: after
+  // an incoming migration QEMU has a guest that negotiated it announce itself (a config
+  // interrupt and the guest's answer on the control queue, five rounds); a clone's interfaces
+  // are set by the agent afterwards, so that is only work at the start, where it delayed the
+  // guest's other work items (docs/templates.md, "the lost wakeup").
   let tapFd = TAP_FIRST_FD;
   for (const nic of spec.nics ?? []) {
     if (nic.tap !== undefined) args.push("-netdev", `tap,id=net-${nic.id},fd=${tapFd++}`);
-    args.push("-device", `${virtio("net")},id=${nic.id},mac=${nic.mac}${nic.tap !== undefined ? `,netdev=net-${nic.id}` : ""}`);
+    args.push("-device", `${virtio("net")},id=${nic.id},mac=${nic.mac},guest_announce=off${nic.tap !== undefined ? `,netdev=net-${nic.id}` : ""}`);
   }
   args.push(
     "-device", `${virtio("serial")},id=serial0`,
