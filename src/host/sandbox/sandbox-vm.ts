@@ -34,7 +34,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { connectNetwork, disconnectNetwork, readNetwork, recordNetwork, sandboxNics, vmNetwork } from "../network/index.js";
+import { connectNetwork, disconnectNetwork, pinNetns, readNetwork, recordNetwork, sandboxNics, unpinNetns, vmNetwork } from "../network/index.js";
 import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -75,6 +75,8 @@ export interface SandboxVm {
   readonly agent: AgentClient;
   readonly accelerator: AcceleratorChoice;
   readonly timings: BootTimings;
+  /** Its VM carries the interfaces of a network namespace (one or more NICs). */
+  readonly networked: boolean;
   /** Asks the guest to power off, stops QEMU and the share servers, removes the state directory. */
   shutdown(): Promise<VmExit>;
   /** Kills QEMU and the share servers at once; the state directory stays. */
@@ -159,6 +161,17 @@ export interface SandboxOptions {
    * by the tcfilter model (docs/networking.md); none: the guest has loopback only.
    */
   network?: string;
+  /**
+   * A new network namespace the sandbox owns instead: the one process `pid` (the container's
+   * stand-in) is in, pinned in the state directory and unpinned at delete (network/own-netns.ts).
+   */
+  ownNetns?: { pid: number };
+  /**
+   * Runs once the state directory (and the owned namespace) exist, before the namespace is
+   * read and before QEMU starts: the prestart and createRuntime hooks, which may put
+   * interfaces in the namespace (Docker's libnetwork-setkey). A failure undoes the start.
+   */
+  prepare?: () => Promise<void>;
 }
 
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
@@ -167,17 +180,15 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   guestArtifacts(config); // fails clearly, before anything is created, if the kernel or image is missing
   ShareServers.check(config.qemu.sharedFs, config.qemu.virtioFsDaemon, config.source ?? "built-in configuration");
   const accelerator = await chooseAccelerator();
-  // Read and checked before anything is made: a bad namespace leaves nothing behind.
-  const network = options.network === undefined ? undefined : await readNetwork(options.network);
+  // A path the caller gave is read and checked before anything is made: a bad namespace
+  // leaves nothing behind. Without hooks to run first, that is the whole of it.
+  let network = options.network === undefined || options.prepare ? undefined : await readNetwork(options.network);
   const cleanup = new CleanupStack();
   try {
     const stateDir = join(config.runtime.stateRoot, id);
     const paths = vmPaths(stateDir, config.runtime.socketRoot);
     checkSocketRoom(paths.socketDir, where);
     const { abort } = options;
-    const coldReason = coldBootReason(config) ?? networkColdReason(network);
-    // A pool VM's NIC has no backend, and a backend cannot be given to it later.
-    const pool = coldReason === undefined && !network?.plan.interfaces.length ? options.pool : undefined;
     await mkdir(config.runtime.stateRoot, { recursive: true, mode: 0o711 });
     try {
       await mkdir(stateDir, { mode: 0o700 });
@@ -191,6 +202,18 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     await makeSocketDir(paths, where); // removed by removeStateDir
     // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
     cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
+    const netns = options.ownNetns ? await pinNetns(stateDir, options.ownNetns.pid, where) : options.network;
+    if (options.ownNetns) cleanup.push(`unpin ${netns}`, () => unpinNetns(stateDir));
+    if (options.prepare) {
+      await options.prepare();
+      abort?.throwIfAborted();
+    }
+    // Read after the hooks, which may have put interfaces in it; an owned namespace left with
+    // loopback only is a sandbox without network, as one without a namespace is.
+    if (network === undefined && netns !== undefined) network = await readNetwork(netns);
+    const coldReason = coldBootReason(config) ?? networkColdReason(network);
+    // A pool VM's NIC has no backend, and a backend cannot be given to it later.
+    const pool = coldReason === undefined && !network?.plan.interfaces.length ? options.pool : undefined;
     const base = await vmBase(config, options, accelerator.accelerator);
     abort?.throwIfAborted();
     const shares = options.shares ?? [];
@@ -272,7 +295,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     trace(id, summary);
 
     cleanup.release();
-    return sandboxHandle(id, vm, shareServers, agent, accelerator, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -411,7 +434,7 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), existsSync(join(paths.stateDir, "network.json")), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();
@@ -440,13 +463,15 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   await killRunningQemu(id, paths);
   await (await ShareServers.adopt(paths)).kill();
   await disconnectNetwork(paths.stateDir);
+  await unpinNetns(paths.stateDir);
   await releaseHostCgroup(paths.stateDir);
   await removeStateDir(paths);
 }
 
-function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
+function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, timings: BootTimings): SandboxVm {
   return {
     id,
+    networked,
     vm,
     shareServers,
     // What it was started with (an adopted sandbox's too), not what the configuration says now.
@@ -460,6 +485,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
       await disconnectNetwork(vm.paths.stateDir);
+      await unpinNetns(vm.paths.stateDir);
       await releaseHostCgroup(vm.paths.stateDir);
       await removeStateDir(vm.paths);
       return exit;
