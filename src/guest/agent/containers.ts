@@ -20,6 +20,7 @@ import { cgroupDirOf } from "./cgroup-dir.js";
 import { crun, crunBinary, crunRoot } from "./crun.js";
 import { missingExecutable } from "./executable.js";
 import { mountShares, unmountShares } from "./mounts.js";
+import { setNetSysctls, splitNetSysctls } from "./net-sysctls.js";
 import type { OomEvents } from "./oom-events.js";
 import { OutputBuffer } from "./output-buffer.js";
 import { stdinSocketPair } from "./stdin-socket.js";
@@ -77,12 +78,13 @@ export class Containers {
     const where = `container ${id}`;
     if (!VALID_ID.test(id)) throw new MoatError("MOAT_CONTAINER_ID", `${where}: invalid container id`, { status: Code.INVALID_ARGUMENT });
     if (this.containers.has(id)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
-    const spec = parseObject(request.ociSpecJson, where, "OCI spec"); // crun validates the rest
+    const { spec, sysctls } = splitNetSysctls(parseObject(request.ociSpecJson, where, "OCI spec"), where); // crun validates the rest
     const dir = containerGuestDir(id);
     await mkdir(dir, { recursive: true });
     let terminal: Terminal | undefined;
     try {
       await mountShares(id, request.shares, where);
+      await setNetSysctls(sysctls, where);
       await writeFile(`${dir}/config.json`, JSON.stringify(spec));
       terminal = wantsTerminal(spec.process) ? await Terminal.open(where) : undefined;
       const stdin = request.stdin && !terminal ? await stdinSocketPair(dir) : undefined;
