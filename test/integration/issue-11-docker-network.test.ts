@@ -82,16 +82,21 @@ function context(result: { stderr: string; stdout?: string }): string {
 
 const escaped = (text: string) => text.replace(/\./g, "\\.");
 
-test("docker run on the default bridge: the container has Docker's address, MTU and default route", async () => {
-  const result = await docker.docker([...run, "--rm", BUSYBOX_TAG, "sh", "-c", "ip addr show eth0; ip route"]);
+test("docker run on the default bridge: the container has Docker's address, MTU, default route, /etc/hosts and /etc/hostname", async () => {
+  const result = await docker.docker([...run, "--rm", BUSYBOX_TAG, "sh", "-c", "ip addr show eth0; ip route; echo hostname=$(hostname); echo file=$(cat /etc/hostname); cat /etc/hosts"]);
   assert.equal(result.code, 0, context(result));
   const subnet = docker.bridgeSubnet ?? "";
   assert.match(result.stdout, /eth0: <[^>]*\bUP\b[^>]*> mtu 1500 /, context(result));
-  assert.match(result.stdout, new RegExp(`inet ${escaped(subnet)}\\.\\d+/24 `), context(result));
+  const address = new RegExp(`inet (${escaped(subnet)}\\.\\d+)/24 `).exec(result.stdout)?.[1];
+  assert.ok(address, context(result));
   assert.match(result.stdout, new RegExp(`^default via ${escaped(subnet)}\\.1 dev eth0`, "m"), context(result));
+  const hostname = /^hostname=([0-9a-f]{12})$/m.exec(result.stdout)?.[1];
+  assert.ok(hostname, context(result));
+  assert.match(result.stdout, new RegExp(`^file=${hostname}$`, "m"), "/etc/hostname is Docker's");
+  assert.match(result.stdout, new RegExp(`^${escaped(address)}\\s+${hostname}$`, "m"), "/etc/hosts names the container's own address");
 });
 
-test("a user-defined network with MTU 1400: eth0's MTU; two containers reach each other by IP; -p answers from the host", async () => {
+test("a user-defined network with MTU 1400: eth0's MTU; two containers reach each other by IP and by name; -p answers from the host", async () => {
   const created = await docker.docker(["network", "create", "-o", `com.docker.network.driver.mtu=${MTU}`, NETWORK]);
   assert.equal(created.code, 0, context(created));
   const server = await docker.docker([
@@ -104,12 +109,14 @@ test("a user-defined network with MTU 1400: eth0's MTU; two containers reach eac
     const address = inspected.stdout.trim();
     assert.match(address, /^198\.19\.\d+\.\d+$/, context(inspected));
 
-    const client = await docker.docker([...run, "--rm", "--network", NETWORK, BUSYBOX_TAG, "sh", "-c", `cat /sys/class/net/eth0/mtu; ip route; timeout 60 wget -q -O - http://${address}:8080/`]);
+    const client = await docker.docker([...run, "--rm", "--network", NETWORK, BUSYBOX_TAG, "sh", "-c", `cat /sys/class/net/eth0/mtu; ip route; cat /etc/resolv.conf; timeout 60 wget -q -O - http://${address}:8080/; timeout 60 wget -q -O - http://moat-web:8080/`]);
     assert.equal(client.code, 0, context(client));
     const lines = client.stdout.split("\n");
     assert.equal(lines[0], String(MTU), context(client));
     assert.match(client.stdout, /^default via 198\.19\.\d+\.1 dev eth0/m, context(client));
-    assert.match(client.stdout, /^hello-from-moat-web$/m, context(client));
+    // Docker's embedded DNS is the resolver on a user-defined network: by IP, then by name.
+    assert.match(client.stdout, /^nameserver 127\.0\.0\.11$/m, context(client));
+    assert.equal(client.stdout.split("\n").filter((line) => line === "hello-from-moat-web").length, 2, context(client));
 
     // Published on 127.0.0.1 of Docker's host, which is dockerd's namespace here.
     const published = await docker.inNetns(["timeout", "60", "busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:18080/"]);

@@ -15,6 +15,7 @@ import { inNetns } from "./netns-exec.js";
 import { networkPlan, withDeviceMacs, type ConfigureNetworkInit, type NetworkPlan } from "./netns-plan.js";
 
 export { pinNetns, unpinNetns } from "./own-netns.js";
+export { DnsRelay, type DnsPeer } from "./dns-relay.js";
 export { CARRIED_KINDS, MAX_INTERFACES, networkPlan, withDeviceMacs, type NetnsDump, type NetworkPlan, type PlannedInterface } from "./netns-plan.js";
 
 const trace = tracer("network");

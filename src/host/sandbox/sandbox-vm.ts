@@ -34,7 +34,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { connectNetwork, disconnectNetwork, pinNetns, readNetwork, recordNetwork, sandboxNics, unpinNetns, vmNetwork } from "../network/index.js";
+import { connectNetwork, disconnectNetwork, DnsRelay, pinNetns, readNetwork, recordNetwork, sandboxNics, unpinNetns, vmNetwork } from "../network/index.js";
 import { bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -290,12 +290,16 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       await agent.configureNetwork(networkRequest);
       trace(id, `guest network configured in ${Math.round(performance.now() - configuringAt)} ms`);
     }
+    // A namespace made for the sandbox is Docker's kind: its resolver is 127.0.0.11 in that
+    // namespace, which the guest reaches through the relay (docs/networking.md).
+    const dns = networkRequest && options.ownNetns && netns ? DnsRelay.start(netns, agent, where) : undefined;
+    if (dns) cleanup.push("stop the DNS relay", () => dns.stop());
     const agentReadyMs = performance.now() - spawnedAt;
     const summary = `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`;
     trace(id, summary);
 
     cleanup.release();
-    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, dns, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -434,7 +438,7 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), existsSync(join(paths.stateDir, "network.json")), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), existsSync(join(paths.stateDir, "network.json")), undefined, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();
@@ -468,7 +472,7 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   await removeStateDir(paths);
 }
 
-function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, timings: BootTimings): SandboxVm {
+function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, dns: DnsRelay | undefined, timings: BootTimings): SandboxVm {
   return {
     id,
     networked,
@@ -480,6 +484,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
     accelerator,
     timings,
     shutdown: async () => {
+      dns?.stop();
       await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
@@ -491,6 +496,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
       return exit;
     },
     kill: async () => {
+      dns?.stop();
       await vm.kill();
       await shareServers.kill();
     },
