@@ -10,7 +10,7 @@ const dir = mkdtempSync(join(tmpdir(), "moat-own-netns-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 test("a stand-in in moatd's own network namespace is refused, and nothing is pinned", async () => {
-  await assert.rejects(pinNetns(dir, process.pid, "container c1"), (error: unknown) => {
+  await assert.rejects(pinNetns(join(dir, "c1"), process.pid, "container c1"), (error: unknown) => {
     assert.ok(error instanceof MoatError);
     assert.equal(error.code, "MOAT_NETNS_STANDIN");
     assert.match(error.message, /^container c1: stand-in pid \d+ is in moatd's own network namespace; the spec asks for a new one$/);
@@ -20,10 +20,10 @@ test("a stand-in in moatd's own network namespace is refused, and nothing is pin
 });
 
 test("a stand-in that is gone is refused by name", async () => {
-  await assert.rejects(pinNetns(dir, 0x3fffff + 1, "container c2"), /^MoatError: container c2: stand-in pid 4194304: its network namespace cannot be found/);
-  assert.equal(existsSync(join(dir, "netns")), false);
+  await assert.rejects(pinNetns(join(dir, "c2"), 0x3fffff + 1, "container c2"), /^MoatError: container c2: stand-in pid 4194304: its network namespace cannot be found/);
+  assert.equal(existsSync(join(dir, "c2.netns")), false);
 });
 
 test("unpinning where nothing is pinned counts as done", async () => {
-  await unpinNetns(dir);
+  await unpinNetns(join(dir, "c3"));
 });

@@ -163,7 +163,7 @@ export interface SandboxOptions {
   network?: string;
   /**
    * A new network namespace the sandbox owns instead: the one process `pid` (the container's
-   * stand-in) is in, pinned in the state directory and unpinned at delete (network/own-netns.ts).
+   * stand-in) is in, pinned beside the state directory and unpinned at delete (network/own-netns.ts).
    */
   ownNetns?: { pid: number };
   /**
@@ -219,8 +219,10 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     const shares = options.shares ?? [];
     const nics = sandboxNics(network);
     const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths, nics, ...(network ? { network: vmNetwork(network) } : {}) };
-    if (network) {
-      // Recorded before QEMU makes the taps; undone after QEMU is killed (unwound first).
+    if (network && network.plan.interfaces.length > 0) {
+      // Recorded before QEMU makes the taps; undone after QEMU is killed (unwound first). A
+      // namespace with no interface gets nothing, and the state directory stays empty for a
+      // pool VM (its directory is renamed onto it).
       await recordNetwork(stateDir, network, nics);
       cleanup.push(`disconnect from ${network.netns}`, () => disconnectNetwork(stateDir));
     }
