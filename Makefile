@@ -43,7 +43,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## build: generate protobuf code, type-check and compile, bundle the agent, CLI, daemon and shim; the C helpers
-build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client dist/test/bin/moat-fs-checks
+build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/moat-dns-relay dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client dist/test/bin/moat-fs-checks
 
 SHIM_C := containerd-shim-moat-v2 moatd-start task-relay ttrpc-frame
 dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wildcard src/host/shim/*.h)
@@ -51,6 +51,10 @@ dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wi
 	gcc -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^)
 
 dist/bin/moat-tap-exec: src/host/network/moat-tap-exec.c
+	@mkdir -p dist/bin
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+dist/bin/moat-dns-relay: src/host/network/moat-dns-relay.c
 	@mkdir -p dist/bin
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 

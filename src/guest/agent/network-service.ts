@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import type { ConfigureNetworkRequest, NetworkService } from "../../shared/protocol/index.js";
 import { MoatError } from "../../shared/errors.js";
 import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
+import { DnsRelay } from "./dns-relay.js";
 import { log } from "./log.js";
 import { addressAdd, linkSet, linkUpDown, macBytes, neighbourAdd, routeAdd } from "./netlink.js";
 import { sys } from "./sys.js";
@@ -16,15 +17,26 @@ const MAX_ADDRESSES = 64;
 const MAX_ROUTES = 1024;
 const MAX_NEIGHBOURS = 1024;
 const IFNAME = /^[^\s/:]{1,15}$/;
+/** lo is the first link of every network namespace. */
+const LOOPBACK_INDEX = 1;
 
 export function networkService(): ServiceImplementation<typeof NetworkService> {
+  const dns = new DnsRelay();
   return {
+    async readDnsQueries(request, context) {
+      return { queries: await dns.read(request.maxQueries, context.signal) };
+    },
+    async writeDnsAnswers(request) {
+      dns.write(request.answers);
+      return {};
+    },
     async configureNetwork(request) {
       const receivedAt = performance.now();
       check(request);
       const byMac = guestInterfaces();
       const indexOf = new Map<string, number>();
-      const steps: Array<[string, Buffer]> = [];
+      // The container shares this namespace: its loopback is up, as on the host side.
+      const steps: Array<[string, Buffer]> = [["set lo up", linkUpDown(LOOPBACK_INDEX, true)]];
       for (const [position, entry] of request.interfaces.entries()) {
         const index = byMac.get(entry.deviceMac.toLowerCase());
         if (index === undefined) throw invalid(`interface ${entry.name}: no NIC with MAC ${entry.deviceMac} in the guest`);

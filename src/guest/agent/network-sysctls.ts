@@ -1,7 +1,8 @@
 // A container on the sandbox's network shares the guest's network namespace (the host drops the
 // spec's namespace path: docs/networking.md), and crun sets `net.*` sysctls only in a namespace
 // it creates ("the sysctl `net.ipv4.ping_group_range` requires a new network namespace", which
-// podman's every spec has). That namespace is the sandbox's alone, as the caller's namespace
+// podman's every spec has; Docker sets net.ipv4.ip_unprivileged_port_start on every bridge
+// container). That namespace is the sandbox's alone, as the caller's namespace
 // is the container's on a runc host, so the agent sets them there itself, before crun runs,
 // and crun gets the spec without them.
 import { writeFile } from "node:fs/promises";

@@ -11,13 +11,13 @@ import { parseJsonObject } from "../../shared/json-object.js";
 import type { StateResponse } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
-import { checkProcessDocument, consoleSize, loadBundle } from "../oci/index.js";
+import { checkProcessDocument, consoleSize, loadBundle, type OciSpec } from "../oci/index.js";
 import { DaemonClient } from "../daemon/index.js";
 import { vmSizeFor } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localWindowSize } from "./local-terminal.js";
 import { parseSignal } from "./signals.js";
-import { standInTerminal, startStandIn } from "./stand-in.js";
+import { standInTerminal, startStandIn, startStandInFirst } from "./stand-in.js";
 import { updateResources, type UpdateOptions } from "./update-resources.js";
 
 export interface CreateOptions {
@@ -51,17 +51,38 @@ export async function createCommand(id: string, options: CreateOptions, global: 
   // Refused here, before moatd is asked, if the VM cannot be sized for the container (moatd checks again).
   vmSizeFor(withOverrides(loadConfig(global.config), global), bundle.spec, `${bundle.dir}/config.json`);
   const terminal = standInTerminal(`container ${id}`, bundle.spec.process.terminal === true, options.consoleSocket, true);
+  // The stand-in starts first: the host's hooks get its pid, and a spec that asks for a new
+  // network namespace without a path gets the stand-in's own new one (docs/networking.md).
+  const standIn = await startStandInFirst({ terminal, detached: true, where: `container ${id}`, newNetns: asksNewNetns(bundle.spec) }).catch((error: unknown) => {
+    throw error instanceof MoatError ? error : new MoatError("MOAT_CLI_STANDIN", `container ${id}: cannot start the stand-in process`, { cause: error, status: Code.INTERNAL });
+  });
   await withDaemon(global, async (client) => {
-    const { stdioSocket } = await client.create(id, bundleDir);
+    let stdioSocket: string;
     try {
-      const { child, pid } = await startStandIn(stdioSocket, { terminal, detached: true, where: `container ${id}` });
-      child.unref();
-      if (options.pidFile) await writeFile(resolve(options.pidFile), String(pid));
+      ({ stdioSocket } = await client.create(id, bundleDir, standIn.pid));
     } catch (error) {
+      standIn.cancel();
+      throw error;
+    }
+    try {
+      await standIn.connect(stdioSocket);
+      standIn.child.unref();
+      if (options.pidFile) await writeFile(resolve(options.pidFile), String(standIn.pid));
+    } catch (error) {
+      standIn.cancel();
       await client.delete(id, true).catch(() => undefined);
       throw error instanceof MoatError ? error : new MoatError("MOAT_CLI_STANDIN", `container ${id}: cannot start the stand-in process`, { cause: error, status: Code.INTERNAL });
     }
+  }).catch((error: unknown) => {
+    standIn.cancel();
+    throw error;
   });
+}
+
+/** Whether the spec asks for a new network namespace without a path (guest-spec.ts reads it the same way). */
+function asksNewNetns(spec: OciSpec): boolean {
+  const namespaces = typeof spec.linux === "object" && spec.linux !== null ? (spec.linux as { namespaces?: unknown }).namespaces : undefined; // an object, checked just before
+  return Array.isArray(namespaces) && namespaces.some((entry: unknown) => typeof entry === "object" && entry !== null && (entry as { type?: unknown; path?: unknown }).type === "network" && !(entry as { path?: unknown }).path); // objects, checked just before
 }
 
 export interface ExecOptions {

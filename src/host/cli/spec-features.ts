@@ -19,7 +19,8 @@ export function featuresCommand(): void {
   const features = {
     ociVersionMin: "1.0.0",
     ociVersionMax: "1.0.2",
-    hooks: [],
+    // prestart, createRuntime, poststart, poststop on the host; createContainer, startContainer in the guest (oci/hooks.ts).
+    hooks: ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
     mountOptions: ["bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "relatime", "strictatime"],
     linux: {
       namespaces: ["cgroup", "ipc", "mount", "network", "pid", "uts"],

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { packageRoot } from "../config/index.js";
@@ -40,27 +40,62 @@ export interface StandInOptions {
 
 /** Starts the stand-in for the process whose moatd socket is `stdioSocket`; resolves with its pid once its terminal, if any, is handed over. */
 export async function startStandIn(stdioSocket: string, options: StandInOptions): Promise<{ child: ChildProcess; pid: number }> {
+  const spawned = await spawnStandIn(stdioSocket, options, false);
+  await spawned.handedOver();
+  return spawned;
+}
+
+/**
+ * A stand-in started before its container is made (`create`): it has a pid (and with
+ * `newNetns` its own new network namespace) for moatd to give the prestart hooks, and waits
+ * for `connect(stdioSocket)` before it reaches moatd. `cancel()` makes it exit (the create
+ * failed).
+ */
+export async function startStandInFirst(options: StandInOptions & { newNetns: boolean }): Promise<{ child: ChildProcess; pid: number; connect(stdioSocket: string): Promise<void>; cancel(): void }> {
+  const spawned = await spawnStandIn("-", options, true, options.newNetns);
+  const socketPipe = spawned.child.stdio[4] as Writable; // the "pipe" asked for at fd 4
+  socketPipe.on("error", () => undefined); // a stand-in that exited early: its exit says why
+  return {
+    child: spawned.child,
+    pid: spawned.pid,
+    connect: async (stdioSocket) => {
+      socketPipe.end(stdioSocket);
+      await spawned.handedOver();
+    },
+    cancel: () => {
+      socketPipe.end();
+      spawned.child.kill("SIGKILL");
+    },
+  };
+}
+
+async function spawnStandIn(socketArgument: string, options: StandInOptions, socketPipe: boolean, newNetns = false): Promise<{ child: ChildProcess; pid: number; handedOver(): Promise<void> }> {
   const { terminal } = options;
   const consoleSocket = typeof terminal === "object" ? terminal.consoleSocket : undefined;
-  const mode = consoleSocket ? ["--console-socket", consoleSocket] : terminal === "own" ? ["--tty"] : [];
+  const mode = [...(newNetns ? ["--new-netns"] : []), ...(consoleSocket ? ["--console-socket", consoleSocket] : terminal === "own" ? ["--tty"] : [])];
   // The stand-in inherits this process's stdio, which the caller gave the container. With a
-  // console socket, fd 3 is where it reports whether the master went out.
-  const child = spawn(standInBinary(), [...mode, stdioSocket], { stdio: ["inherit", "inherit", "inherit", consoleSocket ? "pipe" : "ignore"], detached: options.detached });
+  // console socket, fd 3 is where it reports whether the master went out; fd 4 is where
+  // startStandInFirst writes the socket path.
+  const child = spawn(standInBinary(), [...mode, socketArgument], {
+    stdio: ["inherit", "inherit", "inherit", consoleSocket ? "pipe" : "ignore", ...(socketPipe ? (["pipe"] as const) : [])],
+    detached: options.detached,
+  });
   const pid = await new Promise<number>((resolvePid, reject) => {
     child.once("spawn", () => resolvePid(child.pid!)); // a spawned child has a pid
     child.once("error", reject);
   });
-  if (consoleSocket) {
-    const report = await readAll(child.stdio[3] as Readable); // stdio[3] is the "pipe" asked for
-    if (report !== "ok\n") {
+  // Read from the start: the report comes once the stand-in has connected.
+  const report = consoleSocket ? readAll(child.stdio[3] as Readable) : Promise.resolve("ok\n"); // stdio[3] is the "pipe" asked for
+  const handedOver = async () => {
+    if ((await report) !== "ok\n") {
       child.kill("SIGKILL");
-      throw new MoatError("MOAT_CLI_TERMINAL", `${options.where}: --console-socket ${consoleSocket}: cannot hand over the terminal: ${report.trim() || "the stand-in exited"}`, {
+      throw new MoatError("MOAT_CLI_TERMINAL", `${options.where}: --console-socket ${consoleSocket}: cannot hand over the terminal: ${(await report).trim() || "the stand-in exited"}`, {
         hint: "the caller must listen on the console socket before it runs the runtime, as for runc",
         status: Code.FAILED_PRECONDITION,
       });
     }
-  }
-  return { child, pid };
+  };
+  return { child, pid, handedOver };
 }
 
 function readAll(stream: Readable): Promise<string> {

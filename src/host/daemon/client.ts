@@ -81,8 +81,9 @@ export class DaemonClient {
     return new DaemonClient(new TtrpcClient(socket, `moatd ${path}`));
   }
 
-  create(containerId: string, bundle: string) {
-    return this.call(ContainerLifecycleService.method.create, { containerId, bundle }, CREATE_TIMEOUT_MS);
+  /** `standInPid`: the stand-in already started for the container, whose pid the host's hooks get (0: none). */
+  create(containerId: string, bundle: string, standInPid = 0) {
+    return this.call(ContainerLifecycleService.method.create, { containerId, bundle, standInPid }, CREATE_TIMEOUT_MS);
   }
   exec(containerId: string, execId: string, process: object) {
     return this.call(ContainerLifecycleService.method.exec, { containerId, execId, processJson: JSON.stringify(process) }, CREATE_TIMEOUT_MS);

@@ -11,7 +11,7 @@ import { Code } from "../../shared/ttrpc/index.js";
 import { joinHostCgroup, limitHostCgroup } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
-import { checkProcessDocument, guestResources, guestSpec, loadBundle } from "../oci/index.js";
+import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, runHooks, runHooksWarning, specAnnotations, withoutNetworkNamespace, type HookState, type OciHook } from "../oci/index.js";
 import { loadConfig } from "../config/index.js";
 import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, vmSizeFor, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
@@ -78,6 +78,16 @@ interface ManagedContainer {
   foreground: boolean;
   /** Keeps the newest part of its VM's bounded logs (trimLogs) while it is this daemon's. */
   logTrim: NodeJS.Timeout;
+  /** Its poststart and poststop hooks, run on the host after start and at delete. */
+  hooks: LaterHooks | undefined;
+}
+
+/** The host hooks that run after create (saved with the state, for a restarted daemon). */
+interface LaterHooks {
+  ociVersion: string;
+  annotations: Record<string, string>;
+  poststart?: OciHook[];
+  poststop?: OciHook[];
 }
 
 /** Told when the kernel's OOM killer killed a process of a container, before that process's exit. */
@@ -87,7 +97,7 @@ export type OomListener = (id: string) => void;
 const STATE_FILE = "container.json";
 
 /** container.json: the state, the owning front end's record if a front end created it, and whether it is a foreground run's. */
-type SavedContainer = ContainerState & { owner?: ContainerOwner; foreground?: true };
+type SavedContainer = ContainerState & { owner?: ContainerOwner; foreground?: true; hooks?: LaterHooks };
 
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
@@ -163,25 +173,45 @@ export class Daemon {
    * `owner` is saved with the state from the start, so that a daemon restarted at any point
    * hands the container back to its front end.
    */
-  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner, signal?: AbortSignal): Promise<string> {
+  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner, signal?: AbortSignal, standInPid = 0): Promise<string> {
     await this.checkNew(id);
     const bundle = loadBundle(bundleDir);
     for (const warning of bundle.warnings) this.log(`container ${id}: warning: ${warning}`);
     const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
     const where = `${bundle.dir}/config.json`;
     const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
-    const { spec, shares, files } = guest;
+    const { shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
     const config = sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config;
     // The VM is sized for the container's linux.resources (or the container refused) before anything starts.
     const { vcpus, memoryMiB } = vmSizeFor(config, bundle.spec, where);
+    const hooks = hostHooks(bundle.spec);
+    const hookState = (status: HookState["status"], pid: number): HookState => ({ ociVersion: bundle.spec.ociVersion, id, status, pid, bundle: bundle.dir, annotations: specAnnotations(bundle.spec) });
+    // The host's hooks need a host process that stands for the container (its pid in the state,
+    // its namespaces theirs): the runc-style stand-in. A front end without one (the containerd
+    // shim) gets them logged as not run.
+    const hooked = Object.keys(hooks).length > 0;
+    if (hooked && standInPid === 0) this.log(`container ${id}: warning: ${where}: hooks ${Object.keys(hooks).join(", ")} are not run: no host process stands for the container on this path (docs/networking.md)`);
+    const runsHooks = hooked && standInPid > 0;
+    // A new network namespace without a path: the stand-in's, made for it, which hooks may fill.
+    const ownNetns = guest.newNetworkNamespace && standInPid > 0 ? { pid: standInPid } : undefined;
+    const prepare = runsHooks
+      ? async () => {
+          // runc's order: prestart (deprecated, still Docker 20.10's), then createRuntime.
+          await runHooks("prestart", hooks.prestart, hookState("creating", standInPid), `container ${id}`);
+          await runHooks("createRuntime", hooks.createRuntime, hookState("creating", standInPid), `container ${id}`);
+        }
+      : undefined;
     return this.making(id, signal, async (abort) => {
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, abort });
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, prepare, abort });
       try {
+        // With interfaces in its own namespace, the container shares the guest's, which the agent set up as that one is.
+        const spec = ownNetns && sandbox.networked ? withoutNetworkNamespace(guest.spec) : guest.spec;
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true });
         abort.throwIfAborted();
-        const state: ContainerState = { id, status: "created", pid: 0, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
-        return (await this.attachNew(sandbox, state, owner, stdio, false)).relay.path;
+        const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
+        const saved = runsHooks && (hooks.poststart || hooks.poststop) ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations: specAnnotations(bundle.spec), ociVersion: bundle.spec.ociVersion } : undefined;
+        return (await this.attachNew(sandbox, state, owner, stdio, false, saved)).relay.path;
       } catch (error) {
         await sandbox.shutdown();
         throw error;
@@ -357,10 +387,11 @@ export class Daemon {
         return;
       }
       const guest = await sandbox.agent.stateContainer(id);
-      const { owner, foreground, ...savedState } = saved;
+      const { owner, foreground, hooks, ...savedState } = saved;
       const state: ContainerState = { ...savedState, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid };
       const adopted = owner ? await this.adopterOf(owner.frontEnd, id)({ state: { ...state }, record: owner.record, sandboxPid: sandbox.vm.pid }) : undefined;
       const container = await this.attach(sandbox, state, owner, adopted?.init, foreground === true);
+      container.hooks = hooks;
       // Its state is on disk already; a write that fails now is the operator's to see, not a reason to discard a running container.
       await this.persist(container).catch((error: unknown) => log(String(error)));
       // The container is adopted by now: an exec whose stdio cannot be reopened is named in the log, not a reason to discard it.
@@ -411,8 +442,9 @@ export class Daemon {
    * Makes a new container this daemon's (attach) and saves its state, which is what makes a
    * restarted daemon adopt it: a write that fails undoes the attach and fails the request.
    */
-  private async attachNew(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
+  private async attachNew(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean, hooks?: LaterHooks): Promise<ManagedContainer> {
     const container = await this.attach(sandbox, state, owner, stdio, foreground);
+    container.hooks = hooks;
     try {
       await this.persist(container);
     } catch (error) {
@@ -443,7 +475,7 @@ export class Daemon {
       if (this.containers.get(state.id) !== container) return clearInterval(logTrim);
       void trimLogs(sandbox.vm.paths).catch((error: unknown) => trace(sandbox.id, `trim logs: ${String(error)}`));
     }, LOG_TRIM_INTERVAL_MS).unref();
-    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom, foreground, logTrim };
+    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom, foreground, logTrim, hooks: undefined };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
@@ -490,6 +522,9 @@ export class Daemon {
       for (const relay of container.execs.values()) await relay.close();
       // Not RemoveContainer first: the VM goes with its container, and its shutdown syncs the shares.
       await container.sandbox.shutdown();
+      // After the container is deleted, before the delete returns; a failure is logged.
+      const hooks = container.hooks;
+      if (hooks?.poststop) await runHooksWarning("poststop", hooks.poststop, { ociVersion: hooks.ociVersion, id, status: "stopped", pid: 0, bundle: container.state.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
     })().finally(() => this.removing.delete(id));
     this.removing.set(id, removal);
     return removal;
@@ -580,6 +615,9 @@ export class Daemon {
       await container.sandbox.agent.startContainer(id);
       if (container.state.status === "created") container.state.status = "running";
       await this.persist(container);
+      // After the process started, before start returns, as runc runs them; a failure is logged.
+      const hooks = container.hooks;
+      if (hooks?.poststart) await runHooksWarning("poststart", hooks.poststart, { ociVersion: hooks.ociVersion, id, status: "running", pid: container.state.pid, bundle: container.state.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
     } finally {
       setImmediate(answered); // after the ttrpc response is written
     }
@@ -710,7 +748,7 @@ export class Daemon {
   private persist(container: ManagedContainer): Promise<void> {
     const path = join(container.sandbox.vm.paths.stateDir, STATE_FILE);
     const write = async () => {
-      const saved: SavedContainer = { ...container.state, ...(container.owner ? { owner: container.owner } : {}), ...(container.foreground ? { foreground: true as const } : {}) };
+      const saved: SavedContainer = { ...container.state, ...(container.owner ? { owner: container.owner } : {}), ...(container.foreground ? { foreground: true as const } : {}), ...(container.hooks ? { hooks: container.hooks } : {}) };
       try {
         await writeFile(`${path}.next`, JSON.stringify(saved) + "\n");
         await rename(`${path}.next`, path);

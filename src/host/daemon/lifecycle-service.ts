@@ -17,7 +17,7 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
   return withHints({
     async create(request, context) {
       // A client that goes away before the answer (moat create killed) gets its create undone.
-      return { stdioSocket: await daemon.create(request.containerId, request.bundle, undefined, undefined, undefined, context.signal) };
+      return { stdioSocket: await daemon.create(request.containerId, request.bundle, undefined, undefined, undefined, context.signal, request.standInPid) };
     },
     async run(request, context) {
       const { containerId: id, bundle, image, args, rows, columns } = request;

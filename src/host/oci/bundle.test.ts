@@ -6,7 +6,7 @@ import { after, test } from "node:test";
 import { MoatError } from "../../shared/errors.js";
 import { defaultSpec } from "./default-spec.js";
 import { loadBundle } from "./bundle.js";
-import { guestSpec } from "./guest-spec.js";
+import { guestSpec, withoutNetworkNamespace } from "./guest-spec.js";
 
 const root = mkdtempSync(join(tmpdir(), "moat-bundle-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -108,4 +108,17 @@ test("Docker's spec: host hooks are not given to the guest, its unset resources 
   const { spec } = guestSpec({ containerId: "c1", spec: loadBundle(docker).spec, rootfs: join(docker, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
   assert.equal(spec.hooks, undefined);
   assert.deepEqual((spec.linux as { resources: object }).resources, { memory: { disableOOMKiller: false } });
+});
+
+test("createContainer and startContainer hooks go to the guest; the host's four do not; a network entry without a path asks for a new namespace", () => {
+  const hook = { path: "/bin/hook" };
+  const dir = bundle("guest-hooks", (spec) => {
+    spec.hooks = { prestart: [hook], createRuntime: [hook], createContainer: [hook], startContainer: [hook], poststart: [hook], poststop: [hook] };
+    spec.linux.namespaces = [{ type: "pid" }, { type: "uts" }, { type: "network" }];
+  });
+  const guest = guestSpec({ containerId: "c1", spec: loadBundle(dir).spec, rootfs: join(dir, "rootfs"), overlay: false, where: "test", filesDir: "/state/c1/files" });
+  assert.deepEqual(guest.spec.hooks, { createContainer: [hook], startContainer: [hook] });
+  assert.equal(guest.newNetworkNamespace, true);
+  assert.equal(guest.networkNamespace, undefined);
+  assert.deepEqual((withoutNetworkNamespace(guest.spec).linux as { namespaces: unknown[] }).namespaces, [{ type: "pid" }, { type: "uts" }]);
 });

@@ -14,6 +14,7 @@ import { hostCgroupTarget, type HostCgroupTarget } from "../cgroup/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { isBindMount, type OciMount, type OciSpec } from "./bundle.js";
 import { guestLinux } from "./guest-resources.js";
+import { GUEST_HOOKS } from "./hooks.js";
 
 export interface GuestShare {
   tag: string;
@@ -56,7 +57,7 @@ export interface GuestSpecInput {
   overlay: boolean;
   /** Names the spec's source in errors: a config.json path or an image. */
   where: string;
-  /** The host directory the copied files go to (the sandbox's), shared as one. */
+  /** The host directory the single-file binds are bind-mounted into (the sandbox's), shared as one. */
   filesDir: string;
 }
 
@@ -74,6 +75,8 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
   hostCgroup: HostCgroupTarget | undefined;
   /** The network namespace the spec names by path: the sandbox's VM is connected to it (docs/networking.md). */
   networkNamespace: string | undefined;
+  /** The spec asks for a new network namespace (an entry without a path). */
+  newNetworkNamespace: boolean;
 } {
   const readOnlyRoot = spec.root.readonly === true;
   const binds = (spec.mounts ?? []).map((mount, index) => (isBindMount(mount) ? { index, isDirectory: bindIsDirectory(mount, index, where) } : undefined));
@@ -104,17 +107,43 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
   const network = specNetworkNamespace(spec, where);
   const rewritten = hostCgroup?.systemd || network.namespaces;
   const linux = guestLinux(rewritten ? { ...(spec.linux as object), ...(hostCgroup?.systemd ? { cgroupsPath: hostCgroup.path } : {}), ...(network.namespaces ? { namespaces: network.namespaces } : {}) } : spec.linux);
-  // OCI hooks are host programs (Docker's is `/proc/<dockerd>/exe libnetwork-setkey`), which
-  // the guest does not have; run on the host with the stand-in's pid as the container's, a
-  // network hook would act on the host's namespaces. They are not run (docs/runtime-contract.md).
+  // The hooks the runtime spec runs in the runtime's namespace are host programs (Docker's is
+  // `/proc/<dockerd>/exe libnetwork-setkey`): moatd runs them on the host (hooks.ts). Those
+  // that run in the container's namespaces (createContainer, startContainer) go to crun in
+  // the guest, where their binary must be in the container's root, as the spec says.
   const { hooks: _hooks, ...unhooked } = spec;
+  const guestHooks = guestOnlyHooks(spec.hooks);
   return {
-    spec: { ...unhooked, root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...(linux === undefined ? {} : { linux }) },
+    spec: { ...unhooked, ...(guestHooks ? { hooks: guestHooks } : {}), root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...(linux === undefined ? {} : { linux }) },
     shares,
     files,
     hostCgroup,
     networkNamespace: network.path,
+    newNetworkNamespace: network.isNew,
   };
+}
+
+/** The spec's createContainer and startContainer hooks, if it has any. */
+function guestOnlyHooks(hooks: unknown): Record<string, unknown> | undefined {
+  if (typeof hooks !== "object" || hooks === null) return undefined;
+  const kept = Object.fromEntries(GUEST_HOOKS.flatMap((kind) => {
+    const list = (hooks as Record<string, unknown>)[kind]; // an object, checked just above
+    return Array.isArray(list) && list.length > 0 ? [[kind, list]] : [];
+  }));
+  return Object.keys(kept).length > 0 ? kept : undefined;
+}
+
+/**
+ * `spec` without its network namespace entry: the container shares the guest's own namespace,
+ * which the agent set up as the sandbox's host namespace is (a new namespace that the
+ * sandbox owns, once hooks put interfaces in it).
+ */
+export function withoutNetworkNamespace(spec: OciSpec): OciSpec {
+  const linux = spec.linux;
+  if (typeof linux !== "object" || linux === null) return spec;
+  const namespaces = (linux as { namespaces?: unknown }).namespaces;
+  if (!Array.isArray(namespaces)) return spec;
+  return { ...spec, linux: { ...linux, namespaces: namespaces.filter((item: unknown) => !(typeof item === "object" && item !== null && (item as { type?: unknown }).type === "network")) } }; // checked to be an object just above
 }
 
 /**
@@ -123,15 +152,15 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
  * namespace, which the agent set up as that one is (the tcfilter model). An entry without a
  * path stays: a new, empty namespace in the guest, loopback only.
  */
-function specNetworkNamespace(spec: OciSpec, where: string): { path: string | undefined; namespaces: unknown[] | undefined } {
+function specNetworkNamespace(spec: OciSpec, where: string): { path: string | undefined; namespaces: unknown[] | undefined; isNew: boolean } {
   const linux = spec.linux;
-  if (typeof linux !== "object" || linux === null) return { path: undefined, namespaces: undefined };
+  if (typeof linux !== "object" || linux === null) return { path: undefined, namespaces: undefined, isNew: false };
   const namespaces = (linux as { namespaces?: unknown }).namespaces;
-  if (!Array.isArray(namespaces)) return { path: undefined, namespaces: undefined };
+  if (!Array.isArray(namespaces)) return { path: undefined, namespaces: undefined, isNew: false };
   const entry = namespaces.find((item: unknown) => typeof item === "object" && item !== null && (item as { type?: unknown }).type === "network") as { path?: unknown } | undefined; // found by its type just above
-  if (entry?.path === undefined || entry.path === "") return { path: undefined, namespaces: undefined };
+  if (entry?.path === undefined || entry.path === "") return { path: undefined, namespaces: undefined, isNew: entry !== undefined };
   if (typeof entry.path !== "string" || !isAbsolute(entry.path)) throw new MoatError("MOAT_BUNDLE_INVALID", `${where}: linux.namespaces: the network namespace's path must be an absolute path, got ${JSON.stringify(entry.path)}`, { status: Code.INVALID_ARGUMENT });
-  return { path: entry.path, namespaces: namespaces.filter((item) => item !== entry) };
+  return { path: entry.path, namespaces: namespaces.filter((item) => item !== entry), isNew: false };
 }
 
 /** The spec's linux.cgroupsPath, if it sets one; `where` names the spec in errors. */

@@ -34,6 +34,8 @@ const CALL_TIMEOUT_MS = 10_000;
 const CONTAINER_CALL_TIMEOUT_MS = 60_000;
 /** The most output bytes asked for in one read. */
 const MAX_READ_BYTES = 1 << 20;
+/** A DNS query the guest relays (agent.proto ReadDnsQueriesResponse). */
+const MAX_DNS_QUERY_BYTES = 512;
 /** The most pids a container may list (the guest's default pid_max is 32768). */
 const MAX_PIDS = 65_536;
 /** A process's command line as ps shows it. */
@@ -133,6 +135,22 @@ export class AgentClient {
    * Makes a guest restored from a template its own: `entropy` reseeds its RNG at once, and its
    * clock and hostname are set, before any container runs.
    */
+  /**
+   * The guest's next DNS queries to 127.0.0.11 (the resolver relay, docs/networking.md); waits
+   * until there are some. Bounded as the agent API says: the guest chooses their bytes.
+   */
+  async readDnsQueries(maxQueries: number): Promise<Uint8Array[]> {
+    const { queries } = await this.ttrpc.call(NetworkService.method.readDnsQueries, { maxQueries }, { timeoutMs: undefined });
+    this.require(queries.length <= maxQueries, `agent sent ${queries.length} DNS queries, more than the ${maxQueries} asked for`);
+    this.require(queries.every((query) => query.length >= 12 && query.length <= MAX_DNS_QUERY_BYTES), `agent sent a DNS query outside 12 to ${MAX_DNS_QUERY_BYTES} bytes`);
+    return queries;
+  }
+
+  /** Hands answers from the sandbox's resolver back to the guest. */
+  async writeDnsAnswers(answers: Uint8Array[]): Promise<void> {
+    await this.ttrpc.call(NetworkService.method.writeDnsAnswers, { answers }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
   /** Sets the guest's interfaces, routes and neighbours (docs/networking.md). */
   async configureNetwork(request: MessageInitShape<typeof ConfigureNetworkRequestSchema>): Promise<void> {
     await this.ttrpc.call(NetworkService.method.configureNetwork, request, { timeoutMs: CALL_TIMEOUT_MS });

@@ -34,7 +34,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { attachCni, connectNetwork, detachCni, disconnectNetwork, nicCount, planCni, readNetwork, recordNetwork, sandboxNics, templateNics, vmNetwork, type CniRequest } from "../network/index.js";
+import { attachCni, connectNetwork, detachCni, disconnectNetwork, DnsRelay, nicCount, pinNetns, planCni, readNetwork, recordNetwork, sandboxNics, templateNics, unpinNetns, vmNetwork, type CniRequest } from "../network/index.js";
 import { bindFiles, bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -75,13 +75,15 @@ export interface SandboxVm {
   readonly agent: AgentClient;
   readonly accelerator: AcceleratorChoice;
   readonly timings: BootTimings;
+  /** Its VM carries the interfaces of a network namespace (one or more NICs). */
+  readonly networked: boolean;
   /** Asks the guest to power off, stops QEMU and the share servers, removes the state directory. */
   shutdown(): Promise<VmExit>;
   /** Kills QEMU and the share servers at once; the state directory stays. */
   kill(): Promise<void>;
 }
 
-/** Where a sandbox's copied single files live: in its state directory, removed with it. */
+/** Where a sandbox's single-file binds are mounted: in its state directory, removed with it. */
 export function sandboxFilesDir(stateRoot: string, id: string): string {
   return join(stateRoot, id, "files");
 }
@@ -164,6 +166,16 @@ export interface SandboxOptions {
    * namespace, runs the plugins, and connects the VM to it as to a caller's; not with `network`.
    */
   cni?: CniRequest;
+   * A new network namespace the sandbox owns instead: the one process `pid` (the container's
+   * stand-in) is in, pinned beside the state directory and unpinned at delete (network/own-netns.ts).
+   */
+  ownNetns?: { pid: number };
+  /**
+   * Runs once the state directory (and the owned namespace) exist, before the namespace is
+   * read and before QEMU starts: the prestart and createRuntime hooks, which may put
+   * interfaces in the namespace (Docker's libnetwork-setkey). A failure undoes the start.
+   */
+  prepare?: () => Promise<void>;
 }
 
 export async function startSandboxVm(config: Config, id: string, options: SandboxOptions = {}): Promise<SandboxVm> {
@@ -177,8 +189,9 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
   }
   // The CNI networks are found and checked before anything is made: a bad one leaves nothing.
   const cniPlan = options.cni ? await planCni(options.cni) : undefined;
-  // Read and checked before anything is made: a bad namespace leaves nothing behind.
-  let network = options.network === undefined ? undefined : await readNetwork(options.network);
+  // A path the caller gave is read and checked before anything is made: a bad namespace
+  // leaves nothing behind. Without hooks to run first, that is the whole of it.
+  let network = options.network === undefined || options.prepare ? undefined : await readNetwork(options.network);
   const cleanup = new CleanupStack();
   try {
     const stateDir = join(config.runtime.stateRoot, id);
@@ -198,6 +211,15 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     await makeSocketDir(paths, where); // removed by removeStateDir
     // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
     cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
+    const netns = options.ownNetns ? await pinNetns(stateDir, options.ownNetns.pid, where) : options.network;
+    if (options.ownNetns) cleanup.push(`unpin ${netns}`, () => unpinNetns(stateDir));
+    if (options.prepare) {
+      await options.prepare();
+      abort?.throwIfAborted();
+    }
+    // Read after the hooks, which may have put interfaces in it; an owned namespace left with
+    // loopback only is a sandbox without network, as one without a namespace is.
+    if (network === undefined && netns !== undefined) network = await readNetwork(netns);
     if (cniPlan) {
       // Recorded in the state directory step by step; undone after QEMU and the taps are gone.
       cleanup.push("detach from CNI networks", () => detachCni(stateDir));
@@ -219,8 +241,10 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // be built makes startVm boot cold with these NICs, which is as good.
     const nics = sandboxNics(network, coldReason === undefined);
     const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths, nics, ...(network ? { network: vmNetwork(network) } : {}) };
-    if (network) {
-      // Recorded before QEMU makes the taps; undone after QEMU is killed (unwound first).
+    if (network && network.plan.interfaces.length > 0) {
+      // Recorded before QEMU makes the taps; undone after QEMU is killed (unwound first). A
+      // namespace with no interface gets nothing, and the state directory stays empty for a
+      // pool VM (its directory is renamed onto it).
       await recordNetwork(stateDir, network, nics);
       cleanup.push(`disconnect from ${network.netns}`, () => disconnectNetwork(stateDir));
     }
@@ -296,12 +320,16 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       await agent.configureNetwork(networkRequest);
       trace(id, `guest network configured in ${Math.round(performance.now() - configuringAt)} ms`);
     }
+    // A namespace made for the sandbox is Docker's kind: its resolver is 127.0.0.11 in that
+    // namespace, which the guest reaches through the relay (docs/networking.md).
+    const dns = networkRequest && options.ownNetns && netns ? DnsRelay.start(netns, agent, where) : undefined;
+    if (dns) cleanup.push("stop the DNS relay", () => dns.stop());
     const agentReadyMs = performance.now() - spawnedAt;
     const summary = `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`;
     trace(id, summary);
 
     cleanup.release();
-    return sandboxHandle(id, vm, shareServers, agent, accelerator, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, dns, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -431,7 +459,7 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), existsSync(join(paths.stateDir, "network.json")), undefined, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();
@@ -461,13 +489,15 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   await (await ShareServers.adopt(paths)).kill();
   await disconnectNetwork(paths.stateDir);
   await detachCni(paths.stateDir);
+  await unpinNetns(paths.stateDir);
   await releaseHostCgroup(paths.stateDir);
   await removeStateDir(paths);
 }
 
-function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, timings: BootTimings): SandboxVm {
+function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, dns: DnsRelay | undefined, timings: BootTimings): SandboxVm {
   return {
     id,
+    networked,
     vm,
     shareServers,
     // What it was started with (an adopted sandbox's too), not what the configuration says now.
@@ -476,17 +506,20 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
     accelerator,
     timings,
     shutdown: async () => {
+      dns?.stop();
       await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
       await disconnectNetwork(vm.paths.stateDir);
       await detachCni(vm.paths.stateDir);
+      await unpinNetns(vm.paths.stateDir);
       await releaseHostCgroup(vm.paths.stateDir);
       await removeStateDir(vm.paths);
       return exit;
     },
     kill: async () => {
+      dns?.stop();
       await vm.kill();
       await shareServers.kill();
     },

@@ -7,7 +7,10 @@
 // and from moatd over one unix socket and exits with the container's exit status. It is C,
 // not Node, because there is one per container: it costs about 1 MB and starts in about 1 ms.
 //
-// Usage: moat-standin [--tty | --console-socket PATH] SOCKET
+// Usage: moat-standin [--new-netns] [--tty | --console-socket PATH] SOCKET|-
+//   --new-netns  first unshare a new network namespace (the spec asks for one without a path)
+//   -            the socket path is read from fd 4 until its end (moat create starts the
+//                stand-in before it asks moatd to create the container; see socket_from_fd)
 // Wire format (both ways): u8 type, u32 big-endian payload length (at most 1 MiB), payload.
 //   to moatd:   1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32 number),
 //               5 RESIZE (u16 rows, u16 columns)
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -49,6 +53,7 @@ enum {
 #define LOST_DAEMON_STATUS 255
 #define NO_TERMINAL_STATUS 125
 #define REPORT_FD 3
+#define SOCKET_FD 4
 #define RECONNECT_TRIES 300
 #define RECONNECT_PAUSE_US 100000
 
@@ -212,14 +217,49 @@ static int handle_frame(int daemon, char *buffer) {
   }
 }
 
+/**
+ * Reads the socket path moat create writes to SOCKET_FD once moatd has made the container
+ * (SOCKET "-"): the stand-in starts first, so that its pid (and its new network namespace)
+ * exist before the prestart hooks run. An empty read means the create failed: exit quietly.
+ */
+static char *socket_from_fd(void) {
+  static char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  size_t length = 0;
+  for (;;) {
+    ssize_t got = read(SOCKET_FD, path + length, sizeof path - 1 - length);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    length += (size_t)got;
+    if (length == sizeof path - 1) break;
+  }
+  close(SOCKET_FD);
+  while (length > 0 && path[length - 1] == '\n') length--;
+  path[length] = 0;
+  if (length == 0) exit(NO_TERMINAL_STATUS);
+  return path;
+}
+
 int main(int argc, char **argv) {
-  int tty = argc == 3 && strcmp(argv[1], "--tty") == 0;
-  const char *console_socket = argc == 4 && strcmp(argv[1], "--console-socket") == 0 ? argv[2] : NULL;
-  if (argc != 2 && !tty && !console_socket) {
-    dprintf(2, "usage: moat-standin [--tty | --console-socket PATH] SOCKET\n");
+  int tty = 0, new_netns = 0, next = 1;
+  const char *console_socket = NULL;
+  for (; next < argc - 1; next++) {
+    if (strcmp(argv[next], "--tty") == 0) tty = 1;
+    else if (strcmp(argv[next], "--new-netns") == 0) new_netns = 1;
+    else if (strcmp(argv[next], "--console-socket") == 0 && next + 1 < argc - 1) console_socket = argv[++next];
+    else break;
+  }
+  if (next != argc - 1 || (tty && console_socket)) {
+    dprintf(2, "usage: moat-standin [--new-netns] [--tty | --console-socket PATH] SOCKET|-\n");
     return 2;
   }
-  const char *socket_path = argv[argc - 1];
+  // A new network namespace, as runc gives a container whose spec asks for one without a path:
+  // the prestart hooks get this process's pid (Docker moves the container's veth into its
+  // namespace), and moatd pins that namespace for the sandbox and connects the VM to it.
+  if (new_netns && unshare(CLONE_NEWNET) != 0) {
+    dprintf(2, "moat-standin: unshare(CLONE_NEWNET): %s\n", strerror(errno));
+    return NO_TERMINAL_STATUS;
+  }
+  const char *socket_path = strcmp(argv[argc - 1], "-") == 0 ? socket_from_fd() : argv[argc - 1];
   // The report descriptor is checked before anything is opened, which could take its number.
   int report = console_socket && fcntl(REPORT_FD, F_GETFD) >= 0 ? REPORT_FD : -1;
   // Every other descriptor the caller left open (conmon's, a shell's) is not ours to hold for

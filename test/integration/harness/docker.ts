@@ -2,7 +2,13 @@
 // the way a user's daemon.json registers it. Everything is private and under the workspace:
 // dockerd's data root, exec root, API socket and pid file, and the containerd that dockerd
 // starts and manages itself (its socket, config and state go under the exec root). No bridge
-// and no iptables rules: containers run with `--network none` until networking lands. moat
+// and no iptables rules (containers run with `--network none`), unless made with
+// `{ network: true }`: then dockerd runs in a network namespace of its own (nsenter --net: its
+// mounts stay this process's), with its default bridge on 198.18.x.1/24, user-defined networks
+// from 198.19.0.0/16, and iptables on. Its bridges, veths, iptables rules and docker-proxy
+// listeners are all in that namespace, so none can collide with the host's docker0 or touch
+// the host's iptables, and removing the namespace at the end removes whatever dockerd left
+// there (it leaves its DOCKER chains and its bridge behind on SIGTERM). moat
 // gets the workspace's configuration (its socket root) through the runtime's runtimeArgs;
 // its state root is the one Docker passes: `<exec root>/runtime-runc/moby`, the same --root
 // Docker 20.10 gives every runtime it drives through containerd's runc shim (runc's too).
@@ -11,6 +17,7 @@
 // always /usr/bin/docker, from the same package as dockerd.
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -40,8 +47,11 @@ export class Docker {
   private readonly configPath: string;
   private readonly clientConfig: string;
   private child: ChildProcess | undefined;
+  /** With `network`: dockerd's own network namespace (a name under /run/netns) and its default bridge's /24. */
+  readonly netns: string | undefined;
+  readonly bridgeSubnet: string | undefined;
 
-  constructor(private readonly workspace: TestWorkspace) {
+  constructor(private readonly workspace: TestWorkspace, options: { network?: boolean } = {}) {
     this.dir = join(workspace.dir, "docker");
     this.socket = join(this.dir, "docker.sock");
     this.execRoot = join(this.dir, "exec");
@@ -52,6 +62,12 @@ export class Docker {
     this.configPath = join(this.dir, "daemon.json");
     this.clientConfig = join(this.dir, "client");
     mkdirSync(this.clientConfig, { recursive: true });
+    if (options.network) {
+      const suffix = randomBytes(3).toString("hex");
+      this.netns = `moat-dk-${suffix}`;
+      // A /24 of 198.18.0.0/15 of its own, so that two runs on one host do not meet.
+      this.bridgeSubnet = `198.18.${100 + (parseInt(suffix.slice(0, 2), 16) % 150)}`;
+    }
     const moatConfig = workspace.configFile("docker-moat", "");
     // What README tells a user to put in /etc/docker/daemon.json, with this workspace's configuration.
     writeFileSync(this.configPath, JSON.stringify({ runtimes: { [MOAT_RUNTIME_NAME]: { path: moatBinary, runtimeArgs: ["--config", moatConfig] } } }, null, 2) + "\n");
@@ -59,21 +75,28 @@ export class Docker {
 
   async start(): Promise<void> {
     const log = openSync(this.logPath, "a");
+    const network = this.netns
+      ? ["--bip", `${this.bridgeSubnet}.1/24`, "--default-address-pool", "base=198.19.0.0/16,size=24", "--iptables=true", "--ip6tables=false", "--ip-masq=true"]
+      : ["--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"];
+    if (this.netns) {
+      execFileSync("ip", ["netns", "add", this.netns]);
+      execFileSync("ip", ["netns", "exec", this.netns, "ip", "link", "set", "lo", "up"]);
+    }
     try {
-      this.child = spawn(
-        DOCKERD,
-        [
-          "--config-file", this.configPath,
-          "--data-root", this.dataRoot,
-          "--exec-root", this.execRoot,
-          "--host", `unix://${this.socket}`,
-          "--pidfile", this.pidFile,
-          "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-          "--exec-opt", "native.cgroupdriver=cgroupfs",
-          "--log-level", "debug",
-        ],
-        { stdio: ["ignore", log, log], detached: true },
-      );
+      const argv = [
+        "--config-file", this.configPath,
+        "--data-root", this.dataRoot,
+        "--exec-root", this.execRoot,
+        "--host", `unix://${this.socket}`,
+        "--pidfile", this.pidFile,
+        ...network,
+        "--exec-opt", "native.cgroupdriver=cgroupfs",
+        "--log-level", "debug",
+      ];
+      // nsenter execs dockerd in the namespace: the child is dockerd itself.
+      this.child = this.netns
+        ? spawn("nsenter", [`--net=/run/netns/${this.netns}`, "--", DOCKERD, ...argv], { stdio: ["ignore", log, log], detached: true })
+        : spawn(DOCKERD, argv, { stdio: ["ignore", log, log], detached: true });
     } finally {
       closeSync(log);
     }
@@ -105,6 +128,14 @@ export class Docker {
     }
     for (const line of this.moatdProcesses()) kill(line, "SIGTERM");
     while (this.moatdProcesses().length > 0 || processesMatching(`containerd --config ${this.execRoot}/`).length > 0) await sleep(50);
+    // Its bridges and iptables rules (which dockerd leaves) go with its namespace.
+    if (this.netns && existsSync(`/run/netns/${this.netns}`)) execFileSync("ip", ["netns", "del", this.netns]);
+  }
+
+  /** Runs `argv` in dockerd's network namespace (where -p publishes), as the host would from there. */
+  inNetns(argv: string[]): Promise<CliResult> {
+    if (!this.netns) throw new Error("this Docker has no network namespace of its own");
+    return runCommand("nsenter", [`--net=/run/netns/${this.netns}`, "--", ...argv]);
   }
 
   /** Stops the moatd serving Docker's containers (SIGTERM: its sandboxes live on) and waits until it is gone. */
@@ -150,6 +181,7 @@ export class Docker {
     assert.deepEqual(processesMatching(this.dir), [], "processes left");
     assert.deepEqual(this.workspace.mounts(), [], "mounts left");
     assert.equal(existsSync(this.pidFile), false, `${this.pidFile} left`);
+    if (this.netns) assert.equal(existsSync(`/run/netns/${this.netns}`), false, `network namespace ${this.netns} left`);
   }
 
   /** The moat runtime log containerd's shim passes to moat (--log, JSON lines), for a container; empty if there is none. */
