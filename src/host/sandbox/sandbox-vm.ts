@@ -166,6 +166,7 @@ export interface SandboxOptions {
    * namespace, runs the plugins, and connects the VM to it as to a caller's; not with `network`.
    */
   cni?: CniRequest;
+  /**
    * A new network namespace the sandbox owns instead: the one process `pid` (the container's
    * stand-in) is in, pinned beside the state directory and unpinned at delete (network/own-netns.ts).
    */
