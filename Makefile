@@ -42,7 +42,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## build: generate protobuf code, type-check and compile, bundle the agent, CLI, daemon and shim; the C helpers
-build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client
+build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/moat-jail dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client
 
 SHIM_C := containerd-shim-moat-v2 moatd-start task-relay ttrpc-frame
 dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wildcard src/host/shim/*.h)
@@ -50,6 +50,10 @@ dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wi
 	gcc -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^)
 
 dist/bin/moat-tap-exec: src/host/network/moat-tap-exec.c
+	@mkdir -p dist/bin
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+dist/bin/moat-jail: src/host/hypervisor/moat-jail.c
 	@mkdir -p dist/bin
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
