@@ -8,7 +8,8 @@
 // - enters new mount, ipc, uts and network namespaces (QEMU needs no network: its taps come
 //   as open descriptors, every socket it uses is a unix socket reached by path);
 // - builds a root of its own: a tmpfs holding only /usr read-only (QEMU, its libraries and
-//   firmware), /dev/null, /dev/zero, /dev/random, /dev/urandom, and the paths named by --ro,
+//   firmware), /dev/null, /dev/zero, /dev/random, /dev/urandom, a /proc showing QEMU's own
+//   process directory and nothing else (subset=pid), and the paths named by --ro,
 //   --rw and --rslave, each at its own path, then pivot_root into it and drops the host's
 //   tree; the tmpfs is then made read-only;
 // - keeps descriptors 0, 1, 2 and the N after them (taps) and no other;
@@ -225,6 +226,12 @@ static int jail(struct bind *binds, int nbinds, int keep_fds, unsigned long long
   for (int i = 0; i < nbinds; i++) {
     if (bind_into_root(binds[i].fd, binds[i].path, binds[i].kind) != 0) return 127;
   }
+  // QEMU's 9p server changes modes through /proc/self/fd (racing symlinks cannot redirect
+  // it): a proc of the jail's pid namespace (QEMU alone), with only the process directories
+  // (subset=pid: no /proc/sys, /proc/sysrq-trigger, kcore...).
+  char proc[64];
+  if (make_target("/proc", 0, proc, sizeof proc) != 0) return fail("make mount point for", "/proc");
+  if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid,hidepid=invisible") != 0) return fail("mount proc on", "/proc");
   if (chdir(NEW_ROOT) != 0) return fail("chdir", NEW_ROOT);
   // pivot_root(".", "."): the old root is stacked under the new one, then detached whole.
   if (syscall(SYS_pivot_root, ".", ".") != 0) return fail("pivot_root", NEW_ROOT);

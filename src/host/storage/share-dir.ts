@@ -8,7 +8,7 @@
 // the files of the mounted source, a user's volume. removeStateDir is the one way state
 // directories go, and it removes nothing while a mount is left under one.
 import { execFile } from "node:child_process";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rm, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { ownMounts } from "../../shared/mountinfo.js";
@@ -26,14 +26,34 @@ export async function bindShares(sharesDir: string, containerId: string, shares:
     for (const share of shares) {
       const target = join(sharesDir, containerId, share.tag);
       await mkdir(target, { recursive: true, mode: 0o755 });
-      // util-linux makes a read-only bind in two calls (bind, then remount read-only): a
-      // plain bind, not recursive, as Kata's shares: mounts under the source are not shared.
-      await run("mount", ["--bind", ...(share.readOnly ? ["-o", "ro"] : []), share.hostPath, target], `${where}: share ${share.tag}`);
+      // A plain bind, not recursive, as Kata's shares: mounts under the source are not shared.
+      if (share.readOnly) await bindReadOnly(share.hostPath, target, `${sharesDir}.staging`, `${containerId}-${share.tag}`, `${where}: share ${share.tag}`);
+      else await run("mount", ["--bind", share.hostPath, target], `${where}: share ${share.tag}`);
       made.push(target);
     }
   } catch (error) {
     for (const target of made.reverse()) await unmount(target).catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * Binds `source` read-only at `target` in one step: util-linux makes a read-only bind in two
+ * calls (bind, then remount read-only), and the export is a shared mount whose copy in QEMU's
+ * jail (moat-jail.c) receives the bind as the first call made it, read-write; the remount
+ * reaches only the host's. So the read-only bind is made at a staging point outside the
+ * export, and bound from there: a bind copies its source's flags, and so do the copies
+ * propagated from it. The staging mount is gone again before this returns.
+ */
+async function bindReadOnly(source: string, target: string, stagingRoot: string, name: string, where: string): Promise<void> {
+  const staging = join(stagingRoot, name);
+  await mkdir(staging, { recursive: true, mode: 0o700 });
+  await run("mount", ["--bind", "-o", "ro", source, staging], where);
+  try {
+    await run("mount", ["--bind", staging, target], where);
+  } finally {
+    await unmount(staging);
+    await rmdir(staging).catch(() => undefined);
   }
 }
 
