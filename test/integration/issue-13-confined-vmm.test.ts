@@ -49,6 +49,8 @@ interface Expected {
   uid: number;
   /** The VM's own paths in its jail, besides JAIL_BASE. */
   paths: string[];
+  /** Those of them that are read-only. */
+  readOnly: string[];
 }
 
 function assertConfined(sandbox: SandboxVm, expected: Expected): void {
@@ -77,6 +79,10 @@ function assertConfined(sandbox: SandboxVm, expected: Expected): void {
   assert.deepEqual(readdirSync(`/proc/${pid}/root/proc`).filter((name) => !/^\d+$/.test(name)).sort(), ["self", "thread-self"], "the jail's /proc has process directories only: no sys, sysrq-trigger, kcore");
   assert.deepEqual(readdirSync(`/proc/${pid}/root/proc`).filter((name) => /^\d+$/.test(name)), ["1"], "and only QEMU's");
   assert.ok(!existsSync(`/proc/${pid}/root${sandbox.vm.paths.pidFile}`), "the state directory is not in the jail");
+  // Host binaries cannot be overwritten from the jail (CVE-2019-5736's class), nor the
+  // kernel and image, nor any place in the 9p export outside the shares themselves.
+  for (const point of ["/", "/usr", "/etc/ld.so.cache", ...expected.readOnly]) assert.match(mountOptionsOf(pid, point), /^ro,/, `${point} is read-only in the jail`);
+  for (const point of allowed) assert.match(mountOptionsOf(pid, point), /nosuid/, `${point} is nosuid in the jail`);
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
     if (/^(socket|pipe|anon_inode):/.test(target)) continue;
@@ -85,6 +91,12 @@ function assertConfined(sandbox: SandboxVm, expected: Expected): void {
       `descriptor ${fd} of QEMU is ${target}, outside what its VM needs`,
     );
   }
+}
+
+/** The mount options QEMU's jail has at `point` ("ro,..." or "rw,..."). */
+function mountOptionsOf(pid: number, point: string): string {
+  const line = readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").find((entry) => entry.split(" ")[4] === point);
+  return line?.split(" ")[5] ?? "(not mounted)";
 }
 
 function vmPathsOf(sandbox: SandboxVm, config: { kernel: string; rootfs: string }): string[] {
@@ -104,7 +116,7 @@ test("a 9p sandbox restored from a template: QEMU has the file server's capabili
     assert.ok(memoryFile, "a clone's RAM is its template's file");
     const image = /file=([^,]+)/.exec(qemuArgs.find((arg) => arg.startsWith("id=rootfs,")) ?? "")?.[1] ?? "";
     const kernel = qemuArgs[qemuArgs.indexOf("-kernel") + 1] ?? "";
-    assertConfined(sandbox, { caps: FILE_SERVER_CAPS, uid: 0, paths: [...vmPathsOf(sandbox, { kernel, rootfs: image }), sandbox.vm.paths.sharesDir, memoryFile] });
+    assertConfined(sandbox, { caps: FILE_SERVER_CAPS, uid: 0, paths: [...vmPathsOf(sandbox, { kernel, rootfs: image }), sandbox.vm.paths.sharesDir, memoryFile], readOnly: [kernel, image, sandbox.vm.paths.sharesDir] });
     for (const line of readFileSync(`/proc/${sandbox.vm.pid}/cgroup`, "utf8").trim().split("\n")) {
       if (/^\d+:(name=systemd)?:/.test(line) && !line.startsWith("0::")) continue; // hierarchies with no controller are not placed
       assert.ok(line.endsWith(`:${cgroupsPath}`), `QEMU is in the sandbox's cgroup in every hierarchy: ${line}`);
@@ -128,7 +140,7 @@ test("a cold-booted 9p sandbox gets a share mounted after QEMU started (the expo
     const qemuArgs = readFileSync(`/proc/${sandbox.vm.pid}/cmdline`, "utf8").split("\0");
     const image = /file=([^,]+)/.exec(qemuArgs.find((arg) => arg.startsWith("id=rootfs,")) ?? "")?.[1] ?? "";
     const kernel = qemuArgs[qemuArgs.indexOf("-kernel") + 1] ?? "";
-    assertConfined(sandbox, { caps: FILE_SERVER_CAPS, uid: 0, paths: [...vmPathsOf(sandbox, { kernel, rootfs: image }), sandbox.vm.paths.sharesDir] });
+    assertConfined(sandbox, { caps: FILE_SERVER_CAPS, uid: 0, paths: [...vmPathsOf(sandbox, { kernel, rootfs: image }), sandbox.vm.paths.sharesDir], readOnly: [kernel, image, sandbox.vm.paths.sharesDir] });
     const source = `${workspace.dir}/late-share`;
     mkdirSync(source, { recursive: true });
     writeFileSync(`${source}/hello`, "from the host\n");
@@ -153,7 +165,7 @@ test("vmm_user: a virtio-fs sandbox's QEMU runs as that user with no capability 
     const qemuArgs = readFileSync(`/proc/${sandbox.vm.pid}/cmdline`, "utf8").split("\0");
     const image = /file=([^,]+)/.exec(qemuArgs.find((arg) => arg.startsWith("id=rootfs,")) ?? "")?.[1] ?? "";
     const kernel = qemuArgs[qemuArgs.indexOf("-kernel") + 1] ?? "";
-    assertConfined(sandbox, { caps: 0n, uid: 65534, paths: vmPathsOf(sandbox, { kernel, rootfs: image }) });
+    assertConfined(sandbox, { caps: 0n, uid: 65534, paths: vmPathsOf(sandbox, { kernel, rootfs: image }), readOnly: [kernel, image] });
     assert.equal(sandbox.timings.start.kind, "cold", "virtio-fs sandboxes boot cold");
   } finally {
     const exit = await sandbox.shutdown();
@@ -174,12 +186,21 @@ test("from a root guest: the VM's whole 9p export, mounted by the guest itself, 
   writeFileSync(`${dir}/vol/mine`, "x\n");
   // CAP_SYS_ADMIN in the container: it mounts the VM's 9p export itself, whole, not the subpaths the agent gave it.
   const caps = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER"];
-  const script = "mkdir -p /x && mount -t 9p -o trans=virtio,version=9p2000.L moat-shares /x && ls /x | wc -l && cat /x/*/*/mine";
+  // Then it tries to plant a directory and a symlink where the host mounts the next
+  // container's shares (Kata's CVE-2020-2026): the export itself is read-only in QEMU's jail.
+  const script = [
+    "mkdir -p /x && mount -t 9p -o trans=virtio,version=9p2000.L moat-shares /x && ls /x | wc -l && cat /x/*/*/mine",
+    "ln -s /etc /x/next 2>/dev/null && echo planted-symlink",
+    "mkdir /x/next-dir 2>/dev/null && echo planted-dir",
+    "ln -s /etc /x/$(ls /x)/s9 2>/dev/null && echo planted-in-container-dir",
+    "echo y > /vol/written-through-volume && echo volume-writable",
+  ].join("; ");
   const bundle = busyboxBundle(`${dir}/bundle`, ["sh", "-c", script], (spec) => {
     spec.mounts = [...(spec.mounts ?? []), { destination: "/vol", type: "bind", source: `${dir}/vol`, options: ["rbind", "rw"] }];
     spec.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
   });
   const result = await runMoat(["--root", workspace.stateRoot, "run", "--bundle", bundle]);
   assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stdout, "1\nx\n", "one container directory, reached through the jail's slave of the host's export");
+  assert.equal(result.stdout, "1\nx\nvolume-writable\n", "one container directory, reached through the jail's slave of the host's export; nothing planted in it; the volume itself writable");
+  assert.equal(readFileSync(`${dir}/vol/written-through-volume`, "utf8"), "y\n");
 });

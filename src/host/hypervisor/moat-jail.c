@@ -27,6 +27,7 @@
 // export): the launcher makes it a shared mount in the host's namespace (a bind onto itself
 // if it is not a mount point yet; the caller's unmounting of everything under its state
 // directory removes it), and the jail's copy is its slave, so later host mounts reach QEMU.
+// The copy is read-only; the shares mounted in it keep their own flags.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -147,7 +148,10 @@ static int bind_into_root(int fd, const char *path, enum bind_kind kind) {
   if (mount(source, target, NULL, flags, NULL) != 0) return fail("bind-mount", path);
   // nosuid everywhere: nothing in the jail may gain privilege by exec (no_new_privs says so
   // too); nodev except on the device nodes themselves.
-  unsigned long remount = MS_BIND | MS_REMOUNT | MS_NOSUID | (S_ISCHR(st.st_mode) ? 0 : MS_NODEV) | (kind == BIND_RO ? MS_RDONLY : 0);
+  // An --rslave export is read-only itself: only the shares mounted in it (mounts of their
+  // own, read-write or not) take writes, so a guest cannot plant a symlink or a directory
+  // where the host will later mount a share (Kata's CVE-2020-2026).
+  unsigned long remount = MS_BIND | MS_REMOUNT | MS_NOSUID | (S_ISCHR(st.st_mode) ? 0 : MS_NODEV) | (kind != BIND_RW ? MS_RDONLY : 0);
   if (mount(NULL, target, NULL, remount, NULL) != 0) return fail("restrict the mount of", path);
   return 0;
 }
