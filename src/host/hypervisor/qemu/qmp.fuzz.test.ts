@@ -22,7 +22,11 @@ const line = fc.oneof(
   json.map((value) => JSON.stringify(value)),
   fc.string({ maxLength: 40, unit: "binary" }),
 );
-const session = fc.array(line, { minLength: 1, maxLength: 5 }).map((lines) => Buffer.from(lines.join("\n") + "\n"));
+// Mostly a greeting and a capabilities answer that let moatd in, so that the hostile lines
+// reach the commands after them.
+const greeting = fc.oneof({ weight: 9, arbitrary: fc.constant('{"QMP": {"version": {}, "capabilities": []}}') }, { weight: 1, arbitrary: line });
+const capabilities = fc.oneof({ weight: 9, arbitrary: fc.constant('{"return": {}, "id": "@ID"}') }, { weight: 1, arbitrary: line });
+const session = fc.tuple(greeting, capabilities, fc.array(line, { maxLength: 4 })).map(([first, second, rest]) => Buffer.from([first, second, ...rest].join("\n") + "\n"));
 const inputs = bytesNear(session);
 
 async function check(input: Buffer): Promise<void> {
