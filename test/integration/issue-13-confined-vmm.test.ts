@@ -10,6 +10,7 @@ import { after, afterEach, test } from "node:test";
 import { hostCgroupTarget, releaseHostCgroup } from "../../src/host/cgroup/index.js";
 import { parseConfig } from "../../src/host/config/index.js";
 import { startSandboxVm, type SandboxVm } from "../../src/host/sandbox/index.js";
+import { SHARES_9P_GUEST_ROOT } from "../../src/shared/protocol/index.js";
 import { busyboxBundle } from "./harness/bundle.js";
 import { runMoat } from "./harness/moat-cli.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
@@ -180,27 +181,32 @@ test("vmm_user: a virtio-fs sandbox's QEMU runs as that user with no capability 
   assert.equal(readFileSync(`${bundle}/rootfs/out`, "utf8"), "written\n");
 });
 
-test("from a root guest: the VM's whole 9p export, mounted by the guest itself, holds only this container's directory", async () => {
+test("from a root guest: the VM's 9p export holds only this container's directory, and nothing can be planted in it", async () => {
   const dir = `${workspace.dir}/guest-view`;
   mkdirSync(`${dir}/vol`, { recursive: true });
   writeFileSync(`${dir}/vol/mine`, "x\n");
-  // CAP_SYS_ADMIN in the container: it mounts the VM's 9p export itself, whole, not the subpaths the agent gave it.
-  const caps = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER"];
-  // Then it tries to plant a directory and a symlink where the host mounts the next
-  // container's shares (Kata's CVE-2020-2026): the export itself is read-only in QEMU's jail.
-  const script = [
-    "mkdir -p /x && mount -t 9p -o trans=virtio,version=9p2000.L moat-shares /x && ls /x | wc -l && cat /x/*/*/mine",
-    "ln -s /etc /x/next 2>/dev/null && echo planted-symlink",
-    "mkdir /x/next-dir 2>/dev/null && echo planted-dir",
-    "ln -s /etc /x/$(ls /x)/s9 2>/dev/null && echo planted-in-container-dir",
-    "echo y > /vol/written-through-volume && echo volume-writable",
+  // Root of the guest: the container shares the guest's pid namespace and may enter PID 1's
+  // mount namespace, where the agent mounted the VM's whole 9p export. There it tries to
+  // plant a symlink and a directory where the host mounts the next container's shares
+  // (Kata's CVE-2020-2026): the export itself is read-only in QEMU's jail.
+  const caps = ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_CHROOT", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER"];
+  const root = SHARES_9P_GUEST_ROOT;
+  const inGuestRoot = [
+    `ls ${root} | wc -l`,
+    `cat ${root}/*/*/mine`,
+    `ln -s /etc ${root}/next 2>/dev/null && echo planted-symlink`,
+    `mkdir ${root}/next-dir 2>/dev/null && echo planted-dir`,
+    `ln -s /etc ${root}/$(ls ${root})/s9 2>/dev/null && echo planted-in-container-dir`,
+    `echo y > $(ls -d ${root}/*/*/ | while read d; do [ -f "$d/mine" ] && echo "$d"; done)written 2>/dev/null && echo volume-writable`,
   ].join("; ");
-  const bundle = busyboxBundle(`${dir}/bundle`, ["sh", "-c", script], (spec) => {
+  const bundle = busyboxBundle(`${dir}/bundle`, ["nsenter", "-t", "1", "-m", "sh", "-c", inGuestRoot], (spec) => {
     spec.mounts = [...(spec.mounts ?? []), { destination: "/vol", type: "bind", source: `${dir}/vol`, options: ["rbind", "rw"] }];
     spec.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
+    const linux = spec.linux as { namespaces: Array<{ type: string }> }; // the harness's spec has them
+    linux.namespaces = linux.namespaces.filter((namespace) => namespace.type !== "pid");
   });
   const result = await runMoat(["--root", workspace.stateRoot, "run", "--bundle", bundle]);
   assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stdout, "1\nx\nvolume-writable\n", "one container directory, reached through the jail's slave of the host's export; nothing planted in it; the volume itself writable");
-  assert.equal(readFileSync(`${dir}/vol/written-through-volume`, "utf8"), "y\n");
+  assert.equal(result.stdout, "1\nx\nvolume-writable\n", `one container directory, reached through the jail's slave of the host's export; nothing planted in it; the volume itself writable (stderr: ${result.stderr})`);
+  assert.equal(readFileSync(`${dir}/vol/written`, "utf8"), "y\n");
 });
