@@ -107,6 +107,7 @@ bench: setup build guest
 	node dist/bench/density.js
 	node dist/bench/burst.js
 	node dist/bench/teardown.js
+	node dist/bench/jail.js
 	node dist/bench/shared-fs.js
 	node dist/bench/shim-start.js
 	node dist/bench/ctr-run.js
