@@ -185,21 +185,22 @@ test("from a root guest: the VM's 9p export holds only this container's director
   const dir = `${workspace.dir}/guest-view`;
   mkdirSync(`${dir}/vol`, { recursive: true });
   writeFileSync(`${dir}/vol/mine`, "x\n");
-  // Root of the guest: the container shares the guest's pid namespace and may enter PID 1's
-  // mount namespace, where the agent mounted the VM's whole 9p export. There it tries to
-  // plant a symlink and a directory where the host mounts the next container's shares
-  // (Kata's CVE-2020-2026): the export itself is read-only in QEMU's jail.
+  // Root of the guest: the container shares the guest's pid namespace and may look into any
+  // process's mount namespace (/proc/PID/root), the agent's among them, where the VM's whole
+  // 9p export is mounted. There it tries to plant a symlink and a directory where the host
+  // mounts the next container's shares (Kata's CVE-2020-2026): the export itself is
+  // read-only in QEMU's jail.
   const caps = ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_CHROOT", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER"];
-  const root = SHARES_9P_GUEST_ROOT;
   const inGuestRoot = [
-    `ls ${root} | wc -l`,
-    `cat ${root}/*/*/mine`,
-    `ln -s /etc ${root}/next 2>/dev/null && echo planted-symlink`,
-    `mkdir ${root}/next-dir 2>/dev/null && echo planted-dir`,
-    `ln -s /etc ${root}/$(ls ${root})/s9 2>/dev/null && echo planted-in-container-dir`,
-    `echo y > $(ls -d ${root}/*/*/ | while read d; do [ -f "$d/mine" ] && echo "$d"; done)written 2>/dev/null && echo volume-writable`,
+    `R=$(for p in /proc/[0-9]*; do [ -d $p/root${SHARES_9P_GUEST_ROOT} ] && { echo $p/root${SHARES_9P_GUEST_ROOT}; break; }; done)`,
+    "ls $R | wc -l",
+    "cat $R/*/*/mine",
+    "ln -s /etc $R/next 2>/dev/null && echo planted-symlink",
+    "mkdir $R/next-dir 2>/dev/null && echo planted-dir",
+    "ln -s /etc $R/$(ls $R)/s9 2>/dev/null && echo planted-in-container-dir",
+    'for d in $R/*/*/; do [ -f "$d/mine" ] && echo y > "$d/written" && echo volume-writable; done',
   ].join("; ");
-  const bundle = busyboxBundle(`${dir}/bundle`, ["nsenter", "-t", "1", "-m", "sh", "-c", inGuestRoot], (spec) => {
+  const bundle = busyboxBundle(`${dir}/bundle`, ["sh", "-c", inGuestRoot], (spec) => {
     spec.mounts = [...(spec.mounts ?? []), { destination: "/vol", type: "bind", source: `${dir}/vol`, options: ["rbind", "rw"] }];
     spec.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
     const linux = spec.linux as { namespaces: Array<{ type: string }> }; // the harness's spec has them
