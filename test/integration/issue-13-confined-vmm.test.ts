@@ -10,7 +10,6 @@ import { after, afterEach, test } from "node:test";
 import { hostCgroupTarget, releaseHostCgroup } from "../../src/host/cgroup/index.js";
 import { parseConfig } from "../../src/host/config/index.js";
 import { startSandboxVm, type SandboxVm } from "../../src/host/sandbox/index.js";
-import { SHARES_9P_GUEST_ROOT } from "../../src/shared/protocol/index.js";
 import { busyboxBundle } from "./harness/bundle.js";
 import { runMoat } from "./harness/moat-cli.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
@@ -192,7 +191,9 @@ test("from a root guest: the VM's 9p export holds only this container's director
   // read-only in QEMU's jail.
   const caps = ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_CHROOT", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER"];
   const inGuestRoot = [
-    `R=$(for p in /proc/[0-9]*; do [ -d $p/root${SHARES_9P_GUEST_ROOT} ] && { echo $p/root${SHARES_9P_GUEST_ROOT}; break; }; done)`,
+    // The 9p mount whose root is the export's root, in whichever process's namespace holds it.
+    `R=$(for p in /proc/[0-9]*; do awk -v p=$p '$4 == "/" && / - 9p / { print p "/root" $5 }' $p/mountinfo 2>/dev/null; done | head -1)`,
+    `[ -n "$R" ] || { grep -h ' - 9p ' /proc/[0-9]*/mountinfo | sort -u >&2; exit 3; }`,
     "ls $R | wc -l",
     "cat $R/*/*/mine",
     "ln -s /etc $R/next 2>/dev/null && echo planted-symlink",
