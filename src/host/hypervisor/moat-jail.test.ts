@@ -7,9 +7,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { packageRoot } from "../config/index.js";
+import { fileURLToPath } from "node:url";
 
-const JAIL = join(packageRoot(), "dist", "bin", "moat-jail");
+/** dist/bin/moat-jail, from dist/src/host/hypervisor where this runs. */
+const JAIL = fileURLToPath(new URL("../../../bin/moat-jail", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "moat-jail-test-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 
