@@ -207,7 +207,9 @@ test("from a root guest: the VM's 9p export holds only this container's director
     const linux = spec.linux as { namespaces: Array<{ type: string }> }; // the harness's spec has them
     linux.namespaces = linux.namespaces.filter((namespace) => namespace.type !== "pid");
   });
-  const result = await runMoat(["--root", workspace.stateRoot, "run", "--bundle", bundle]);
+  // Its own configuration: the moatd an earlier test started may run with virtio-fs.
+  const config = workspace.configFile("guest-view", '[hypervisor.qemu]\nshared_fs = "virtio-9p"\n');
+  const result = await runMoat(["--config", config, "run", "--bundle", bundle]);
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stdout, "1\nx\nvolume-writable\n", `one container directory, reached through the jail's slave of the host's export; nothing planted in it; the volume itself writable (stderr: ${result.stderr})`);
   assert.equal(readFileSync(`${dir}/vol/written`, "utf8"), "y\n");
