@@ -43,7 +43,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## build: generate protobuf code, type-check and compile, bundle the agent, CLI, daemon and shim; the C helpers
-build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/moat-dns-relay dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client dist/test/bin/moat-fs-checks
+build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/moat-jail dist/bin/moat-dns-relay dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client dist/test/bin/moat-fs-checks
 
 SHIM_C := containerd-shim-moat-v2 moatd-start task-relay ttrpc-frame
 dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wildcard src/host/shim/*.h)
@@ -55,6 +55,10 @@ dist/bin/moat-tap-exec: src/host/network/moat-tap-exec.c
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
 dist/bin/moat-dns-relay: src/host/network/moat-dns-relay.c
+	@mkdir -p dist/bin
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+dist/bin/moat-jail: src/host/hypervisor/moat-jail.c
 	@mkdir -p dist/bin
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
@@ -115,6 +119,7 @@ bench: setup build guest
 	node dist/bench/burst.js
 	node dist/bench/network.js
 	node dist/bench/teardown.js
+	node dist/bench/jail.js
 	node dist/bench/shared-fs.js
 	node dist/bench/shim-start.js
 	node dist/bench/ctr-run.js

@@ -4,10 +4,11 @@
 // the relay, moatd and the CLI are the real ones, and a real VM task runs beside the hostile
 // ones all along, served by the same moatd, which must be the same process at the end.
 import assert from "node:assert/strict";
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { execFileSync, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { buildSync } from "esbuild";
 import { setTimeout as sleep } from "node:timers/promises";
 import { containerdForTestFile } from "./harness/containerd.js";
 import { busyboxBundle } from "./harness/bundle.js";
@@ -35,14 +36,24 @@ let moatdPid = 0;
 
 // A failed test must not leave failpoint QEMUs behind (the harness's clean-up knows QEMU's name only).
 after(() => {
-  for (const line of processes("hostile-qemu.js").filter((candidate) => candidate.includes(workspace.dir))) process.kill(Number(line.split(" ")[0]), "SIGKILL");
+  for (const line of processes("hostile-qemu -name").filter((candidate) => candidate.includes(workspace.dir))) process.kill(Number(line.split(" ")[0]), "SIGKILL");
 });
 
 // The harness's before hook (containerd started, busybox imported) must have run: a test, not a hook.
 test("a real VM's task runs first, beside which the hostile guests come", async () => {
-  // The "QEMU" binary: the failpoint under node, as moatd would exec QEMU.
+  // The "QEMU" binary: the failpoint under node, as moatd would exec QEMU. It runs in QEMU's
+  // jail, which holds /usr (node) and the binary's own file, not the repository: so it is
+  // one bundled file, run by node through its #! line.
   const qemu = join(workspace.dir, "hostile-qemu");
-  writeFileSync(qemu, `#!/bin/sh\nexec ${process.execPath} ${join(repoRoot, "dist", "test", "integration", "failpoint", "hostile-qemu.js")} "$@"\n`);
+  buildSync({
+    entryPoints: [join(repoRoot, "dist", "test", "integration", "failpoint", "hostile-qemu.js")],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    outfile: qemu,
+    banner: { js: `#!${process.execPath}` },
+    logLevel: "error",
+  });
   chmodSync(qemu, 0o755);
   hostileConfig = workspace.configFile("hostile", `[hypervisor.qemu]\npath = "${qemu}"\n\n[agent.moat]\ndial_timeout = 3\n\n[factory]\nenable_template = false\n`);
   realConfig = workspace.configFile("real", "[factory]\nenable_template = false\n");
@@ -69,7 +80,7 @@ async function assertMoatdServes(): Promise<void> {
 
 /** No hostile "QEMU" of sandbox `id` left running, and no state directory. */
 function assertSandboxGone(id: string, stateRoot = workspace.stateRoot): void {
-  assert.deepEqual(processes(`hostile-qemu.js -name moat-${id},`), [], `the failpoint QEMU of ${id} is left running`);
+  assert.deepEqual(processes(`hostile-qemu -name moat-${id},`), [], `the failpoint QEMU of ${id} is left running`);
   assert.equal(existsSync(join(stateRoot, id)), false, `${stateRoot}/${id} is left`);
 }
 
@@ -209,5 +220,5 @@ test("the real VM's task was served all along by the one moatd; nothing is left"
   await waitStopped("real-1");
   await removeTask("real-1");
   await containerd.assertNothingLeft();
-  assert.deepEqual(processes(`hostile-qemu.js`).filter((line) => line.includes(workspace.dir)), [], "failpoint QEMUs left");
+  assert.deepEqual(processes(`hostile-qemu -name`).filter((line) => line.includes(workspace.dir)), [], "failpoint QEMUs left");
 });

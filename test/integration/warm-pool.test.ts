@@ -118,8 +118,8 @@ test("a moatd killed and restarted removes the pool VMs it left and fills its ow
   const now = poolQemus().map((line) => Number(line.split(" ")[0]));
   assert.equal(now.length, POOL_SIZE, `no stray pool VM:\n${poolQemus().join("\n")}`);
   assert.deepEqual(now.filter((pid) => left.includes(pid)), [], "the old pool VMs were killed");
-  // The only mounts are the running pool VMs' bounded log directories (a tmpfs each): none is
-  // left by the killed ones.
-  const running = readdirSync(`${workspace.stateRoot}/.pool`).map((id) => `${workspace.stateRoot}/.pool/${id}/logs`);
+  // The only mounts are the running pool VMs' bounded log directories (a tmpfs each) and
+  // 9p exports (each bound onto itself by its QEMU's jail): none is left by the killed ones.
+  const running = readdirSync(`${workspace.stateRoot}/.pool`).flatMap((id) => [`${workspace.stateRoot}/.pool/${id}/logs`, `${workspace.stateRoot}/.pool/${id}/shares`]);
   assert.deepEqual(workspace.mounts().sort(), running.sort());
 });

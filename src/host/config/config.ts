@@ -1,6 +1,6 @@
 // moat's configuration, typed. Key names follow Kata's configuration.toml where they mean
 // the same thing (docs/config.md); camelCase starts here, at the mapping.
-import type { MachineType, SharedFs } from "../hypervisor/index.js";
+import type { MachineType, SharedFs, VmmUser } from "../hypervisor/index.js";
 import type { VirtioFsCache } from "../storage/index.js";
 
 export interface QemuConfig {
@@ -29,6 +29,11 @@ export interface QemuConfig {
   virtioFsDaemon: string;
   /** virtiofsd's cache mode. */
   virtioFsCache: VirtioFsCache;
+  /**
+   * The unprivileged user QEMU runs as where nothing in its VM needs root (`vmm_user`;
+   * docs/security.md); undefined: every QEMU runs as root with the file server's capabilities only.
+   */
+  vmmUser: VmmUser | undefined;
 }
 
 export interface AgentConfig {

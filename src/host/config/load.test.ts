@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { MoatError } from "../../shared/errors.js";
-import { defaultConfig, loadConfig, parseConfig } from "./load.js";
+import { defaultConfig, loadConfig, parseConfig, parseVmmUser } from "./load.js";
 
 function invalid(text: string, message: RegExp): void {
   assert.throws(
@@ -158,4 +158,14 @@ test("runtime.socket_root: read, and refused where its sockets would not fit in 
   assert.equal(parseConfig('[runtime]\nsocket_root = "/run/s"\n', "/etc/moat/configuration.toml").runtime.socketRoot, "/run/s");
   invalid(`[runtime]\nsocket_root = "/${"s".repeat(69)}"\n`, /configuration.toml: runtime.socket_root: must be at most 69 bytes long \(unix socket paths allow 107\), got 70/);
   invalid('[runtime]\nsocket_root = "relative"\n', /runtime.socket_root/);
+});
+
+test("hypervisor.qemu.vmm_user: UID:GID or a user name from passwd; root, unknown names and nonsense are refused", () => {
+  const passwd = "root:x:0:0:root:/root:/bin/bash\nmoat-vmm:x:990:991::/nonexistent:/usr/sbin/nologin\n";
+  assert.deepEqual(parseVmmUser("moat-vmm", passwd), { uid: 990, gid: 991 });
+  assert.deepEqual(parseVmmUser("65534:65534", passwd), { uid: 65534, gid: 65534 });
+  for (const bad of ["root", "0:0", "65534:0", "nobody-here", "-1:5", "1:2:3", "99999999999:1"]) assert.equal(parseVmmUser(bad, passwd), undefined, bad);
+  assert.throws(() => parseConfig('[hypervisor.qemu]\nvmm_user = "0:0"\n', "c.toml"), /c\.toml: hypervisor\.qemu\.vmm_user: must be a user name in \/etc\/passwd or UID:GID \(neither 0\), got "0:0"/);
+  assert.deepEqual(parseConfig('[hypervisor.qemu]\nvmm_user = "1234:1234"\n', "c.toml").qemu.vmmUser, { uid: 1234, gid: 1234 });
+  assert.equal(parseConfig('[hypervisor.qemu]\nvmm_user = ""\n', "c.toml").qemu.vmmUser, undefined);
 });

@@ -12,7 +12,7 @@ import { isAbsolute, join } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { MoatError } from "../../shared/errors.js";
 import { Code } from "../../shared/ttrpc/index.js";
-import { SOCKET_PATH_MAX_BYTES, SOCKET_ROOT_MAX_BYTES } from "../hypervisor/index.js";
+import { SOCKET_PATH_MAX_BYTES, SOCKET_ROOT_MAX_BYTES, type VmmUser } from "../hypervisor/index.js";
 import type { Config } from "./config.js";
 import { packageRoot } from "./package-root.js";
 
@@ -65,6 +65,7 @@ export function defaultConfig(): Config {
       sharedFs: "virtio-9p",
       virtioFsDaemon: "/usr/lib/qemu/virtiofsd",
       virtioFsCache: "auto",
+      vmmUser: undefined,
     },
     agent: { dialTimeoutMs: 30_000 },
     runtime: { stateRoot: "/run/moat", socketRoot: DEFAULT_SOCKET_ROOT },
@@ -86,6 +87,32 @@ export function loadConfig(explicitPath?: string, systemPaths: string[] = [SYSTE
     throw new MoatError("MOAT_CONFIG_INVALID", `${path}: cannot read the configuration`, { cause: error, status: Code.FAILED_PRECONDITION });
   }
   return parseConfig(text, path);
+}
+
+/**
+ * A `vmm_user` value: "UID:GID", or a user name looked up in `passwd` (/etc/passwd's text)
+ * with its primary group; undefined if it is neither or names root's uid or gid.
+ */
+export function parseVmmUser(value: string, passwd: string): VmmUser | undefined {
+  let found: VmmUser | undefined;
+  const numeric = /^(\d{1,10}):(\d{1,10})$/.exec(value);
+  if (numeric) found = { uid: Number(numeric[1]), gid: Number(numeric[2]) };
+  else {
+    for (const line of passwd.split("\n")) {
+      const [name, , uid, gid] = line.split(":");
+      if (name === value && uid !== undefined && gid !== undefined && /^\d+$/.test(uid) && /^\d+$/.test(gid)) found = { uid: Number(uid), gid: Number(gid) };
+    }
+  }
+  if (!found || found.uid === 0 || found.gid === 0 || found.uid > 0x7fffffff || found.gid > 0x7fffffff) return undefined;
+  return found;
+}
+
+function readPasswd(): string {
+  try {
+    return readFileSync("/etc/passwd", "utf8");
+  } catch {
+    return "";
+  }
 }
 
 /** Parses configuration text; `file` names it in errors. */
@@ -130,6 +157,11 @@ export function parseConfig(text: string, file: string): Config {
   config.qemu.sharedFs = read.oneOf(qemu, "hypervisor.qemu.shared_fs", ["virtio-fs", "virtio-9p"] as const) ?? config.qemu.sharedFs;
   config.qemu.virtioFsDaemon = read.absolutePath(qemu, "hypervisor.qemu.virtio_fs_daemon") ?? config.qemu.virtioFsDaemon;
   config.qemu.virtioFsCache = read.oneOf(qemu, "hypervisor.qemu.virtio_fs_cache", ["never", "auto", "always"] as const) ?? config.qemu.virtioFsCache;
+  const vmmUser = read.string(qemu, "hypervisor.qemu.vmm_user");
+  if (vmmUser !== undefined && vmmUser !== "") {
+    config.qemu.vmmUser = parseVmmUser(vmmUser, readPasswd());
+    if (config.qemu.vmmUser === undefined) throw read.invalid("hypervisor.qemu.vmm_user", `must be a user name in /etc/passwd or UID:GID (neither 0), got "${vmmUser}"`);
+  }
 
   const agent = read.table(document, ["agent", "moat"]);
   const dialTimeout = read.integer(agent, "agent.moat.dial_timeout", 1, 600, "seconds");

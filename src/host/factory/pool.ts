@@ -152,8 +152,8 @@ export class VmPool {
       // leave the guest's relay unaware that it ended (it sees the host's hang-up only if it
       // polls between the close and the next connect), and the sandbox's session would then
       // be fed into the old one. The taker's session is the VM's first, as a clone's is.
-      const { status } = (await vm.qmp.execute("query-status", undefined, QMP_CALL_MS)) as { status: string };
-      if (status !== "running") throw new Error(`QEMU is "${status}" after the restore`);
+      const { status } = await vm.qmp.query("query-status", undefined, QMP_CALL_MS);
+      if (status !== "running") throw new Error(`QEMU is "${String(status).slice(0, 200)}" after the restore`);
       // Paused until a sandbox takes it: an idle guest still costs CPU under TCG.
       await vm.qmp.execute("stop", undefined, QMP_CALL_MS);
       await writeFile(join(paths.stateDir, READY_FILE), "");

@@ -17,7 +17,7 @@ import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { MOAT_VERSION } from "../../shared/version.js";
-import type { Config } from "../config/index.js";
+import { vmmLaunch, type Config } from "../config/index.js";
 import { exitedError, killRunningQemu, loadState, makeSocketDir, processGone, QemuVm, removeSocketDir, saveState, vcpuReport, vmPaths, type VmSpec } from "../hypervisor/index.js";
 
 const trace = tracer("factory");
@@ -149,7 +149,7 @@ async function buildTemplate(config: Config, base: TemplateBase, key: string, fa
     await makeSocketDir(spec.paths, where);
     // The 9p device's export: empty in the template, as it is in a clone until its shares come.
     await mkdir(spec.paths.sharesDir);
-    const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+    const vm = await QemuVm.start({ ...vmmLaunch(config), qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
     cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     await agentServing(vm, config.agent.dialTimeoutMs, where);
     const statePath = join(dir, "state");
@@ -237,7 +237,7 @@ async function removeOthers(root: string, kept: Template): Promise<void> {
 export async function restoreFromTemplate(config: Config, template: Template, spec: VmSpec, nice?: number): Promise<QemuVm> {
   const where = `sandbox ${spec.id}`;
   const restored: VmSpec = { ...spec, memoryFile: { path: template.memoryPath, shared: false }, incoming: true };
-  const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec: restored, startTimeoutMs: QEMU_START_TIMEOUT_MS, nice });
+  const vm = await QemuVm.start({ ...vmmLaunch(config), qemuPath: config.qemu.path, spec: restored, startTimeoutMs: QEMU_START_TIMEOUT_MS, nice });
   try {
     await loadState(vm.qmp, template.statePath, spec.paths.migrationSocket, RESTORE_TIMEOUT_MS, where);
     return vm;

@@ -12,3 +12,4 @@ export { kernelParams } from "./qemu/kernel-params.js";
 export { qemuVersion, qemuMachineTypes } from "./qemu/version.js";
 export { loadState, saveState } from "./qemu/migration.js";
 export { LOG_DIR_BYTES, prepareLogDir, TRIM_ABOVE_BYTES, trimLogs } from "./qemu/log-dir.js";
+export { FILE_SERVER_CAPS, jailArgs, makeExportMount, vmmUserFor, type VmmUser } from "./qemu/jail.js";

@@ -10,7 +10,7 @@ import { tracer } from "../../shared/trace.js";
 import { SharedFs as GuestSharedFs } from "../../shared/protocol/index.js";
 import { Code, connectUnix } from "../../shared/ttrpc/index.js";
 import { placeInHostCgroup, releaseHostCgroup, type HostCgroupTarget } from "../cgroup/index.js";
-import type { Config } from "../config/index.js";
+import { vmmLaunch, type Config } from "../config/index.js";
 import { ensureTemplate, memorySizeClassMiB, restoreFromTemplate, templateKey, type TakeResult, type TemplateBase } from "../factory/index.js";
 import type { FileBind } from "../oci/index.js";
 import {
@@ -18,6 +18,7 @@ import {
   exitedError,
   hostTscKhz,
   killRunningQemu,
+  makeExportMount,
   makeSocketDir,
   QemuVm,
   SOCKET_NAME_MAX_BYTES,
@@ -258,6 +259,8 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     if (files.length > 0) await mkdir(filesDir);
     if (spec.sharedFs === "virtio-9p") {
       await mkdir(spec.paths.sharesDir, { recursive: true, mode: 0o755 });
+      // A pool VM's is one already (its jail made it); every other is made one before its shares go in.
+      if (!pooled) await makeExportMount(spec.paths.sharesDir, where);
       await bindShares(spec.paths.sharesDir, id, shares, where); // undone by removeStateDir
     }
     if (files.length > 0) {
@@ -266,7 +269,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       // export itself; virtiofsd, started below, takes the files directory's mounts with it.
       const filesTag = shares.find((share) => share.hostPath === filesDir)?.tag;
       const target = spec.sharedFs === "virtio-9p" && filesTag ? join(spec.paths.sharesDir, id, filesTag) : filesDir;
-      await bindFiles(target, files, where); // undone by removeStateDir
+      await bindFiles(target, files, `${spec.paths.sharesDir}.staging`, where); // undone by removeStateDir
     }
     // virtiofsd listens before QEMU starts: QEMU connects to its socket while it starts.
     const shareServers = await ShareServers.start({
@@ -372,7 +375,7 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
 async function startVm(config: Config, spec: VmSpec, base: TemplateBase, coldReason: string | undefined): Promise<StartedVm> {
   const boot = async (reason: string): Promise<StartedVm> => {
     const spawnedAt = performance.now();
-    const vm = await QemuVm.start({ qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
+    const vm = await QemuVm.start({ ...vmmLaunch(config), qemuPath: config.qemu.path, spec, startTimeoutMs: QEMU_START_TIMEOUT_MS });
     return { vm, start: { kind: "cold", reason }, spawnedAt };
   };
   if (coldReason !== undefined) return boot(coldReason);

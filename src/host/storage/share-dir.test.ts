@@ -25,7 +25,7 @@ test("a single file is bound, not copied: the caller's later in-place update is 
   await bindFiles(files, [
     { name: "6-resolv.conf", source: resolv, readOnly: true },
     { name: "7-hosts", source: hosts, readOnly: false },
-  ], "test");
+  ], join(stateDir, "staging"), "test");
   assert.deepEqual((await mountsUnder(stateDir)).sort(), [join(files, "6-resolv.conf"), join(files, "7-hosts")]);
   writeFileSync(resolv, "nameserver 198.18.0.2\n"); // the caller rewrites it in place
   assert.equal(readFileSync(join(files, "6-resolv.conf"), "utf8"), "nameserver 198.18.0.2\n");
@@ -47,7 +47,7 @@ test("a file that cannot be bound leaves none of the others mounted", async () =
     bindFiles(files, [
       { name: "1-good", source: good, readOnly: false },
       { name: "2-missing", source: join(dir, "missing"), readOnly: false },
-    ], "sandbox x"),
+    ], join(dir, "state2", "staging"), "sandbox x"),
     (error: Error & { code?: string }) => error.code === "MOAT_SHARE_MOUNT" && /sandbox x: file .*missing/.test(error.message),
   );
   assert.deepEqual(await mountsUnder(join(dir, "state2")), []);

@@ -8,7 +8,7 @@
 // the files of the mounted source, a user's volume. removeStateDir is the one way state
 // directories go, and it removes nothing while a mount is left under one.
 import { execFile } from "node:child_process";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { ownMounts } from "../../shared/mountinfo.js";
@@ -26,9 +26,9 @@ export async function bindShares(sharesDir: string, containerId: string, shares:
     for (const share of shares) {
       const target = join(sharesDir, containerId, share.tag);
       await mkdir(target, { recursive: true, mode: 0o755 });
-      // util-linux makes a read-only bind in two calls (bind, then remount read-only): a
-      // plain bind, not recursive, as Kata's shares: mounts under the source are not shared.
-      await run("mount", ["--bind", ...(share.readOnly ? ["-o", "ro"] : []), share.hostPath, target], `${where}: share ${share.tag}`);
+      // A plain bind, not recursive, as Kata's shares: mounts under the source are not shared.
+      if (share.readOnly) await bindReadOnly(share.hostPath, target, `${sharesDir}.staging`, `${containerId}-${share.tag}`, `${where}: share ${share.tag}`);
+      else await run("mount", ["--bind", share.hostPath, target], `${where}: share ${share.tag}`);
       made.push(target);
     }
   } catch (error) {
@@ -42,20 +42,44 @@ export async function bindShares(sharesDir: string, containerId: string, shares:
  * empty file of its name in `dir`, read-only ones read-only: the guest reads the caller's file
  * itself, so an update the caller makes in place is seen (as with runc, whose bind mount also
  * keeps the inode it was given: a file replaced by rename is not followed). On failure,
- * unmounts what it made; the mount points stay for removeStateDir.
+ * unmounts what it made; the mount points stay for removeStateDir. `stagingRoot` is outside
+ * the export (bindReadOnly says why).
  */
-export async function bindFiles(dir: string, files: { name: string; source: string; readOnly: boolean }[], where: string): Promise<void> {
+export async function bindFiles(dir: string, files: { name: string; source: string; readOnly: boolean }[], stagingRoot: string, where: string): Promise<void> {
   const made: string[] = [];
   try {
     for (const file of files) {
       const target = join(dir, file.name);
       await writeFile(target, "", { mode: 0o644, flag: "a" });
-      await run("mount", ["--bind", ...(file.readOnly ? ["-o", "ro"] : []), file.source, target], `${where}: file ${file.source}`);
+      if (file.readOnly) await bindReadOnly(file.source, target, stagingRoot, `file-${file.name}`, `${where}: file ${file.source}`, "file");
+      else await run("mount", ["--bind", file.source, target], `${where}: file ${file.source}`);
       made.push(target);
     }
   } catch (error) {
     for (const target of made.reverse()) await unmount(target).catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * Binds `source` read-only at `target` in one step: util-linux makes a read-only bind in two
+ * calls (bind, then remount read-only), and the export is a shared mount whose copy in QEMU's
+ * jail (moat-jail.c) receives the bind as the first call made it, read-write; the remount
+ * reaches only the host's. So the read-only bind is made at a staging point outside the
+ * export (a directory, or an empty file for a single file), and bound from there: a bind
+ * copies its source's flags, and so do the copies propagated from it. The staging mount is
+ * gone again before this returns.
+ */
+async function bindReadOnly(source: string, target: string, stagingRoot: string, name: string, where: string, kind: "directory" | "file" = "directory"): Promise<void> {
+  const staging = join(stagingRoot, name);
+  await mkdir(kind === "directory" ? staging : stagingRoot, { recursive: true, mode: 0o700 });
+  if (kind === "file") await writeFile(staging, "", { mode: 0o600, flag: "a" });
+  await run("mount", ["--bind", "-o", "ro", source, staging], where);
+  try {
+    await run("mount", ["--bind", staging, target], where);
+  } finally {
+    await unmount(staging);
+    await (kind === "directory" ? rmdir(staging) : rm(staging, { force: true })).catch(() => undefined);
   }
 }
 

@@ -136,8 +136,12 @@ export class TtrpcClient {
     let response: Response;
     try {
       response = fromBinary(ResponseSchema, frame.data);
-    } catch {
-      this.connection.close(new Error(`protocol violation: undecodable response envelope on stream ${frame.streamId}`));
+    } catch (error) {
+      // The call is out of `pending` already, so closing alone would never settle it (a long
+      // poll would wait forever): it fails with the violation itself.
+      const reason = new Error(`protocol violation: undecodable response envelope on stream ${frame.streamId}`);
+      call.reject(new MoatError("MOAT_TTRPC_PROTOCOL", `ttrpc ${this.id}: stream ${frame.streamId}: response envelope is not a ttrpc Response`, { status: Code.DATA_LOSS, cause: error }));
+      this.connection.close(reason);
       return;
     }
     call.resolve(response);

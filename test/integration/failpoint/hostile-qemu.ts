@@ -1,7 +1,7 @@
 // A "QEMU" whose guest is hostile, for test/integration/issue-10-hostile-agent.test.ts. It is
 // placed as [hypervisor.qemu] path in a task's configuration, so moatd, the shim and the relay
 // stay real and start it as they start QEMU: it reads the command line moatd builds (cmdline.ts),
-// writes the pid file, speaks enough QMP for moatd (greeting, qmp_capabilities, quit,
+// (moat-jail writes the pid file, as for QEMU), speaks enough QMP for moatd (greeting, qmp_capabilities, quit,
 // query-status, query-cpus-fast), and serves a ttrpc agent on the agent chardev's socket that
 // breaks the agent API the way the sandbox's id says (the word before its first "-"):
 //
@@ -16,7 +16,7 @@
 //
 // Every other answer is a well-behaved agent's, so each case tests one misbehaviour. The
 // console file gets a line with escape sequences at start in every mode.
-import { appendFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { MoatError } from "../../../src/shared/errors.js";
 import {
@@ -44,7 +44,6 @@ const consolePath = field(chardev("console"), "path");
 
 const ESCAPES = "\u001b[2J\u001b[H\u001b]0;owned by the guest\u0007\u001b[31mred\u001b[0m\r\n";
 
-writeFileSync(option("-pidfile"), `${process.pid}\n`);
 appendFileSync(consolePath, `[    0.000000] hostile guest booting ${ESCAPES}`);
 if (mode === "mute") for (let line = 0; line < 200; line++) appendFileSync(consolePath, `console line ${line} ${ESCAPES}`);
 

@@ -53,9 +53,12 @@ export class TestWorkspace {
     return [...own, ...shared];
   }
 
-  /** QEMU processes started for this workspace, as "pid cmdline" lines. */
+  /**
+   * QEMU processes started for this workspace, as "pid cmdline" lines. QEMU's launcher
+   * (moat-jail, whose command line holds QEMU's) is not one: it exits as its QEMU does.
+   */
   qemuProcesses(): string[] {
-    return processesMatching(`qemu-system.*${this.stateRoot}/`);
+    return processesMatching(`qemu-system.*${this.stateRoot}/`).filter((line) => !/^\d+ \S*moat-jail /.test(line));
   }
 
   /** virtiofsd processes (and their forked servers) started for this workspace, as "pid cmdline" lines. */

@@ -43,7 +43,8 @@ export function qemuArgs(spec: VmSpec): string[] {
     // QEMU's own seccomp filter: no exec, no privilege changes, no obsolete syscalls.
     "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
     "-msg", "timestamp=on",
-    "-pidfile", paths.pidFile,
+    // No -pidfile: QEMU is pid 1 of its own pid namespace and cannot see the state directory;
+    // moat-jail writes the pid the host sees (jail.ts).
     "-qmp", `unix:${paths.qmpSocket},server=on,wait=off`,
     // append=on: the file is opened O_APPEND, so that a log trimmed under QEMU (log-dir.ts)
     // is written at its new end, not at QEMU's old offset.

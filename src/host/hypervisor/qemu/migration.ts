@@ -12,11 +12,14 @@ import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../shared/deadline.js";
 import { MoatError } from "../../../shared/errors.js";
+import { printable } from "../../../shared/printable.js";
 import { Code } from "../../../shared/ttrpc/index.js";
 import type { QmpClient } from "./qmp.js";
 
 const POLL_MS = 5;
 const QMP_CALL_MS = 5_000;
+/** What of QEMU's words an error message quotes (a hostile QEMU's answer may be a megabyte). */
+const MAX_STATUS_CHARS = 200;
 const IGNORE_SHARED = { capabilities: [{ capability: "x-ignore-shared", state: true }] };
 
 /** Stops the VM and writes its device state to `statePath`, through `socketPath`. */
@@ -63,7 +66,7 @@ export async function loadState(qmp: QmpClient, statePath: string, socketPath: s
   // A loaded VM stays paused (no -S, but incoming ends in "paused" or "postmigrate"): run it.
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { status } = (await qmp.execute("query-status", undefined, QMP_CALL_MS)) as { status: string };
+    const status = printable(String((await qmp.query("query-status", undefined, QMP_CALL_MS)).status), MAX_STATUS_CHARS);
     if (status === "paused" || status === "postmigrate") break;
     if (status !== "inmigrate") throw new MoatError("MOAT_TEMPLATE_RESTORE", `${where}: QEMU is "${status}" after loading ${statePath}`, { status: Code.INTERNAL });
     if (Date.now() > deadline) throw new MoatError("MOAT_TEMPLATE_RESTORE", `${where}: loading ${statePath} took over ${timeoutMs} ms`, { status: Code.DEADLINE_EXCEEDED });
@@ -77,12 +80,14 @@ export async function loadState(qmp: QmpClient, statePath: string, socketPath: s
 async function migrationDone(qmp: QmpClient, timeoutMs: number, where: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const info = (await qmp.execute("query-migrate", undefined, QMP_CALL_MS)) as { status?: string; "error-desc"?: string };
-    if (info.status === "completed") return;
-    if (info.status === "failed" || info.status === "cancelled") {
-      throw new MoatError("MOAT_TEMPLATE_SAVE", `${where}: QEMU's migration ${info.status}: ${info["error-desc"] ?? "no reason given"}`, { status: Code.INTERNAL });
+    const info = await qmp.query("query-migrate", undefined, QMP_CALL_MS);
+    const status = info.status === undefined ? undefined : printable(String(info.status), MAX_STATUS_CHARS);
+    if (status === "completed") return;
+    if (status === "failed" || status === "cancelled") {
+      const reason = info["error-desc"] === undefined ? "no reason given" : printable(String(info["error-desc"]), MAX_STATUS_CHARS);
+      throw new MoatError("MOAT_TEMPLATE_SAVE", `${where}: QEMU's migration ${status}: ${reason}`, { status: Code.INTERNAL });
     }
-    if (Date.now() > deadline) throw new MoatError("MOAT_TEMPLATE_SAVE", `${where}: not done within ${timeoutMs} ms (${info.status ?? "no status"})`, { status: Code.DEADLINE_EXCEEDED });
+    if (Date.now() > deadline) throw new MoatError("MOAT_TEMPLATE_SAVE", `${where}: not done within ${timeoutMs} ms (${status ?? "no status"})`, { status: Code.DEADLINE_EXCEEDED });
     await sleep(POLL_MS);
   }
 }

@@ -2,8 +2,8 @@
 // started it, ARCHITECTURE.md "Failure domains"), controlled over QMP, stopped politely and
 // then firmly.
 import { spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { chown, readdir, readFile, writeFile } from "node:fs/promises";
 import { setPriority } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../shared/deadline.js";
@@ -12,8 +12,9 @@ import { tracer } from "../../../shared/trace.js";
 import { Code } from "../../../shared/ttrpc/index.js";
 import { tailOf } from "../file-tail.js";
 import { pidExited } from "../process-gone.js";
-import type { Vm, VmExit, VmPaths, VmSpec } from "../hypervisor.js";
+import { virtiofsSocketPath, type Vm, type VmExit, type VmPaths, type VmSpec } from "../hypervisor.js";
 import { qemuArgs, shellQuote } from "./cmdline.js";
+import { jailArgs, vmmUserFor, type VmmUser } from "./jail.js";
 import { prepareLogDir } from "./log-dir.js";
 import { QmpClient } from "./qmp.js";
 
@@ -37,6 +38,10 @@ export interface QemuStartOptions {
    * time for the warm pool must take only CPU time that sandboxes starting now leave over.
    */
   nice?: number;
+  /** moat-jail, the launcher every QEMU is confined by (../moat-jail.c). */
+  jailPath: string;
+  /** The unprivileged user QEMU runs as where the VM allows it (jail.ts vmmUserFor); undefined: root with file capabilities only. */
+  vmmUser?: VmmUser;
 }
 
 export class QemuVm implements Vm {
@@ -75,19 +80,34 @@ export class QemuVm implements Vm {
   static async start(options: QemuStartOptions): Promise<QemuVm> {
     const { spec, qemuPath } = options;
     const where = `sandbox ${spec.id}`;
+    // Said here: past the jail, a missing QEMU is only an exec failure in QEMU's log.
+    if (!existsSync(qemuPath)) {
+      throw new MoatError("MOAT_QEMU_MISSING", `${where}: QEMU not found at ${qemuPath}`, {
+        hint: "apt-get install qemu-system-x86, or set [hypervisor.qemu] path in the configuration",
+        status: Code.FAILED_PRECONDITION,
+      });
+    }
     const args = qemuArgs(spec);
     trace(spec.id, shellQuote([qemuPath, ...args]));
     await writeFile(spec.paths.nameFile, spec.id); // how runningQemuPid knows it, wherever its directory moves
     // Bounded for every VM but a template being built, whose guest runs only moat's agent.
     await prepareLogDir(spec.paths, !spec.memoryFile?.shared, where);
     const logFd = openSync(spec.paths.hypervisorLog, "a");
+    const user = vmmUserFor(spec, options.vmmUser);
+    // Sockets the unprivileged QEMU connects to, and the directories it writes in, become its.
+    if (user) await giveToVmmUser(spec, user);
     let child;
     try {
-      // `nice` execs QEMU in its own process: the pid is QEMU's.
-      let [command, commandArgs] = options.nice === undefined ? [qemuPath, args] : ["nice", ["-n", String(options.nice), qemuPath, ...args]];
       const taps = (spec.nics ?? []).flatMap((nic) => (nic.tap === undefined ? [] : [nic.tap]));
-      // The taps are opened in the sandbox's network namespace, then QEMU is exec'd holding them.
-      if (taps.length > 0 && spec.network) [command, commandArgs] = [spec.network.tapExec, [spec.network.netns, ...taps, "--", command, ...commandArgs]];
+      const tapped = taps.length > 0 && spec.network !== undefined;
+      // One way QEMU starts: moat-jail confines it (a child of the launcher, pid 1 of its own
+      // pid namespace); moat-tap-exec before it opens the taps in the sandbox's network
+      // namespace, which the jail passes on as descriptors 3, 4, ...; `nice` before both, so
+      // every process after it inherits the value.
+      let [command, commandArgs] = [options.jailPath, [...jailArgs(spec, qemuPath, tapped ? taps.length : 0, user), qemuPath, ...args]];
+      if (tapped && spec.network) [command, commandArgs] = [spec.network.tapExec, [spec.network.netns, ...taps, "--", command, ...commandArgs]];
+      if (options.nice !== undefined) [command, commandArgs] = ["nice", ["-n", String(options.nice), command, ...commandArgs]];
+      trace(spec.id, `${user ? `as uid ${user.uid}` : "as root with file capabilities"}: ${shellQuote([command, ...commandArgs.slice(0, commandArgs.indexOf(qemuPath))])}`);
       child = spawn(command, commandArgs, { detached: true, stdio: ["ignore", "ignore", logFd] });
     } finally {
       closeSync(logFd);
@@ -97,28 +117,26 @@ export class QemuVm implements Vm {
       child.once("error", () => resolve({ code: null, signal: null }));
     });
     const spawnError = new Promise<never>((_, reject) =>
-      child.once("error", (error: NodeJS.ErrnoException) =>
-        reject(
-          error.code === "ENOENT"
-            ? new MoatError("MOAT_QEMU_MISSING", `${where}: QEMU not found at ${qemuPath}`, {
-                hint: "apt-get install qemu-system-x86, or set [hypervisor.qemu] path in the configuration",
-                status: Code.FAILED_PRECONDITION,
-              })
-            : new MoatError("MOAT_QEMU_START", `${where}: cannot start ${qemuPath}`, { cause: error, status: Code.INTERNAL }),
-        ),
-      ),
+      child.once("error", (error: NodeJS.ErrnoException) => reject(new MoatError("MOAT_QEMU_START", `${where}: cannot start ${options.jailPath} for ${qemuPath}`, { cause: error, status: Code.INTERNAL }))),
     );
     // The child stays referenced: whoever awaits `exited` needs the event loop alive until it
     // fires. QEMU runs in its own session, so it survives this process all the same.
     try {
       const qmp = await Promise.race([connectQmp(spec.paths.qmpSocket, options.startTimeoutMs, where), spawnError]);
       if (child.pid === undefined) throw new MoatError("MOAT_QEMU_START", `${where}: ${qemuPath} has no pid`);
-      return new QemuVm(child.pid, spec.id, spec.paths, exited, qmp);
+      // The jail wrote QEMU's pid before QEMU could run, so before its QMP socket existed.
+      const pid = Number((await readFile(spec.paths.pidFile, "utf8").catch(() => "")).trim());
+      if (!Number.isInteger(pid) || pid <= 0) {
+        qmp.close(new Error("no pid"));
+        throw new MoatError("MOAT_QEMU_START", `${where}: ${spec.paths.pidFile} holds no pid after QEMU started`, { status: Code.INTERNAL });
+      }
+      return new QemuVm(pid, spec.id, spec.paths, exited, qmp);
     } catch (error) {
       // QEMU exiting is the usual reason QMP fails; then what QEMU said is the error to show.
       const exit = child.pid === undefined ? undefined : await settleWithin(exited, EXIT_SETTLE_MS);
       if (exit) throw await exitedError(exit, spec.paths, where, "while starting");
       if (child.pid !== undefined) {
+        // The launcher's death kills QEMU with it (PR_SET_PDEATHSIG); its exit follows QEMU's.
         process.kill(child.pid, "SIGKILL");
         await exited;
       }
@@ -159,6 +177,24 @@ export class QemuVm implements Vm {
   private finish(exit: VmExit): VmExit {
     this.qmp.close(new Error("VM stopped"));
     return exit;
+  }
+}
+
+/**
+ * Makes the socket and log directories, and the virtiofsd sockets QEMU connects to, the
+ * unprivileged VMM user's: QEMU creates its QMP, agent and migration sockets and opens its
+ * logs there. moatd, root, keeps reaching them.
+ */
+async function giveToVmmUser(spec: VmSpec, user: VmmUser): Promise<void> {
+  const { paths } = spec;
+  const owned = [paths.socketDir, paths.logDir, ...(await readdir(paths.logDir)).map((name) => `${paths.logDir}/${name}`)];
+  if (spec.sharedFs === "virtio-fs") owned.push(...spec.shares.map((share) => virtiofsSocketPath(paths.socketDir, share.tag)));
+  for (const path of owned) {
+    try {
+      await chown(path, user.uid, user.gid);
+    } catch (error) {
+      throw new MoatError("MOAT_QEMU_START", `sandbox ${spec.id}: cannot give ${path} to the VMM user ${user.uid}:${user.gid}`, { cause: error, status: Code.INTERNAL });
+    }
   }
 }
 

@@ -98,6 +98,18 @@ export class QmpClient {
     });
   }
 
+  /**
+   * Runs a command whose answer is a JSON object (query-status, query-migrate); any other
+   * answer is QEMU breaking QMP, a MOAT_QMP_PROTOCOL error, not a TypeError in the caller.
+   */
+  async query(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
+    const answer = await this.execute(command, args, timeoutMs);
+    if (!isPlainObject(answer)) {
+      throw new MoatError("MOAT_QMP_PROTOCOL", `${this.where}: ${command}: the answer is not a JSON object`, { status: Code.INTERNAL });
+    }
+    return answer;
+  }
+
   close(reason: Error = new Error("closed by client")): void {
     if (this.closeReason) return;
     this.closeReason = reason;

@@ -4,7 +4,7 @@
 // whose vCPUs all halt wait for an event that never came (a lost interrupt, a timer that did
 // not fire); a vCPU that runs flat out is stuck in a loop; one that gets no host CPU at all is
 // starved by the host.
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { QmpClient } from "./qmp.js";
 
@@ -62,6 +62,17 @@ export function threadTicks(stat: string): number | undefined {
   return Number.isFinite(user) && Number.isFinite(system) ? user + system : undefined;
 }
 
+/** The host's id of each of process `pid`'s threads, by its id in the process's innermost pid namespace (NSpid's last field). */
+async function hostThreadIds(pid: number): Promise<Map<number, number>> {
+  const ids = new Map<number, number>();
+  for (const task of await readdir(`/proc/${pid}/task`).catch(() => [])) {
+    const status = await readFile(`/proc/${pid}/task/${task}/status`, "utf8").catch(() => "");
+    const innermost = /^NSpid:.*\s(\d+)$/m.exec(status)?.[1];
+    if (innermost !== undefined) ids.set(Number(innermost), Number(task));
+  }
+  return ids;
+}
+
 async function ticksOf(pid: number, thread: number): Promise<number | undefined> {
   const stat = await readFile(`/proc/${pid}/task/${thread}/stat`, "utf8").catch(() => undefined);
   return stat === undefined ? undefined : threadTicks(stat);
@@ -75,9 +86,13 @@ async function ticksOf(pid: number, thread: number): Promise<number | undefined>
 export async function vcpuReport(qmp: QmpClient, pid: number): Promise<string> {
   try {
     const cpus = (await qmp.execute("query-cpus-fast", undefined, QMP_CALL_MS)) as Array<{ "cpu-index": number; "thread-id": number }>;
-    const before = await Promise.all(cpus.map((cpu) => ticksOf(pid, cpu["thread-id"])));
+    // QEMU names its threads by their ids in its own pid namespace (moat-jail's); /proc here
+    // knows them by the host's.
+    const hostTids = await hostThreadIds(pid);
+    const hostTid = (cpu: { "thread-id": number }) => hostTids.get(cpu["thread-id"]) ?? cpu["thread-id"];
+    const before = await Promise.all(cpus.map((cpu) => ticksOf(pid, hostTid(cpu))));
     await sleep(LOOK_MS);
-    const after = await Promise.all(cpus.map((cpu) => ticksOf(pid, cpu["thread-id"])));
+    const after = await Promise.all(cpus.map((cpu) => ticksOf(pid, hostTid(cpu))));
     const busy = new Map<number, number>();
     cpus.forEach((cpu, i) => {
       const [start, end] = [before[i], after[i]];
