@@ -21,13 +21,7 @@ before(async () => {
 afterEach(() => docker.assertNothingLeft());
 after(async () => {
   try {
-    const left = (await docker.docker(["ps", "--all", "--quiet"])).stdout.split("\n").filter((id) => id);
-    if (left.length > 0) await docker.docker(["rm", "--force", ...left]);
-  } finally {
-    await docker.stop();
-  }
-  try {
-    docker.assertGone();
+    await docker.finish();
   } finally {
     workspace.remove();
   }

@@ -16,7 +16,7 @@ import type { AddressInfo } from "node:net";
 import { after, afterEach, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { busyboxBundle } from "./harness/bundle.js";
-import { moatBinary, runMoat } from "./harness/moat-cli.js";
+import { moatBinary, runMoat, startMoat } from "./harness/moat-cli.js";
 import { createAsConmon, ociWorkspace } from "./harness/oci-runtime.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
@@ -147,15 +147,8 @@ test("a CNI plugin that fails is one error naming it, and nothing is left", asyn
 
 /** Starts `moat run --network` with a container that says "started" and sleeps; resolves once it has said it. */
 async function sleeper(id: string) {
-  const child = spawn(moatBinary, ["--root", workspace.stateRoot, "run", "--name", id, "--cni-conf-dir", confDir, "--network", network, "busybox", "sh", "-c", "echo started; sleep 600"], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => (stdout += chunk));
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  const closed = once(child, "close") as Promise<[number | null]>;
-  while (!stdout.includes("started") && child.exitCode === null) await sleep(100);
-  assert.ok(stdout.includes("started"), stderr);
-  return { closed, stderr: () => stderr };
+  const running = await startMoat(["--root", workspace.stateRoot, "run", "--name", id, "--cni-conf-dir", confDir, "--network", network, "busybox", "sh", "-c", "echo started; sleep 600"], "started");
+  return { closed: running.closed, stderr: running.stderr };
 }
 
 /** The sandbox's own namespace, and moat's tap and filters in it, while it runs. */
@@ -173,7 +166,7 @@ test("item 6: a QEMU SIGKILLed under a networked container: the caller sees the 
   const qemu = workspace.qemuProcesses();
   assert.equal(qemu.length, 1, qemu.join("\n"));
   process.kill(Number(qemu[0]!.split(" ")[0]), "SIGKILL"); // one line, checked just above
-  const [code] = await container.closed;
+  const code = await container.closed;
   assert.equal(code, 137, container.stderr());
   // afterEach: no namespace, veth, address or rule left, and nothing in the state root.
 });
@@ -188,7 +181,7 @@ test("item 6: moatd killed under a networked container: the next moatd adopts it
   assert.equal(state.code, 0, `${state.stderr}\nmoatd.log:\n${workspace.daemonLog()}`);
   assert.deepEqual(inSandboxNetns(id), ["eth0", "lo", "tap0_moat", "mirred on eth0"], "the adopted sandbox is still on its network");
   assert.equal((await moat(["delete", "--force", id])).code, 0);
-  const [code] = await container.closed;
+  const code = await container.closed;
   assert.equal(code, 137, container.stderr());
 });
 

@@ -30,14 +30,7 @@ afterEach(async () => {
 });
 after(async () => {
   try {
-    const left = (await docker.docker(["ps", "--all", "--quiet"])).stdout.split("\n").filter((id) => id);
-    if (left.length > 0) await docker.docker(["rm", "--force", ...left]);
-    await docker.docker(["network", "rm", NETWORK]);
-  } finally {
-    await docker.stop();
-  }
-  try {
-    docker.assertGone();
+    await docker.finish([NETWORK]);
   } finally {
     workspace.remove();
   }

@@ -5,7 +5,7 @@
 // NIC; a few networked restores in a row all answer (the relay once dropped a clone's first
 // answer: docs/templates.md). Only addresses on the test's own bridges are contacted.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
 import { after, afterEach, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { busyboxBundle } from "./harness/bundle.js";
-import { moatBinary, runMoat } from "./harness/moat-cli.js";
+import { runMoat, startMoat } from "./harness/moat-cli.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
@@ -159,14 +159,8 @@ test("a sandbox with no network comes from the warm pool, whose VMs have no NIC,
     assert.ok(Date.now() < deadline, `the pool did not fill within ${FILL_WAIT_MS} ms:\n${workspace.daemonLog()}`);
     await sleep(500);
   }
-  const child = spawn(moatBinary, ["--config", config, "run", "--name", `plain-${suffix}`, "busybox", "sh", "-c", "echo started; sleep 600"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, MOAT_TRACE: "sandbox" } });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => (stdout += chunk));
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  const closed = once(child, "close");
-  while (!stdout.includes("started") && child.exitCode === null) await sleep(100);
-  assert.ok(stdout.includes("started"), stderr);
+  const { stderr: stderrSoFar, closed } = await startMoat(["--config", config, "run", "--name", `plain-${suffix}`, "busybox", "sh", "-c", "echo started; sleep 600"], "started", { MOAT_TRACE: "sandbox" });
+  const stderr = stderrSoFar();
   const match = /\(from the warm pool, template ([0-9a-f]{16}):/.exec(stderr);
   assert.ok(match, stderr);
   assert.ok(!keys.includes(match[1]!), `the pool's template is not a networked one: ${match[1]} in ${keys}`); // the group is in the pattern

@@ -6,15 +6,14 @@
 // also after a QEMU killed under the container; a bad namespace path is one clear error.
 // Only addresses in the test's own bridge and namespace are contacted.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, afterEach, before, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { busyboxBundle } from "./harness/bundle.js";
-import { moatBinary, runMoat } from "./harness/moat-cli.js";
+import { runMoat, startMoat } from "./harness/moat-cli.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
@@ -101,22 +100,15 @@ test("the container has the namespace's interface (address, MTU, MAC, default ro
 
 test("a QEMU killed under a networked container leaves no tap, qdisc or filter behind", async () => {
   const bundle = networkedBundle("bundle-kill", ["sh", "-c", "echo started; sleep 600"]);
-  const child = spawn(moatBinary, ["--root", workspace.stateRoot, "run", "--bundle", bundle, `kill-${suffix}`], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => (stdout += chunk));
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  const closed = once(child, "close");
   // The container runs, so the tap and the filters are in place.
-  while (!stdout.includes("started") && child.exitCode === null) await sleep(100);
-  assert.ok(stdout.includes("started"), stderr);
+  const { stderr, closed } = await startMoat(["--root", workspace.stateRoot, "run", "--bundle", bundle, `kill-${suffix}`], "started");
   assert.deepEqual(moatLeftovers().map((line) => line.split(" ").slice(0, 2).join(" ")).sort(), ["filter filter", "link tap0_moat", "qdisc qdisc"], "the tcfilter plumbing is there while the container runs");
   const qemu = workspace.qemuProcesses();
   assert.equal(qemu.length, 1, qemu.join("\n"));
   process.kill(Number(qemu[0]!.split(" ")[0]), "SIGKILL"); // one line, checked just above
-  const [code] = (await closed) as [number | null];
-  assert.notEqual(code, 0, stderr);
-  assert.deepEqual(moatLeftovers(), [], `left in ${netnsPath}; moat run said: ${stderr}`);
+  const code = await closed;
+  assert.notEqual(code, 0, stderr());
+  assert.deepEqual(moatLeftovers(), [], `left in ${netnsPath}; moat run said: ${stderr()}`);
   // afterEach: nothing left in the state root either.
 });
 

@@ -176,7 +176,22 @@ export class Docker {
     assert.deepEqual(this.workspace.mounts().filter((point) => !isDockerOwn(point, this)), [], "mounts left (a container's root file system, a share)");
   }
 
-  /** After the last test: nothing of this Docker is left (processes, mounts, network namespaces). */
+  /**
+   * After the last test: removes what a failed test left (containers, then `networks`), stops
+   * dockerd, and checks that nothing of it is left.
+   */
+  async finish(networks: string[] = []): Promise<void> {
+    try {
+      const left = (await this.docker(["ps", "--all", "--quiet"])).stdout.split("\n").filter((id) => id);
+      if (left.length > 0) await this.docker(["rm", "--force", ...left]);
+      for (const network of networks) await this.docker(["network", "rm", network]);
+    } finally {
+      await this.stop();
+    }
+    this.assertGone();
+  }
+
+  /** Nothing of this Docker is left (processes, mounts, network namespaces). */
   assertGone(): void {
     assert.deepEqual(processesMatching(this.dir), [], "processes left");
     assert.deepEqual(this.workspace.mounts(), [], "mounts left");

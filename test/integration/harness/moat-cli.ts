@@ -1,6 +1,8 @@
 // Runs the real `moat` (bin/moat, the bundled CLI) as its users do, with a private state root;
 // and any other real client (podman, ctr) the same way.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -37,4 +39,29 @@ export function runCommand(command: string, args: string[], options: RunOptions 
 
 export function runMoat(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return runCommand(moatBinary, args, { env });
+}
+
+/** A `moat` left running: its output so far, and its end. */
+export interface RunningMoat {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Its exit code (null when a signal ended it). */
+  closed: Promise<number | null>;
+}
+
+/**
+ * Starts `moat args` and resolves once its stdout has `marker` (a container that says it
+ * runs); fails with moat's stderr if it ends first.
+ */
+export async function startMoat(args: string[], marker: string, env: NodeJS.ProcessEnv = {}): Promise<RunningMoat> {
+  const child = spawn(moatBinary, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk) => (stdout += chunk));
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const closed = once(child, "close").then(([code]) => code as number | null); // "close" gives (code, signal)
+  while (!stdout.includes(marker) && child.exitCode === null && child.signalCode === null) await sleep(100);
+  if (!stdout.includes(marker)) throw new Error(`moat ${args.join(" ")} ended before it printed ${JSON.stringify(marker)}: ${stderr}`);
+  return { child, stdout: () => stdout, stderr: () => stderr, closed };
 }
