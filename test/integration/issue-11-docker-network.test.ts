@@ -89,7 +89,7 @@ test("docker run on the default bridge: the container has Docker's address, MTU,
   assert.match(result.stdout, new RegExp(`^${escaped(address)}\\s+${hostname}$`, "m"), "/etc/hosts names the container's own address");
 });
 
-test("a user-defined network with MTU 1400: eth0's MTU; two containers reach each other by IP and by name; -p answers from the host", async () => {
+test("a user-defined network with MTU 1400: eth0's MTU; two containers reach each other by IP and by name; -p answers from the host; names resolve after a moatd restart", async () => {
   const created = await docker.docker(["network", "create", "-o", `com.docker.network.driver.mtu=${MTU}`, NETWORK]);
   assert.equal(created.code, 0, context(created));
   const server = await docker.docker([
@@ -114,6 +114,12 @@ test("a user-defined network with MTU 1400: eth0's MTU; two containers reach eac
     // Published on 127.0.0.1 of Docker's host, which is dockerd's namespace here.
     const published = await docker.inNetns(["timeout", "60", "busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:18080/"]);
     assert.equal(published.stdout, "hello-from-moat-web\n", context(published));
+
+    // moatd restarted under the running container: the next moatd adopts it and relays its
+    // queries again (the name is the container's own, resolved by Docker's embedded DNS).
+    await docker.stopMoatd();
+    const adopted = await docker.docker(["exec", "moat-web", "sh", "-c", "timeout 60 wget -q -O - http://moat-web:8080/"]);
+    assert.equal(adopted.stdout, "hello-from-moat-web\n", context(adopted));
   } finally {
     const removed = await docker.docker(["rm", "--force", "moat-web"]);
     assert.equal(removed.code, 0, context(removed));

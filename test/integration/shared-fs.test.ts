@@ -114,6 +114,13 @@ test("moatd killed mid-create once a virtiofsd runs: the next moatd kills the vi
   const list = await runMoat(["--config", configs["virtio-fs"], "list", "-q"]); // a new moatd cleans up what it cannot adopt
   assert.equal(list.code, 0, list.stderr);
   assert.equal(list.stdout, "");
+  // moatd answers while it still removes what the killed one left (it adopts and discards in
+  // parallel with serving): the half-made sandbox is gone once its state directory is.
+  const stateDir = `${workspace.stateRoot}/vfs-halfmade`;
+  for (let waited = 0; existsSync(stateDir); waited += 50) {
+    if (waited > 120_000) assert.fail(`${stateDir} still there; moatd.log:\n${workspace.daemonLog()}`);
+    await sleep(50);
+  }
 });
 
 test("a missing virtiofsd is one clear error naming the key and the fix, and starts nothing", async () => {

@@ -29,7 +29,7 @@ export {
   type PortMapping,
 } from "./cni/index.js";
 export { attachCni, detachCni, planCni, sandboxNetnsPath, type CniPlan, type CniRequest } from "./cni-netns.js";
-export { pinNetns, unpinNetns } from "./own-netns.js";
+export { pinNetns, pinnedNetns, unpinNetns } from "./own-netns.js";
 export { DnsRelay, type DnsPeer } from "./dns-relay.js";
 export { CARRIED_KINDS, MAX_INTERFACES, networkPlan, withDeviceMacs, type NetnsDump, type NetworkPlan, type PlannedInterface } from "./netns-plan.js";
 

@@ -49,14 +49,18 @@ export async function pinNetns(stateDir: string, pid: number, where: string): Pr
   return pin;
 }
 
+/** The pinned namespace of the sandbox whose state directory is `stateDir`, if it has one. */
+export async function pinnedNetns(stateDir: string): Promise<string | undefined> {
+  const pin = netnsPin(stateDir);
+  const there = await stat(pin).catch(() => undefined);
+  // A namespace file is on nsfs; the empty file under it is not: only a pinned one counts.
+  return there && there.dev !== (await stat(dirname(pin))).dev ? pin : undefined;
+}
+
 /** Unpins what pinNetns pinned for `stateDir`; one that is not there counts as unpinned. */
 export async function unpinNetns(stateDir: string): Promise<void> {
   const pin = netnsPin(stateDir);
-  const there = await stat(pin).catch(() => undefined);
-  if (!there) return;
-  // A namespace file is on nsfs; the empty file under it is not: only a pinned one is unmounted.
-  const parent = await stat(dirname(pin));
-  if (there.dev !== parent.dev) {
+  if (await pinnedNetns(stateDir)) {
     try {
       await run("umount", [pin]);
     } catch (error) {

@@ -35,7 +35,7 @@ import {
   type VmExit,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { attachCni, connectNetwork, detachCni, disconnectNetwork, DnsRelay, nicCount, pinNetns, planCni, readNetwork, recordNetwork, sandboxNics, templateNics, unpinNetns, vmNetwork, type CniRequest } from "../network/index.js";
+import { attachCni, connectNetwork, detachCni, disconnectNetwork, DnsRelay, nicCount, pinNetns, pinnedNetns, planCni, readNetwork, recordNetwork, sandboxNics, templateNics, unpinNetns, vmNetwork, type CniRequest } from "../network/index.js";
 import { bindFiles, bindShares, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -463,7 +463,12 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     const agent = new AgentClient(await connectUnix(paths.agentSocket), id);
     await agent.check();
     await agent.version();
-    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), existsSync(join(paths.stateDir, "network.json")), undefined, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
+    const networked = existsSync(join(paths.stateDir, "network.json"));
+    // The relay of a sandbox on a namespace of its own (Docker's kind) went with the old moatd;
+    // the guest's side still answers on 127.0.0.11, so relaying starts again.
+    const ownNetns = networked ? await pinnedNetns(paths.stateDir) : undefined;
+    const dns = ownNetns ? DnsRelay.start(ownNetns, agent, `sandbox ${id}`) : undefined;
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), networked, dns, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();
