@@ -53,12 +53,19 @@ export function jailArgs(spec: VmSpec, qemuPath: string, keepFds: number, user: 
     // (QEMU 7.2 maps a private file backend from a descriptor opened O_RDWR).
     args.push("--rw", spec.memoryFile.shared ? dirname(spec.memoryFile.path) : spec.memoryFile.path);
   }
-  if (spec.sharedFs === "virtio-9p") {
+  const proxy = spec.sharedFs === "virtio-9p" && spec.virtfsServer === "proxy";
+  if (proxy) {
+    // One jailed helper per 9p device (cmdline.ts: their sockets come after the taps); QEMU's
+    // own jail does not hold the export at all.
+    const option = spec.memoryFile?.shared ? "--9p-proxy-ro" : "--9p-proxy"; // a template's stays empty
+    args.push(option, paths.sharesDir, option, paths.sharesDir);
+  } else if (spec.sharedFs === "virtio-9p") {
     // A template's export stays empty; any other VM's gets its shares mounted while it runs.
     args.push(spec.memoryFile?.shared ? "--ro" : "--rslave", paths.sharesDir);
   }
   if (spec.accelerator === "kvm") args.push("--rw", "/dev/kvm");
   if (user) args.push("--uid", String(user.uid), "--gid", String(user.gid), "--caps", "none");
+  else if (proxy) args.push("--caps", "none"); // root for the template's RAM file, nothing else
   else args.push("--caps", FILE_SERVER_CAPS.join(","));
   args.push("--");
   return args;
