@@ -16,6 +16,9 @@ import type { VmSpec } from "../hypervisor.js";
 
 const run = promisify(execFile);
 
+/** The 9p file server moat-jail runs beside QEMU for `virtfs_server = "proxy"` (its default --9p-helper). */
+export const VIRTFS_PROXY_HELPER = "/usr/lib/qemu/virtfs-proxy-helper";
+
 /** An unprivileged user QEMU runs as (docs/security.md "Who QEMU runs as"). */
 export interface VmmUser {
   uid: number;
