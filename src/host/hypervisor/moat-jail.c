@@ -52,6 +52,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <linux/securebits.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <poll.h>
@@ -292,6 +293,10 @@ static int forbid_setid_and_devices(void) {
   mode_rule(&f, SYS_openat, 3, 2, 0);
   mode_rule(&f, SYS_mknod, 1, -1, 1);
   mode_rule(&f, SYS_mknodat, 2, -1, 1);
+  // capset: success, unchanged (jail(), above).
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  emit(&f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_capset, 0, 1));
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 0));
   // openat2 takes its mode in a structure a filter cannot read: ENOSYS, and glibc's open
   // does not use it.
   emit(&f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
@@ -361,6 +366,12 @@ static int jail(struct bind *binds, int nbinds, int keep_fds, unsigned long long
   if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) return fail("make the new root read-only", "/");
   // Every descriptor past the kept ones closes on exec (the go pipe is read before that).
   if (syscall(SYS_close_range, 3 + keep_fds, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) != 0) return fail("close_range", NULL);
+  // virtfs-proxy-helper sets its own capabilities with libcap-ng, asking for CAP_MKNOD and
+  // CAP_FSETID, which the kernel refuses (EPERM) to a process without them: the filter
+  // answers its capset with success and changes nothing. The helper also raises
+  // CAP_DAC_OVERRIDE again after each switch to a request's uid; with NO_SETUID_FIXUP the
+  // switch keeps the effective set instead (the same file capabilities, never more).
+  if (file_server && prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED, 0, 0, 0) != 0) return fail("set the securebits", NULL);
   if (drop_privileges(caps, cap_last, uid, gid) != 0) return 127;
   if (file_server && forbid_setid_and_devices() != 0) return 127;
   // Set after the credentials changed (a uid change clears it): from here the child dies
