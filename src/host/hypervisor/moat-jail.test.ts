@@ -113,3 +113,19 @@ test("--9p-proxy: a helper per export, jailed with the file server's capabilitie
   const made = spawnSync("stat", ["-c", "%n %A", ...["f", "p"].map((name) => join(share, name))], { encoding: "utf8" });
   assert.equal(made.stdout, `${join(share, "f")} -rwxr-x---\n${join(share, "p")} prw-r--r--\n`);
 });
+
+test("--9p-proxy with QEMU 7.2's own helper: QEMU, with no capability, realizes two 9p devices served by two jailed helpers", (t) => {
+  const exportDir = join(work, "qemu-export");
+  mkdirSync(exportDir);
+  t.after(() => spawnSync("umount", ["-R", exportDir]));
+  const devices = ["shares", "live"].flatMap((tag, index) => ["-fsdev", `proxy,id=fs-${tag},sock_fd=${3 + index}`, "-device", `virtio-9p-device,fsdev=fs-${tag},mount_tag=${tag}`]);
+  // No guest: the devices are realized (each asks its helper for the export's root) before
+  // QMP answers; then quit.
+  const result = spawnSync(JAIL, ["--9p-proxy", exportDir, "--9p-proxy", exportDir, "--caps", "none", "--", "/usr/bin/qemu-system-x86_64", "-machine", "microvm", "-nodefaults", "-display", "none", "-S", ...devices, "-qmp", "stdio"], {
+    encoding: "utf8",
+    input: '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n',
+  });
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /"return"/);
+  assert.doesNotMatch(result.stderr, /does not exist|capng|moat-jail:/, result.stderr);
+});
