@@ -5,7 +5,8 @@
 // the kernel and the root image (read-only), the socket directory (QMP, agent, migration and
 // virtiofsd sockets) and the log directory (read-write), a template's RAM file, /dev/kvm if
 // it is used, and the 9p export (as a slave of the host's mount, so shares mounted after the
-// start arrive). The state directory itself (pid file, network and cgroup records, bundle
+// start arrive) unless `virtfs_server = "proxy"`, where moat-jail's helpers hold it instead
+// and QEMU has no capability. The state directory itself (pid file, network and cgroup records, bundle
 // copies) is not there.
 import { execFile } from "node:child_process";
 import { dirname } from "node:path";
