@@ -8,10 +8,12 @@
 //   files read, 1000 created, 1000 stat'ed), timed in the container itself so that boot does
 //   not count.
 //
-//   node dist/bench/shared-fs.js [--runs N] [--cache-modes]
+//   node dist/bench/shared-fs.js [--runs N] [--cache-modes] [--proxy] [--only NAME,NAME...]
 //
 // --cache-modes adds virtio-fs with virtiofsd's other cache modes (`virtio_fs_cache`
-// "always" and "never"; the default is "auto").
+// "always" and "never"; the default is "auto"). --proxy adds 9p served by the jailed
+// virtfs-proxy-helper (`virtfs_server = "proxy"`), on a volume and on the root. --only keeps
+// the variants named (runc, the baseline, always runs).
 import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,7 +24,7 @@ import { busyboxBundle } from "./support/baselines.js";
 import { writeResult } from "./support/report.js";
 import { summarize, type Summary } from "./support/stats.js";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "7" }, "cache-modes": { type: "boolean", default: false } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "7" }, "cache-modes": { type: "boolean", default: false }, proxy: { type: "boolean", default: false }, only: { type: "string" } } });
 const runs = Number(values.runs);
 const work = mkdtempSync(join(tmpdir(), "moat-bench-shared-fs-"));
 const moat = join(repoRoot, "bin", "moat");
@@ -35,6 +37,7 @@ const MOAT_VARIANTS: Record<string, string> = {
   ...(values["cache-modes"]
     ? { "virtio-fs always": 'shared_fs = "virtio-fs"\nvirtio_fs_cache = "always"', "virtio-fs never": 'shared_fs = "virtio-fs"\nvirtio_fs_cache = "never"' }
     : {}),
+  ...(values.proxy ? { "9p proxy": 'shared_fs = "virtio-9p"\nvirtfs_server = "proxy"', "9p proxy root": 'shared_fs = "virtio-9p"\nvirtfs_server = "proxy"' } : {}),
 };
 type Variant = string;
 /**
@@ -42,9 +45,10 @@ type Variant = string;
  * 9p the root goes through the device the guest caches (cache=loose), volumes through the one
  * it does not (cache=mmap, so that host-side changes are seen; docs/storage.md).
  */
-const ON_ROOT = new Set<Variant>(["moat 9p root"]);
+const ON_ROOT = new Set<Variant>(["moat 9p root", "9p proxy root"]);
 const BASELINE: Variant = "runc";
-const VARIANTS: Variant[] = [...Object.keys(MOAT_VARIANTS), BASELINE, "gVisor (ptrace)"];
+const only = values.only?.split(",").map((name) => name.trim());
+const VARIANTS: Variant[] = [...Object.keys(MOAT_VARIANTS), BASELINE, "gVisor (ptrace)"].filter((variant) => variant === BASELINE || !only || only.includes(variant));
 
 /** Runs `command args` to completion; its stdout, or an error with its stderr. */
 function run(command: string, args: string[]): { ms: number; stdout: string } {

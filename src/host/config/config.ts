@@ -1,6 +1,6 @@
 // moat's configuration, typed. Key names follow Kata's configuration.toml where they mean
 // the same thing (docs/config.md); camelCase starts here, at the mapping.
-import type { MachineType, SharedFs, VmmUser } from "../hypervisor/index.js";
+import type { MachineType, SharedFs, VirtfsServer, VmmUser } from "../hypervisor/index.js";
 import type { VirtioFsCache } from "../storage/index.js";
 
 export interface QemuConfig {
@@ -25,6 +25,8 @@ export interface QemuConfig {
   enableDebug: boolean;
   /** How container root file systems and bind-mount sources reach the guest. */
   sharedFs: SharedFs;
+  /** With 9p, who serves the files: QEMU itself, or a confined virtfs-proxy-helper per device (`virtfs_server`). */
+  virtfsServer: VirtfsServer;
   /** The virtiofsd binary (used when sharedFs is virtio-fs). */
   virtioFsDaemon: string;
   /** virtiofsd's cache mode. */

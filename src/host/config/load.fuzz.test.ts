@@ -13,7 +13,7 @@ const KEYS = [
   "hypervisor.qemu.default_maxmemory", "hypervisor.qemu.default_maxvcpus", "hypervisor.qemu.default_memory", "hypervisor.qemu.default_vcpus",
   "hypervisor.qemu.enable_debug", "hypervisor.qemu.image", "hypervisor.qemu.initrd", "hypervisor.qemu.kernel", "hypervisor.qemu.kernel_params",
   "hypervisor.qemu.machine_type", "hypervisor.qemu.path", "hypervisor.qemu.shared_fs", "hypervisor.qemu.virtio_fs_cache",
-  "hypervisor.qemu.virtio_fs_daemon", "hypervisor.qemu.vmm_user", "runtime.socket_root", "runtime.state_root",
+  "hypervisor.qemu.virtio_fs_daemon", "hypervisor.qemu.virtfs_server", "hypervisor.qemu.vmm_user", "runtime.socket_root", "runtime.state_root",
   // Kata's spellings and tables (a Kata file is read too), and keys nobody knows.
   "hypervisor.qemu.shared_fs", "agent.kata.dial_timeout", "runtime.internetworking_model", "hypervisor.qemu.valid_hypervisor_paths", "x.y",
 ];

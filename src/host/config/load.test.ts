@@ -160,6 +160,12 @@ test("runtime.socket_root: read, and refused where its sockets would not fit in 
   invalid('[runtime]\nsocket_root = "relative"\n', /runtime.socket_root/);
 });
 
+test("hypervisor.qemu.virtfs_server: qemu (the default) or proxy", () => {
+  assert.equal(parseConfig("", "c.toml").qemu.virtfsServer, "qemu");
+  assert.equal(parseConfig('[hypervisor.qemu]\nvirtfs_server = "proxy"\n', "c.toml").qemu.virtfsServer, "proxy");
+  assert.throws(() => parseConfig('[hypervisor.qemu]\nvirtfs_server = "local"\n', "c.toml"), /virtfs_server: must be "qemu" or "proxy", got "local"/);
+});
+
 test("hypervisor.qemu.vmm_user: UID:GID or a user name from passwd; root, unknown names and nonsense are refused", () => {
   const passwd = "root:x:0:0:root:/root:/bin/bash\nmoat-vmm:x:990:991::/nonexistent:/usr/sbin/nologin\n";
   assert.deepEqual(parseVmmUser("moat-vmm", passwd), { uid: 990, gid: 991 });

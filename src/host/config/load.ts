@@ -63,6 +63,7 @@ export function defaultConfig(): Config {
       kernelParams: [],
       enableDebug: false,
       sharedFs: "virtio-9p",
+      virtfsServer: "qemu",
       virtioFsDaemon: "/usr/lib/qemu/virtiofsd",
       virtioFsCache: "auto",
       vmmUser: undefined,
@@ -155,6 +156,7 @@ export function parseConfig(text: string, file: string): Config {
   if (params !== undefined) config.qemu.kernelParams = params.split(/\s+/).filter((param) => param.length > 0);
   config.qemu.enableDebug = read.boolean(qemu, "hypervisor.qemu.enable_debug") ?? config.qemu.enableDebug;
   config.qemu.sharedFs = read.oneOf(qemu, "hypervisor.qemu.shared_fs", ["virtio-fs", "virtio-9p"] as const) ?? config.qemu.sharedFs;
+  config.qemu.virtfsServer = read.oneOf(qemu, "hypervisor.qemu.virtfs_server", ["qemu", "proxy"] as const) ?? config.qemu.virtfsServer;
   config.qemu.virtioFsDaemon = read.absolutePath(qemu, "hypervisor.qemu.virtio_fs_daemon") ?? config.qemu.virtioFsDaemon;
   config.qemu.virtioFsCache = read.oneOf(qemu, "hypervisor.qemu.virtio_fs_cache", ["never", "auto", "always"] as const) ?? config.qemu.virtioFsCache;
   const vmmUser = read.string(qemu, "hypervisor.qemu.vmm_user");

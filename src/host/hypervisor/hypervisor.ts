@@ -5,6 +5,9 @@ import { createHash } from "node:crypto";
 
 export type Accelerator = "kvm" | "tcg";
 export type MachineType = "microvm" | "q35";
+/** Who serves 9p: QEMU itself, or virtfs-proxy-helper jailed beside it (docs/storage.md). */
+export type VirtfsServer = "qemu" | "proxy";
+
 /** How host directories reach the guest: QEMU's built-in 9p server, or virtiofsd over vhost-user (Kata's `shared_fs` values). */
 export type SharedFs = "virtio-fs" | "virtio-9p";
 
@@ -83,6 +86,11 @@ export interface VmSpec {
   debug: boolean;
   /** How host directories reach the guest. */
   sharedFs: SharedFs;
+  /**
+   * With 9p, who serves the files: QEMU's built-in `local` backend (undefined or "qemu"), or a
+   * confined virtfs-proxy-helper per device that QEMU reaches over a socket pair ("proxy").
+   */
+  virtfsServer?: VirtfsServer;
   /**
    * virtio-fs: one vhost-user-fs device per share. 9p has one device whatever the shares,
    * exporting paths.sharesDir, and ignores this list.

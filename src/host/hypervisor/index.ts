@@ -1,4 +1,4 @@
-export type { Accelerator, GuestRootfs, MachineType, Nic, Share, SharedFs, Vm, VmExit, VmPaths, VmSpec } from "./hypervisor.js";
+export type { Accelerator, GuestRootfs, MachineType, Nic, Share, SharedFs, VirtfsServer, Vm, VmExit, VmPaths, VmSpec } from "./hypervisor.js";
 export { SOCKET_NAME_MAX_BYTES, SOCKET_PATH_MAX_BYTES, SOCKET_ROOT_MAX_BYTES, socketDirFor, virtiofsSocketPath, vmPaths } from "./hypervisor.js";
 export { makeSocketDir, moveSocketDir, removeSocketDir, STATE_DIR_LINK } from "./socket-dir.js";
 export { chooseAccelerator, hostTscKhz, type AcceleratorChoice, type HostProbePaths } from "./accelerator.js";

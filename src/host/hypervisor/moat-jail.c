@@ -1,6 +1,7 @@
 // moat-jail: runs one VMM (QEMU) confined, the one way moat starts QEMU (docs/security.md).
 //
 //   moat-jail [--keep-fds N] [--pidfile PATH] [--ro PATH]... [--rw PATH]... [--rslave PATH]...
+//             [--9p-proxy EXPORT]... [--9p-proxy-ro EXPORT]... [--9p-helper PATH]
 //             [--caps NAME,NAME... | --caps none] [--uid UID --gid GID] -- PROGRAM ARG...
 //
 // The launcher stays outside and does only what needs the host: it makes a new pid namespace
@@ -28,10 +29,32 @@
 // if it is not a mount point yet; the caller's unmounting of everything under its state
 // directory removes it), and the jail's copy is its slave, so later host mounts reach QEMU.
 // The copy is read-only; the shares mounted in it keep their own flags.
+//
+// --9p-proxy EXPORT (once per 9p device) serves a 9p export from a file server of its own
+// instead of QEMU's built-in one: the launcher makes a socket pair per device; QEMU gets one
+// end as descriptor 3 + N + i (after the N kept ones, in the order given: QEMU's
+// `-fsdev proxy,sock_fd=`), and a helper process (--9p-helper, default QEMU 7.2's
+// virtfs-proxy-helper, run as `HELPER -n -f 3 -p EXPORT`) the other end as descriptor 3. Each
+// helper is jailed like the program (same pid namespace, so it dies with QEMU; a mount
+// namespace of its own with /usr and EXPORT only, as --rslave; no network), as root with only
+// what a file server acting for every owner needs (HELPER_CAPS: no CAP_MKNOD, CAP_FSETID,
+// CAP_SETFCAP, CAP_SYS_ADMIN...), no_new_privs, and a seccomp filter that refuses (EPERM)
+// set-uid and set-gid bits in the modes of chmod, fchmod, fchmodat, creat, open and openat
+// with O_CREAT or O_TMPFILE, and mknod, and mknod of character and block devices. So a guest
+// cannot make a set-id file or a device node on the host through its shares (docs/security.md).
+// QEMU then needs no access to files at all: EXPORT is not in its jail. --9p-proxy-ro is the
+// same for an export that stays empty and read-only (a VM template's), as --ro: no mount is
+// made on the host.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/securebits.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -49,6 +72,12 @@
 
 #define MAX_BINDS 64
 #define MAX_KEEP_FDS 64
+#define MAX_PROXIES 4
+/** Where the launcher keeps its own descriptors, above every number it hands out. */
+#define HIGH_FD 100
+#define DEFAULT_9P_HELPER "/usr/lib/qemu/virtfs-proxy-helper"
+/** The 9p proxy helper's capabilities: chroot into its export, act as each request's owner. */
+static const char HELPER_CAPS[] = "chown,dac_override,dac_read_search,fowner,setgid,setuid,sys_chroot";
 /** Where the new root is assembled, inside the jail's own mount namespace only. */
 #define NEW_ROOT "/tmp"
 
@@ -69,6 +98,7 @@ static const char *const CAP_NAMES[] = {
     [CAP_SETGID] = "setgid",
     [CAP_SETUID] = "setuid",
     [CAP_MKNOD] = "mknod",
+    [CAP_SYS_CHROOT] = "sys_chroot",
     [CAP_SYS_RESOURCE] = "sys_resource",
     [CAP_IPC_LOCK] = "ipc_lock",
 };
@@ -81,7 +111,7 @@ static int fail(const char *what, const char *path) {
 }
 
 static int usage(const char *why) {
-  fprintf(stderr, "moat-jail: %s\nusage: moat-jail [--keep-fds N] [--pidfile PATH] [--ro PATH]... [--rw PATH]... [--rslave PATH]... [--caps NAME,...|none] [--uid UID --gid GID] -- PROGRAM ARG...\n", why);
+  fprintf(stderr, "moat-jail: %s\nusage: moat-jail [--keep-fds N] [--pidfile PATH] [--ro PATH]... [--rw PATH]... [--rslave PATH]... [--9p-proxy EXPORT]... [--9p-proxy-ro EXPORT]... [--9p-helper PATH] [--caps NAME,...|none] [--uid UID --gid GID] -- PROGRAM ARG...\n", why);
   return 127;
 }
 
@@ -190,8 +220,100 @@ static int drop_privileges(unsigned long long keep, int cap_last, long uid, long
   return 0;
 }
 
+#define SECCOMP_ARG_LOW(n) (offsetof(struct seccomp_data, args) + (n) * sizeof(__u64)) // little endian
+#define SECCOMP_MAX 160
+struct filter {
+  struct sock_filter code[SECCOMP_MAX];
+  unsigned short length;
+};
+
+static void emit(struct filter *filter, struct sock_filter instruction) {
+  if (filter->length < SECCOMP_MAX) filter->code[filter->length] = instruction;
+  filter->length++;
+}
+
+/**
+ * One syscall's check: refuse a mode (argument `mode_arg`) with S_ISUID or S_ISGID, only when
+ * the flags (argument `flags_arg`, or -1) create a file; and, if `devices`, a mode that makes a
+ * character or block device. Jumps are relative, so each block ends in its own returns.
+ */
+static void mode_rule(struct filter *f, int nr, int mode_arg, int flags_arg, int devices) {
+  emit(f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  unsigned short skip = f->length;
+  emit(f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 0));
+  int creates = -1;
+  if (flags_arg >= 0) {
+    emit(f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_ARG_LOW(flags_arg)));
+    creates = f->length;
+    emit(f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, O_CREAT | (O_TMPFILE & ~O_DIRECTORY), 0, 0));
+  }
+  emit(f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_ARG_LOW(mode_arg)));
+  unsigned short setid = f->length;
+  emit(f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, S_ISUID | S_ISGID, 0, 0));
+  int chr = -1, blk = -1;
+  if (devices) {
+    emit(f, (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K, S_IFMT));
+    chr = f->length;
+    emit(f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, S_IFCHR, 0, 0));
+    blk = f->length;
+    emit(f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, S_IFBLK, 0, 0));
+  }
+  unsigned short allow = f->length;
+  emit(f, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  unsigned short deny = f->length;
+  emit(f, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+  if (f->length > SECCOMP_MAX) return;
+  f->code[skip].jf = (unsigned char)(f->length - skip - 1);
+  if (creates >= 0) f->code[creates].jf = (unsigned char)(allow - creates - 1);
+  f->code[setid].jt = (unsigned char)(deny - setid - 1);
+  if (chr >= 0) f->code[chr].jt = (unsigned char)(deny - chr - 1);
+  if (blk >= 0) f->code[blk].jt = (unsigned char)(deny - blk - 1);
+}
+
+/** The 9p proxy helper's seccomp filter (the header comment); needs no_new_privs set first. */
+static int forbid_setid_and_devices(void) {
+#ifndef __x86_64__
+#error "the 9p helper's seccomp filter is written for x86_64 syscall numbers"
+#endif
+  struct filter f = {.length = 0};
+  // Another ABI (i386 by int 0x80) would have other numbers: the process is killed.
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+  emit(&f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+  // x32 syscalls (numbers with bit 30) reach the same code with other numbers: refused.
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  emit(&f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1));
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+  mode_rule(&f, SYS_chmod, 1, -1, 0);
+  mode_rule(&f, SYS_fchmod, 1, -1, 0);
+  mode_rule(&f, SYS_fchmodat, 2, -1, 0);
+  mode_rule(&f, 452 /* fchmodat2, Linux 6.6 */, 2, -1, 0);
+  mode_rule(&f, SYS_creat, 1, -1, 0);
+  mode_rule(&f, SYS_open, 2, 1, 0);
+  mode_rule(&f, SYS_openat, 3, 2, 0);
+  mode_rule(&f, SYS_mknod, 1, -1, 1);
+  mode_rule(&f, SYS_mknodat, 2, -1, 1);
+  // capset: success, unchanged (jail(), above).
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  emit(&f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_capset, 0, 1));
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 0));
+  // openat2 takes its mode in a structure a filter cannot read: ENOSYS, and glibc's open
+  // does not use it.
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  emit(&f, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 437 /* openat2 */, 0, 1));
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS));
+  emit(&f, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  if (f.length > SECCOMP_MAX) {
+    errno = E2BIG;
+    return fail("build the seccomp filter", NULL);
+  }
+  struct sock_fprog program = {.len = f.length, .filter = f.code};
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) != 0) return fail("install the seccomp filter", NULL);
+  return 0;
+}
+
 /** The child: pid 1 of the new pid namespace; builds the jail and execs PROGRAM, or returns 127. */
-static int jail(struct bind *binds, int nbinds, int keep_fds, unsigned long long caps, long uid, long gid, int go, char **program) {
+static int jail(struct bind *binds, int nbinds, int keep_fds, unsigned long long caps, long uid, long gid, int go, char **program, int file_server) {
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0) return fail("unshare mount, ipc, uts and network namespaces", NULL);
   // Slave, not private: host mounts made later under an --rslave directory still arrive.
   if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) return fail("make the mount tree a slave", "/");
@@ -244,7 +366,14 @@ static int jail(struct bind *binds, int nbinds, int keep_fds, unsigned long long
   if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) return fail("make the new root read-only", "/");
   // Every descriptor past the kept ones closes on exec (the go pipe is read before that).
   if (syscall(SYS_close_range, 3 + keep_fds, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) != 0) return fail("close_range", NULL);
+  // virtfs-proxy-helper sets its own capabilities with libcap-ng, asking for CAP_MKNOD and
+  // CAP_FSETID, which the kernel refuses (EPERM) to a process without them: the filter
+  // answers its capset with success and changes nothing. The helper also raises
+  // CAP_DAC_OVERRIDE again after each switch to a request's uid; with NO_SETUID_FIXUP the
+  // switch keeps the effective set instead (the same file capabilities, never more).
+  if (file_server && prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED, 0, 0, 0) != 0) return fail("set the securebits", NULL);
   if (drop_privileges(caps, cap_last, uid, gid) != 0) return 127;
+  if (file_server && forbid_setid_and_devices() != 0) return 127;
   // Set after the credentials changed (a uid change clears it): from here the child dies
   // with the launcher; a launcher gone already is seen as the pipe's hang-up.
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return fail("set the parent-death signal", NULL);
@@ -257,6 +386,13 @@ static int jail(struct bind *binds, int nbinds, int keep_fds, unsigned long long
 }
 
 static pid_t child = -1;
+
+/** `fd` moved to HIGH_FD or above, close-on-exec, out of the range of numbers handed out. */
+static int high(int fd) {
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
+  close(fd);
+  return moved;
+}
 
 static void forward(int signal) {
   if (child > 0) kill(child, signal);
@@ -290,7 +426,9 @@ int main(int argc, char **argv) {
   static struct bind binds[MAX_BINDS];
   int nbinds = 0;
   long keep_fds = 0, uid = -1, gid = -1;
-  const char *pidfile = NULL;
+  const char *pidfile = NULL, *helper = DEFAULT_9P_HELPER;
+  struct bind proxies[MAX_PROXIES];
+  int nproxies = 0;
   unsigned long long caps = 0;
   int i = 1;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -301,6 +439,13 @@ int main(int argc, char **argv) {
       if (nbinds == MAX_BINDS) return usage("too many paths");
       if (value[0] != '/' || strstr(value, "/..") || strstr(value, "//")) return usage("a path is not absolute and plain");
       binds[nbinds++] = (struct bind){value, option[2] == 'r' && option[3] == 'o' ? BIND_RO : option[3] == 'w' ? BIND_RW : BIND_RSLAVE, -1};
+    } else if (strcmp(option, "--9p-proxy") == 0 || strcmp(option, "--9p-proxy-ro") == 0) {
+      if (nproxies == MAX_PROXIES) return usage("too many 9p proxies");
+      if (value[0] != '/' || strstr(value, "/..") || strstr(value, "//")) return usage("a path is not absolute and plain");
+      proxies[nproxies++] = (struct bind){value, option[10] == '\0' ? BIND_RSLAVE : BIND_RO, -1};
+    } else if (strcmp(option, "--9p-helper") == 0) {
+      if (value[0] != '/') return usage("--9p-helper: the path must be absolute");
+      helper = value;
     } else if (strcmp(option, "--keep-fds") == 0) {
       if (parse_number(value, MAX_KEEP_FDS, &keep_fds) != 0) return usage("--keep-fds: not a number of descriptors");
     } else if (strcmp(option, "--pidfile") == 0) {
@@ -324,14 +469,51 @@ int main(int argc, char **argv) {
     if (binds[b].kind == BIND_RSLAVE && share_mount(binds[b].path) != 0) return 127;
     if (access(binds[b].path, F_OK) != 0) return fail("find", binds[b].path); // said here, by the launcher, first
   }
+  if (keep_fds + nproxies > MAX_KEEP_FDS) return usage("too many descriptors kept");
+  int sockets[MAX_PROXIES][2]; // [0] QEMU's end, [1] the helper's
+  for (int p = 0; p < nproxies; p++) {
+    if (proxies[p].kind == BIND_RSLAVE && share_mount(proxies[p].path) != 0) return 127;
+    if (access(proxies[p].path, F_OK) != 0) return fail("find", proxies[p].path);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets[p]) != 0) return fail("socketpair for", proxies[p].path);
+    sockets[p][0] = high(sockets[p][0]);
+    sockets[p][1] = high(sockets[p][1]);
+    if (sockets[p][0] < 0 || sockets[p][1] < 0) return fail("move the socket pair of", proxies[p].path);
+  }
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) return fail("pipe", NULL);
+  pipe_fds[0] = high(pipe_fds[0]);
+  pipe_fds[1] = high(pipe_fds[1]);
+  if (pipe_fds[0] < 0 || pipe_fds[1] < 0) return fail("move the pipe", NULL);
   if (unshare(CLONE_NEWPID) != 0) return fail("unshare the pid namespace", NULL);
-  child = fork();
+  child = fork(); // the first: pid 1, whose end ends the namespace and every helper in it
   if (child < 0) return fail("fork", NULL);
   if (child == 0) {
     close(pipe_fds[1]);
-    _exit(jail(binds, nbinds, (int)keep_fds, caps, uid, gid, pipe_fds[0], program));
+    for (int p = 0; p < nproxies; p++) {
+      // dup2 clears close-on-exec: QEMU keeps these.
+      if (dup2(sockets[p][0], 3 + (int)keep_fds + p) < 0) _exit(fail("place the socket of", proxies[p].path));
+    }
+    _exit(jail(binds, nbinds, (int)keep_fds + nproxies, caps, uid, gid, pipe_fds[0], program, 0));
+  }
+  unsigned long long helper_caps = 0;
+  if (parse_caps(HELPER_CAPS, &helper_caps) != 0) return 127;
+  for (int p = 0; p < nproxies; p++) {
+    pid_t server = fork();
+    if (server < 0) {
+      kill(child, SIGKILL);
+      return fail("fork", NULL);
+    }
+    if (server == 0) {
+      close(pipe_fds[1]);
+      // The taps are QEMU's alone; the helper has its socket as descriptor 3.
+      if (dup2(sockets[p][1], 3) < 0) _exit(fail("place the socket of", proxies[p].path));
+      char *argv_helper[] = {(char *)helper, "-n", "-f", "3", "-p", (char *)proxies[p].path, NULL};
+      _exit(jail(&proxies[p], 1, 1, helper_caps, -1, -1, pipe_fds[0], argv_helper, 1));
+    }
+  }
+  for (int p = 0; p < nproxies; p++) {
+    close(sockets[p][0]);
+    close(sockets[p][1]);
   }
   close(pipe_fds[0]);
   for (int fd = 3; fd < 3 + keep_fds; fd++) close(fd); // the taps are the child's alone
@@ -345,10 +527,17 @@ int main(int argc, char **argv) {
     waitpid(child, NULL, 0);
     return 127;
   }
-  if (write(pipe_fds[1], "g", 1) != 1) return fail("release the jail", NULL);
+  // One byte for each process of the jail: QEMU and its helpers.
+  for (int p = 0; p <= nproxies; p++) {
+    if (write(pipe_fds[1], "g", 1) != 1) return fail("release the jail", NULL);
+  }
+  // Every child is reaped, helpers too: the namespace's pid 1 (QEMU) does not finish dying
+  // while a process of its namespace is an unreaped zombie.
   int status;
-  while (waitpid(child, &status, 0) < 0) {
-    if (errno != EINTR) return fail("wait", NULL);
+  for (;;) {
+    pid_t ended = waitpid(-1, &status, 0);
+    if (ended == child) break;
+    if (ended < 0 && errno != EINTR) return fail("wait", NULL);
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   // Killed: end the same way, without a core file of this launcher.

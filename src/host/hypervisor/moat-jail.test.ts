@@ -69,3 +69,63 @@ test("bad arguments are one line and status 127, before anything is made", () =>
   assert.equal(missing.status, 127);
   assert.match(missing.stderr, /^moat-jail: find \/nonexistent\/kernel: No such file or directory$/m);
 });
+
+test("--9p-proxy: a helper per export, jailed with the file server's capabilities and a filter against set-id modes and device nodes", (t) => {
+  // A stand-in for virtfs-proxy-helper (same arguments, same descriptor 3) that tries what a
+  // root guest would have the helper do, in a share mounted in the export after the bind moat
+  // makes (as moat mounts shares). QEMU's stand-in relays what it reports on its socket end.
+  const exportDir = join(work, "export");
+  const share = join(exportDir, "share");
+  mkdirSync(share, { recursive: true });
+  const mount = (...args: string[]) => assert.equal(spawnSync("mount", args).status, 0, `mount ${args.join(" ")}`);
+  mount("--bind", exportDir, exportDir);
+  mount("--make-shared", exportDir);
+  mount("-t", "tmpfs", "moat-jail-test", share);
+  t.after(() => spawnSync("umount", ["-R", exportDir]));
+  const helper = join(share, "helper.sh");
+  writeFileSync(helper, `#!/usr/bin/sh
+{
+  echo "args $*"
+  grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status
+  cd "$5/share" || exit 1
+  touch f && chmod 0750 f && echo chmod-plain-ok
+  chmod u+s f 2>/dev/null || echo chmod-setuid-refused
+  chmod g+s f 2>/dev/null || echo chmod-setgid-refused
+  install -m 4755 f g 2>/dev/null || echo install-setuid-refused
+  mknod c c 1 3 2>/dev/null || echo mknod-char-refused
+  mknod b b 7 0 2>/dev/null || echo mknod-block-refused
+  mkfifo p && echo fifo-ok
+  ls /
+} >&3
+`, { mode: 0o755 });
+  const result = spawnSync(JAIL, ["--9p-proxy", exportDir, "--9p-helper", helper, "--caps", "none", "--", "/usr/bin/sh", "-c", "ls /; cat <&3"], { encoding: "utf8" });
+  assert.equal(result.status, 0, result.stderr);
+  const lines = result.stdout.trim().split("\n");
+  const qemuRoot = lines.slice(0, lines.findIndex((line) => line.startsWith("args")));
+  assert.ok(!qemuRoot.includes("tmp"), `QEMU's jail does not hold the export: ${qemuRoot.join(" ")}`);
+  assert.ok(lines.includes(`args -n -f 3 -p ${exportDir}`), result.stdout);
+  // chown, dac_override, dac_read_search, fowner, setgid, setuid, sys_chroot
+  assert.ok(lines.includes("CapBnd:\t00000000000400cf"), result.stdout);
+  assert.ok(lines.includes("NoNewPrivs:\t1") && lines.includes("Seccomp:\t2"), result.stdout);
+  for (const expected of ["chmod-plain-ok", "chmod-setuid-refused", "chmod-setgid-refused", "install-setuid-refused", "mknod-char-refused", "mknod-block-refused", "fifo-ok", "tmp"]) {
+    assert.ok(lines.includes(expected), `${expected}: ${result.stdout}`);
+  }
+  const made = spawnSync("stat", ["-c", "%n %A", ...["f", "p"].map((name) => join(share, name))], { encoding: "utf8" });
+  assert.equal(made.stdout, `${join(share, "f")} -rwxr-x---\n${join(share, "p")} prw-r--r--\n`);
+});
+
+test("--9p-proxy with QEMU 7.2's own helper: QEMU, with no capability, realizes two 9p devices served by two jailed helpers", (t) => {
+  const exportDir = join(work, "qemu-export");
+  mkdirSync(exportDir);
+  t.after(() => spawnSync("umount", ["-R", exportDir]));
+  const devices = ["shares", "live"].flatMap((tag, index) => ["-fsdev", `proxy,id=fs-${tag},sock_fd=${3 + index}`, "-device", `virtio-9p-device,fsdev=fs-${tag},mount_tag=${tag}`]);
+  // No guest: the devices are realized (each asks its helper for the export's root) before
+  // QMP answers; then quit.
+  const result = spawnSync(JAIL, ["--9p-proxy", exportDir, "--9p-proxy", exportDir, "--caps", "none", "--", "/usr/bin/qemu-system-x86_64", "-machine", "microvm", "-nodefaults", "-display", "none", "-S", ...devices, "-qmp", "stdio"], {
+    encoding: "utf8",
+    input: '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n',
+  });
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /"return"/);
+  assert.doesNotMatch(result.stderr, /does not exist|capng|moat-jail:/, result.stderr);
+});

@@ -360,6 +360,8 @@ export async function vmBase(config: Config, options: Pick<SandboxOptions, "vcpu
     extraKernelParams: config.qemu.kernelParams,
     debug: config.qemu.enableDebug,
     sharedFs: config.qemu.sharedFs,
+    // Only when set, so that the default's template keys stay what they were.
+    ...(config.qemu.sharedFs === "virtio-9p" && config.qemu.virtfsServer === "proxy" ? { virtfsServer: "proxy" as const } : {}),
     hostTscKhz: await hostTscKhz(),
     // A template has one NIC per interface of the sandboxes it serves: a sandbox with no
     // network restores from one without any (docs/networking.md).

@@ -110,6 +110,14 @@ test("9p is two devices exporting the sandbox's shares directory, whatever the s
   assert.ok(valuesOf(qemuArgs(spec({ machine: "q35" })), "-device").includes("virtio-9p-pci,fsdev=fs-shares,mount_tag=moat-shares,id=share-shares"));
 });
 
+test("virtfs_server = proxy: the same two 9p devices on proxy backends, their sockets after the taps", () => {
+  assert.deepEqual(valuesOf(qemuArgs(spec({ virtfsServer: "proxy" })), "-fsdev"), ["proxy,id=fs-shares,sock_fd=3", "proxy,id=fs-live,sock_fd=4"]);
+  const tapped = qemuArgs(spec({ virtfsServer: "proxy", nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00", tap: "tap0_moat" }] }));
+  assert.deepEqual(valuesOf(tapped, "-fsdev"), ["proxy,id=fs-shares,sock_fd=4", "proxy,id=fs-live,sock_fd=5"]);
+  assert.ok(valuesOf(tapped, "-device").includes("virtio-9p-device,fsdev=fs-live,mount_tag=moat-live,id=share-live"));
+  assert.ok(!tapped.some((arg) => arg.includes("/shares")), "QEMU is not told the export's path");
+});
+
 const shares = [
   { tag: "rootfs", hostPath: "/images/busybox", readOnly: true },
   { tag: "m1", hostPath: "/data", readOnly: false },

@@ -92,7 +92,18 @@ export function qemuArgs(spec: VmSpec): string[] {
     // Two devices export the same directory: the guest caches one (cache=loose, the root file
     // system) and not the other (cache=mmap, shares the host may change under it); a virtio
     // 9p channel is mounted once, with one cache mode, so the two modes need two devices.
-    args.push(
+    if (spec.virtfsServer === "proxy") {
+      // The files are served by virtfs-proxy-helper, one per device, each jailed by moat-jail
+      // (its --9p-proxy), which hands QEMU its end of each socket pair after the taps. QEMU
+      // 7.2's proxy backend takes no multidevs: inode numbers of different shares may collide.
+      const firstFd = TAP_FIRST_FD + (spec.nics ?? []).filter((nic) => nic.tap !== undefined).length;
+      args.push(
+        "-fsdev", `proxy,id=fs-shares,sock_fd=${firstFd}`,
+        "-device", `${virtio("9p")},fsdev=fs-shares,mount_tag=${SHARES_9P_TAG},id=share-shares`,
+        "-fsdev", `proxy,id=fs-live,sock_fd=${firstFd + 1}`,
+        "-device", `${virtio("9p")},fsdev=fs-live,mount_tag=${SHARES_9P_LIVE_TAG},id=share-live`,
+      );
+    } else args.push(
       "-fsdev", `local,id=fs-shares,path=${paths.sharesDir},security_model=none,multidevs=remap`,
       "-device", `${virtio("9p")},fsdev=fs-shares,mount_tag=${SHARES_9P_TAG},id=share-shares`,
       "-fsdev", `local,id=fs-live,path=${paths.sharesDir},security_model=none,multidevs=remap`,

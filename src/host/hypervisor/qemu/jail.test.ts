@@ -55,3 +55,16 @@ test("the unprivileged user only where no root is needed: virtio-fs without a te
   const args = jailArgs({ ...spec, sharedFs: "virtio-fs" }, "/usr/bin/qemu-system-x86_64", 0, user);
   assert.deepEqual([pathsOf(args, "--uid"), pathsOf(args, "--gid"), pathsOf(args, "--caps")], [["990"], ["990"], ["none"]]);
 });
+
+test("virtfs_server = proxy: QEMU gets no capability and no export; a helper per 9p device serves it (read-only and unmounted for a template)", () => {
+  const args = jailArgs({ ...spec, virtfsServer: "proxy" }, "/usr/bin/qemu-system-x86_64", 1, undefined);
+  assert.deepEqual(pathsOf(args, "--9p-proxy"), [spec.paths.sharesDir, spec.paths.sharesDir]);
+  assert.deepEqual(pathsOf(args, "--rslave"), []);
+  assert.deepEqual(pathsOf(args, "--caps"), ["none"]);
+  assert.deepEqual(pathsOf(args, "--keep-fds"), ["1"], "the taps; moat-jail adds the sockets after them");
+  const making = jailArgs({ ...spec, virtfsServer: "proxy", memoryFile: { path: "/t/k/memory", shared: true } }, "/usr/bin/qemu-system-x86_64", 0, undefined);
+  assert.deepEqual(pathsOf(making, "--9p-proxy-ro"), [spec.paths.sharesDir, spec.paths.sharesDir]);
+  assert.deepEqual(pathsOf(making, "--9p-proxy"), []);
+  const virtiofs = jailArgs({ ...spec, sharedFs: "virtio-fs", virtfsServer: "proxy" }, "/usr/bin/qemu-system-x86_64", 0, undefined);
+  assert.deepEqual(pathsOf(virtiofs, "--9p-proxy"), [], "virtio-fs has no 9p devices");
+});

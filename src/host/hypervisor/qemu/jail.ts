@@ -5,7 +5,8 @@
 // the kernel and the root image (read-only), the socket directory (QMP, agent, migration and
 // virtiofsd sockets) and the log directory (read-write), a template's RAM file, /dev/kvm if
 // it is used, and the 9p export (as a slave of the host's mount, so shares mounted after the
-// start arrive). The state directory itself (pid file, network and cgroup records, bundle
+// start arrive) unless `virtfs_server = "proxy"`, where moat-jail's helpers hold it instead
+// and QEMU has no capability. The state directory itself (pid file, network and cgroup records, bundle
 // copies) is not there.
 import { execFile } from "node:child_process";
 import { dirname } from "node:path";
@@ -15,6 +16,9 @@ import { Code } from "../../../shared/ttrpc/index.js";
 import type { VmSpec } from "../hypervisor.js";
 
 const run = promisify(execFile);
+
+/** The 9p file server moat-jail runs beside QEMU for `virtfs_server = "proxy"` (its default --9p-helper). */
+export const VIRTFS_PROXY_HELPER = "/usr/lib/qemu/virtfs-proxy-helper";
 
 /** An unprivileged user QEMU runs as (docs/security.md "Who QEMU runs as"). */
 export interface VmmUser {
@@ -53,12 +57,19 @@ export function jailArgs(spec: VmSpec, qemuPath: string, keepFds: number, user: 
     // (QEMU 7.2 maps a private file backend from a descriptor opened O_RDWR).
     args.push("--rw", spec.memoryFile.shared ? dirname(spec.memoryFile.path) : spec.memoryFile.path);
   }
-  if (spec.sharedFs === "virtio-9p") {
+  const proxy = spec.sharedFs === "virtio-9p" && spec.virtfsServer === "proxy";
+  if (proxy) {
+    // One jailed helper per 9p device (cmdline.ts: their sockets come after the taps); QEMU's
+    // own jail does not hold the export at all.
+    const option = spec.memoryFile?.shared ? "--9p-proxy-ro" : "--9p-proxy"; // a template's stays empty
+    args.push(option, paths.sharesDir, option, paths.sharesDir);
+  } else if (spec.sharedFs === "virtio-9p") {
     // A template's export stays empty; any other VM's gets its shares mounted while it runs.
     args.push(spec.memoryFile?.shared ? "--ro" : "--rslave", paths.sharesDir);
   }
   if (spec.accelerator === "kvm") args.push("--rw", "/dev/kvm");
   if (user) args.push("--uid", String(user.uid), "--gid", String(user.gid), "--caps", "none");
+  else if (proxy) args.push("--caps", "none"); // root for the template's RAM file, nothing else
   else args.push("--caps", FILE_SERVER_CAPS.join(","));
   args.push("--");
   return args;

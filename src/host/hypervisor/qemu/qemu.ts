@@ -2,7 +2,7 @@
 // started it, ARCHITECTURE.md "Failure domains"), controlled over QMP, stopped politely and
 // then firmly.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, openSync } from "node:fs";
 import { chown, readdir, readFile, writeFile } from "node:fs/promises";
 import { setPriority } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,7 +14,7 @@ import { tailOf } from "../file-tail.js";
 import { pidExited } from "../process-gone.js";
 import { virtiofsSocketPath, type Vm, type VmExit, type VmPaths, type VmSpec } from "../hypervisor.js";
 import { qemuArgs, shellQuote } from "./cmdline.js";
-import { jailArgs, vmmUserFor, type VmmUser } from "./jail.js";
+import { jailArgs, VIRTFS_PROXY_HELPER, vmmUserFor, type VmmUser } from "./jail.js";
 import { prepareLogDir } from "./log-dir.js";
 import { QmpClient } from "./qmp.js";
 
@@ -86,6 +86,18 @@ export class QemuVm implements Vm {
         hint: "apt-get install qemu-system-x86, or set [hypervisor.qemu] path in the configuration",
         status: Code.FAILED_PRECONDITION,
       });
+    }
+    if (spec.sharedFs === "virtio-9p" && spec.virtfsServer === "proxy") {
+      // Said here: past the jail, a missing helper is only an exec failure in QEMU's log and a
+      // guest whose 9p mounts fail.
+      try {
+        accessSync(VIRTFS_PROXY_HELPER, constants.X_OK);
+      } catch {
+        throw new MoatError("MOAT_VIRTFS_PROXY_MISSING", `${where}: virtfs_server = "proxy", but ${VIRTFS_PROXY_HELPER} is not an executable file`, {
+          hint: 'apt-get install qemu-system-common, or set [hypervisor.qemu] virtfs_server = "qemu"',
+          status: Code.FAILED_PRECONDITION,
+        });
+      }
     }
     const args = qemuArgs(spec);
     trace(spec.id, shellQuote([qemuPath, ...args]));
