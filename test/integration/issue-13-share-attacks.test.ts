@@ -6,14 +6,13 @@
 // docs/storage.md "The attacks of a root guest": a root guest owns its read-write shares as a
 // root runc container does) an owner the guest chose is still possible.
 import assert from "node:assert/strict";
-import { chmodSync, copyFileSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, afterEach, test } from "node:test";
-import { busyboxBundle } from "./harness/bundle.js";
-import { repoRoot, runMoat } from "./harness/moat-cli.js";
+import { fsChecksBundle } from "./harness/fs-checks.js";
+import { runMoat } from "./harness/moat-cli.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
-const CHECKS_BINARY = join(repoRoot, "dist", "test", "bin", "moat-fs-checks");
 const workspace = new TestWorkspace();
 afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
 after(async () => {
@@ -40,20 +39,12 @@ function attacked(mode: string, toml: string): Promise<Attacked> {
   if (!run) {
     run = (async () => {
       const dir = join(workspace.dir, mode);
-      const volume = join(dir, "volume");
-      mkdirSync(volume, { recursive: true });
       // Outside every share: what a name leading out of one would reach.
       const secret = join(dir, "marker");
+      mkdirSync(dir, { recursive: true });
       writeFileSync(secret, `${SECRET}\n`);
       const script = `MOAT_ATTACK_HOST_FILE=${secret} /fs-checks attacks /attack; echo ===; MOAT_ATTACK_HOST_FILE=${secret} /fs-checks attacks /vol`;
-      const bundle = busyboxBundle(join(dir, "bundle"), ["sh", "-c", script], (spec) => {
-        spec.mounts = [...(spec.mounts ?? []), { destination: "/vol", type: "bind", source: volume, options: ["rbind", "rw"] }];
-        spec.process.capabilities = { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES };
-      });
-      copyFileSync(CHECKS_BINARY, join(bundle, "rootfs", "fs-checks"));
-      chmodSync(join(bundle, "rootfs", "fs-checks"), 0o755);
-      mkdirSync(join(bundle, "rootfs", "attack"));
-      mkdirSync(join(bundle, "rootfs", "vol"));
+      const { bundle, volume } = fsChecksBundle(dir, script, "attack", CAPABILITIES);
       const result = await runMoat(["--config", workspace.configFile(mode, toml), "run", "--bundle", bundle]);
       assert.equal(result.code, 0, result.stderr);
       return { stdout: result.stdout, dirs: [join(bundle, "rootfs", "attack"), volume] };

@@ -9,18 +9,18 @@
 // in place, each seen by the running container.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, afterEach, test } from "node:test";
 import { busyboxBundle } from "./harness/bundle.js";
 import { containerdForTestFile } from "./harness/containerd.js";
-import { repoRoot, runMoat } from "./harness/moat-cli.js";
+import { FS_CHECKS_BINARY, fsChecksBundle } from "./harness/fs-checks.js";
+import { runMoat } from "./harness/moat-cli.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { podmanForTestFile } from "./harness/podman.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
-const CHECKS_BINARY = join(repoRoot, "dist", "test", "bin", "moat-fs-checks");
 const workspace = new TestWorkspace();
 afterEach(() => workspace.assertNothingLeft(DAEMON_FILES));
 after(async () => {
@@ -77,17 +77,7 @@ function assertLikeRunc(runc: Map<string, string>, got: Map<string, string>, mod
 
 /** A bundle that runs the checks on its root (/checks) and on a volume (/vol), printing "===" between. */
 function checksBundle(dir: string): { bundle: string; volume: string } {
-  const volume = join(dir, "volume");
-  mkdirSync(volume, { recursive: true });
-  const bundle = busyboxBundle(join(dir, "bundle"), ["sh", "-c", "/fs-checks checks /checks; echo ===; /fs-checks checks /vol"], (spec) => {
-    spec.mounts = [...(spec.mounts ?? []), { destination: "/vol", type: "bind", source: volume, options: ["rbind", "rw"] }];
-    spec.process.capabilities = { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES };
-  });
-  copyFileSync(CHECKS_BINARY, join(bundle, "rootfs", "fs-checks"));
-  chmodSync(join(bundle, "rootfs", "fs-checks"), 0o755);
-  mkdirSync(join(bundle, "rootfs", "checks"));
-  mkdirSync(join(bundle, "rootfs", "vol"));
-  return { bundle, volume };
+  return fsChecksBundle(dir, "/fs-checks checks /checks; echo ===; /fs-checks checks /vol", "checks", CAPABILITIES);
 }
 
 function split(stdout: string): { rootfs: Map<string, string>; volume: Map<string, string> } {
@@ -130,7 +120,7 @@ test("podman: a container's /tmp (its root file system) and a volume pass what r
   const volume = join(workspace.dir, "podman-volume");
   mkdirSync(tools, { recursive: true });
   mkdirSync(volume);
-  copyFileSync(CHECKS_BINARY, join(tools, "fs-checks"));
+  copyFileSync(FS_CHECKS_BINARY, join(tools, "fs-checks"));
   const capabilities = CAPABILITIES.flatMap((cap) => ["--cap-add", cap]);
   const result = await podman(["run", "--rm", "--network", "none", ...capabilities, "-v", `${tools}:/tools:ro`, "-v", `${volume}:/vol`, "localhost/busybox", "sh", "-c", "mkdir -p /tmp/c && /tools/fs-checks checks /tmp/c; echo ===; /tools/fs-checks checks /vol"]);
   assert.equal(result.code, 0, result.stderr);
@@ -162,7 +152,7 @@ test("containerd: the root file system and a volume pass what runc passes, but f
   const volume = join(workspace.dir, "ctr-volume");
   mkdirSync(tools, { recursive: true });
   mkdirSync(volume);
-  copyFileSync(CHECKS_BINARY, join(tools, "fs-checks"));
+  copyFileSync(FS_CHECKS_BINARY, join(tools, "fs-checks"));
   const result = await containerd.run([
     "--rm", "--privileged",
     "--mount", `type=bind,src=${tools},dst=/tools,options=rbind:ro`,
