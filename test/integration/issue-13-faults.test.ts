@@ -1,0 +1,317 @@
+// Issue 13, item 5: faults leave correct exits and nothing behind. A fault strikes at a step of
+// a container's life (create, start, exec, delete) through the OCI CLI (`moat create/start/
+// exec/delete`, with a subreaper playing conmon) and through containerd (`ctr`): SIGKILL of
+// QEMU, of the guest agent (from a container that shares the guest's pid namespace), of the
+// per-task relay, of a stand-in, of moatd, of containerd; a guest that stops answering (QEMU
+// stopped with SIGSTOP); the state root's file system full; a share's source removed under a
+// running container. Each case checks what the caller sees (137, or an error naming what
+// failed) and then the census (harness/state-root.ts): no process, mount, tap, network
+// namespace, cgroup, state file or socket directory left, and moatd's descriptors back to
+// their count with no container.
+//
+// Within a step: moatd runs with MOAT_TRACE=sandbox, which logs "step: <call> <id>" as each
+// container call goes to the guest. The test stops QEMU (SIGSTOP) first, so the call cannot be
+// answered; once the line is in moatd's log, the call is in flight, and the fault strikes there.
+// No sleeps decide anything: every wait is for a line, a process, or an exit.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { busyboxBundle } from "./harness/bundle.js";
+import { createAsConmon, underSubreaper } from "./harness/oci-runtime.js";
+import { helperBinary } from "./harness/c-helper.js";
+import { runMoat } from "./harness/moat-cli.js";
+import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
+
+const workspace = new TestWorkspace();
+const subreaper = helperBinary(workspace.dir, "subreaper");
+const TRACE = { MOAT_TRACE: "sandbox,daemon" };
+const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args], TRACE);
+/** The cgroup parent every container of this file goes under (cgroupsPath), which the census checks in each hierarchy. */
+const cgroupParent = `moat-faults-${process.pid}`;
+let baselineDescriptors: number | undefined;
+
+before(async () => {
+  // moatd started with no container: its descriptor count is the baseline every census compares with.
+  const list = await moat(["list"]);
+  assert.equal(list.code, 0, list.stderr);
+  baselineDescriptors = workspace.census().daemon?.descriptors;
+  assert.notEqual(baselineDescriptors, undefined, "moatd runs after moat list");
+});
+after(async () => {
+  await workspace.stopDaemon();
+  for (const hierarchy of ["/sys/fs/cgroup/unified", ...["cpu", "memory", "pids", "freezer", "cpuset", "devices", "blkio", "systemd"].map((name) => `/sys/fs/cgroup/${name}`)]) rmSync(join(hierarchy, cgroupParent), { recursive: false, force: true });
+  workspace.remove();
+});
+
+/** Asserts the census finds nothing of the containers `ids` left, and moatd at its baseline. */
+async function assertCensus(ids: string[]): Promise<void> {
+  // moatd removes a stopped sandbox's pieces once its exit has gone out; wait for the VM and state to be gone first.
+  await workspace.assertNothingLeftWithin(30_000, DAEMON_FILES);
+  workspace.assertCensusClean({ ids, cgroupParents: [cgroupParent], daemonDescriptors: baselineDescriptors });
+}
+
+function bundleFor(id: string, args: string[], change: Parameters<typeof busyboxBundle>[2] = () => undefined): string {
+  return busyboxBundle(join(workspace.dir, "bundles", id), args, (spec) => {
+    const linux = spec.linux as Record<string, unknown>; // the default spec's linux object
+    spec.linux = { ...linux, cgroupsPath: `/${cgroupParent}/${id}` };
+    change(spec);
+  });
+}
+
+function pidOf(line: string | undefined): number {
+  assert.ok(line, "a process");
+  return Number(line.split(" ")[0]);
+}
+
+/** The one QEMU of this workspace (one container runs at a time here). */
+function qemuPid(): number {
+  const lines = workspace.qemuProcesses();
+  assert.equal(lines.length, 1, `one QEMU: ${lines.join("; ")}`);
+  return pidOf(lines[0]);
+}
+
+function daemonPid(): number {
+  const lines = workspace.daemonProcesses();
+  assert.equal(lines.length, 1, `one moatd: ${lines.join("; ")}`);
+  return pidOf(lines[0]);
+}
+
+/** Waits until moatd's log, from `from` on, holds `line` (a step going to the guest). */
+async function logged(line: string, from: number): Promise<void> {
+  while (!workspace.daemonLog().slice(from).includes(line)) await sleep(50);
+}
+
+function logLength(): number {
+  return workspace.daemonLog().length;
+}
+
+/** Creates a container as conmon does and waits for `moat create` to succeed. */
+async function created(id: string, args = ["sleep", "1000"], change?: Parameters<typeof busyboxBundle>[2]) {
+  const container = createAsConmon(subreaper, workspace.stateRoot, bundleFor(id, args, change), id, "");
+  assert.equal(await container.created, 0, `${container.stderr()}\n${workspace.daemonLog().slice(-3000)}`);
+  return container;
+}
+
+async function started(id: string, args?: string[], change?: Parameters<typeof busyboxBundle>[2]) {
+  const container = await created(id, args, change);
+  const start = await moat(["start", id]);
+  assert.equal(start.code, 0, start.stderr);
+  return container;
+}
+
+async function deleteForce(id: string): Promise<void> {
+  const deleted = await moat(["delete", "--force", id]);
+  assert.equal(deleted.code, 0, `${deleted.stderr}\n${workspace.daemonLog().slice(-3000)}`);
+}
+
+// ---- QEMU killed ----
+
+test("QEMU SIGKILLed between create and start: start fails naming the container, the stand-in ends 137, delete leaves nothing", async () => {
+  const id = "qemu-after-create";
+  const container = await created(id);
+  process.kill(qemuPid(), "SIGKILL");
+  assert.equal((await container.standIn).exitStatus, 137);
+  const start = await moat(["start", id]);
+  assert.notEqual(start.code, 0);
+  assert.match(start.stderr, new RegExp(`container ${id}`));
+  await deleteForce(id);
+  await assertCensus([id]);
+});
+
+test("QEMU SIGKILLed within start (its call to the guest in flight): start fails naming the guest, the stand-in ends 137", async () => {
+  const id = "qemu-in-start";
+  const container = await created(id);
+  const qemu = qemuPid();
+  process.kill(qemu, "SIGSTOP");
+  const from = logLength();
+  const start = moat(["start", id]);
+  await logged(`step: startContainer ${id}`, from);
+  process.kill(qemu, "SIGKILL");
+  const result = await start;
+  assert.notEqual(result.code, 0);
+  assert.match(result.stderr, new RegExp(`${id}`));
+  assert.equal((await container.standIn).exitStatus, 137);
+  await deleteForce(id);
+  await assertCensus([id]);
+});
+
+test("QEMU SIGKILLed within exec: the exec fails or ends 137, the container ends 137", async () => {
+  const id = "qemu-in-exec";
+  const container = await started(id);
+  const qemu = qemuPid();
+  process.kill(qemu, "SIGSTOP");
+  const from = logLength();
+  const exec = moat(["exec", id, "echo", "never"]);
+  await logged(`step: execProcess ${id}`, from);
+  process.kill(qemu, "SIGKILL");
+  const result = await exec;
+  assert.ok(result.code === 137 || (result.code !== 0 && new RegExp(id).test(result.stderr)), `exec: ${result.code} ${result.stderr}`);
+  assert.equal(result.stdout, "");
+  assert.equal((await container.standIn).exitStatus, 137);
+  await deleteForce(id);
+  await assertCensus([id]);
+});
+
+test("QEMU SIGKILLed within delete --force (its kill in flight): delete succeeds and leaves nothing", async () => {
+  const id = "qemu-in-delete";
+  const container = await started(id);
+  const qemu = qemuPid();
+  process.kill(qemu, "SIGSTOP");
+  const from = logLength();
+  const deleted = moat(["delete", "--force", id]);
+  await logged(`step: signalProcess ${id}`, from);
+  process.kill(qemu, "SIGKILL");
+  const result = await deleted;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal((await container.standIn).exitStatus, 137);
+  await assertCensus([id]);
+});
+
+// ---- a guest that stops answering ----
+
+test("a guest that stops answering (QEMU stopped): delete --force still removes it, the stand-in ends 137", async () => {
+  const id = "frozen-guest";
+  const container = await started(id);
+  process.kill(qemuPid(), "SIGSTOP");
+  const result = await moat(["delete", "--force", id]);
+  assert.equal(result.code, 0, `${result.stderr}\n${workspace.daemonLog().slice(-3000)}`);
+  assert.equal((await container.standIn).exitStatus, 137);
+  await assertCensus([id]);
+});
+
+// ---- the guest agent killed from inside the guest ----
+
+test("the guest agent SIGKILLed from a container in the guest's pid namespace: the exec and the container end 137", async () => {
+  const id = "agent-killed";
+  const container = await started(id, ["sleep", "1000"], (spec) => {
+    // No pid namespace of its own: the container sees the guest's processes, the agent among them (root in the guest has CAP_KILL).
+    const linux = spec.linux as { namespaces: Array<{ type: string }> }; // the default spec has its namespaces
+    spec.linux = { ...linux, namespaces: linux.namespaces.filter((namespace) => namespace.type !== "pid") };
+  });
+  const kill = "for p in /proc/[0-9]*; do if grep -q agent.js $p/cmdline 2>/dev/null; then kill -9 ${p#/proc/}; fi; done; sleep 1000";
+  const exec = await moat(["exec", id, "sh", "-c", kill]);
+  assert.ok(exec.code === 137 || (exec.code !== 0 && new RegExp(id).test(exec.stderr)), `exec: ${exec.code} ${exec.stderr}`);
+  assert.equal((await container.standIn).exitStatus, 137);
+  await deleteForce(id);
+  await assertCensus([id]);
+});
+
+// ---- moatd killed ----
+
+test("moatd SIGKILLed within start: start fails naming moatd; the next moatd adopts the container, delete leaves nothing", async () => {
+  const id = "moatd-in-start";
+  const container = await created(id);
+  const qemu = qemuPid();
+  process.kill(qemu, "SIGSTOP");
+  const from = logLength();
+  const start = moat(["start", id]);
+  await logged(`step: startContainer ${id}`, from);
+  process.kill(daemonPid(), "SIGKILL");
+  process.kill(qemu, "SIGCONT");
+  const result = await start;
+  assert.notEqual(result.code, 0);
+  assert.match(result.stderr, /moatd/);
+  const state = await moat(["state", id]);
+  assert.equal(state.code, 0, `${state.stderr}\n${workspace.daemonLog().slice(-3000)}`);
+  assert.match((JSON.parse(state.stdout) as { status: string }).status, /^(created|running)$/);
+  await deleteForce(id);
+  assert.equal((await container.standIn).exitStatus, 137);
+  await assertCensus([id]);
+});
+
+test("moatd SIGKILLed within delete --force: delete fails naming moatd; deleting again leaves nothing", async () => {
+  const id = "moatd-in-delete";
+  const container = await started(id);
+  const qemu = qemuPid();
+  process.kill(qemu, "SIGSTOP");
+  const from = logLength();
+  const deleted = moat(["delete", "--force", id]);
+  await logged(`step: signalProcess ${id}`, from);
+  process.kill(daemonPid(), "SIGKILL");
+  process.kill(qemu, "SIGCONT");
+  const result = await deleted;
+  assert.notEqual(result.code, 0);
+  assert.match(result.stderr, /moatd/);
+  await deleteForce(id);
+  assert.equal((await container.standIn).exitStatus, 137);
+  await assertCensus([id]);
+});
+
+// ---- the stand-in killed ----
+
+test("the stand-in SIGKILLed under a running container: the container is killed with it and delete leaves nothing", async () => {
+  const id = "standin-killed";
+  const container = await started(id);
+  const pid = Number(readFileSync(join(workspace.dir, "bundles", `${id}.pid`), "utf8"));
+  process.kill(pid, "SIGKILL");
+  assert.equal((await container.standIn).exitStatus, 137);
+  for (;;) {
+    const state = await moat(["state", id]);
+    assert.equal(state.code, 0, state.stderr);
+    if ((JSON.parse(state.stdout) as { status: string }).status === "stopped") break;
+    await sleep(100);
+  }
+  const deleted = await moat(["delete", id]);
+  assert.equal(deleted.code, 0, deleted.stderr);
+  await assertCensus([id]);
+});
+
+// ---- a share's source removed ----
+
+test("a share's source removed under a running container: the container runs on, its reads fail, delete leaves nothing", async () => {
+  const id = "share-removed";
+  const source = join(workspace.dir, "share-source");
+  mkdirSync(source);
+  writeFileSync(join(source, "file"), "there\n");
+  await started(id, ["sleep", "1000"], (spec) => {
+    spec.mounts = [...(spec.mounts ?? []), { destination: "/data", type: "bind", source, options: ["rbind", "rw"] }];
+  });
+  const before = await moat(["exec", id, "cat", "/data/file"]);
+  assert.equal(before.stdout, "there\n", before.stderr);
+  rmSync(source, { recursive: true });
+  const afterwards = await moat(["exec", id, "cat", "/data/file"]);
+  assert.notEqual(afterwards.code, 0, "the file is gone");
+  const alive = await moat(["exec", id, "echo", "alive"]);
+  assert.equal(alive.stdout, "alive\n", alive.stderr);
+  await deleteForce(id);
+  await assertCensus([id]);
+});
+
+// ---- the state root's file system full ----
+
+test("the state root's file system full: create fails naming what could not be written, and nothing is left", async (t) => {
+  const small = new TestWorkspace();
+  t.after(async () => {
+    await small.stopDaemon();
+    try {
+      execFileSync("umount", [small.stateRoot]);
+    } catch {
+      // not mounted
+    }
+    small.remove();
+  });
+  mkdirSync(small.stateRoot, { recursive: true });
+  execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "moat-faults-full", small.stateRoot]);
+  const list = await runMoat(["--root", small.stateRoot, "list"]);
+  assert.equal(list.code, 0, list.stderr);
+  // Fill what is left: the file system refuses the next write.
+  const filler = join(small.stateRoot, "filler");
+  try {
+    execFileSync("dd", ["if=/dev/zero", `of=${filler}`, "bs=64k"], { stdio: "ignore" });
+  } catch {
+    // dd ends with ENOSPC: the file system is full
+  }
+  const id = "state-full";
+  const bundle = bundleFor(id, ["true"]);
+  const pidFile = join(small.dir, `${id}.pid`);
+  const container = underSubreaper(subreaper, ["--root", small.stateRoot, "create", "--bundle", bundle, "--pid-file", pidFile, id], pidFile, "");
+  const code = await container.created;
+  assert.notEqual(code, 0);
+  assert.match(container.stderr(), new RegExp(`${id}.*(ENOSPC|no space)`, "i"));
+  rmSync(filler);
+  await small.assertNothingLeftWithin(30_000, [...DAEMON_FILES]);
+  small.assertCensusClean({ ids: [id], cgroupParents: [cgroupParent] });
+});
