@@ -22,13 +22,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { busyboxBundle } from "./harness/bundle.js";
 import { createAsConmon, underSubreaper } from "./harness/oci-runtime.js";
 import { helperBinary } from "./harness/c-helper.js";
-import { runMoat } from "./harness/moat-cli.js";
+import { containerdForTestFile } from "./harness/containerd.js";
+import { runMoat, type CliResult } from "./harness/moat-cli.js";
+import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const workspace = new TestWorkspace();
 const subreaper = helperBinary(workspace.dir, "subreaper");
-const TRACE = { MOAT_TRACE: "sandbox,daemon" };
-const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args], TRACE);
+// Every moatd of this file (started by the CLI or by containerd's shim) inherits it: its log marks each step.
+process.env.MOAT_TRACE = "sandbox,daemon";
+const moat = (args: string[]) => runMoat(["--root", workspace.stateRoot, ...args]);
 /** The cgroup parent every container of this file goes under (cgroupsPath), which the census checks in each hierarchy. */
 const cgroupParent = `moat-faults-${process.pid}`;
 let baselineDescriptors: number | undefined;
@@ -314,4 +317,133 @@ test("the state root's file system full: create fails naming what could not be w
   rmSync(filler);
   await small.assertNothingLeftWithin(30_000, [...DAEMON_FILES]);
   small.assertCensusClean({ ids: [id], cgroupParents: [cgroupParent] });
+});
+
+// ---- through containerd ----
+
+const cd = containerdForTestFile();
+
+function explain(result: { stderr: string }): string {
+  return `${result.stderr}\n--- moatd.log (tail)\n${cd.workspace.daemonLog().slice(-4000)}\n--- containerd.log (tail)\n${cd.containerd.log().slice(-4000)}`;
+}
+
+async function ctrOk(result: Promise<CliResult>): Promise<string> {
+  const done = await result;
+  assert.equal(done.code, 0, explain(done));
+  return done.stdout;
+}
+
+async function taskStatus(id: string): Promise<string | undefined> {
+  return new RegExp(`^${id}\\s+\\d+\\s+(\\w+)`, "m").exec(await ctrOk(cd.containerd.ctr(["tasks", "ls"])))?.[1];
+}
+
+async function waitForTask(id: string, status: string): Promise<void> {
+  while ((await taskStatus(id)) !== status) await sleep(100);
+}
+
+/** The census for the containerd workspace: containerd's tasks, containers, FIFOs, then everything else. */
+async function assertContainerdCensus(ids: string[]): Promise<void> {
+  await cd.workspace.assertNothingLeftWithin(30_000, DAEMON_FILES);
+  await cd.containerd.assertNothingLeft();
+  cd.workspace.assertCensusClean({ ids });
+}
+
+function cdQemuPid(): number {
+  const lines = cd.workspace.qemuProcesses();
+  assert.equal(lines.length, 1, `one QEMU: ${lines.join("; ")}`);
+  return pidOf(lines[0]);
+}
+
+function cdLogLength(): number {
+  return cd.workspace.daemonLog().length;
+}
+
+async function cdLogged(line: string, from: number): Promise<void> {
+  while (!cd.workspace.daemonLog().slice(from).includes(line)) await sleep(50);
+}
+
+test("containerd: QEMU SIGKILLed within a task exec: the exec fails or ends 137, the task exits 137, events in order, nothing left", async () => {
+  const id = "cd-qemu-in-exec";
+  const events = await cd.containerd.watchEvents();
+  await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
+  const qemu = cdQemuPid();
+  process.kill(qemu, "SIGSTOP");
+  const from = cdLogLength();
+  const exec = cd.containerd.ctr(["tasks", "exec", "--exec-id", "doomed", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "never"]);
+  await cdLogged(`step: execProcess ${id}`, from);
+  process.kill(qemu, "SIGKILL");
+  const result = await exec;
+  assert.ok(result.code === 137 || (result.code !== 0 && result.stderr.length > 0), `exec: ${result.code} ${explain(result)}`);
+  assert.equal(result.stdout, "");
+  await waitForTask(id, "STOPPED");
+  const removed = await cd.containerd.ctr(["tasks", "delete", id]);
+  assert.equal(removed.code, 137, explain(removed)); // ctr exits with the task's status
+  await ctrOk(cd.containerd.ctr(["containers", "delete", id]));
+  const topics = await events.stop();
+  assert.deepEqual(topics.filter((topic) => ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"].includes(topic)), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], topics.join("\n"));
+  await assertContainerdCensus([id]);
+});
+
+test("containerd: moatd SIGKILLed within a task exec: the exec fails, the relay's next moatd serves the task, delete leaves nothing", async () => {
+  const id = "cd-moatd-in-exec";
+  await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
+  const qemu = cdQemuPid();
+  process.kill(qemu, "SIGSTOP");
+  const from = cdLogLength();
+  const exec = cd.containerd.ctr(["tasks", "exec", "--exec-id", "cut", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "cut"]);
+  await cdLogged(`step: execProcess ${id}`, from);
+  const daemons = cd.workspace.daemonProcesses();
+  assert.equal(daemons.length, 1);
+  process.kill(pidOf(daemons[0]), "SIGKILL");
+  process.kill(qemu, "SIGCONT");
+  const result = await exec;
+  // An exec is not safe to send again: the relay answers UNAVAILABLE, or the exec ran and its output came.
+  assert.ok(result.code !== 0 || result.stdout === "cut\n", `exec: ${result.code} ${explain(result)}`);
+  const after = await cd.containerd.ctr(["tasks", "exec", "--exec-id", "after", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "served"]);
+  assert.equal(after.stdout, "served\n", explain(after));
+  await ctrOk(cd.containerd.ctr(["tasks", "kill", "--signal", "SIGKILL", id]));
+  await waitForTask(id, "STOPPED");
+  assert.equal((await cd.containerd.ctr(["tasks", "delete", id])).code, 137);
+  await ctrOk(cd.containerd.ctr(["containers", "delete", id]));
+  await assertContainerdCensus([id]);
+});
+
+test("containerd: the task's relay SIGKILLed: containerd cleans the dead shim up, the task exits 137, events in order, nothing left", async () => {
+  const id = "cd-relay-killed";
+  const events = await cd.containerd.watchEvents();
+  await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
+  const relays = cd.containerd.strayProcesses().filter((line) => line.includes("containerd-shim-moat-v2") && line.includes(`-id ${id} `));
+  assert.equal(relays.length, 1, `one relay: ${cd.containerd.strayProcesses().join("; ")}`);
+  process.kill(pidOf(relays[0]), "SIGKILL");
+  // containerd sees its shim's connection close, runs `shim delete`, and publishes the exit.
+  while ((await cd.containerd.ctr(["tasks", "ls", "-q"])).stdout.includes(id)) await sleep(100);
+  await ctrOk(cd.containerd.ctr(["containers", "delete", id]));
+  const lines = await events.stopLines();
+  const topics = lines.map((line) => line.split(" ").find((word) => word.startsWith("/tasks/")) ?? "");
+  assert.deepEqual(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], lines.join("\n"));
+  assert.match(lines[2] ?? "", /"exit_status":137|ExitStatus:137|exit_status:137/, lines.join("\n"));
+  await assertContainerdCensus([id]);
+});
+
+test("containerd: containerd SIGKILLed within a task exec: restarted, it still has the task; delete leaves nothing", async () => {
+  const id = "cd-containerd-in-exec";
+  await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
+  const qemu = cdQemuPid();
+  process.kill(qemu, "SIGSTOP");
+  const from = cdLogLength();
+  const exec = cd.containerd.ctr(["tasks", "exec", "--exec-id", "orphaned", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "orphaned"]);
+  await cdLogged(`step: execProcess ${id}`, from);
+  await cd.containerd.stop("SIGKILL");
+  process.kill(qemu, "SIGCONT");
+  const result = await exec;
+  assert.notEqual(result.code, 0, "ctr lost containerd");
+  await cd.containerd.start();
+  assert.equal(await taskStatus(id), "RUNNING", explain({ stderr: "" }));
+  const again = await cd.containerd.ctr(["tasks", "exec", "--exec-id", "again", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "again"]);
+  assert.equal(again.stdout, "again\n", explain(again));
+  await ctrOk(cd.containerd.ctr(["tasks", "kill", "--signal", "SIGKILL", id]));
+  await waitForTask(id, "STOPPED");
+  assert.equal((await cd.containerd.ctr(["tasks", "delete", id])).code, 137);
+  await ctrOk(cd.containerd.ctr(["containers", "delete", id]));
+  await assertContainerdCensus([id]);
 });
