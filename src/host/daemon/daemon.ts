@@ -485,6 +485,7 @@ export class Daemon {
     });
     this.containers.set(state.id, container);
     if (foreground && standInRelay) this.watchClient(container, standInRelay);
+    else if (standInRelay) this.watchStandIn(container, standInRelay);
     return container;
   }
 
@@ -507,6 +508,22 @@ export class Daemon {
       void container.sandbox.agent.closeStdin(id, "").catch(() => undefined);
     });
     void container.finished.then(() => this.remove(container)).catch((error: unknown) => this.log(`container ${id}: cannot remove it after its exit: ${String(error)}`));
+  }
+
+  /**
+   * The stand-in of `moat create` is the container to its caller (conmon waits for its pid,
+   * runc's callers signal it): when it goes before the container's exit reached it (SIGKILLed,
+   * say), its caller has seen the container end, so the container is killed too, as runc's
+   * would be with its init, rather than running on unseen in its VM until someone deletes it.
+   * It then shows as stopped (137) and is deleted as any other.
+   */
+  private watchStandIn(container: ManagedContainer, relay: StdioRelay): void {
+    const { id } = container.state;
+    void relay.gone.then(async () => {
+      if (this.containers.get(id) !== container || container.state.status === "stopped") return;
+      this.log(`container ${id}: its stand-in is gone before the container's exit: the container is killed`);
+      await container.sandbox.agent.signalProcess(id, "", 9, true).catch((error: unknown) => trace(id, `kill after the stand-in went: ${String(error)}`));
+    });
   }
 
   /** Removes a container and its sandbox VM; a second call waits for the first. */
