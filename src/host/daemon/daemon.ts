@@ -216,6 +216,12 @@ export class Daemon {
         await sandbox.shutdown();
         throw error;
       }
+    }).catch((error: unknown) => {
+      // What failed without saying where (a write to a full state root: ENOSPC from a record
+      // file) is named here as this container's create, with its cause.
+      if (error instanceof MoatError) throw error;
+      const full = (error as NodeJS.ErrnoException).code === "ENOSPC"; // a Node system error carries its errno name, if any
+      throw new MoatError("MOAT_CREATE_FAILED", `container ${id}: create failed`, { cause: error, status: Code.INTERNAL, hint: full ? `the file system of the state root ${this.config.runtime.stateRoot} (or the socket root) is full` : undefined });
     });
   }
 
@@ -714,7 +720,16 @@ export class Daemon {
       // A created container is deleted as runc deletes one: killed first. Its stand-in still
       // gets the exit status (137) before the relay closes.
       await container.sandbox.agent.signalProcess(id, "", 9, true).catch(() => undefined);
-      await settleWithin(container.finished, KILL_WAIT_MS);
+      if ((await settleWithin(container.finished.then(() => true), KILL_WAIT_MS)) === undefined) {
+        // A guest that no longer answers (QEMU stopped, say) never reports the kill; its VM is
+        // destroyed next, which ends the process: its caller is told 137, as for a kill, not
+        // left to find its stand-in's connection gone (255).
+        this.log(`container ${id}: the guest did not report the kill within ${KILL_WAIT_MS} ms; its VM is destroyed, its exit reported as 137`);
+        container.state.status = "stopped";
+        container.state.exitStatus = 137;
+        container.state.pid = 0;
+        await settleWithin(container.relay.sendExit(137).catch(() => undefined), KILL_WAIT_MS);
+      }
     }
     await this.remove(container);
   }
