@@ -56,6 +56,8 @@ export type Adopter = (adopted: { state: ContainerState; record: unknown; sandbo
 
 interface ManagedContainer {
   state: ContainerState;
+  /** Adopted stopped whose exit no moatd sent yet: the stand-in's pid (from the saved state), owed the exit. */
+  exitUnsentTo?: number;
   owner: ContainerOwner | undefined;
   /** The last write of container.json: writes go one after another, each replacing the file whole. */
   persisted: Promise<void>;
@@ -98,6 +100,17 @@ const STATE_FILE = "container.json";
 
 /** container.json: the state, the owning front end's record if a front end created it, and whether it is a foreground run's. */
 type SavedContainer = ContainerState & { owner?: ContainerOwner; foreground?: true; hooks?: LaterHooks };
+
+/** Whether a process of that pid exists (signal 0 checks without sending). */
+function processExists(pid: number): boolean {
+  if (pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
@@ -398,6 +411,7 @@ export class Daemon {
       const adopted = owner ? await this.adopterOf(owner.frontEnd, id)({ state: { ...state }, record: owner.record, sandboxPid: sandbox.vm.pid }) : undefined;
       const container = await this.attach(sandbox, state, owner, adopted?.init, foreground === true);
       container.hooks = hooks;
+      if (guest.status === "stopped" && saved.status !== "stopped") container.exitUnsentTo = saved.pid;
       // Its state is on disk already; a write that fails now is the operator's to see, not a reason to discard a running container.
       await this.persist(container).catch((error: unknown) => log(String(error)));
       // The container is adopted by now: an exec whose stdio cannot be reopened is named in the log, not a reason to discard it.
@@ -716,6 +730,11 @@ export class Daemon {
     const { status } = container.state;
     if ((status === "running" || status === "paused") && !force) throw this.illegal(container, "delete");
     if (status === "paused") await container.sandbox.agent.resumeContainer(id).catch(() => undefined); // a frozen process cannot die of SIGKILL until thawed
+    if (status === "stopped" && container.exitUnsentTo !== undefined && processExists(container.exitUnsentTo)) {
+      // It stopped while no moatd ran (killed within a delete, say): its stand-in, still
+      // connecting again, is owed the exit; removing the relay now would leave it saying 255.
+      await settleWithin(container.finished, KILL_WAIT_MS);
+    }
     if (status !== "stopped") {
       // A created container is deleted as runc deletes one: killed first. Its stand-in still
       // gets the exit status (137) before the relay closes.
