@@ -440,9 +440,9 @@ test("containerd: containerd SIGKILLed within a task exec: restarted, it still h
   await assertContainerdCensus([id]);
 });
 
-// Known broken (last in the file: what it leaves would fail the cases after it): after the
-// adopted task is killed, containerd's task delete fails with EBUSY removing the task's cgroup.
-test("containerd: moatd SIGKILLed within a task exec: the exec fails, the relay's next moatd serves the task, delete leaves nothing", { todo: "task delete fails: its cgroup is still busy (EBUSY) after moatd died within an exec" }, async () => {
+// Found here: the exec's pid holder, started by the moatd that died, was left in the task's
+// cgroup, and the task delete failed with EBUSY (host-cgroup.ts now ends orphaned holders).
+test("containerd: moatd SIGKILLed within a task exec: the exec fails, the relay's next moatd serves the task, delete leaves nothing", async () => {
   const id = "cd-moatd-in-exec";
   await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
   const qemu = cdQemuPid();
