@@ -356,6 +356,18 @@ async function waitForTask(id: string, status: string): Promise<void> {
   while ((await taskStatus(id)) !== status) await sleep(100);
 }
 
+/**
+ * ctr's own FIFO sets (made by ctr under --fifo-dir, removed by the ctr that deletes the task
+ * through containerd): when the task went through containerd's cleanup of a dead shim instead,
+ * no ctr removes them. Known (docs/security.md): they are the client's, not moat's; removed
+ * here, at most `most` of them, so that the census checks the rest.
+ */
+function removeCtrFifos(most: number): void {
+  const fifos = readdirSync(cd.containerd.fifoDir);
+  assert.ok(fifos.length <= most, `at most ${most} FIFO sets of ctr's: ${fifos.join(", ")}`);
+  for (const name of fifos) rmSync(join(cd.containerd.fifoDir, name), { recursive: true, force: true });
+}
+
 /** The census for the containerd workspace: containerd's tasks, containers, FIFOs, then everything else. */
 async function assertContainerdCensus(ids: string[]): Promise<void> {
   await cd.workspace.assertNothingLeftWithin(30_000, DAEMON_FILES);
@@ -390,16 +402,13 @@ test("containerd: QEMU SIGKILLed within a task exec: the exec fails or ends 137,
   const result = await exec;
   assert.ok(result.code === 137 || (result.code !== 0 && result.stderr.length > 0), `exec: ${result.code} ${explain(result)}`);
   assert.equal(result.stdout, "");
-  // Known (docs/security.md): the task's relay goes with its QEMU here, so ctr's DeleteProcess
-  // fails and ctr leaves its own exec FIFOs (made by ctr under --fifo-dir); they are ctr's, removed here.
-  const fifos = readdirSync(cd.containerd.fifoDir);
-  assert.ok(fifos.length <= 1, `at most ctr's one exec FIFO set: ${fifos.join(", ")}`);
-  for (const name of fifos) rmSync(join(cd.containerd.fifoDir, name), { recursive: true, force: true });
+
   await waitForTask(id, "STOPPED");
   await deleteTask137(id);
   await ctrOk(cd.containerd.ctr(["containers", "delete", id]));
   const topics = await events.stop();
   assert.deepEqual(topics.filter((topic) => ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"].includes(topic)), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], topics.join("\n"));
+  removeCtrFifos(2); // the task's and the failed exec's
   await assertContainerdCensus([id]);
 });
 
@@ -421,6 +430,7 @@ test("containerd: the task's relay SIGKILLed: containerd cleans the dead shim up
   // publishes it, and containerd publishes its own after cleaning up the dead shim.
   assert.deepEqual(topics.filter((topic, index) => topic !== "/tasks/exit" || topics.indexOf(topic) === index), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], lines.join("\n"));
   for (const line of lines.filter((line) => line.includes("/tasks/exit"))) assert.match(line, /"exit_status":137/, lines.join("\n"));
+  removeCtrFifos(1); // the task's
   await assertContainerdCensus([id]);
 });
 
