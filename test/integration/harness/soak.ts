@@ -91,6 +91,9 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
     const bundles = Array.from({ length: concurrency }, (_, slot) => busyboxBundle(join(workspace.dir, "soak", `slot-${slot}`), ["sleep", "1000"]));
     // One cycle alone first: it starts moatd and builds the VM template, which ten cold boots
     // at once under TCG would each wait for (and time out), and is not what a soak measures.
+    // moatd started outside the subreaper (playing conmon), which would otherwise wait for it as its orphan.
+    const list = await runMoat(["--root", workspace.stateRoot, "list"]);
+    assert.equal(list.code, 0, list.stderr);
     await ociCycle(workspace, subreaper, bundles[0]!, "soak-warm", -1); // concurrency >= 1
     cycleFn = (slot, cycle) => ociCycle(workspace, subreaper, bundles[slot]!, `soak-${cycle}`, cycle); // slot < concurrency
   }
