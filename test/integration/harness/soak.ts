@@ -123,7 +123,15 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
     }),
   );
   const wallMs = performance.now() - started;
-  await settled(workspace, options.daemonFiles);
+  try {
+    await settled(workspace, options.daemonFiles);
+  } catch (error) {
+    // Something outlived its cycle: a finding, reported with the result (and moatd's log lines about it).
+    const what = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    const names = [...new Set([...String(error).matchAll(/-name moat-(\S+?),/g)].map((match) => match[1]))];
+    const lines = workspace.daemonLog().split("\n").filter((line) => names.some((name) => line.includes(`${name}:`) || line.includes(` ${name} `)));
+    failures.push(`after the last cycle: ${what}: ${names.join(", ")}\n${lines.slice(-40).join("\n")}`);
+  }
   const end = sampleDaemon(workspace, cycles);
   return {
     path,
