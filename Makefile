@@ -123,6 +123,7 @@ bench: setup build guest
 	node dist/bench/shared-fs.js
 	node dist/bench/shim-start.js
 	node dist/bench/ctr-run.js
+	node dist/bench/soak.js
 
 ## docs: regenerate docs/cli.md from the command table
 docs: build

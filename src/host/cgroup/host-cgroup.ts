@@ -194,8 +194,28 @@ async function releaseRecord(record: HostCgroupRecord): Promise<void> {
   }
 }
 
+/**
+ * A task's pid holder (moat-task-pid, shim/task-pid.ts) whose moatd died between starting it
+ * and recording its exec (moatd SIGKILLed within an exec start) has no owner left to end it:
+ * it would keep the sandbox's leaf busy for ever (issue 13 item 5). Only holders are ended
+ * here; anything else in the leaf is not moat's to kill.
+ */
+async function endOrphanedHolders(leaf: string): Promise<void> {
+  const procs = await readFile(join(leaf, "cgroup.procs"), "utf8").catch(() => "");
+  for (const pid of procs.split("\n").filter((line) => /^\d+$/.test(line)).map(Number)) {
+    const comm = await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "");
+    if (comm.trim() !== "moat-task-pid") continue;
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
 /** A leaf's processes were just killed: the directory is busy until their last thread is gone. */
 async function removeLeaf(leaf: string): Promise<void> {
+  await endOrphanedHolders(leaf);
   await retryWhile(() => rmdir(leaf), (error) => (error as NodeJS.ErrnoException).code === "EBUSY", RELEASE_WAIT_MS, RELEASE_POLL_MS).catch((error: unknown) => {
     if (!isGone(error)) throw new MoatError("MOAT_HOST_CGROUP", `cannot remove cgroup ${leaf}`, { cause: error, status: Code.INTERNAL });
   });

@@ -128,7 +128,7 @@ export async function execCommand(id: string, args: string[], options: ExecOptio
 async function processFor(client: DaemonClient, id: string, args: string[], options: ExecOptions): Promise<Record<string, unknown>> {
   if (args.length === 0) throw new MoatError("MOAT_CLI_EXEC", `container ${id}: exec needs a command, or --process FILE`, { status: Code.INVALID_ARGUMENT });
   const { bundle } = await client.state(id);
-  const { consoleSize: _fromBundle, ...base } = loadBundle(bundle).spec.process; // the exec's own terminal, if any, gets its own size
+  const { consoleSize: _fromBundle, ...base } = loadBundle(bundle, false).spec.process; // the exec's own terminal, if any, gets its own size
   const process: Record<string, unknown> = { ...base, args, terminal: options.tty === true, env: [...(base.env ?? []), ...(options.env ?? [])] };
   if (options.cwd) process.cwd = options.cwd;
   if (options.user) {

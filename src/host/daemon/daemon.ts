@@ -56,6 +56,8 @@ export type Adopter = (adopted: { state: ContainerState; record: unknown; sandbo
 
 interface ManagedContainer {
   state: ContainerState;
+  /** Adopted stopped whose exit no moatd sent yet: the stand-in's pid (from the saved state), owed the exit. */
+  exitUnsentTo?: number;
   owner: ContainerOwner | undefined;
   /** The last write of container.json: writes go one after another, each replacing the file whole. */
   persisted: Promise<void>;
@@ -98,6 +100,17 @@ const STATE_FILE = "container.json";
 
 /** container.json: the state, the owning front end's record if a front end created it, and whether it is a foreground run's. */
 type SavedContainer = ContainerState & { owner?: ContainerOwner; foreground?: true; hooks?: LaterHooks };
+
+/** Whether a process of that pid exists (signal 0 checks without sending). */
+function processExists(pid: number): boolean {
+  if (pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
@@ -216,6 +229,12 @@ export class Daemon {
         await sandbox.shutdown();
         throw error;
       }
+    }).catch((error: unknown) => {
+      // What failed without saying where (a write to a full state root: ENOSPC from a record
+      // file) is named here as this container's create, with its cause.
+      if (error instanceof MoatError) throw error;
+      const full = (error as NodeJS.ErrnoException).code === "ENOSPC"; // a Node system error carries its errno name, if any
+      throw new MoatError("MOAT_CREATE_FAILED", `container ${id}: create failed`, { cause: error, status: Code.INTERNAL, hint: full ? `the file system of the state root ${this.config.runtime.stateRoot} (or the socket root) is full` : undefined });
     });
   }
 
@@ -392,6 +411,7 @@ export class Daemon {
       const adopted = owner ? await this.adopterOf(owner.frontEnd, id)({ state: { ...state }, record: owner.record, sandboxPid: sandbox.vm.pid }) : undefined;
       const container = await this.attach(sandbox, state, owner, adopted?.init, foreground === true);
       container.hooks = hooks;
+      if (guest.status === "stopped" && saved.status !== "stopped") container.exitUnsentTo = saved.pid;
       // Its state is on disk already; a write that fails now is the operator's to see, not a reason to discard a running container.
       await this.persist(container).catch((error: unknown) => log(String(error)));
       // The container is adopted by now: an exec whose stdio cannot be reopened is named in the log, not a reason to discard it.
@@ -485,6 +505,7 @@ export class Daemon {
     });
     this.containers.set(state.id, container);
     if (foreground && standInRelay) this.watchClient(container, standInRelay);
+    else if (standInRelay) this.watchStandIn(container, standInRelay);
     return container;
   }
 
@@ -507,6 +528,22 @@ export class Daemon {
       void container.sandbox.agent.closeStdin(id, "").catch(() => undefined);
     });
     void container.finished.then(() => this.remove(container)).catch((error: unknown) => this.log(`container ${id}: cannot remove it after its exit: ${String(error)}`));
+  }
+
+  /**
+   * The stand-in of `moat create` is the container to its caller (conmon waits for its pid,
+   * runc's callers signal it): when it goes before the container's exit reached it (SIGKILLed,
+   * say), its caller has seen the container end, so the container is killed too, as runc's
+   * would be with its init, rather than running on unseen in its VM until someone deletes it.
+   * It then shows as stopped (137) and is deleted as any other.
+   */
+  private watchStandIn(container: ManagedContainer, relay: StdioRelay): void {
+    const { id } = container.state;
+    void relay.gone.then(async () => {
+      if (this.containers.get(id) !== container || container.state.status === "stopped") return;
+      this.log(`container ${id}: its stand-in is gone before the container's exit: the container is killed`);
+      await container.sandbox.agent.signalProcess(id, "", 9, true).catch((error: unknown) => trace(id, `kill after the stand-in went: ${String(error)}`));
+    });
   }
 
   /** Removes a container and its sandbox VM; a second call waits for the first. */
@@ -693,11 +730,25 @@ export class Daemon {
     const { status } = container.state;
     if ((status === "running" || status === "paused") && !force) throw this.illegal(container, "delete");
     if (status === "paused") await container.sandbox.agent.resumeContainer(id).catch(() => undefined); // a frozen process cannot die of SIGKILL until thawed
+    if (status === "stopped" && container.exitUnsentTo !== undefined && processExists(container.exitUnsentTo)) {
+      // It stopped while no moatd ran (killed within a delete, say): its stand-in, still
+      // connecting again, is owed the exit; removing the relay now would leave it saying 255.
+      await settleWithin(container.finished, KILL_WAIT_MS);
+    }
     if (status !== "stopped") {
       // A created container is deleted as runc deletes one: killed first. Its stand-in still
       // gets the exit status (137) before the relay closes.
       await container.sandbox.agent.signalProcess(id, "", 9, true).catch(() => undefined);
-      await settleWithin(container.finished, KILL_WAIT_MS);
+      if ((await settleWithin(container.finished.then(() => true), KILL_WAIT_MS)) === undefined) {
+        // A guest that no longer answers (QEMU stopped, say) never reports the kill; its VM is
+        // destroyed next, which ends the process: its caller is told 137, as for a kill, not
+        // left to find its stand-in's connection gone (255).
+        this.log(`container ${id}: the guest did not report the kill within ${KILL_WAIT_MS} ms; its VM is destroyed, its exit reported as 137`);
+        container.state.status = "stopped";
+        container.state.exitStatus = 137;
+        container.state.pid = 0;
+        await settleWithin(container.relay.sendExit(137).catch(() => undefined), KILL_WAIT_MS);
+      }
     }
     await this.remove(container);
   }

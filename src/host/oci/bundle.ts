@@ -33,7 +33,12 @@ export interface Bundle {
   warnings: string[];
 }
 
-export function loadBundle(bundleDir: string): Bundle {
+/**
+ * `checkHost: false` skips what the spec says of the host (root and bind sources exist): for
+ * an exec, which takes only the bundle's process, and must not fail because a share's source
+ * was removed under the running container (issue 13 item 5).
+ */
+export function loadBundle(bundleDir: string, checkHost = true): Bundle {
   if (!isAbsolute(bundleDir)) bundleDir = resolve(bundleDir);
   const file = join(bundleDir, "config.json");
   const invalid = (what: string) => new MoatError("MOAT_BUNDLE_INVALID", `${file}: ${what}`, { status: Code.INVALID_ARGUMENT });
@@ -55,6 +60,7 @@ export function loadBundle(bundleDir: string): Bundle {
   // What the spec says of the host: the root is a directory, and a bind mount's source
   // (absolute, or relative to the bundle) exists.
   const rootfs = resolve(bundleDir, spec.root.path);
+  if (!checkHost) return { dir: bundleDir, spec, rootfs, warnings };
   if (!isDirectory(rootfs)) throw invalid(`root.path: ${rootfs} is not a directory`);
   const mounts = spec.mounts?.map((mount, index) => {
     if (!isBindMount(mount)) return mount;

@@ -62,6 +62,8 @@ const MAX_GUEST_MEMORY_BYTES = 1n << 56n;
  */
 const MAX_EMPTY_READ_BACKOFF_MS = 1_000;
 
+// MOAT_TRACE=sandbox also marks each step of a container's life as its call goes to the guest
+// ("step: startContainer ID"): fault-injection tests wait for these lines to strike within a step.
 const trace = tracer("sandbox");
 
 /** One process of a container, as the guest names it. */
@@ -163,6 +165,7 @@ export class AgentClient {
 
   /** Asks the guest to power off; it answers first, then QEMU exits. */
   async shutdown(timeoutMs: number): Promise<void> {
+    trace(this.sandboxId, "step: shutdown");
     await this.ttrpc.call(GuestService.method.shutdown, {}, { timeoutMs });
   }
 
@@ -172,17 +175,20 @@ export class AgentClient {
    */
   async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean }): Promise<number> {
     const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin: options.stdin, start: options.start ?? false };
+    trace(this.sandboxId, `step: createContainer ${containerId}`);
     const { pid } = await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
     return this.pid(pid, `container ${containerId}`);
   }
 
   async startContainer(containerId: string): Promise<void> {
+    trace(this.sandboxId, `step: startContainer ${containerId}`);
     await this.ttrpc.call(ContainerService.method.startContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
   }
 
   /** Runs another process in the running container; `execId` then names it in the calls below. */
   async execProcess(containerId: string, execId: string, process: object, stdin: boolean): Promise<number> {
     const request = { containerId, execId, processJson: JSON.stringify(process), stdin };
+    trace(this.sandboxId, `step: execProcess ${containerId} ${execId}`);
     const { pid } = await this.ttrpc.call(ContainerService.method.execProcess, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
     return this.pid(pid, `container ${containerId}: exec ${execId}`);
   }
@@ -190,6 +196,7 @@ export class AgentClient {
   // In the calls below, an empty execId means the container's own process.
 
   async signalProcess(containerId: string, execId: string, signal: number, all = false): Promise<void> {
+    trace(this.sandboxId, `step: signalProcess ${containerId} ${execId} ${signal}`);
     await this.ttrpc.call(ContainerService.method.signalProcess, { containerId, execId, signal, all }, { timeoutMs: CALL_TIMEOUT_MS });
   }
 

@@ -135,7 +135,7 @@ export class Containerd {
    * the order containerd saw them, stopLines() whole "TIMESTAMP NAMESPACE TOPIC EVENT" lines.
    * Resolves once it has subscribed.
    */
-  async watchEvents(): Promise<{ stop(): Promise<string[]>; stopLines(): Promise<string[]> }> {
+  async watchEvents(): Promise<{ stop(): Promise<string[]>; stopLines(): Promise<string[]>; current(): string[] }> {
     const child = spawn("ctr", ["-a", this.socket, "events"], { env: this.env(), stdio: ["ignore", "pipe", "ignore"] });
     let text = "";
     child.stdout.on("data", (chunk) => (text += chunk));
@@ -148,6 +148,7 @@ export class Containerd {
     await sleep(300); // ctr events subscribes before the task exists
     return {
       stopLines,
+      current: () => text.split("\n").filter((line) => line.includes(` ${NAMESPACE} /tasks/`)),
       async stop() {
         return (await stopLines()).map((line) => line.split(" ").find((word) => word.startsWith("/tasks/")) ?? "");
       },

@@ -5,7 +5,7 @@
 // its own socket root, or the default one that `--root` without a configuration file uses).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_SOCKET_ROOT, defaultConfig, type Config } from "../../../src/host/config/index.js";
@@ -133,6 +133,51 @@ export class TestWorkspace {
     while (this.daemonProcesses().length > 0) await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
+  /**
+   * Everything a sandbox of this workspace could leave on the host, listed: processes whose
+   * command line names the workspace (QEMU, moat-jail, virtiofsd, stand-ins, shims, relays;
+   * moatd and containerd themselves excepted), mounts under it, taps in the host's namespace
+   * (moat's are `tap<N>_moat`, made only inside a sandbox's namespace), network namespaces
+   * `moat-<id>` of the given ids, cgroups left under the given parents (cgroupsPath's parent,
+   * in every hierarchy), entries under the state root other than moatd's own files and the
+   * template cache, socket directories, and moatd's open descriptors (pid and count).
+   */
+  census(options: { ids?: string[]; cgroupParents?: string[]; daemonFiles?: string[] } = {}): Census {
+    const kept = [...(options.daemonFiles ?? DAEMON_FILES), ".templates"];
+    const daemon = this.daemonProcesses()[0];
+    const daemonPid = daemon === undefined ? undefined : Number(daemon.split(" ")[0]);
+    return {
+      processes: processesMatching(this.dir).filter((line) => !/ containerd --config |moatd\.mjs --root |moatd-launch |pgrep /.test(line)),
+      mounts: this.mounts(),
+      taps: listDir("/sys/class/net").filter((name) => name.endsWith("_moat")),
+      netns: listDir("/run/netns").filter((name) => (options.ids ?? []).some((id) => name === `moat-${id}`)),
+      cgroups: (options.cgroupParents ?? []).flatMap((parent) => cgroupHierarchyDirs().flatMap((hierarchy) => listDir(join(hierarchy, parent)).filter((entry) => statIsDir(join(hierarchy, parent, entry))).map((entry) => join(hierarchy, parent, entry)))),
+      stateRoot: listDir(this.stateRoot).filter((name) => !kept.includes(name)),
+      socketDirs: this.socketDirs(),
+      daemon: daemonPid === undefined ? undefined : { pid: daemonPid, descriptors: listDir(`/proc/${daemonPid}/fd`).length },
+    };
+  }
+
+  /**
+   * Asserts that the census finds nothing left; with `daemonDescriptors`, that moatd (if it
+   * still runs) holds that many descriptors, its count when it served no container.
+   */
+  assertCensusClean(options: { ids?: string[]; cgroupParents?: string[]; daemonFiles?: string[]; daemonDescriptors?: number } = {}): void {
+    const census = this.census(options);
+    const where = `\nmoatd.log:\n${this.daemonLog().slice(-4000)}`;
+    assert.deepEqual(census.processes, [], `processes left${where}`);
+    assert.deepEqual(census.mounts, [], "mounts left under the workspace");
+    assert.deepEqual(census.taps, [], "taps left in the host's network namespace");
+    assert.deepEqual(census.netns, [], "network namespaces left");
+    assert.deepEqual(census.cgroups, [], "cgroups left");
+    assert.deepEqual(census.stateRoot, [], `left in ${this.stateRoot}`);
+    assert.deepEqual(census.socketDirs, [], "socket directories left");
+    if (options.daemonDescriptors !== undefined && census.daemon !== undefined) {
+      const fds = listDir(`/proc/${census.daemon.pid}/fd`).map((fd) => `${fd} -> ${readlinkOr(`/proc/${census.daemon!.pid}/fd/${fd}`)}`); // daemon checked on this line's condition
+      assert.equal(census.daemon.descriptors, options.daemonDescriptors, `moatd ${census.daemon.pid} holds ${census.daemon.descriptors} descriptors, not its baseline ${options.daemonDescriptors}:\n${fds.join("\n")}`);
+    }
+  }
+
   /** Removes the workspace; first kills what a failed test left, so one failure does not leak into the next. */
   remove(): void {
     for (const line of [...this.qemuProcesses(), ...this.virtiofsdProcesses(), ...this.daemonProcesses()]) {
@@ -146,6 +191,41 @@ export class TestWorkspace {
     for (const point of this.mounts().reverse()) execFileSync("umount", ["--lazy", point]);
     for (const dir of this.socketDirs()) rmSync(dir, { recursive: true, force: true });
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface Census {
+  processes: string[];
+  mounts: string[];
+  taps: string[];
+  netns: string[];
+  cgroups: string[];
+  stateRoot: string[];
+  socketDirs: string[];
+  daemon: { pid: number; descriptors: number } | undefined;
+}
+
+/** The host's cgroup hierarchies: v2's root, or each v1 hierarchy (cgroup v1 here: /sys/fs/cgroup/<controller>). */
+function cgroupHierarchyDirs(): string[] {
+  if (listDir("/sys/fs/cgroup").includes("cgroup.controllers")) return ["/sys/fs/cgroup"];
+  return listDir("/sys/fs/cgroup")
+    .map((name) => join("/sys/fs/cgroup", name))
+    .filter((dir) => statIsDir(dir) && !lstatSync(dir).isSymbolicLink());
+}
+
+function statIsDir(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function readlinkOr(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return "(gone)";
   }
 }
 
