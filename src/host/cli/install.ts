@@ -38,21 +38,33 @@ async function installShim(options: InstallOptions): Promise<void> {
   if (!existsSync(shim)) {
     throw new MoatError("MOAT_CLI_INSTALL", `moat install: ${shim} does not exist`, { hint: "build it with `make build`", status: Code.FAILED_PRECONDITION });
   }
-  await mkdir(options.prefix, { recursive: true });
-  for (const name of options.kataCompat ? [SHIM_NAME, KATA_SHIM_NAME] : [SHIM_NAME]) {
-    const link = join(options.prefix, name);
+  await linkShim(shim, options.prefix, options.kataCompat ? [SHIM_NAME, KATA_SHIM_NAME] : [SHIM_NAME]);
+}
+
+/**
+ * Links each of `names` in `prefix` to `shim`; returns the links it made (a link already
+ * pointing there is left alone and not returned: `moat node uninstall` removes only its own).
+ */
+export async function linkShim(shim: string, prefix: string, names: readonly string[]): Promise<string[]> {
+  await mkdir(prefix, { recursive: true });
+  const made: string[] = [];
+  for (const name of names) {
+    const link = join(prefix, name);
     const existing = await lstat(link).catch(() => undefined);
     if (existing) {
-      // Replacing our own link is an upgrade; replacing anything else (Kata's real shim) is not ours to do.
+      // Our own link is already in place; anything else (Kata's real shim) is not ours to replace.
       const target = existing.isSymbolicLink() ? await readlink(link) : undefined;
       if (target !== shim) {
-        throw new MoatError("MOAT_CLI_INSTALL", `moat install: ${link} exists and is not moat's shim`, { hint: "remove it first if moat should take its place", status: Code.ALREADY_EXISTS });
+        await Promise.all(made.map((link) => rm(link, { force: true }))); // a failed install leaves no link behind
+        throw new MoatError("MOAT_CLI_INSTALL", `moat install: ${link} exists and is not moat's shim${target === undefined ? "" : ` (it points to ${target})`}`, { hint: "remove it first if moat should take its place", status: Code.ALREADY_EXISTS });
       }
-      await rm(link);
+    } else {
+      await symlink(shim, link);
+      made.push(link);
     }
-    await symlink(shim, link);
     process.stdout.write(`${link} -> ${shim}\n`);
   }
+  return made;
 }
 
 /** Says, line by line, what in containerd's configuration stands in moat's way. */

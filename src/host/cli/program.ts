@@ -25,6 +25,7 @@ import {
 import type { UpdateOptions } from "./update-resources.js";
 import type { GlobalOptions } from "./global-options.js";
 import { installCommand, type InstallOptions } from "./install.js";
+import { nodeInstallCommand, nodeUninstallCommand, type NodeInstallOptions, type NodeUninstallOptions } from "./node-install.js";
 import { versionCommand } from "./version.js";
 
 export function buildProgram(): Command {
@@ -65,6 +66,27 @@ export function buildProgram(): Command {
     .option("--systemd", "also write moatd.service, which keeps moatd running (otherwise it starts on demand)")
     .option("--unit-dir <dir>", "where --systemd writes moatd.service", "/etc/systemd/system")
     .action((options: InstallOptions) => installCommand(options, program.opts<GlobalOptions>()));
+
+  const node = program.command("node").description("a Kubernetes node: moat's files, the shim, containerd's runtimes and the node label, as the DaemonSet in deploy/ installs them");
+  node
+    .command("install")
+    .description("install moat on this node (idempotent): copy its files, put the shim on the PATH, add the runtimes to containerd's config.toml (restarting containerd only if it changed), label the node")
+    .option("--source <dir>", "the built moat to install (default: this moat)")
+    .option("--install-dir <dir>", "where moat's files go on the node (releases/<hash>, current)", "/opt/moat")
+    .option("--prefix <dir>", "where the shim's names go; containerd looks on its PATH", "/usr/local/bin")
+    .option("--containerd-config <file>", "containerd's configuration (version 2 or 3); missing runtime tables are appended, nothing else is touched", "/etc/containerd/config.toml")
+    .option("--runtimes <names>", "the CRI handlers to add: moat (io.containerd.moat.v2) and kata (io.containerd.kata.v2, for pods written for Kata)", "moat,kata")
+    .option("--restart-command <command>", "how to restart containerd, run with /bin/sh -c when its configuration changed", "systemctl restart containerd")
+    .option("--node-name <name>", "label this Kubernetes node moat.io/runtime=true with kubectl (default: $NODE_NAME; neither: no label)")
+    .option("--kubectl <path>", "the kubectl that labels the node", "kubectl")
+    .action((options: NodeInstallOptions) => nodeInstallCommand(options));
+  node
+    .command("uninstall")
+    .description("undo exactly what `moat node install` did (recorded in <install-dir>/node-install.json): label, runtime tables, shim links, files")
+    .option("--install-dir <dir>", "where moat node install put moat's files", "/opt/moat")
+    .option("--restart-command <command>", "how to restart containerd, run with /bin/sh -c when its configuration changed", "systemctl restart containerd")
+    .option("--kubectl <path>", "the kubectl that removes the node label", "kubectl")
+    .action((options: NodeUninstallOptions) => nodeUninstallCommand(options));
 
   program
     .command("boot")
