@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 import { parse } from "smol-toml";
 import { MoatError } from "../../shared/errors.js";
-import { addRuntimes, BLOCK_BEGIN, BLOCK_END, removeBlock } from "./containerd-config-edit.js";
+import { packageRoot } from "../config/index.js";
+import { addRuntimes, BLOCK_BEGIN, BLOCK_END, CRI_RUNTIMES_V2, removeBlock, runtimeTable } from "./containerd-config-edit.js";
 
 const PATH = "/etc/containerd/config.toml";
 
@@ -90,4 +93,11 @@ test("bad input: not TOML (file and line), version 1, a conflicting table, runti
   assert.equal(addRuntimes(PATH, conflict, ["moat"]).added[0], "moat", "a conflict on a handler not asked for is not one");
   const inline = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  runtimes = { runc = { runtime_type = "io.containerd.runc.v2" } }\n';
   assert.match(codeOf(() => addRuntimes(PATH, inline, ["moat"])), /^MOAT_NODE_CONFIG_INVALID: .*cannot be added to this file/);
+});
+
+test("deploy/containerd-snippet.toml holds exactly the tables the installer appends", () => {
+  const snippet = readFileSync(join(packageRoot(), "deploy", "containerd-snippet.toml"), "utf8");
+  const tables = snippet.split("\n").filter((line) => !line.startsWith("#")).join("\n");
+  assert.equal(tables, runtimeTable(CRI_RUNTIMES_V2, "moat") + runtimeTable(CRI_RUNTIMES_V2, "kata"));
+  assert.equal(addRuntimes(PATH, `version = 2\n${snippet}`, ["moat", "kata"]).block, undefined, "a file holding the snippet needs nothing more");
 });

@@ -14,7 +14,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, chown, cp, lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, rmdir, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, rmdir, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
 import { CleanupStack } from "../../shared/cleanup.js";
@@ -180,7 +180,7 @@ function parseRuntimes(text: string): NodeRuntimeName[] {
 
 /** Copies moat's files into releases/<hash> (unless there already) and points `current` at it; returns the `current` path. */
 async function installRelease(source: string, installDir: string, state: NodeState, cleanup: CleanupStack): Promise<string> {
-  const files: Array<{ path: string; relativePath: string }> = [];
+  const entries: ReleaseEntry[] = [];
   for (const part of RELEASE_PARTS) {
     const path = join(source, part);
     if (!existsSync(path)) {
@@ -189,12 +189,13 @@ async function installRelease(source: string, installDir: string, state: NodeSta
         status: Code.FAILED_PRECONDITION,
       });
     }
-    files.push(...(await listFiles(source, path)));
+    entries.push(...(await walk(path, part, true)));
   }
   const hash = createHash("sha256");
-  for (const file of files.sort((a, b) => a.relativePath.localeCompare(b.relativePath))) {
-    hash.update(`${file.relativePath}\0`);
-    hash.update(await readFile(file.path));
+  for (const entry of entries) {
+    hash.update(`${entry.kind} ${entry.relativePath} ${entry.mode.toString(8)}\0`);
+    if (entry.kind === "file") hash.update(await readFile(entry.path));
+    if (entry.kind === "link") hash.update(entry.target);
   }
   const id = hash.digest("hex").slice(0, 16);
   const releases = join(installDir, "releases");
@@ -202,8 +203,14 @@ async function installRelease(source: string, installDir: string, state: NodeSta
   if (!existsSync(release)) {
     const staging = join(releases, `.staging-${id}-${process.pid}`);
     cleanup.push(`remove ${staging}`, () => rm(staging, { recursive: true, force: true }));
-    for (const part of RELEASE_PARTS) {
-      await cp(join(source, part), join(staging, part), { recursive: true, dereference: true, preserveTimestamps: true });
+    await mkdir(staging, { recursive: true });
+    for (const entry of entries) {
+      const to = join(staging, entry.relativePath);
+      await mkdir(dirname(to), { recursive: true });
+      if (entry.kind === "dir") await mkdir(to, { recursive: true, mode: entry.mode });
+      else if (entry.kind === "link") await symlink(entry.target, to);
+      else await copyFile(entry.path, to);
+      if (entry.kind !== "link") await chmod(to, entry.mode);
     }
     await rename(staging, release);
     state.releases.push(release);
@@ -228,13 +235,39 @@ async function installRelease(source: string, installDir: string, state: NodeSta
   return current;
 }
 
-/** Every file under `path` (following links, as the copy does), with its path relative to `root`. */
-async function listFiles(root: string, path: string): Promise<Array<{ path: string; relativePath: string }>> {
-  const real = await realpath(path);
-  if (!(await lstat(real)).isDirectory()) return [{ path: real, relativePath: relative(root, path) }];
-  const found: Array<{ path: string; relativePath: string }> = [];
-  for (const entry of await readdir(real)) found.push(...(await listFiles(root, join(path, entry))));
-  return found;
+interface ReleaseEntry {
+  kind: "dir" | "file" | "link";
+  /** Where to read it (a followed link's target). */
+  path: string;
+  relativePath: string;
+  mode: number;
+  /** A link's target, for kind link. */
+  target: string;
+}
+
+/**
+ * What a release holds under `relativePath`, in a stable order. The build puts links into its
+ * cache at the top of the tree (dist/guest/vmlinux, dist/images/busybox/rootfs): those are
+ * followed. Below a followed link, links are kept as links (the busybox image's applets), and
+ * files that are neither files, links nor directories are refused.
+ */
+async function walk(path: string, relativePath: string, follow: boolean): Promise<ReleaseEntry[]> {
+  let info = await lstat(path);
+  let from = path;
+  let followBelow = follow;
+  if (info.isSymbolicLink()) {
+    if (!follow) return [{ kind: "link", path, relativePath, mode: 0o777, target: await readlink(path) }];
+    from = await realpath(path);
+    info = await stat(from);
+    followBelow = false;
+  }
+  if (info.isFile()) return [{ kind: "file", path: from, relativePath, mode: info.mode & 0o7777, target: "" }];
+  if (!info.isDirectory()) {
+    throw new MoatError("MOAT_NODE_INSTALL", `moat node install: ${path}: neither a file, a directory nor a link; a release holds no other kind`, { status: Code.FAILED_PRECONDITION });
+  }
+  const entries: ReleaseEntry[] = [{ kind: "dir", path: from, relativePath, mode: info.mode & 0o7777, target: "" }];
+  for (const name of (await readdir(from)).sort()) entries.push(...(await walk(join(from, name), join(relativePath, name), followBelow)));
+  return entries;
 }
 
 async function restartContainerd(command: string): Promise<void> {

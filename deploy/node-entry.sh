@@ -1,0 +1,33 @@
+#!/bin/sh
+# The DaemonSet's entry (deploy/daemonset.yaml): a thin shell around `moat node install` and
+# `moat node uninstall`, which do the work (src/host/cli/node-install.ts).
+#   install            install, then sleep until stopped
+#   uninstall-on-stop  the preStop hook: uninstall when MOAT_UNINSTALL_ON_STOP is "true"
+#   uninstall          uninstall now
+# Paths are the container's: /opt/moat and /etc/containerd are the host's at the same paths,
+# the host's /usr/local/bin is at /host/usr/local/bin.
+set -eu
+moat="node /moat/dist/bundle/moat.mjs"
+restart=${MOAT_RESTART_COMMAND:-systemctl restart containerd}
+case "${1:-install}" in
+install)
+  # /opt/moat is a hostPath (DirectoryOrCreate), so it exists before the installer runs.
+  $moat node install --source /moat --install-dir /opt/moat --prefix /host/usr/local/bin \
+    --containerd-config /etc/containerd/config.toml --runtimes "${MOAT_RUNTIMES:-moat,kata}" \
+    --restart-command "$restart" ${NODE_NAME:+--node-name "$NODE_NAME"}
+  echo "moat is installed on ${NODE_NAME:-this node}; sleeping until stopped"
+  trap 'exit 0' TERM INT
+  while :; do sleep 3600 & wait $! || true; done
+  ;;
+uninstall-on-stop)
+  [ "${MOAT_UNINSTALL_ON_STOP:-false}" = true ] || exit 0
+  exec $moat node uninstall --install-dir /opt/moat --restart-command "$restart"
+  ;;
+uninstall)
+  exec $moat node uninstall --install-dir /opt/moat --restart-command "$restart"
+  ;;
+*)
+  echo "usage: $0 install | uninstall | uninstall-on-stop" >&2
+  exit 2
+  ;;
+esac
