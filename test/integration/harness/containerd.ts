@@ -29,7 +29,8 @@ export class Containerd {
   readonly fifoDir: string;
   /** A directory on containerd's PATH for `moat install --prefix`. */
   readonly installBin: string;
-  private readonly configPath: string;
+  /** containerd's config.toml, written by the constructor; a test may rewrite it before start(). */
+  readonly configPath: string;
   private readonly logPath: string;
   private child: ChildProcess | undefined;
   /** moat's configuration file for the shim and moatd containerd starts (the state root is the workspace's). */
