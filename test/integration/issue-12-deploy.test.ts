@@ -104,7 +104,7 @@ test("node install twice on an operator's config.toml, containerd loads it and r
   assert.equal(removed.code, 0, removed.stderr);
   assert.ok(readFileSync(containerd.configPath).equals(Buffer.from(original)), "the configuration is the operator's again, byte for byte");
   assert.equal(restartCount(), 2, "the changed configuration restarted containerd once more");
-  assert.deepEqual(readdirSync(containerd.installBin), [], "the shim's links are gone");
+  assert.deepEqual(existsSync(containerd.installBin) ? readdirSync(containerd.installBin) : [], [], "the shim's links are gone");
   assert.equal(existsSync(installDir), false, "moat's files are gone");
 });
 
