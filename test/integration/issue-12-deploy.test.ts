@@ -9,7 +9,9 @@
 // DaemonSet itself are not exercised; the manifests are decoded by kubectl without a cluster and
 // checked field by field.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { parse } from "smol-toml";
@@ -139,6 +141,49 @@ test("a config.toml that is not TOML: the error names the file and line, nothing
   assert.match(result.stderr, /broken\.toml:2:\d+: not TOML: /);
   assert.equal(readFileSync(config, "utf8"), text);
   assert.equal(existsSync(brokenDir), false);
+});
+
+test("deploy/node-entry.sh, as the DaemonSet runs it: install, sleep until SIGTERM; its preStop uninstalls only when told to", async () => {
+  const dir = join(workspace.dir, "entry");
+  mkdirSync(dir);
+  const config = join(dir, "config.toml");
+  const original = '# a node\nversion = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n';
+  writeFileSync(config, original);
+  const entryRestarts = join(dir, "restarts");
+  const env = {
+    ...process.env,
+    NODE_NAME: "", // no cluster: no label
+    MOAT_SOURCE: repoRoot,
+    MOAT_INSTALL_DIR: join(dir, "opt-moat"),
+    MOAT_PREFIX: join(dir, "bin"),
+    MOAT_CONTAINERD_CONFIG: config,
+    MOAT_RESTART_COMMAND: `echo restart >> '${entryRestarts}'`,
+  };
+  const entry = join(repoRoot, "deploy", "node-entry.sh");
+  const child = spawn(entry, ["install"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (chunk) => (output += chunk));
+  child.stderr.on("data", (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  while (!output.includes("sleeping until stopped")) {
+    assert.equal(child.exitCode, null, `the entry ended before installing:\n${output}`);
+    await sleep(100);
+  }
+  assert.match(readFileSync(config, "utf8"), /runtimes\.kata\]\n  runtime_type = "io\.containerd\.kata\.v2"/);
+  assert.deepEqual(readdirSync(join(dir, "bin")).sort(), ["containerd-shim-kata-v2", "containerd-shim-moat-v2"]);
+  assert.equal(readFileSync(entryRestarts, "utf8"), "restart\n");
+  child.kill("SIGTERM");
+  assert.equal(await exited, 0, `SIGTERM ends the sleeping entry cleanly:\n${output}`);
+
+  const kept = await runCommand(entry, ["uninstall-on-stop"], { env: { ...env, MOAT_UNINSTALL_ON_STOP: "false" } });
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.notEqual(readFileSync(config, "utf8"), original, "without MOAT_UNINSTALL_ON_STOP=true the preStop leaves the node installed");
+  const removed = await runCommand(entry, ["uninstall-on-stop"], { env: { ...env, MOAT_UNINSTALL_ON_STOP: "true" } });
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.equal(readFileSync(config, "utf8"), original);
+  assert.equal(existsSync(join(dir, "opt-moat")), false);
+  assert.equal(existsSync(join(dir, "bin")), false, "the prefix the installer made is gone with its links");
+  assert.equal(readFileSync(entryRestarts, "utf8"), "restart\nrestart\n");
 });
 
 test("the manifests in deploy/ parse as Kubernetes objects and say what the installer does", async () => {
