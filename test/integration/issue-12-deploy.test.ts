@@ -5,7 +5,8 @@
 // `moat` and `kata` runtimes, and tasks run through moat's shim as the installer linked it (from
 // the installed release, not this checkout). Uninstall gives the file back byte for byte and
 // removes the links and files. Bad files (runtime_root under Kata's table, not TOML) are
-// refused with nothing written. No cluster runs here: the node label (kubectl label) and the
+// refused with nothing written. deploy/node-entry.sh, the DaemonSet's entry, runs as it would in
+// its pod (paths moved by its variables). No cluster runs here: the node label (kubectl label) and the
 // DaemonSet itself are not exercised; the manifests are decoded by kubectl without a cluster and
 // checked field by field.
 import assert from "node:assert/strict";
