@@ -212,7 +212,12 @@ test("the manifests in deploy/ parse as Kubernetes objects and say what the inst
   const mounts = Object.fromEntries(container.volumeMounts.map((mount: any) => [hostPaths.get(mount.name), mount.mountPath])); // test: JSON from kubectl
   assert.deepEqual(mounts, { "/opt/moat": "/opt/moat", "/usr/local/bin": "/host/usr/local/bin", "/etc/containerd": "/etc/containerd", "/run/containerd": "/run/containerd" }, "every mount names a volume; /opt/moat at the host's own path, where the shim's links point");
   const entry = readFileSync(join(repoRoot, "deploy", "node-entry.sh"), "utf8");
-  assert.match(entry, /--install-dir \/opt\/moat --prefix \/host\/usr\/local\/bin/);
+  // The entry's default paths are where the DaemonSet mounts the host's directories.
+  const defaultOf = (variable: string) => new RegExp(`\\$\\{${variable}:-([^}]*)\\}`).exec(entry)?.[1];
+  assert.equal(defaultOf("MOAT_INSTALL_DIR"), mounts["/opt/moat"]);
+  assert.equal(defaultOf("MOAT_PREFIX"), mounts["/usr/local/bin"]);
+  assert.equal(defaultOf("MOAT_CONTAINERD_CONFIG"), `${mounts["/etc/containerd"]}/config.toml`);
+  assert.deepEqual(container.env.map((variable: any) => variable.name).filter((name: string) => /^MOAT_(INSTALL_DIR|PREFIX|CONTAINERD_CONFIG|SOURCE)$/.test(name)), [], "the DaemonSet keeps the entry's paths"); // test: JSON from kubectl
   const [seedsPod] = await manifest("seeds-pod.yaml");
   assert.equal(seedsPod.spec.runtimeClassName, "kata");
 });
