@@ -144,6 +144,46 @@ test("a config.toml that is not TOML: the error names the file and line, nothing
   assert.equal(existsSync(brokenDir), false);
 });
 
+test("a restart that fails is tried again by the next run, although the file no longer changes", async () => {
+  const dir = join(workspace.dir, "restart");
+  mkdirSync(dir);
+  const config = join(dir, "config.toml");
+  writeFileSync(config, "version = 2\n");
+  const install = (restart: string) => runMoat(["node", "install", "--install-dir", join(dir, "opt-moat"), "--prefix", join(dir, "bin"), "--containerd-config", config, "--restart-command", restart]);
+  const failed = await install("echo 'Job for containerd.service failed' >&2; exit 1");
+  assert.notEqual(failed.code, 0);
+  assert.match(failed.stderr, /restarting containerd with `.*` failed: Job for containerd\.service failed\nHint: the configuration is written and recorded; the next run restarts containerd again/);
+  const retried = await install("echo RESTARTED");
+  assert.equal(retried.code, 0, retried.stderr);
+  assert.match(retried.stdout, /config\.toml: unchanged[\s\S]*RESTARTED/);
+  const settled = await install("echo RESTARTED");
+  assert.doesNotMatch(settled.stdout, /RESTARTED/, "once restarted, an unchanged file restarts nothing");
+  const removed = await runMoat(["node", "uninstall", "--install-dir", join(dir, "opt-moat"), "--restart-command", "true"]);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.equal(readFileSync(config, "utf8"), "version = 2\n");
+});
+
+test("a node label kubectl cannot set: the error quotes kubectl, the rest stays installed, and a second run tries the label again", async () => {
+  const dir = join(workspace.dir, "label");
+  mkdirSync(dir);
+  const config = join(dir, "config.toml");
+  writeFileSync(config, "version = 2\n");
+  const args = ["node", "install", "--install-dir", join(dir, "opt-moat"), "--prefix", join(dir, "bin"), "--containerd-config", config, "--restart-command", "true", "--node-name", "node-1"];
+  // No cluster: kubectl with an empty configuration dials localhost:8080, where nothing listens.
+  const env = { KUBECONFIG: "/dev/null" };
+  const first = await runMoat(args, env);
+  assert.notEqual(first.code, 0);
+  assert.match(first.stderr, /moat node: `kubectl label node node-1 moat\.io\/runtime=true --overwrite` failed: .*(refused|localhost:8080)/);
+  assert.match(first.stderr, /Hint: the DaemonSet's service account needs get and patch on nodes/);
+  assert.match(readFileSync(config, "utf8"), /runtimes\.moat\]/, "the runtimes are installed all the same");
+  const second = await runMoat(args, env);
+  assert.match(second.stdout, /config\.toml: unchanged/);
+  assert.match(second.stderr, /kubectl label node node-1/, "the label is tried again");
+  const removed = await runMoat(["node", "uninstall", "--install-dir", join(dir, "opt-moat"), "--restart-command", "true"], env);
+  assert.equal(removed.code, 0, `no label was recorded, so uninstall does not try to remove one: ${removed.stderr}`);
+  assert.equal(readFileSync(config, "utf8"), "version = 2\n");
+});
+
 test("deploy/node-entry.sh, as the DaemonSet runs it: install, sleep until SIGTERM; its preStop uninstalls only when told to", async () => {
   const dir = join(workspace.dir, "entry");
   mkdirSync(dir);

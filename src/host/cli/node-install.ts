@@ -62,6 +62,8 @@ interface NodeState {
   links: Array<{ path: string; target: string }>;
   containerd: { path: string; created: boolean; block: string } | undefined;
   label: { node: string; key: string } | undefined;
+  /** config.toml changed and containerd has not been restarted since: the next run restarts it. */
+  restartPending: boolean;
 }
 
 export async function nodeInstallCommand(options: NodeInstallOptions): Promise<void> {
@@ -102,6 +104,7 @@ export async function nodeInstallCommand(options: NodeInstallOptions): Promise<v
     if (edit.block !== undefined) { // (4)
       await writeFileAtomic(configPath, edit.text);
       state.containerd = { path: configPath, created: original === undefined, block: edit.block };
+      state.restartPending = true;
       cleanup.push(`restore ${configPath}`, () => (original === undefined ? rm(configPath, { force: true }) : writeFileAtomic(configPath, original)));
     }
     await writeState(statePath, state);
@@ -114,7 +117,8 @@ export async function nodeInstallCommand(options: NodeInstallOptions): Promise<v
   process.stdout.write(
     `${configPath}: ${edit.added.length > 0 ? `added runtime ${edit.added.join(", ")}` : "unchanged"}${edit.present.length > 0 ? ` (already there: ${edit.present.join(", ")})` : ""}\n`,
   );
-  if (edit.block !== undefined) await restartContainerd(options.restartCommand); // only when the file changed
+  // Only when the file changed, or an earlier run changed it and its restart failed.
+  if (state.restartPending) await restartContainerd(options.restartCommand, statePath, state);
   const nodeName = options.nodeName ?? process.env.NODE_NAME;
   if (nodeName) { // (5)
     await kubectl(options.kubectl, ["label", "node", nodeName, `${NODE_LABEL}=${NODE_LABEL_VALUE}`, "--overwrite"]);
@@ -148,9 +152,10 @@ export async function nodeUninstallCommand(options: NodeUninstallOptions): Promi
       process.stdout.write(`${path}: moat's runtimes removed\n`);
     }
     state.containerd = undefined;
+    if (text !== undefined) state.restartPending = true;
     await writeState(statePath, state);
-    if (text !== undefined) await restartContainerd(options.restartCommand);
   }
+  if (state.restartPending) await restartContainerd(options.restartCommand, statePath, state);
   for (const link of state.links) {
     // Only while it is still the link moat made: a file put there since is someone else's.
     const target = await readlink(link.path).catch(() => undefined);
@@ -270,14 +275,17 @@ async function walk(path: string, relativePath: string, follow: boolean): Promis
   return entries;
 }
 
-async function restartContainerd(command: string): Promise<void> {
+/** Runs the restart command; the state's restartPending, set when config.toml changed, is cleared only once it succeeded. */
+async function restartContainerd(command: string, statePath: string, state: NodeState): Promise<void> {
   try {
     const { stdout, stderr } = await run("/bin/sh", ["-c", command]);
     process.stdout.write(`containerd restarted (${command})\n${stdout}${stderr}`);
+    state.restartPending = false;
+    await writeState(statePath, state);
   } catch (error) {
-    const detail = error instanceof Error && "stderr" in error ? String(error.stderr).trim() : describeCause(error);
+    const detail = lastLine(error);
     throw new MoatError("MOAT_NODE_RESTART", `moat node: restarting containerd with \`${command}\` failed: ${detail}`, {
-      hint: "the configuration is written and recorded; restart containerd yourself, or pass --restart-command",
+      hint: "the configuration is written and recorded; the next run restarts containerd again (or restart it yourself)",
       status: Code.UNAVAILABLE,
     });
   }
@@ -287,7 +295,7 @@ async function kubectl(command: string, args: string[]): Promise<void> {
   try {
     await run(command, args);
   } catch (error) {
-    const detail = error instanceof Error && "stderr" in error ? String(error.stderr).trim() : describeCause(error);
+    const detail = lastLine(error);
     throw new MoatError("MOAT_NODE_LABEL", `moat node: \`${command} ${args.join(" ")}\` failed: ${detail}`, {
       hint: "the DaemonSet's service account needs get and patch on nodes (deploy/daemonset.yaml); outside a pod, kubectl needs a kubeconfig",
       status: Code.UNAVAILABLE,
@@ -295,9 +303,15 @@ async function kubectl(command: string, args: string[]): Promise<void> {
   }
 }
 
+/** A failed command's last line on stderr (kubectl's is its summary; the lines above repeat it), else the error's message. */
+function lastLine(error: unknown): string {
+  const stderr = error instanceof Error && "stderr" in error ? String(error.stderr).trim() : "";
+  return stderr.split("\n").pop() || describeCause(error);
+}
+
 async function readState(path: string): Promise<NodeState> {
   const text = await readFile(path, "utf8").catch(() => undefined);
-  const empty: NodeState = { installDirCreated: false, prefixCreated: undefined, releases: [], current: undefined, links: [], containerd: undefined, label: undefined };
+  const empty: NodeState = { installDirCreated: false, prefixCreated: undefined, releases: [], current: undefined, links: [], containerd: undefined, label: undefined, restartPending: false };
   if (text === undefined) return empty;
   let value: unknown;
   try {
