@@ -120,11 +120,18 @@ export async function nodeInstallCommand(options: NodeInstallOptions): Promise<v
   // Only when the file changed, or an earlier run changed it and its restart failed.
   if (state.restartPending) await restartContainerd(options.restartCommand, statePath, state);
   const nodeName = options.nodeName ?? process.env.NODE_NAME;
-  if (nodeName) { // (5)
-    await kubectl(options.kubectl, ["label", "node", nodeName, `${NODE_LABEL}=${NODE_LABEL_VALUE}`, "--overwrite"]);
-    state.label = { node: nodeName, key: NODE_LABEL };
-    await writeState(statePath, state);
-    process.stdout.write(`node ${nodeName}: labelled ${NODE_LABEL}=${NODE_LABEL_VALUE}\n`);
+  if (nodeName && state.label?.node !== nodeName) { // (5)
+    // A label the node had before is the operator's: left alone now, and by uninstall.
+    const jsonPath = `{.metadata.labels.${NODE_LABEL.replace(/\./g, "\\.")}}`;
+    const existing = await kubectl(options.kubectl, ["get", "node", nodeName, "-o", `jsonpath=${jsonPath}`]);
+    if (existing.trim() === NODE_LABEL_VALUE) {
+      process.stdout.write(`node ${nodeName}: already labelled ${NODE_LABEL}=${NODE_LABEL_VALUE}\n`);
+    } else {
+      await kubectl(options.kubectl, ["label", "node", nodeName, `${NODE_LABEL}=${NODE_LABEL_VALUE}`, "--overwrite"]);
+      state.label = { node: nodeName, key: NODE_LABEL };
+      await writeState(statePath, state);
+      process.stdout.write(`node ${nodeName}: labelled ${NODE_LABEL}=${NODE_LABEL_VALUE}\n`);
+    }
   }
 }
 
@@ -291,9 +298,10 @@ async function restartContainerd(command: string, statePath: string, state: Node
   }
 }
 
-async function kubectl(command: string, args: string[]): Promise<void> {
+/** Runs kubectl; its stdout. */
+async function kubectl(command: string, args: string[]): Promise<string> {
   try {
-    await run(command, args);
+    return (await run(command, args)).stdout;
   } catch (error) {
     const detail = lastLine(error);
     throw new MoatError("MOAT_NODE_LABEL", `moat node: \`${command} ${args.join(" ")}\` failed: ${detail}`, {
