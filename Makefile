@@ -37,7 +37,7 @@ setup: node_modules/.installed
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	@# The deploy tests decode manifests with kubectl (no cluster): Debian's, unless one is installed already (another package's kubectl would conflict).
-	@command -v kubectl >/dev/null || { echo "==> apt-get install kubernetes-client"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client; }
+	@command -v kubectl >/dev/null || { echo "==> apt-get install kubernetes-client"; apt-get update -q; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client; }
 
 node_modules/.installed: package.json package-lock.json
 	@echo "==> npm ci"
