@@ -15,9 +15,10 @@
 //   to moatd:   1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32 number),
 //               5 RESIZE (u16 rows, u16 columns)
 //   from moatd: 16 STDOUT (bytes), 17 STDERR (bytes), 18 EXIT (i32 exit status)
-// The TypeScript side is src/host/daemon/stdio-relay.ts. When the connection drops (moatd
-// restarting), the stand-in connects again for up to 30 s and says HELLO again; bytes in
-// flight at that moment may be lost.
+// The TypeScript side is src/host/daemon/stdio-relay.ts; moatd sends nothing before the HELLO.
+// When the connection drops (moatd restarting), the stand-in connects again for up to 30 s and
+// says HELLO again; bytes in flight at that moment may be lost. A write that finds the
+// connection closed first reads what moatd sent before closing (read_what_was_sent).
 //
 // Terminals (the process has one in the guest, where the guest's pty does echo, line editing,
 // CRLF and signal keys, so the host side is raw, or each would happen twice):
