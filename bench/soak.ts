@@ -6,6 +6,9 @@
 // the wall time is printed as a figure only.
 //
 //   node dist/bench/soak.js [--cycles 1000] [--concurrency 10] [--path oci|containerd|both]
+// With SOAK_KEEP_LOG=PREFIX, moatd's log of each path is kept as PREFIX-<path>.log (run it with
+// MOAT_TRACE=daemon,sandbox for the step lines) before the workspace goes.
+import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Containerd } from "../test/integration/harness/containerd.js";
 import { assertSoakFlat, RSS_GROWTH_BOUND_KIB, soak, type SoakResult } from "../test/integration/harness/soak.js";
@@ -60,6 +63,7 @@ for (const path of paths) {
   } finally {
     await containerd?.stop();
     await workspace.stopDaemon();
+    if (process.env.SOAK_KEEP_LOG) writeFileSync(`${process.env.SOAK_KEEP_LOG}-${path}.log`, workspace.daemonLog());
     workspace.remove();
   }
 }

@@ -9,10 +9,11 @@
 // namespace, cgroup, state file or socket directory left, and moatd's descriptors back to
 // their count with no container.
 //
-// Within a step: moatd runs with MOAT_TRACE=sandbox, which logs "step: <call> <id>" as each
-// container call goes to the guest. The test stops QEMU (SIGSTOP) first, so the call cannot be
-// answered; once the line is in moatd's log, the call is in flight, and the fault strikes there.
-// No sleeps decide anything: every wait is for a line, a process, or an exit.
+// Within a step (harness/within-step.ts): moatd runs with MOAT_TRACE=sandbox, which logs
+// "step: <call> <id>" as each container call goes to the guest; withinStep stops QEMU (SIGSTOP)
+// first, so the call cannot be answered, and once the line is in moatd's log, the call is in
+// flight, and the fault strikes there. No sleeps decide anything: every wait is for a line, a
+// process, or an exit.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -26,6 +27,7 @@ import { containerdForTestFile } from "./harness/containerd.js";
 import { runMoat, type CliResult } from "./harness/moat-cli.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
+import { withinStep, type StepTarget } from "./harness/within-step.js";
 
 const workspace = new TestWorkspace();
 const subreaper = helperBinary(workspace.dir, "subreaper");
@@ -82,18 +84,9 @@ function daemonPid(): number {
   return pidOf(lines[0]);
 }
 
-/** Waits until moatd's log, from `from` on, holds `line` (a step going to the guest). */
-async function logged(line: string, from: number, log = () => workspace.daemonLog()): Promise<void> {
-  // Bounded so that a step that never comes fails here with the log, not at the file's timeout.
-  const deadline = Date.now() + 120_000;
-  while (!log().slice(from).includes(line)) {
-    assert.ok(Date.now() < deadline, `no "${line}" in moatd's log within 120 s:\n${log().slice(from).slice(-4000)}`);
-    await sleep(50);
-  }
-}
-
-function logLength(): number {
-  return workspace.daemonLog().length;
+/** This workspace's one sandbox, for withinStep: its QEMU and moatd's log. */
+function sandbox(): StepTarget {
+  return { qemuPid: qemuPid(), log: () => workspace.daemonLog() };
 }
 
 /** Creates a container as conmon does and waits for `moat create` to succeed. */
@@ -132,13 +125,8 @@ test("QEMU SIGKILLed between create and start: start fails naming the container,
 test("QEMU SIGKILLed within start (its call to the guest in flight): start fails naming the guest, the stand-in ends 137", async () => {
   const id = "qemu-in-start";
   const container = await created(id);
-  const qemu = qemuPid();
-  process.kill(qemu, "SIGSTOP");
-  const from = logLength();
-  const start = moat(["start", id]);
-  await logged(`step: startContainer ${id}`, from);
-  process.kill(qemu, "SIGKILL");
-  const result = await start;
+  const target = sandbox();
+  const result = await withinStep(target, `step: startContainer ${id}`, () => moat(["start", id]), () => void process.kill(target.qemuPid, "SIGKILL"));
   assert.notEqual(result.code, 0);
   assert.match(result.stderr, new RegExp(`${id}`));
   assert.equal((await container.standIn).exitStatus, 137, workspace.daemonLog().slice(-3000));
@@ -149,13 +137,8 @@ test("QEMU SIGKILLed within start (its call to the guest in flight): start fails
 test("QEMU SIGKILLed within exec: the exec fails or ends 137, the container ends 137", async () => {
   const id = "qemu-in-exec";
   const container = await started(id);
-  const qemu = qemuPid();
-  process.kill(qemu, "SIGSTOP");
-  const from = logLength();
-  const exec = moat(["exec", id, "echo", "never"]);
-  await logged(`step: execProcess ${id}`, from);
-  process.kill(qemu, "SIGKILL");
-  const result = await exec;
+  const target = sandbox();
+  const result = await withinStep(target, `step: execProcess ${id}`, () => moat(["exec", id, "echo", "never"]), () => void process.kill(target.qemuPid, "SIGKILL"));
   assert.ok(result.code === 137 || (result.code !== 0 && new RegExp(id).test(result.stderr)), `exec: ${result.code} ${result.stderr}`);
   assert.equal(result.stdout, "");
   assert.equal((await container.standIn).exitStatus, 137, workspace.daemonLog().slice(-3000));
@@ -166,13 +149,8 @@ test("QEMU SIGKILLed within exec: the exec fails or ends 137, the container ends
 test("QEMU SIGKILLed within delete --force (its kill in flight): delete succeeds and leaves nothing", async () => {
   const id = "qemu-in-delete";
   const container = await started(id);
-  const qemu = qemuPid();
-  process.kill(qemu, "SIGSTOP");
-  const from = logLength();
-  const deleted = moat(["delete", "--force", id]);
-  await logged(`step: signalProcess ${id}`, from);
-  process.kill(qemu, "SIGKILL");
-  const result = await deleted;
+  const target = sandbox();
+  const result = await withinStep(target, `step: signalProcess ${id}`, () => moat(["delete", "--force", id]), () => void process.kill(target.qemuPid, "SIGKILL"));
   assert.equal(result.code, 0, result.stderr);
   assert.equal((await container.standIn).exitStatus, 137, workspace.daemonLog().slice(-3000));
   await assertCensus([id]);
@@ -212,14 +190,11 @@ test("the guest agent SIGKILLed from a container in the guest's pid namespace: t
 test("moatd SIGKILLed within start: start fails naming moatd; the next moatd adopts the container, delete leaves nothing", async () => {
   const id = "moatd-in-start";
   const container = await created(id);
-  const qemu = qemuPid();
-  process.kill(qemu, "SIGSTOP");
-  const from = logLength();
-  const start = moat(["start", id]);
-  await logged(`step: startContainer ${id}`, from);
-  process.kill(daemonPid(), "SIGKILL");
-  process.kill(qemu, "SIGCONT");
-  const result = await start;
+  const target = sandbox();
+  const result = await withinStep(target, `step: startContainer ${id}`, () => moat(["start", id]), () => {
+    process.kill(daemonPid(), "SIGKILL");
+    process.kill(target.qemuPid, "SIGCONT");
+  });
   assert.notEqual(result.code, 0);
   assert.match(result.stderr, /moatd/);
   const state = await moat(["state", id]);
@@ -233,14 +208,11 @@ test("moatd SIGKILLed within start: start fails naming moatd; the next moatd ado
 test("moatd SIGKILLed within delete --force: delete fails naming moatd; deleting again leaves nothing", async () => {
   const id = "moatd-in-delete";
   const container = await started(id);
-  const qemu = qemuPid();
-  process.kill(qemu, "SIGSTOP");
-  const from = logLength();
-  const deleted = moat(["delete", "--force", id]);
-  await logged(`step: signalProcess ${id}`, from);
-  process.kill(daemonPid(), "SIGKILL");
-  process.kill(qemu, "SIGCONT");
-  const result = await deleted;
+  const target = sandbox();
+  const result = await withinStep(target, `step: signalProcess ${id}`, () => moat(["delete", "--force", id]), () => {
+    process.kill(daemonPid(), "SIGKILL");
+    process.kill(target.qemuPid, "SIGCONT");
+  });
   assert.notEqual(result.code, 0);
   assert.match(result.stderr, /moatd/);
   await deleteForce(id);
@@ -381,25 +353,18 @@ function cdQemuPid(): number {
   return pidOf(lines[0]);
 }
 
-function cdLogLength(): number {
-  return cd.workspace.daemonLog().length;
-}
-
-function cdLogged(line: string, from: number): Promise<void> {
-  return logged(line, from, () => cd.workspace.daemonLog());
+/** The containerd workspace's one sandbox, for withinStep. */
+function cdSandbox(): StepTarget {
+  return { qemuPid: cdQemuPid(), log: () => cd.workspace.daemonLog() };
 }
 
 test("containerd: QEMU SIGKILLed within a task exec: the exec fails or ends 137, the task exits 137, events in order, nothing left", async () => {
   const id = "cd-qemu-in-exec";
   const events = await cd.containerd.watchEvents();
   await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
-  const qemu = cdQemuPid();
-  process.kill(qemu, "SIGSTOP");
-  const from = cdLogLength();
-  const exec = cd.containerd.ctr(["tasks", "exec", "--exec-id", "doomed", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "never"]);
-  await cdLogged(`step: execProcess ${id}`, from);
-  process.kill(qemu, "SIGKILL");
-  const result = await exec;
+  const target = cdSandbox();
+  const exec = () => cd.containerd.ctr(["tasks", "exec", "--exec-id", "doomed", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "never"]);
+  const result = await withinStep(target, `step: execProcess ${id}`, exec, () => void process.kill(target.qemuPid, "SIGKILL"));
   assert.ok(result.code === 137 || (result.code !== 0 && result.stderr.length > 0), `exec: ${result.code} ${explain(result)}`);
   assert.equal(result.stdout, "");
 
@@ -437,14 +402,12 @@ test("containerd: the task's relay SIGKILLed: containerd cleans the dead shim up
 test("containerd: containerd SIGKILLed within a task exec: restarted, it still has the task; delete leaves nothing", async () => {
   const id = "cd-containerd-in-exec";
   await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
-  const qemu = cdQemuPid();
-  process.kill(qemu, "SIGSTOP");
-  const from = cdLogLength();
-  const exec = cd.containerd.ctr(["tasks", "exec", "--exec-id", "orphaned", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "orphaned"]);
-  await cdLogged(`step: execProcess ${id}`, from);
-  await cd.containerd.stop("SIGKILL");
-  process.kill(qemu, "SIGCONT");
-  const result = await exec;
+  const target = cdSandbox();
+  const exec = () => cd.containerd.ctr(["tasks", "exec", "--exec-id", "orphaned", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "orphaned"]);
+  const result = await withinStep(target, `step: execProcess ${id}`, exec, async () => {
+    await cd.containerd.stop("SIGKILL");
+    process.kill(target.qemuPid, "SIGCONT");
+  });
   assert.notEqual(result.code, 0, "ctr lost containerd");
   await cd.containerd.start();
   assert.equal(await taskStatus(id), "RUNNING", explain({ stderr: "" }));
@@ -457,21 +420,45 @@ test("containerd: containerd SIGKILLed within a task exec: restarted, it still h
   await assertContainerdCensus([id]);
 });
 
+// Found here: the relay outlived its containerd (by an hour, once): only containerd's Shutdown
+// ended it. It now stays while its task exists (a restarted containerd reconnects to it) and
+// ends once the task is gone with no containerd connected (task-relay.c).
+test("containerd: containerd SIGKILLed, then its task deleted: the relay lives while the task does, then ends; restarted, containerd cleans up, nothing left", async () => {
+  const id = "cd-containerd-gone";
+  await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
+  const relays = () => cd.containerd.strayProcesses().filter((line) => line.includes("containerd-shim-moat-v2") && line.includes(`-id ${id} `));
+  await cd.containerd.stop("SIGKILL");
+  // Nothing has changed for the task: the relay stays for a containerd that comes back.
+  assert.equal(relays().length, 1, `one relay once containerd is gone: ${cd.containerd.strayProcesses().join("; ")}`);
+  const deleted = await runMoat(["--root", cd.workspace.stateRoot, "delete", "--force", id]);
+  assert.equal(deleted.code, 0, explain(deleted));
+  // Bounded so that a relay that never ends fails here, with what is left, not at the file's timeout.
+  const deadline = Date.now() + 60_000;
+  while (relays().length > 0) {
+    assert.ok(Date.now() < deadline, `the relay still runs 60 s after its task was deleted with containerd gone: ${relays().join("; ")}`);
+    await sleep(100);
+  }
+  // Restarted, containerd finds the task's shim gone and cleans it up (shim delete).
+  await cd.containerd.start();
+  while ((await cd.containerd.ctr(["tasks", "ls", "-q"])).stdout.includes(id)) await sleep(100);
+  await ctrOk(cd.containerd.ctr(["containers", "delete", id]));
+  removeCtrFifos(1); // the task's: its ctr ended with `run -d`, and no ctr deletes the task
+  await assertContainerdCensus([id]);
+});
+
 // Found here: the exec's pid holder, started by the moatd that died, was left in the task's
 // cgroup, and the task delete failed with EBUSY (host-cgroup.ts now ends orphaned holders).
 test("containerd: moatd SIGKILLed within a task exec: the exec fails, the relay's next moatd serves the task, delete leaves nothing", async () => {
   const id = "cd-moatd-in-exec";
   await ctrOk(cd.containerd.run(["-d", BUSYBOX_IMAGE, id, "sleep", "1000"]));
-  const qemu = cdQemuPid();
-  process.kill(qemu, "SIGSTOP");
-  const from = cdLogLength();
-  const exec = cd.containerd.ctr(["tasks", "exec", "--exec-id", "cut", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "cut"]);
-  await cdLogged(`step: execProcess ${id}`, from);
-  const daemons = cd.workspace.daemonProcesses();
-  assert.equal(daemons.length, 1);
-  process.kill(pidOf(daemons[0]), "SIGKILL");
-  process.kill(qemu, "SIGCONT");
-  const result = await exec;
+  const target = cdSandbox();
+  const exec = () => cd.containerd.ctr(["tasks", "exec", "--exec-id", "cut", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "cut"]);
+  const result = await withinStep(target, `step: execProcess ${id}`, exec, () => {
+    const daemons = cd.workspace.daemonProcesses();
+    assert.equal(daemons.length, 1);
+    process.kill(pidOf(daemons[0]), "SIGKILL");
+    process.kill(target.qemuPid, "SIGCONT");
+  });
   // An exec is not safe to send again: the relay answers UNAVAILABLE, or the exec ran and its output came.
   assert.ok(result.code !== 0 || result.stdout === "cut\n", `exec: ${result.code} ${explain(result)}`);
   const after = await cd.containerd.ctr(["tasks", "exec", "--exec-id", "after", "--fifo-dir", cd.containerd.fifoDir, id, "echo", "served"]);

@@ -9,10 +9,11 @@ import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
 
 const CYCLES = 20;
 
-// Open (issue 13): in the lead's full run one cycle's exec stand-in got EPIPE connecting to
-// moatd's exec socket, and that sandbox's QEMU outlived its delete; a 50-cycle bench run left
-// three. It runs and reports as a todo until the race is found.
-test(`${CYCLES} create/start/exec/delete cycles through the OCI CLI, 10 at a time: every result right, moatd flat, nothing left`, { todo: "an exec racing ten concurrent cycles can fail with EPIPE and leave its sandbox's QEMU after delete (issue 13, open)" }, async (t) => {
+// Found here (issue 13): an exec whose process had exited before its stand-in said HELLO had
+// its output, exit and close sent at once, and the stand-in got EPIPE and exited 255; the
+// cycle then never reached its delete, so its QEMU looked like a leak (stdio-relay.ts now waits
+// for the HELLO, moat-standin.c reads what was sent before a close, the cycle deletes anyway).
+test(`${CYCLES} create/start/exec/delete cycles through the OCI CLI, 10 at a time: every result right, moatd flat, nothing left`, async (t) => {
   const workspace = new TestWorkspace();
   t.after(async () => {
     await workspace.stopDaemon();

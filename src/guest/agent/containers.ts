@@ -311,9 +311,13 @@ async function commandLine(pid: number): Promise<string> {
 /** Waits for crun's pid file; 0 if the process exited (failed) before one was written. */
 async function waitForPid(pidFile: string, io: ProcessIo): Promise<number> {
   for (;;) {
+    // Whether crun had exited is taken before the read: a process that exits at once (`sh -c
+    // 'exit 7'`) can have its pid written and crun gone between a read that found nothing and
+    // a look at `exited` after it, which then answered pid 0 for an exec that ran (issue 13).
+    const exited = io.exited;
     const text = await readFile(pidFile, "utf8").catch(() => "");
     if (text.trim()) return Number(text.trim());
-    if (io.exited) return 0;
+    if (exited) return 0;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }

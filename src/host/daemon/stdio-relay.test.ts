@@ -82,3 +82,51 @@ test("frames split anywhere reach the handlers in order; a bad frame closes the 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// Issue 13 (the soak): an exec whose process had exited by the time its stand-in connected got
+// its output, exit and close sent at once, and the stand-in, not yet past writing its HELLO,
+// found the connection closed (EPIPE) and exited 255. The order is forced here: the relay is
+// used as relayExec uses it (output, exit, close), and the stand-in writes its HELLO only once
+// the relay has taken its connection and everything that could follow that has run.
+test("a stand-in that connects after its process exited gets the output and the exit after its HELLO, not a closed connection", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "moat-relay-"));
+  const hellos: number[] = [];
+  const relay = await StdioRelay.listen(join(dir, "exec-1.sock"), "test", {
+    hello: (pid) => void hellos.push(pid),
+    stdin: async () => undefined,
+    stdinEnd: async () => undefined,
+    signal: () => undefined,
+    resize: async () => undefined,
+  });
+  try {
+    // As relayExec: the process's output and exit, then the relay closed once the exit went out.
+    const relayed = relay
+      .writeOutput("stdout", Buffer.from("cycle 14\n"))
+      .then(() => relay.sendExit(7))
+      .then(() => relay.close());
+    const client = connect(relay.path);
+    const errors: string[] = [];
+    client.on("error", (error: NodeJS.ErrnoException) => errors.push(error.code ?? String(error)));
+    let received = Buffer.alloc(0);
+    client.on("data", (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+    const closed = new Promise((resolve) => client.once("close", resolve));
+    await new Promise((resolve) => client.once("connect", resolve));
+    // Until the relay has accepted the connection; then every callback and promise its accept
+    // started has run before the next turn of the event loop, where the HELLO goes out.
+    while (!relay.everConnected) await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    const pid = Buffer.alloc(4);
+    pid.writeUInt32BE(4243);
+    client.write(frame(StandInFrame.HELLO, pid));
+    await relayed;
+    await closed;
+    assert.deepEqual(errors, [], "the HELLO went out on a live connection");
+    assert.deepEqual(hellos, [4243]);
+    const status = Buffer.alloc(4);
+    status.writeInt32BE(7);
+    assert.deepEqual(received, Buffer.concat([frame(StandInFrame.STDOUT, Buffer.from("cycle 14\n")), frame(StandInFrame.EXIT, status)]));
+  } finally {
+    await relay.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

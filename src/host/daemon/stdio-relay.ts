@@ -4,7 +4,10 @@
 //   from the stand-in: 1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32),
 //                      5 RESIZE (u16 rows, u16 columns: its terminal's new window size)
 //   to the stand-in:   16 STDOUT (bytes), 17 STDERR (bytes), 18 EXIT (i32 exit status)
-// A frame that breaks these rules closes the connection.
+// A frame that breaks these rules closes the connection. Output and the exit go to a stand-in
+// once it has said HELLO, not as soon as it connected: a process that has exited already has
+// its output, its exit and the close sent at once, and a stand-in that had not written its HELLO
+// yet then found the connection closed under it (EPIPE) and exited 255 (issue 13, the soak).
 import { rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tracer } from "../../shared/trace.js";
@@ -63,7 +66,7 @@ async function dispatch(message: StandInMessage, handlers: StandInHandlers): Pro
 
 export class StdioRelay implements ProcessStdio {
   private connection: Socket | undefined;
-  /** The stand-in's connection; undefined once abandoned (output and exit then go nowhere). */
+  /** The stand-in's connection once it said HELLO; undefined once abandoned (output and exit then go nowhere). */
   private readonly connected: Promise<Socket | undefined>;
   private resolveConnected!: (socket: Socket | undefined) => void; // assigned by the executor in the constructor, which runs at once
   private markGone!: () => void; // likewise
@@ -86,8 +89,12 @@ export class StdioRelay implements ProcessStdio {
       this.connection = socket;
       socket.on("error", () => undefined);
       socket.once("close", () => this.markGone());
-      readFrames(socket, handlers, this.where);
-      this.resolveConnected(socket);
+      // Output and the exit wait for the HELLO (the top of this file says why); later HELLOs change nothing here.
+      const hello = (pid: number) => {
+        handlers.hello(pid);
+        this.resolveConnected(socket);
+      };
+      readFrames(socket, { ...handlers, hello }, this.where);
     });
   }
 

@@ -9,6 +9,14 @@
 // from either side closes that side's connection. containerd's Shutdown (sent once it is done
 // with the task, after Delete, or after a failed Create) is answered here and ends the relay,
 // which removes its socket.
+//
+// A relay whose containerd is gone ends by itself once nothing can need it any more (issue
+// 13: one outlived its containerd by an hour, since only Shutdown ended it): with no
+// containerd connected, it ends when its task is gone (the sandbox's state directory,
+// <root>/<id>, which moatd keeps from Create to the task's delete, no longer exists, after a
+// containerd had connected) or when nobody can reach it (its socket was removed or replaced).
+// While the task exists it stays, as runc's shim does: a restarted containerd reconnects to it.
+// An inotify watch on the state root wakes it for those removals; nothing is polled.
 #define _GNU_SOURCE
 #include "task-relay.h"
 
@@ -22,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +73,13 @@ static struct {
   const char *root, *id, *path;
   char daemon_socket[PATH_MAX + 32];
   int listener, log;
+  // The state root's removals (of the task's state directory, of the relay's socket, of the root itself); -1 without.
+  int watch;
+  // The socket this relay bound (its device and inode): a socket of the same name that is not it means another relay took the name.
+  dev_t socket_dev;
+  ino_t socket_ino;
+  // Whether a containerd has connected: before that, the task's state directory does not exist yet.
+  int served;
   struct link links[MAX_LINKS];
 } relay;
 
@@ -276,6 +293,7 @@ static void accept_client(void) {
     struct link *link = &relay.links[i];
     if (link->client >= 0) continue;
     link->client = with_send_timeout(fd);
+    relay.served = 1;
     link->upstream = dial(relay.daemon_socket); // when moatd is down, the first request dials again
     return;
   }
@@ -283,12 +301,37 @@ static void accept_client(void) {
   close(fd);
 }
 
+// Why a relay with no containerd connected is no longer needed, or NULL while it may be (see the top of this file).
+static const char *unneeded(void) {
+  for (int i = 0; i < MAX_LINKS; i++)
+    if (relay.links[i].client >= 0) return NULL;
+  struct stat socket_stat, task_stat;
+  if (lstat(relay.path, &socket_stat) != 0 || socket_stat.st_dev != relay.socket_dev || socket_stat.st_ino != relay.socket_ino) return "its socket was removed";
+  char task_dir[PATH_MAX + 256];
+  snprintf(task_dir, sizeof task_dir, "%s/%s", relay.root, relay.id);
+  if (relay.served && lstat(task_dir, &task_stat) != 0 && errno == ENOENT) return "its task is gone and containerd is not connected";
+  return NULL;
+}
+
+// Reads what the watch has: its events only wake the loop, which then looks at the files themselves.
+static void drain_watch(void) {
+  char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  while (read(relay.watch, events, sizeof events) > 0) {}
+}
+
 static void run(void) {
   for (int i = 0; i < MAX_LINKS; i++) relay.links[i].client = relay.links[i].upstream = -1;
   while (!stopping) {
-    struct pollfd fds[1 + 2 * MAX_LINKS];
-    int owner[1 + 2 * MAX_LINKS], n = 0;
+    const char *why = unneeded();
+    if (why) {
+      relay_log("%s; ending", why);
+      break;
+    }
+    struct pollfd fds[2 + 2 * MAX_LINKS];
+    int owner[2 + 2 * MAX_LINKS], n = 0;
     fds[n] = (struct pollfd){.fd = relay.listener, .events = POLLIN};
+    owner[n++] = -1;
+    fds[n] = (struct pollfd){.fd = relay.watch, .events = POLLIN}; // -1 without a watch: poll skips it
     owner[n++] = -1;
     for (int i = 0; i < MAX_LINKS; i++) {
       struct link *link = &relay.links[i];
@@ -301,7 +344,8 @@ static void run(void) {
     }
     if (poll(fds, (nfds_t)n, -1) < 0) continue; // EINTR: a signal, checked above
     if (fds[0].revents) accept_client();
-    for (int k = 1; k < n && !stopping; k++) {
+    if (fds[1].revents) drain_watch();
+    for (int k = 2; k < n && !stopping; k++) {
       if (!fds[k].revents) continue;
       struct link *link = &relay.links[owner[k] / 2];
       int upstream = owner[k] % 2;
@@ -309,8 +353,11 @@ static void run(void) {
       if ((upstream ? link->upstream : link->client) == fds[k].fd) pump(link, upstream);
     }
   }
-  unlink(relay.path);
+  // Only its own socket: one of the same name made since is another relay's.
+  struct stat socket_stat;
+  if (lstat(relay.path, &socket_stat) == 0 && socket_stat.st_dev == relay.socket_dev && socket_stat.st_ino == relay.socket_ino) unlink(relay.path);
   close(relay.listener);
+  if (relay.watch >= 0) close(relay.watch);
   for (int i = 0; i < MAX_LINKS; i++) close_link(&relay.links[i]);
 }
 
@@ -359,6 +406,16 @@ void relay_start(const char *root, const char *id, const char *relay_path) {
     // Listening here, not in `start`, so that SO_PEERCRED on its socket names the relay (relay_stop).
     relay.listener = listen_on(relay_path);
     int error = relay.listener < 0 ? errno : 0;
+    struct stat socket_stat = {0};
+    if (!error && lstat(relay_path, &socket_stat) != 0) error = errno;
+    relay.socket_dev = socket_stat.st_dev;
+    relay.socket_ino = socket_stat.st_ino;
+    // Removals in the state root wake the relay (unneeded); without a watch it still ends at Shutdown or SIGTERM.
+    relay.watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (relay.watch >= 0 && inotify_add_watch(relay.watch, root, IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) < 0) {
+      close(relay.watch);
+      relay.watch = -1;
+    }
     relay.log = open("log", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     // containerd reads `start`'s stdout and stderr to their end: the relay must not hold them.

@@ -15,9 +15,10 @@
 //   to moatd:   1 HELLO (u32 pid), 2 STDIN (bytes), 3 STDIN_EOF, 4 SIGNAL (u32 number),
 //               5 RESIZE (u16 rows, u16 columns)
 //   from moatd: 16 STDOUT (bytes), 17 STDERR (bytes), 18 EXIT (i32 exit status)
-// The TypeScript side is src/host/daemon/stdio-relay.ts. When the connection drops (moatd
-// restarting), the stand-in connects again for up to 30 s and says HELLO again; bytes in
-// flight at that moment may be lost.
+// The TypeScript side is src/host/daemon/stdio-relay.ts; moatd sends nothing before the HELLO.
+// When the connection drops (moatd restarting), the stand-in connects again for up to 30 s and
+// says HELLO again; bytes in flight at that moment may be lost. A write that finds the
+// connection closed first reads what moatd sent before closing (read_what_was_sent).
 //
 // Terminals (the process has one in the guest, where the guest's pty does echo, line editing,
 // CRLF and signal keys, so the host side is raw, or each would happen twice):
@@ -58,6 +59,8 @@ enum {
 #define RECONNECT_PAUSE_US 100000
 
 static volatile sig_atomic_t pending_signal;
+// One frame's payload at a time (MAX_PAYLOAD bytes), allocated first thing in main.
+static char *frame_buffer;
 static volatile sig_atomic_t window_changed;
 
 static void on_signal(int number) { pending_signal = number; }
@@ -100,6 +103,19 @@ static int send_u32(int fd, uint8_t type, uint32_t value) {
   return send_frame(fd, type, payload, sizeof payload);
 }
 
+static int handle_frame(int daemon, char *buffer);
+
+/**
+ * moatd closed the connection while this stand-in was writing to it: a process that exited at
+ * once has its output, its exit status and the close sent together. What moatd sent before
+ * closing is still there to read: it is handled now (an EXIT among it ends the stand-in with
+ * that status) before the connection counts as lost (issue 13, the soak's EPIPE).
+ */
+static void read_what_was_sent(int daemon) {
+  struct pollfd ready = {.fd = daemon, .events = POLLIN};
+  while (poll(&ready, 1, 0) > 0 && (ready.revents & POLLIN) && handle_frame(daemon, frame_buffer) == 0) {}
+}
+
 /** Connects and says HELLO, trying `tries` times; returns -1 if moatd never answered. */
 static int connect_daemon(const char *path, int tries) {
   struct sockaddr_un address = {.sun_family = AF_UNIX};
@@ -112,7 +128,12 @@ static int connect_daemon(const char *path, int tries) {
     if (try > 0) usleep(RECONNECT_PAUSE_US);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) continue;
-    if (connect(fd, (struct sockaddr *)&address, sizeof address) == 0 && send_u32(fd, HELLO, (uint32_t)getpid()) == 0) return fd;
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) == 0) {
+      if (send_u32(fd, HELLO, (uint32_t)getpid()) == 0) return fd;
+      int saved = errno;
+      read_what_was_sent(fd);
+      errno = saved;
+    }
     close(fd);
   }
   return -1;
@@ -266,6 +287,8 @@ int main(int argc, char **argv) {
   // the container's life: only stdio and the report descriptor stay.
   close_range(report >= 0 ? REPORT_FD + 1 : REPORT_FD, ~0U, 0);
   signal(SIGPIPE, SIG_IGN);
+  frame_buffer = malloc(MAX_PAYLOAD);
+  if (!frame_buffer) return LOST_DAEMON_STATUS;
   struct sigaction forward = {.sa_handler = on_signal}; // no SA_RESTART: poll must wake up
   for (int number = 1; number < NSIG; number++) {
     if (number == SIGKILL || number == SIGSTOP || number == SIGCHLD || number == SIGPIPE || number == SIGWINCH) continue;
@@ -292,8 +315,7 @@ int main(int argc, char **argv) {
   }
   if (report >= 0) close(report);
   if (tty) make_raw(0, 1);
-  char *buffer = malloc(MAX_PAYLOAD);
-  if (!buffer) return LOST_DAEMON_STATUS;
+  char *buffer = frame_buffer;
   int stdin_open = 1;
   struct winsize told = {0};
   window_changed = tty || console_socket;
@@ -316,6 +338,7 @@ int main(int argc, char **argv) {
     }
     if (!lost && fds[0].revents & (POLLIN | POLLHUP | POLLERR)) lost = handle_frame(daemon, buffer) < 0;
     if (lost) {
+      read_what_was_sent(daemon);
       close(daemon);
       daemon = connect_daemon(socket_path, RECONNECT_TRIES);
       if (daemon < 0) break;

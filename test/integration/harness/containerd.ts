@@ -7,7 +7,7 @@
 // (it would want CNI) unless a test asks for Kata's containerd snippet with CRI on, which
 // proves that snippet loads with moat as it is (less runtime_root, which containerd refuses).
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { after, before } from "node:test";
 import { mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../src/shared/deadline.js";
 import { repoRoot, runCommand, type CliResult } from "./moat-cli.js";
 import { buildBusyboxArchive } from "./oci-image.js";
-import { DAEMON_FILES, TestWorkspace } from "./state-root.js";
+import { DAEMON_FILES, processesMatching, TestWorkspace } from "./state-root.js";
 
 export const MOAT_RUNTIME = "io.containerd.moat.v2";
 export const NAMESPACE = "moat-test";
@@ -180,13 +180,7 @@ export class Containerd {
    * shim, a logging binary), as "pid cmdline" lines; QEMU is checked by the workspace.
    */
   strayProcesses(): string[] {
-    let lines: string[];
-    try {
-      lines = execFileSync("pgrep", ["-a", "-f", this.workspace.dir], { encoding: "utf8" }).split("\n");
-    } catch {
-      return []; // pgrep exits 1 when nothing matches
-    }
-    return lines.filter((line) => line.trim() && !/ containerd --config |moatd\.mjs --root |qemu-system|pgrep /.test(line));
+    return processesMatching(this.workspace.dir).filter((line) => !/ containerd --config |moatd\.mjs --root |qemu-system/.test(line));
   }
 
   log(): string {

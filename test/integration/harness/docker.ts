@@ -24,7 +24,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { settleWithin } from "../../../src/shared/deadline.js";
 import { moatBinary, runCommand, type CliResult } from "./moat-cli.js";
 import { buildBusyboxDockerArchive } from "./oci-image.js";
-import { DAEMON_FILES, TestWorkspace } from "./state-root.js";
+import { DAEMON_FILES, processesMatching, TestWorkspace } from "./state-root.js";
 
 export const DOCKER_CLIENT = "/usr/bin/docker";
 export const DOCKERD = "/usr/sbin/dockerd";
@@ -250,13 +250,3 @@ function kill(line: string, signal: NodeJS.Signals = "SIGKILL"): void {
   }
 }
 
-/** Processes whose command line matches `pattern` (pgrep -f), as "pid cmdline" lines, without pgrep itself. */
-function processesMatching(pattern: string): string[] {
-  try {
-    return execFileSync("pgrep", ["-a", "-f", pattern], { encoding: "utf8" })
-      .split("\n")
-      .filter((line) => line.trim().length > 0 && !/^\d+ pgrep /.test(line));
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}

@@ -162,12 +162,21 @@ async function ociCycle(workspace: TestWorkspace, subreaper: string, bundle: str
   standIn.catch(() => undefined); // awaited below once the create succeeded; a failed create has none
   const created = await container.created;
   if (created !== 0) throw new Error(`create: exit ${created}: ${container.stderr().trim()}`);
-  const start = await moat(["start", id]);
-  if (start.code !== 0) throw new Error(`start: exit ${start.code}: ${start.stderr.trim()}`);
-  const exec = await moat(["exec", id, "sh", "-c", `echo cycle ${cycle}; exit 7`]);
-  if (exec.code !== 7 || exec.stdout !== `cycle ${cycle}\n`) throw new Error(`exec: exit ${exec.code}, stdout ${JSON.stringify(exec.stdout)}: ${exec.stderr.trim()}`);
+  // A step that fails is the cycle's failure, and the container is still deleted: what the
+  // census then finds is what a delete left, not a container nobody deleted (issue 13: an exec
+  // that failed once made its cycle's QEMU look like a leak of delete).
+  let failed: Error | undefined;
+  try {
+    const start = await moat(["start", id]);
+    if (start.code !== 0) throw new Error(`start: exit ${start.code}: ${start.stderr.trim()}`);
+    const exec = await moat(["exec", id, "sh", "-c", `echo cycle ${cycle}; exit 7`]);
+    if (exec.code !== 7 || exec.stdout !== `cycle ${cycle}\n`) throw new Error(`exec: exit ${exec.code}, stdout ${JSON.stringify(exec.stdout)}: ${exec.stderr.trim()}`);
+  } catch (error) {
+    failed = error instanceof Error ? error : new Error(String(error));
+  }
   const deleted = await moat(["delete", "--force", id]);
-  if (deleted.code !== 0) throw new Error(`delete: exit ${deleted.code}: ${deleted.stderr.trim()}`);
+  if (deleted.code !== 0) throw new Error(`${failed ? `${failed.message}; then ` : ""}delete: exit ${deleted.code}: ${deleted.stderr.trim()}`);
+  if (failed) throw failed;
   const { exitStatus } = await standIn;
   if (exitStatus !== 137) throw new Error(`stand-in exit ${exitStatus}, not 137`);
 }

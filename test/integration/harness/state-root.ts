@@ -147,7 +147,7 @@ export class TestWorkspace {
     const daemon = this.daemonProcesses()[0];
     const daemonPid = daemon === undefined ? undefined : Number(daemon.split(" ")[0]);
     return {
-      processes: processesMatching(this.dir).filter((line) => !/ containerd --config |moatd\.mjs --root |moatd-launch |pgrep /.test(line)),
+      processes: processesMatching(this.dir).filter((line) => !/ containerd --config |moatd\.mjs --root |moatd-launch /.test(line)),
       mounts: this.mounts(),
       taps: listDir("/sys/class/net").filter((name) => name.endsWith("_moat")),
       netns: listDir("/run/netns").filter((name) => (options.ids ?? []).some((id) => name === `moat-${id}`)),
@@ -238,12 +238,15 @@ function listDir(path: string): string[] {
   }
 }
 
-/** Processes whose command line matches `pattern` (pgrep -f), as "pid cmdline" lines. */
-function processesMatching(pattern: string): string[] {
+/**
+ * Processes whose command line matches `pattern` (pgrep -f), as "pid cmdline" lines, without
+ * pgrep itself. The one process lister of the harness (docker.ts, containerd.ts use it too).
+ */
+export function processesMatching(pattern: string): string[] {
   try {
     return execFileSync("pgrep", ["-a", "-f", pattern], { encoding: "utf8" })
       .split("\n")
-      .filter((line) => line.trim().length > 0);
+      .filter((line) => line.trim().length > 0 && !/^\d+ pgrep /.test(line));
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
