@@ -11,8 +11,7 @@ import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
 import { tracer } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import { loadConfig, type Config } from "../config/index.js";
-import { asksNewNetworkNamespace, hostHooks, loadBundle, type OciSpec } from "../oci/index.js";
-import type { Adopter, Daemon, ProcessStdio } from "../daemon/index.js";
+import { standInNeeds, type Adopter, type Daemon, type ProcessStdio } from "../daemon/index.js";
 import { readBootstrap } from "./bootstrap-file.js";
 import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
 import { EventPublisher } from "./event-publisher.js";
@@ -183,9 +182,9 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
         // the holder's pid, as runc gives its container process's: it stands for the task, in a
         // new network namespace of its own when the spec asks for one without a path, which the
         // hooks fill and the sandbox is connected to. Without hooks it stays in moatd's.
-        const spec = specOf(bundle);
-        const standsIn = spec !== undefined && Object.keys(hostHooks(spec)).length > 0;
-        const holder = await startHostPid(task, task.init, standsIn && asksNewNetworkNamespace(spec));
+        const needs = standInNeeds(bundle);
+        const standsIn = needs.hooks;
+        const holder = await startHostPid(task, task.init, standsIn && needs.newNetns);
         cleanup.push(`end pid holder ${holder.pid}`, () => holder.end());
         const owner = { frontEnd: TASK_FRONT_END, record: recordOf(task) };
         await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig, owner, undefined, standsIn ? holder.pid : 0);
@@ -480,13 +479,4 @@ function runtimeConfig(options: Any | undefined, where: string, log: (line: stri
   const ignored = schema.fields.filter((field) => decoded[field.localName] && !honoured.has(field.name));
   if (ignored.length > 0) log(`${where}: runtime options ignored (they mean nothing for a VM): ${ignored.map((field) => `${field.name}=${String(decoded[field.localName])}`).join(", ")}`);
   return configPath ? loadConfig(configPath) : undefined;
-}
-
-/** The bundle's spec; undefined when it cannot be loaded, which daemon.create then refuses with the error that says why. */
-function specOf(bundle: string): OciSpec | undefined {
-  try {
-    return loadBundle(bundle).spec;
-  } catch {
-    return undefined;
-  }
 }
