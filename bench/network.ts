@@ -9,7 +9,10 @@
 // Every round starts a fresh container per runtime (create + start through the runtime's OCI
 // CLI on a namespace CNI made), measures from the host, then deletes it and its network.
 //
-//   node dist/bench/network.js [--runs N] [--time SECONDS] [--requests N]
+//   node dist/bench/network.js [--runs N] [--time SECONDS] [--requests N] [--compare DIR]
+//
+// --compare DIR measures another built moat checkout (DIR/bin/moat, its own moatd and state
+// root) beside this one, in the same rounds: a change's before and after in one run.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,6 +31,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     time: { type: "string", default: "5" },
     requests: { type: "string", default: "300" },
+    compare: { type: "string" },
   },
 });
 const runs = Number(values.runs);
@@ -51,6 +55,7 @@ const RUNSC_ROOT_NETNS_CHECK_HIDDEN = ["unshare", "--mount", "--propagation", "p
 /** An OCI runtime's command line, with its own state root: moat, runc and gVisor take the same verbs. */
 const RUNTIMES: Record<string, string[]> = {
   moat: [moat, "--root", join(work, "moat"), "--config", join(work, "moat.toml")],
+  ...(values.compare ? { [`moat (${values.compare})`]: [join(values.compare, "bin", "moat"), "--root", join(work, "moat-compared"), "--config", join(work, "moat.toml")] } : {}),
   runc: ["runc", "--root", join(work, "runc")],
   "gVisor (ptrace, netstack)": [...RUNSC_ROOT_NETNS_CHECK_HIDDEN, "runsc", "--root", join(work, "runsc"), "--platform=ptrace", "--network=sandbox"],
 };
@@ -119,7 +124,7 @@ async function main(): Promise<void> {
   } finally {
     await network.close();
     // moatd would stay 30 s after its last sandbox; the benchmark's own is stopped now.
-    spawnSync("pkill", ["-TERM", "-f", `moatd.mjs --root ${join(work, "moat")}`], { stdio: "ignore" });
+    for (const root of ["moat", "moat-compared"]) spawnSync("pkill", ["-TERM", "-f", `moatd.mjs --root ${join(work, root)}( |$)`], { stdio: "ignore" });
     rmSync(work, { recursive: true, force: true });
   }
   const context = { what: "host ↔ container on one CNI bridge network, fresh container per round", runs, iperf3Seconds: seconds, httpRequests: requests, httpConcurrency: 8, network: network.description };

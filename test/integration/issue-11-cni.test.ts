@@ -7,10 +7,10 @@
 // namespace). And moatd's create path (`moat create/start/delete`) on a caller's namespace
 // leaves the namespace as the caller made it. Only addresses on this machine are contacted.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, afterEach, before, test } from "node:test";
@@ -120,6 +120,50 @@ test("moat run --network: the network's address, MTU and default route; the host
   assert.equal(answer, "served-by-moat\n", stderr);
   assert.equal((await moat(["delete", "--force", id])).code, 0);
   await closed;
+});
+
+/**
+ * `moat run --network --detach --bundle DIR ID`, its output in a file (the container keeps the
+ * caller's stdio, as runc run -d's does): the exit status of moat run and what it said.
+ */
+function runDetached(id: string, args: string[], command: string[]): { code: number | null; output: string } {
+  const bundle = busyboxBundle(`${workspace.dir}/${id}`, command);
+  const outputPath = `${workspace.dir}/${id}.out`;
+  const output = openSync(outputPath, "w");
+  const ran = spawnSync(moatBinary, ["--root", workspace.stateRoot, "run", "--detach", "--cni-conf-dir", confDir, "--network", network, ...args, "--bundle", bundle, id], { stdio: ["ignore", output, output] });
+  closeSync(output);
+  return { code: ran.status, output: readFileSync(outputPath, "utf8") };
+}
+
+test("moat run --network --detach: the detached container is on the network with -p, reached from the host; delete tears it all down", async () => {
+  const id = `detached-${suffix}`;
+  // It fetches the host's greeting (naming its own address) and serves it on port 80.
+  const ran = runDetached(id, ["-p", `127.0.0.1:${hostPort}:80`], ["sh", "-c", `mkdir /w && wget -q -O /w/index.html http://${bridgeAddress}:${serverPort}/ && httpd -f -p 80 -h /w`]);
+  assert.equal(ran.code, 0, ran.output);
+  assert.equal((await moat(["state", id])).code, 0);
+  assert.deepEqual(inSandboxNetns(id), ["eth0", "lo", "tap0_moat", "mirred on eth0"], "on the network while it runs");
+  let answer = "";
+  for (let tries = 0; answer === "" && tries < 120; tries++) {
+    answer = await fetch(`http://127.0.0.1:${hostPort}/`, { signal: AbortSignal.timeout(5000) }).then((response) => (response.ok ? response.text() : ""), () => "");
+    if (answer === "") await sleep(500);
+  }
+  assert.match(answer, new RegExp(`^hello from the host, ${subnet.replace(/\./g, "\\.")}\\.\\d+\\n$`), `through -p: ${answer}\n${workspace.daemonLog().slice(-3000)}`);
+  const address = answer.trim().split(", ")[1];
+  const direct = await fetch(`http://${address}/`, { signal: AbortSignal.timeout(5000) }).then((response) => response.text());
+  assert.equal(direct, answer, "reached at its address on the network too");
+  const deleted = await moat(["delete", "--force", id]);
+  assert.equal(deleted.code, 0, deleted.stderr);
+  // afterEach: no namespace, veth, address or rule left, and nothing in the state root.
+});
+
+test("moat run --network --detach on a network whose plugin fails: one error naming it, nothing left", async () => {
+  conflist(`${network}-detmissing`, [bridgePlugin, { type: `no-such-plugin-${suffix}` }]);
+  const bundle = busyboxBundle(`${workspace.dir}/detfail2`, ["true"]);
+  const failing = await runMoat(["--root", workspace.stateRoot, "run", "--detach", "--cni-conf-dir", confDir, "--network", `${network}-detmissing`, "--bundle", bundle, `detfail2-${suffix}`]);
+  assert.equal(failing.code, 1, failing.stderr);
+  assert.match(failing.stderr, new RegExp(`^moat: sandbox detfail2-${suffix}: CNI network ${network}-detmissing .*: plugin no-such-plugin-${suffix} \\(plugins\\[1\\]\\) ADD`), failing.stderr);
+  assert.deepEqual(cniLeftovers(), [], "left by CNI");
+  workspace.assertNothingLeft(DAEMON_FILES);
 });
 
 test("a CNI plugin that fails is one error naming it, and nothing is left", async () => {

@@ -155,3 +155,32 @@ test("a failing prestart hook fails create with one clear error, and nothing is 
   assert.equal(listed.stdout, "");
   // ociWorkspace's afterEach: no QEMU, mount, state or socket directory left.
 });
+
+test("moatd and the VM killed under a hooked container: the next moatd removes the sandbox and runs its saved poststop hook", async () => {
+  const records = join(workspace.dir, "records-restart");
+  execFileSync("mkdir", ["-p", records]);
+  const poststop = script("poststop-restart.sh", `cat > ${records}/poststop.json`);
+  const bundle = busyboxBundle(`${workspace.dir}/restarted`, ["sleep", "600"], (spec) => {
+    spec.hooks = { poststop: [{ path: poststop, env: [HOOK_PATH] }] };
+  });
+  const container = createAsConmon(subreaper, workspace.stateRoot, bundle, "restarted", "");
+  assert.equal(await container.created, 0, container.stderr());
+  assert.equal((await moat(["start", "restarted"])).code, 0);
+  const daemons = workspace.daemonProcesses();
+  const qemus = workspace.qemuProcesses();
+  assert.deepEqual([daemons.length, qemus.length], [1, 1], [...daemons, ...qemus].join("\n"));
+  process.kill(Number(daemons[0]!.split(" ")[0]), "SIGKILL"); // one each, checked just above
+  process.kill(Number(qemus[0]!.split(" ")[0]), "SIGKILL");
+  while (workspace.qemuProcesses().length > 0 || workspace.daemonProcesses().length > 0) await sleep(100);
+  assert.equal(existsSync(`${records}/poststop.json`), false, "poststop waits for the sandbox's removal");
+  // The next moatd (started by this request) finds the VM gone, removes what is left and runs
+  // poststop, all before it answers for the container (requests wait for its adoption).
+  const state = await moat(["state", "restarted"]);
+  assert.notEqual(state.code, 0, "removed, not adopted");
+  assert.ok(existsSync(`${records}/poststop.json`), `poststop ran; moatd.log:\n${workspace.daemonLog()}`);
+  const poststopState = JSON.parse(readFileSync(`${records}/poststop.json`, "utf8")) as Record<string, unknown>;
+  assert.deepEqual([poststopState.id, poststopState.status, poststopState.pid], ["restarted", "stopped", 0]);
+  assert.match(workspace.daemonLog(), /container restarted: its VM is gone; removing what is left/);
+  await container.standIn; // it goes once its socket is gone
+  // ociWorkspace's afterEach: no QEMU, mount (the pin), state or socket directory left.
+});

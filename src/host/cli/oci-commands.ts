@@ -11,7 +11,7 @@ import { parseJsonObject } from "../../shared/json-object.js";
 import type { StateResponse } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
-import { checkProcessDocument, consoleSize, loadBundle, type OciSpec } from "../oci/index.js";
+import { asksNewNetworkNamespace, checkProcessDocument, consoleSize, loadBundle } from "../oci/index.js";
 import { DaemonClient } from "../daemon/index.js";
 import { vmSizeFor } from "../sandbox/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
@@ -24,6 +24,8 @@ export interface CreateOptions {
   bundle?: string;
   pidFile?: string;
   consoleSocket?: string;
+  /** CNI networks for the sandbox (`moat run --network --detach`), their conf dir and published ports. */
+  cni?: { networks: string[]; cniConfDir?: string; publish: string[] };
 }
 
 async function daemon(global: GlobalOptions): Promise<DaemonClient> {
@@ -53,13 +55,13 @@ export async function createCommand(id: string, options: CreateOptions, global: 
   const terminal = standInTerminal(`container ${id}`, bundle.spec.process.terminal === true, options.consoleSocket, true);
   // The stand-in starts first: the host's hooks get its pid, and a spec that asks for a new
   // network namespace without a path gets the stand-in's own new one (docs/networking.md).
-  const standIn = await startStandInFirst({ terminal, detached: true, where: `container ${id}`, newNetns: asksNewNetns(bundle.spec) }).catch((error: unknown) => {
+  const standIn = await startStandInFirst({ terminal, detached: true, where: `container ${id}`, newNetns: asksNewNetworkNamespace(bundle.spec) }).catch((error: unknown) => {
     throw error instanceof MoatError ? error : new MoatError("MOAT_CLI_STANDIN", `container ${id}: cannot start the stand-in process`, { cause: error, status: Code.INTERNAL });
   });
   await withDaemon(global, async (client) => {
     let stdioSocket: string;
     try {
-      ({ stdioSocket } = await client.create(id, bundleDir, standIn.pid));
+      ({ stdioSocket } = await client.create(id, bundleDir, standIn.pid, options.cni));
     } catch (error) {
       standIn.cancel();
       throw error;
@@ -77,12 +79,6 @@ export async function createCommand(id: string, options: CreateOptions, global: 
     standIn.cancel();
     throw error;
   });
-}
-
-/** Whether the spec asks for a new network namespace without a path (guest-spec.ts reads it the same way). */
-function asksNewNetns(spec: OciSpec): boolean {
-  const namespaces = typeof spec.linux === "object" && spec.linux !== null ? (spec.linux as { namespaces?: unknown }).namespaces : undefined; // an object, checked just before
-  return Array.isArray(namespaces) && namespaces.some((entry: unknown) => typeof entry === "object" && entry !== null && (entry as { type?: unknown; path?: unknown }).type === "network" && !(entry as { path?: unknown }).path); // objects, checked just before
 }
 
 export interface ExecOptions {

@@ -67,13 +67,12 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
   }
   if (publish.length > 0 && networks.length === 0) throw new MoatError("MOAT_RUN_ARGS", "moat run: -p publishes a port of a CNI network: name one with --network", { status: Code.INVALID_ARGUMENT });
   for (const value of publish) parsePortMapping(value); // a bad one starts nothing
-  if (options.detach && networks.length > 0) {
-    throw new MoatError("MOAT_RUN_ARGS", "moat run: --network runs in the foreground only (--detach goes through create, which takes the spec's namespace path)", { status: Code.INVALID_ARGUMENT });
-  }
   // With --bundle, the positional argument is runc's container id.
   const id = (options.bundle !== undefined ? image : undefined) ?? options.name ?? `run-${randomBytes(4).toString("hex")}`;
   if (options.detach) {
-    await createCommand(id, { bundle: options.bundle, pidFile: options.pidFile }, global);
+    // On --network, moatd makes the CNI networks for the sandbox as for a foreground run, and
+    // tears them down at `moat delete`.
+    await createCommand(id, { bundle: options.bundle, pidFile: options.pidFile, cni: networks.length > 0 ? { networks, cniConfDir: options.cniConfDir, publish } : undefined }, global);
     await startCommand(id, global);
     return 0;
   }

@@ -82,8 +82,8 @@ export class DaemonClient {
   }
 
   /** `standInPid`: the stand-in already started for the container, whose pid the host's hooks get (0: none). */
-  create(containerId: string, bundle: string, standInPid = 0) {
-    return this.call(ContainerLifecycleService.method.create, { containerId, bundle, standInPid }, CREATE_TIMEOUT_MS);
+  create(containerId: string, bundle: string, standInPid = 0, cni: { networks?: string[]; cniConfDir?: string; publish?: string[] } = {}) {
+    return this.call(ContainerLifecycleService.method.create, { containerId, bundle, standInPid, ...cni }, CREATE_TIMEOUT_MS);
   }
   exec(containerId: string, execId: string, process: object) {
     return this.call(ContainerLifecycleService.method.exec, { containerId, execId, processJson: JSON.stringify(process) }, CREATE_TIMEOUT_MS);

@@ -13,7 +13,7 @@ import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
 import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, runHooks, runHooksWarning, specAnnotations, withoutNetworkNamespace, type HookState, type OciHook } from "../oci/index.js";
 import { loadConfig } from "../config/index.js";
-import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, vmSizeFor, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, vmSizeFor, type CniRequest, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -186,7 +186,7 @@ export class Daemon {
    * `owner` is saved with the state from the start, so that a daemon restarted at any point
    * hands the container back to its front end.
    */
-  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner, signal?: AbortSignal, standInPid = 0): Promise<string> {
+  async create(id: string, bundleDir: string, stdio?: StdioFactory, sandboxConfig?: Config, owner?: ContainerOwner, signal?: AbortSignal, standInPid = 0, cni?: CniRequest): Promise<string> {
     await this.checkNew(id);
     const bundle = loadBundle(bundleDir);
     for (const warning of bundle.warnings) this.log(`container ${id}: warning: ${warning}`);
@@ -201,13 +201,14 @@ export class Daemon {
     const hooks = hostHooks(bundle.spec);
     const hookState = (status: HookState["status"], pid: number): HookState => ({ ociVersion: bundle.spec.ociVersion, id, status, pid, bundle: bundle.dir, annotations: specAnnotations(bundle.spec) });
     // The host's hooks need a host process that stands for the container (its pid in the state,
-    // its namespaces theirs): the runc-style stand-in. A front end without one (the containerd
-    // shim) gets them logged as not run.
+    // its namespaces theirs): the runc-style stand-in, or a containerd task's pid holder. A
+    // caller that gives none gets them logged as not run.
     const hooked = Object.keys(hooks).length > 0;
-    if (hooked && standInPid === 0) this.log(`container ${id}: warning: ${where}: hooks ${Object.keys(hooks).join(", ")} are not run: no host process stands for the container on this path (docs/networking.md)`);
+    if (hooked && standInPid === 0) this.log(`container ${id}: warning: ${where}: hooks ${Object.keys(hooks).join(", ")} are not run: no host process stands for the container (docs/networking.md)`);
     const runsHooks = hooked && standInPid > 0;
     // A new network namespace without a path: the stand-in's, made for it, which hooks may fill.
-    const ownNetns = guest.newNetworkNamespace && standInPid > 0 ? { pid: standInPid } : undefined;
+    // On CNI networks (`moat run --network --detach`) the sandbox's namespace is CNI's instead.
+    const ownNetns = guest.newNetworkNamespace && standInPid > 0 && !cni ? { pid: standInPid } : undefined;
     const prepare = runsHooks
       ? async () => {
           // runc's order: prestart (deprecated, still Docker 20.10's), then createRuntime.
@@ -216,10 +217,10 @@ export class Daemon {
         }
       : undefined;
     return this.making(id, signal, async (abort) => {
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, prepare, abort });
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, cni, prepare, abort });
       try {
         // With interfaces in its own namespace, the container shares the guest's, which the agent set up as that one is.
-        const spec = ownNetns && sandbox.networked ? withoutNetworkNamespace(guest.spec) : guest.spec;
+        const spec = (ownNetns || cni) && sandbox.networked ? withoutNetworkNamespace(guest.spec) : guest.spec;
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
@@ -402,7 +403,7 @@ export class Daemon {
       sandbox = await adoptSandboxVm(this.config, id);
       if (!sandbox) {
         log(`container ${id}: its VM is gone; removing what is left`);
-        await discardSandbox(this.config, id);
+        await this.discard(id, saved);
         return;
       }
       const guest = await sandbox.agent.stateContainer(id);
@@ -430,8 +431,19 @@ export class Daemon {
         await container.relay.close().catch(() => undefined);
       }
       sandbox?.agent.close();
-      await discardSandbox(this.config, id); // kills its QEMU and share servers, removes its directory
+      await this.discard(id, saved);
     }
+  }
+
+  /**
+   * Removes an adopted sandbox that cannot be adopted (its VM gone, say): its QEMU and share
+   * servers killed, its network undone, its directory removed; then its poststop hooks run, as
+   * at a delete (nerdctl's undoes its CNI network there), so that nothing they made is left.
+   */
+  private async discard(id: string, saved: SavedContainer): Promise<void> {
+    await discardSandbox(this.config, id);
+    const hooks = saved.hooks;
+    if (hooks?.poststop) await runHooksWarning("poststop", hooks.poststop, { ociVersion: hooks.ociVersion, id, status: "stopped", pid: 0, bundle: saved.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
   }
 
   /** A front end's adopter is called for each container it owns when adoptAll finds one. */

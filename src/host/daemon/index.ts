@@ -5,3 +5,4 @@ export { serveDaemon, type FrontEnd, type ServeOptions } from "./serve.js";
 export { daemonSocketPath } from "./socket-path.js";
 export { containUnhandledRejections, currentSandbox, inSandbox } from "./sandbox-scope.js";
 export { StandInConnection, type StandInOutput } from "./stand-in-connection.js";
+export { standInNeeds, type StandInNeeds } from "./stand-in-needs.js";

@@ -17,13 +17,12 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
   return withHints({
     async create(request, context) {
       // A client that goes away before the answer (moat create killed) gets its create undone.
-      return { stdioSocket: await daemon.create(request.containerId, request.bundle, undefined, undefined, undefined, context.signal, request.standInPid) };
+      const cni = cniOf(request);
+      return { stdioSocket: await daemon.create(request.containerId, request.bundle, undefined, undefined, undefined, context.signal, request.standInPid, cni) };
     },
     async run(request, context) {
       const { containerId: id, bundle, image, args, rows, columns } = request;
-      if (request.networks.length === 0 && request.publish.length > 0) {
-        throw new MoatError("MOAT_RUN_ARGS", `container ${id}: -p publishes a port of a CNI network: name one with --network`, { status: Code.INVALID_ARGUMENT });
-      }
+      const cni = cniOf(request);
       return daemon.run(
         {
           id,
@@ -33,7 +32,7 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
           vcpus: request.vcpus || undefined,
           memoryMiB: request.memoryMib || undefined,
           configPath: request.configPath || undefined,
-          cni: request.networks.length > 0 ? cniRequest(request.networks, request.cniConfDir, request.publish) : undefined,
+          cni,
         },
         context.signal,
       );
@@ -81,9 +80,13 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
   });
 }
 
-/** A Run's CNI networks and ports, the ports checked here (the networks when the sandbox is made). */
-function cniRequest(networks: string[], confDir: string, publish: string[]): CniRequest {
-  return { confDir: confDir || DEFAULT_CNI_CONF_DIR, networks, portMappings: publish.map(parsePortMapping) };
+/** A Run's or Create's CNI networks and ports, if any; the ports checked here (the networks when the sandbox is made). */
+function cniOf(request: { containerId: string; networks: string[]; cniConfDir: string; publish: string[] }): CniRequest | undefined {
+  const { containerId: id, networks, cniConfDir, publish } = request;
+  if (networks.length === 0 && publish.length > 0) {
+    throw new MoatError("MOAT_RUN_ARGS", `container ${id}: -p publishes a port of a CNI network: name one with --network`, { status: Code.INVALID_ARGUMENT });
+  }
+  return networks.length > 0 ? { confDir: cniConfDir || DEFAULT_CNI_CONF_DIR, networks, portMappings: publish.map(parsePortMapping) } : undefined;
 }
 
 /** The same methods, each error's hint (the fix, when known) sent along in its message for moat's CLI to show. */

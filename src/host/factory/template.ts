@@ -26,9 +26,10 @@ const trace = tracer("factory");
  * The version of the devices qemuArgs gives a VM, in every template's key: a change to a
  * device's properties that the saved state depends on (a feature bit such as a NIC's
  * guest_announce) must not load an old template's state into a new device. 2: NICs have
- * guest_announce=off.
+ * guest_announce=off. 3: NICs have a tap with a virtio-net header (offloads) while a template
+ * is built, as its clones do.
  */
-const DEVICE_LAYOUT = 2;
+const DEVICE_LAYOUT = 3;
 
 /**
  * Templates kept at once (one per size class in use, and the default's): each costs its

@@ -1,6 +1,6 @@
 // moat-jail: runs one VMM (QEMU) confined, the one way moat starts QEMU (docs/security.md).
 //
-//   moat-jail [--keep-fds N] [--pidfile PATH] [--ro PATH]... [--rw PATH]... [--rslave PATH]...
+//   moat-jail [--keep-fds N] [--throwaway-taps M] [--pidfile PATH] [--ro PATH]... [--rw PATH]... [--rslave PATH]...
 //             [--9p-proxy EXPORT]... [--9p-proxy-ro EXPORT]... [--9p-helper PATH]
 //             [--caps NAME,NAME... | --caps none] [--uid UID --gid GID] -- PROGRAM ARG...
 //
@@ -14,6 +14,11 @@
 //   --rw and --rslave, each at its own path, then pivot_root into it and drops the host's
 //   tree; the tmpfs is then made read-only;
 // - keeps descriptors 0, 1, 2 and the N after them (taps) and no other;
+// - with --throwaway-taps M, makes M taps (IFF_VNET_HDR) in its own new network namespace and
+//   gives them to QEMU as the M descriptors after the N kept ones: the backends of a VM
+//   template's NICs while it is built, so that they negotiate the checksum and segmentation
+//   offloads a clone's real taps (moat-tap-exec.c, also IFF_VNET_HDR) then carry. Nothing else
+//   is in that namespace: they carry no traffic and go with QEMU;
 // - drops every capability but those --caps names from the bounding, inheritable and ambient
 //   sets (root then gets just those on exec), or switches to --uid/--gid with none at all;
 // - sets no_new_privs; and execs PROGRAM, which adds its own seccomp filter (QEMU's -sandbox).
@@ -32,7 +37,7 @@
 //
 // --9p-proxy EXPORT (once per 9p device) serves a 9p export from a file server of its own
 // instead of QEMU's built-in one: the launcher makes a socket pair per device; QEMU gets one
-// end as descriptor 3 + N + i (after the N kept ones, in the order given: QEMU's
+// end as descriptor 3 + N + M + i (after the N kept ones and the M throwaway taps, in the order given: QEMU's
 // `-fsdev proxy,sock_fd=`), and a helper process (--9p-helper, default QEMU 7.2's
 // virtfs-proxy-helper, run as `HELPER -n -f 3 -p EXPORT`) the other end as descriptor 3. Each
 // helper is jailed like the program (same pid namespace, so it dies with QEMU; a mount
@@ -51,6 +56,8 @@
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <stddef.h>
@@ -61,6 +68,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -111,7 +119,7 @@ static int fail(const char *what, const char *path) {
 }
 
 static int usage(const char *why) {
-  fprintf(stderr, "moat-jail: %s\nusage: moat-jail [--keep-fds N] [--pidfile PATH] [--ro PATH]... [--rw PATH]... [--rslave PATH]... [--9p-proxy EXPORT]... [--9p-proxy-ro EXPORT]... [--9p-helper PATH] [--caps NAME,...|none] [--uid UID --gid GID] -- PROGRAM ARG...\n", why);
+  fprintf(stderr, "moat-jail: %s\nusage: moat-jail [--keep-fds N] [--throwaway-taps M] [--pidfile PATH] [--ro PATH]... [--rw PATH]... [--rslave PATH]... [--9p-proxy EXPORT]... [--9p-proxy-ro EXPORT]... [--9p-helper PATH] [--caps NAME,...|none] [--uid UID --gid GID] -- PROGRAM ARG...\n", why);
   return 127;
 }
 
@@ -312,9 +320,34 @@ static int forbid_setid_and_devices(void) {
   return 0;
 }
 
+/**
+ * Makes `count` taps with a virtio-net header in the (new, empty) network namespace this process
+ * is in, on descriptors `first`, `first` + 1, ... (not close-on-exec: QEMU keeps them).
+ */
+static int throwaway_taps(int first, int count) {
+  for (int i = 0; i < count; i++) {
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return fail("open", "/dev/net/tun");
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+    snprintf(request.ifr_name, sizeof request.ifr_name, "throwaway%d", i & 0xff);
+    if (ioctl(fd, TUNSETIFF, &request) != 0) return fail("create tap", request.ifr_name);
+    // dup2 clears close-on-exec; a descriptor already in place keeps it, so it is cleared.
+    if (fd == first + i) {
+      if (fcntl(fd, F_SETFD, 0) != 0) return fail("keep tap", request.ifr_name);
+    } else {
+      if (dup2(fd, first + i) < 0) return fail("place tap", request.ifr_name);
+      close(fd);
+    }
+  }
+  return 0;
+}
+
 /** The child: pid 1 of the new pid namespace; builds the jail and execs PROGRAM, or returns 127. */
-static int jail(struct bind *binds, int nbinds, int keep_fds, unsigned long long caps, long uid, long gid, int go, char **program, int file_server) {
+static int jail(struct bind *binds, int nbinds, int keep_fds, unsigned long long caps, long uid, long gid, int go, char **program, int file_server, int taps_at, int taps) {
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0) return fail("unshare mount, ipc, uts and network namespaces", NULL);
+  if (taps > 0 && throwaway_taps(taps_at, taps) != 0) return 127;
   // Slave, not private: host mounts made later under an --rslave directory still arrive.
   if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) return fail("make the mount tree a slave", "/");
   int cap_last = last_cap();
@@ -425,7 +458,7 @@ static int write_pidfile(const char *path, pid_t pid) {
 int main(int argc, char **argv) {
   static struct bind binds[MAX_BINDS];
   int nbinds = 0;
-  long keep_fds = 0, uid = -1, gid = -1;
+  long keep_fds = 0, taps = 0, uid = -1, gid = -1;
   const char *pidfile = NULL, *helper = DEFAULT_9P_HELPER;
   struct bind proxies[MAX_PROXIES];
   int nproxies = 0;
@@ -448,6 +481,8 @@ int main(int argc, char **argv) {
       helper = value;
     } else if (strcmp(option, "--keep-fds") == 0) {
       if (parse_number(value, MAX_KEEP_FDS, &keep_fds) != 0) return usage("--keep-fds: not a number of descriptors");
+    } else if (strcmp(option, "--throwaway-taps") == 0) {
+      if (parse_number(value, 16, &taps) != 0) return usage("--throwaway-taps: not a number of taps (up to 16)");
     } else if (strcmp(option, "--pidfile") == 0) {
       pidfile = value;
     } else if (strcmp(option, "--caps") == 0) {
@@ -469,7 +504,7 @@ int main(int argc, char **argv) {
     if (binds[b].kind == BIND_RSLAVE && share_mount(binds[b].path) != 0) return 127;
     if (access(binds[b].path, F_OK) != 0) return fail("find", binds[b].path); // said here, by the launcher, first
   }
-  if (keep_fds + nproxies > MAX_KEEP_FDS) return usage("too many descriptors kept");
+  if (keep_fds + taps + nproxies > MAX_KEEP_FDS) return usage("too many descriptors kept");
   int sockets[MAX_PROXIES][2]; // [0] QEMU's end, [1] the helper's
   for (int p = 0; p < nproxies; p++) {
     if (proxies[p].kind == BIND_RSLAVE && share_mount(proxies[p].path) != 0) return 127;
@@ -491,9 +526,9 @@ int main(int argc, char **argv) {
     close(pipe_fds[1]);
     for (int p = 0; p < nproxies; p++) {
       // dup2 clears close-on-exec: QEMU keeps these.
-      if (dup2(sockets[p][0], 3 + (int)keep_fds + p) < 0) _exit(fail("place the socket of", proxies[p].path));
+      if (dup2(sockets[p][0], 3 + (int)keep_fds + (int)taps + p) < 0) _exit(fail("place the socket of", proxies[p].path));
     }
-    _exit(jail(binds, nbinds, (int)keep_fds + nproxies, caps, uid, gid, pipe_fds[0], program, 0));
+    _exit(jail(binds, nbinds, (int)keep_fds + (int)taps + nproxies, caps, uid, gid, pipe_fds[0], program, 0, 3 + (int)keep_fds, (int)taps));
   }
   unsigned long long helper_caps = 0;
   if (parse_caps(HELPER_CAPS, &helper_caps) != 0) return 127;
@@ -508,7 +543,7 @@ int main(int argc, char **argv) {
       // The taps are QEMU's alone; the helper has its socket as descriptor 3.
       if (dup2(sockets[p][1], 3) < 0) _exit(fail("place the socket of", proxies[p].path));
       char *argv_helper[] = {(char *)helper, "-n", "-f", "3", "-p", (char *)proxies[p].path, NULL};
-      _exit(jail(&proxies[p], 1, 1, helper_caps, -1, -1, pipe_fds[0], argv_helper, 1));
+      _exit(jail(&proxies[p], 1, 1, helper_caps, -1, -1, pipe_fds[0], argv_helper, 1, 0, 0));
     }
   }
   for (int p = 0; p < nproxies; p++) {

@@ -60,9 +60,10 @@ int main(int argc, char **argv) {
     if (fds[i] < 0) return fail("open", "/dev/net/tun");
     struct ifreq request;
     memset(&request, 0, sizeof request);
-    // No IFF_VNET_HDR: a VM restored from a template negotiated its NIC's features with no
-    // backend, hence without offloads; cold and restored VMs are kept alike.
-    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL;
+    // IFF_VNET_HDR: QEMU (which reads the flag from the descriptor) passes the guest's checksum and segmentation offloads
+    // through and sets the tap's (TUNSETOFFLOAD) to what the guest negotiated; a template's
+    // NICs negotiated with a tap like this one (moat-jail's throwaway taps).
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
     strcpy(request.ifr_name, name);
     if (ioctl(fds[i], TUNSETIFF, &request) != 0) return fail("create tap", name);
   }

@@ -49,6 +49,16 @@ export function hostHooks(spec: OciSpec): Partial<Record<HostHookKind, OciHook[]
   return found;
 }
 
+/**
+ * Whether the spec asks for a new network namespace without a path: the host process that
+ * stands for the container (the stand-in, a containerd task's pid holder) is then started in a
+ * new one of its own, which its host hooks fill and the sandbox is connected to.
+ */
+export function asksNewNetworkNamespace(spec: OciSpec): boolean {
+  const namespaces = typeof spec.linux === "object" && spec.linux !== null ? (spec.linux as { namespaces?: unknown }).namespaces : undefined; // an object, checked by checkSpec
+  return Array.isArray(namespaces) && namespaces.some((entry: unknown) => typeof entry === "object" && entry !== null && (entry as { type?: unknown }).type === "network" && !(entry as { path?: unknown }).path); // objects, checked by checkSpec
+}
+
 /** The spec's annotations as the state carries them. */
 export function specAnnotations(spec: OciSpec): Record<string, string> {
   const annotations = spec.annotations;

@@ -59,13 +59,16 @@ export class TaskPid {
     private readonly child: ChildProcess | undefined,
   ) {}
 
-  /** Starts a holder whose FIFO is a new name in `dir` (the task's bundle). */
-  static async start(dir: string, where: string): Promise<TaskPid> {
+  /**
+   * Starts a holder whose FIFO is a new name in `dir` (the task's bundle); with `newNetns` in a
+   * network namespace of its own, made for it (the task's, which its host hooks fill).
+   */
+  static async start(dir: string, where: string, newNetns = false): Promise<TaskPid> {
     const binary = join(packageRoot(), "dist", "bin", "moat-task-pid");
     if (!existsSync(binary)) throw new MoatError("MOAT_SHIM_TASK_PID", `${where}: ${binary} is not built`, { hint: "make build", status: Code.FAILED_PRECONDITION });
     const fifo = join(dir, `${FIFO_PREFIX}${randomBytes(6).toString("hex")}`);
     // detached: its own session, so a signal to moatd's process group does not reach it.
-    const child = spawn(binary, [fifo], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(binary, [...(newNetns ? ["--new-netns"] : []), fifo], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
     const ready = new Promise<void>((resolve, reject) => {
       let said = "";
       child.stdout?.on("data", (chunk: Buffer) => (said += chunk.toString()).includes("ready\n") && resolve());

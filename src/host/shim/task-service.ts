@@ -11,7 +11,7 @@ import { Code, type ServiceImplementation } from "../../shared/ttrpc/index.js";
 import { tracer } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
 import { loadConfig, type Config } from "../config/index.js";
-import type { Adopter, Daemon, ProcessStdio } from "../daemon/index.js";
+import { standInNeeds, type Adopter, type Daemon, type ProcessStdio } from "../daemon/index.js";
 import { readBootstrap } from "./bootstrap-file.js";
 import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
 import { EventPublisher } from "./event-publisher.js";
@@ -106,8 +106,8 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
   };
 
   /** Starts the holder whose pid `process` reports, in the task's bundle, and puts it in the sandbox's host cgroup once that exists. */
-  const startHostPid = async (task: Task, process: TaskProcess): Promise<TaskPid> => {
-    const holder = await TaskPid.start(task.bundle, describe(task, process));
+  const startHostPid = async (task: Task, process: TaskProcess, newNetns = false): Promise<TaskPid> => {
+    const holder = await TaskPid.start(task.bundle, describe(task, process), newNetns);
     process.hostPid = holder;
     return holder;
   };
@@ -178,10 +178,16 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
         const io: TaskIo = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
         const { ttrpcAddress } = bootstrap;
         const task: Task = { id, bundle, namespace: bootstrap.namespace, ttrpcAddress, publisher: publisherFor(ttrpcAddress), fallbackPid: 0, init: new TaskProcess("", io), execs: new Map(), unmountRootfs };
-        const holder = await startHostPid(task, task.init);
+        // The host's hooks in the spec (nerdctl's CNI setup is its createRuntime hook) are given
+        // the holder's pid, as runc gives its container process's: it stands for the task, in a
+        // new network namespace of its own when the spec asks for one without a path, which the
+        // hooks fill and the sandbox is connected to. Without hooks it stays in moatd's.
+        const needs = standInNeeds(bundle);
+        const standsIn = needs.hooks;
+        const holder = await startHostPid(task, task.init, standsIn && needs.newNetns);
         cleanup.push(`end pid holder ${holder.pid}`, () => holder.end());
         const owner = { frontEnd: TASK_FRONT_END, record: recordOf(task) };
-        await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig, owner);
+        await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig, owner, undefined, standsIn ? holder.pid : 0);
         cleanup.push(`delete sandbox ${id}`, () => daemon.delete(id, true));
         await daemon.joinHostCgroup(id, holder.pid);
         cleanup.release();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { socketDirFor, vmPaths, type VmSpec } from "../hypervisor.js";
-import { qemuArgs, shellQuote } from "./cmdline.js";
+import { qemuArgs, shellQuote, throwawayTaps } from "./cmdline.js";
 import { kernelParams } from "./kernel-params.js";
 
 /** The sandbox's sockets: under the socket root, not its state directory. */
@@ -156,12 +156,16 @@ test("a VM template's RAM is a shared file; a clone maps it privately and waits 
   assert.deepEqual(valuesOf(clone, "-incoming"), ["defer"], "exec: would need QEMU to spawn, which its sandbox forbids");
 });
 
-test("a NIC with a tap gets the tap's descriptor as its netdev, in NIC order; a template's NIC has no backend", () => {
+test("a NIC with a tap gets the tap's descriptor as its netdev, in NIC order; a template being built gets throwaway taps after them; a restored-without-network NIC none", () => {
   const args = qemuArgs(spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00", tap: "tap0_moat" }, { id: "nic1", mac: "8e:99:67:cb:39:d9", tap: "tap1_moat" }] }));
   assert.deepEqual(valuesOf(args, "-netdev"), ["tap,id=net-nic0,fd=3", "tap,id=net-nic1,fd=4"]);
   const nics = valuesOf(args, "-device").filter((device) => device.startsWith("virtio-net"));
   assert.deepEqual(nics, ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00,guest_announce=off,netdev=net-nic0", "virtio-net-device,id=nic1,mac=8e:99:67:cb:39:d9,guest_announce=off,netdev=net-nic1"]);
-  const template = qemuArgs(spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00" }] }));
-  assert.deepEqual(valuesOf(template, "-netdev"), []);
-  assert.deepEqual(valuesOf(template, "-device").filter((device) => device.startsWith("virtio-net")), ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00,guest_announce=off"]);
+  const building = spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00" }, { id: "nic1", mac: "02:6d:6f:61:74:01" }], memoryFile: { path: "/t/memory", shared: true } });
+  assert.equal(throwawayTaps(building), 2);
+  assert.deepEqual(valuesOf(qemuArgs(building), "-netdev"), ["tap,id=net-nic0,fd=3", "tap,id=net-nic1,fd=4"]);
+  const bare = qemuArgs(spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00" }] }));
+  assert.equal(throwawayTaps(spec({ nics: [{ id: "nic0", mac: "02:6d:6f:61:74:00" }] })), 0);
+  assert.deepEqual(valuesOf(bare, "-netdev"), []);
+  assert.deepEqual(valuesOf(bare, "-device").filter((device) => device.startsWith("virtio-net")), ["virtio-net-device,id=nic0,mac=02:6d:6f:61:74:00,guest_announce=off"]);
 });

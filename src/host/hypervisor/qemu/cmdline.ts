@@ -96,7 +96,7 @@ export function qemuArgs(spec: VmSpec): string[] {
       // The files are served by virtfs-proxy-helper, one per device, each jailed by moat-jail
       // (its --9p-proxy), which hands QEMU its end of each socket pair after the taps. QEMU
       // 7.2's proxy backend takes no multidevs: inode numbers of different shares may collide.
-      const firstFd = TAP_FIRST_FD + (spec.nics ?? []).filter((nic) => nic.tap !== undefined).length;
+      const firstFd = TAP_FIRST_FD + (spec.nics ?? []).filter((nic) => nic.tap !== undefined).length + throwawayTaps(spec);
       args.push(
         "-fsdev", `proxy,id=fs-shares,sock_fd=${firstFd}`,
         "-device", `${virtio("9p")},fsdev=fs-shares,mount_tag=${SHARES_9P_TAG},id=share-shares`,
@@ -116,10 +116,20 @@ export function qemuArgs(spec: VmSpec): string[] {
   // interrupt and the guest's answer on the control queue, five rounds); a clone's interfaces
   // are set by the agent afterwards, so that is only work at the start, where it delayed the
   // guest's other work items (docs/templates.md, "the lost wakeup").
+  // Every tap has a virtio-net header (moat-tap-exec opens them IFF_VNET_HDR; QEMU reads that
+  // from a tap given by fd, and refuses vnet_hdr= beside fd=), so the NICs offer checksum and
+  // segmentation offloads, and QEMU sets the tap's offloads
+  // (TUNSETOFFLOAD) to what the guest took, after a restore too. A template being built has
+  // throwaway taps instead (moat-jail's, after the kept descriptors): its NICs negotiate with
+  // the same backend features its clones restore onto, which QEMU insists on ("saved image
+  // requires vnet_hdr=on").
   let tapFd = TAP_FIRST_FD;
+  let throwawayFd = TAP_FIRST_FD + (spec.nics ?? []).filter((nic) => nic.tap !== undefined).length;
+  const template = spec.memoryFile?.shared === true;
   for (const nic of spec.nics ?? []) {
-    if (nic.tap !== undefined) args.push("-netdev", `tap,id=net-${nic.id},fd=${tapFd++}`);
-    args.push("-device", `${virtio("net")},id=${nic.id},mac=${nic.mac},guest_announce=off${nic.tap !== undefined ? `,netdev=net-${nic.id}` : ""}`);
+    const fd = nic.tap !== undefined ? tapFd++ : template ? throwawayFd++ : undefined;
+    if (fd !== undefined) args.push("-netdev", `tap,id=net-${nic.id},fd=${fd}`);
+    args.push("-device", `${virtio("net")},id=${nic.id},mac=${nic.mac},guest_announce=off${fd !== undefined ? `,netdev=net-${nic.id}` : ""}`);
   }
   args.push(
     "-device", `${virtio("serial")},id=serial0`,
@@ -129,6 +139,11 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-device", "virtserialport,chardev=log,name=log.0,id=log-port",
   );
   return args;
+}
+
+/** How many throwaway taps moat-jail makes for `spec`: a template's NICs, which have no tap of their own. */
+export function throwawayTaps(spec: VmSpec): number {
+  return spec.memoryFile?.shared === true ? (spec.nics ?? []).filter((nic) => nic.tap === undefined).length : 0;
 }
 
 /** The command line quoted for a shell, for logs and `moat boot --dry-run`-style output. */

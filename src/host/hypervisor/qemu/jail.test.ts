@@ -56,6 +56,15 @@ test("the unprivileged user only where no root is needed: virtio-fs without a te
   assert.deepEqual([pathsOf(args, "--uid"), pathsOf(args, "--gid"), pathsOf(args, "--caps")], [["990"], ["990"], ["none"]]);
 });
 
+test("a template being built with NICs gets moat-jail's throwaway taps (their backends); a clone's taps are kept descriptors instead", () => {
+  const nics = [{ id: "nic0", mac: "02:6d:6f:61:74:00" }];
+  const making = jailArgs({ ...spec, nics, memoryFile: { path: "/t/k/memory", shared: true } }, "/usr/bin/qemu-system-x86_64", 0, undefined);
+  assert.deepEqual(pathsOf(making, "--throwaway-taps"), ["1"]);
+  const clone = jailArgs({ ...spec, nics: [{ ...nics[0]!, tap: "tap0_moat" }], memoryFile: { path: "/t/k/memory", shared: false } }, "/usr/bin/qemu-system-x86_64", 1, undefined); // nics has one element
+  assert.deepEqual(pathsOf(clone, "--throwaway-taps"), []);
+  assert.deepEqual(pathsOf(clone, "--keep-fds"), ["1"]);
+});
+
 test("virtfs_server = proxy: QEMU gets no capability and no export; a helper per 9p device serves it (read-only and unmounted for a template)", () => {
   const args = jailArgs({ ...spec, virtfsServer: "proxy" }, "/usr/bin/qemu-system-x86_64", 1, undefined);
   assert.deepEqual(pathsOf(args, "--9p-proxy"), [spec.paths.sharesDir, spec.paths.sharesDir]);

@@ -14,6 +14,7 @@ import { promisify } from "node:util";
 import { MoatError } from "../../../shared/errors.js";
 import { Code } from "../../../shared/ttrpc/index.js";
 import type { VmSpec } from "../hypervisor.js";
+import { throwawayTaps } from "./cmdline.js";
 
 const run = promisify(execFile);
 
@@ -50,6 +51,8 @@ export function vmmUserFor(spec: VmSpec, configured: VmmUser | undefined): VmmUs
 export function jailArgs(spec: VmSpec, qemuPath: string, keepFds: number, user: VmmUser | undefined): string[] {
   const { paths } = spec;
   const args = ["--keep-fds", String(keepFds), "--pidfile", paths.pidFile];
+  const taps = throwawayTaps(spec);
+  if (taps > 0) args.push("--throwaway-taps", String(taps)); // a template's NICs' backends (cmdline.ts)
   if (!qemuPath.startsWith("/usr/")) args.push("--ro", qemuPath); // /usr is there already
   args.push("--ro", spec.kernelPath, "--ro", spec.rootfs.path, "--rw", paths.socketDir, "--rw", paths.logDir);
   if (spec.memoryFile) {

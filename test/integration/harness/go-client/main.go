@@ -6,7 +6,8 @@
 // kill(pid, 0). Used by test/integration/issue-10-go-client.test.ts; built by `make build`
 // (GOPATH mode, offline) into dist/test/bin/moat-go-client.
 //
-// Usage: moat-go-client -address SOCK -namespace NS -image REF -fifo-dir DIR CASE ID
+// Usage: moat-go-client -address SOCK -namespace NS -image REF -fifo-dir DIR [-hooks FILE] CASE ID [ARG...]
+// (-hooks and ARGs for the "hooks" case: a JSON file of the spec's hooks, and the process's args)
 // Prints one JSON object of what it saw on stdout; a call that fails unexpectedly ends it
 // with exit status 1 and the error on stderr. Every task and container it made is deleted
 // before it exits, failed or not.
@@ -28,6 +29,7 @@ import (
 	v2stats "github.com/containerd/cgroups/v2/stats"
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
 	"github.com/containerd/typeurl"
@@ -42,6 +44,9 @@ type session struct {
 	image   containerd.Image
 	fifoDir string
 	id      string
+	// The "hooks" case's: a JSON file of specs.Hooks, and the process's args.
+	hooksFile string
+	args      []string
 	// Undone in reverse order at exit, as a client's defers would.
 	undo []func()
 }
@@ -51,9 +56,10 @@ func main() {
 	namespace := flag.String("namespace", "", "containerd namespace")
 	imageRef := flag.String("image", "", "image to run (imported already)")
 	fifoDir := flag.String("fifo-dir", "", "directory for cio's FIFOs")
+	hooksFile := flag.String("hooks", "", "the hooks case's hooks (a JSON file of specs.Hooks)")
 	flag.Parse()
-	if flag.NArg() != 2 {
-		fail(errors.New("usage: moat-go-client -address SOCK -namespace NS -image REF -fifo-dir DIR CASE ID"))
+	if flag.NArg() < 2 {
+		fail(errors.New("usage: moat-go-client -address SOCK -namespace NS -image REF -fifo-dir DIR [-hooks FILE] CASE ID [ARG...]"))
 	}
 	client, err := containerd.New(*address)
 	if err != nil {
@@ -64,7 +70,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	s := &session{ctx: ctx, client: client, image: image, fifoDir: *fifoDir, id: flag.Arg(1)}
+	s := &session{ctx: ctx, client: client, image: image, fifoDir: *fifoDir, id: flag.Arg(1), hooksFile: *hooksFile, args: flag.Args()[2:]}
 	cases := map[string]func() (map[string]interface{}, error){
 		"stdio":        s.stdio,
 		"terminal":     s.terminal,
@@ -73,6 +79,7 @@ func main() {
 		"pids":         s.pids,
 		"update":       s.update,
 		"pid-gone":     s.pidGone,
+		"hooks":        s.hooks,
 	}
 	run, ok := cases[flag.Arg(0)]
 	if !ok {
@@ -513,4 +520,44 @@ func errorText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// hooks: a task whose spec carries the host hooks of -hooks, as nerdctl's carries its CNI setup
+// (a createRuntime hook) and teardown (poststop), in containerd's default spec, which asks for
+// a new network namespace without a path. What the task printed, its exit status, its pid and
+// that pid's network namespace between create and start (where the hooks put the network).
+// Its deletion (undo) runs the poststop hooks.
+func (s *session) hooks() (map[string]interface{}, error) {
+	data, err := os.ReadFile(s.hooksFile)
+	if err != nil {
+		return nil, err
+	}
+	var hooks specs.Hooks
+	if err := json.Unmarshal(data, &hooks); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.hooksFile, err)
+	}
+	withHooks := func(_ context.Context, _ oci.Client, _ *containers.Container, spec *oci.Spec) error {
+		spec.Hooks = &hooks
+		return nil
+	}
+	container, err := s.container(oci.WithProcessArgs(s.args...), withHooks)
+	if err != nil {
+		return nil, err
+	}
+	var stdout, stderr bytes.Buffer
+	task, err := s.task(container, cio.NewCreator(cio.WithStreams(nil, &stdout, &stderr), cio.WithFIFODir(s.fifoDir)))
+	if err != nil {
+		return nil, err
+	}
+	netns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", task.Pid()))
+	if err != nil {
+		return nil, err
+	}
+	exited, err := s.started(task)
+	if err != nil {
+		return nil, err
+	}
+	status := <-exited
+	task.IO().Wait()
+	return map[string]interface{}{"pid": task.Pid(), "netns": netns, "exitStatus": status.ExitCode(), "stdout": stdout.String(), "stderr": stderr.String()}, nil
 }
