@@ -2,6 +2,8 @@ export { runSpec, type ForegroundRun } from "./run-spec.js";
 export { AgentClient, type GuestDetails, type GuestProcess } from "./agent-client.js";
 export {
   adoptSandboxVm,
+  addContainerShares,
+  removeContainerShares,
   describeStart,
   discardSandbox,
   guestArtifacts,
