@@ -5,6 +5,7 @@
 // the same layer and config. The layout is the OCI image spec's: oci-layout, index.json, and blobs for
 // one uncompressed layer tar, the config and the manifest. Reproducible: the layer is tarred
 // in name order with zero times and owners, and the JSON is written in a fixed order.
+// buildImageArchive makes the same from any directory (the CRI tests' pause image).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
