@@ -114,9 +114,10 @@ export async function addContainerShares(sandbox: SandboxVm, containerId: string
   }
   const { sharesDir } = sandbox.vm.paths;
   try {
+    // The files directory is one of the shares: it must exist before they are bound.
+    if (files.length > 0) await mkdir(filesDir, { recursive: true, mode: 0o755 });
     await bindShares(sharesDir, containerId, shares, where);
     if (files.length > 0) {
-      await mkdir(filesDir, { recursive: true, mode: 0o755 });
       const filesTag = shares.find((share) => share.hostPath === filesDir)?.tag;
       // In the export itself, as startSandboxVm does: a mount under a 9p share is not shared.
       if (filesTag) await bindFiles(join(sharesDir, containerId, filesTag), files, stagingDir(sharesDir, containerId), where);
