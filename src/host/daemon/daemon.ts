@@ -11,12 +11,12 @@ import { Code } from "../../shared/ttrpc/index.js";
 import { joinHostCgroup, limitHostCgroup } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
-import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type HookState, type OciHook } from "../oci/index.js";
+import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, sandboxResources, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type HookState, type OciHook } from "../oci/index.js";
 import { loadConfig } from "../config/index.js";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { makeSocketDir, removeSocketDir } from "../hypervisor/index.js";
 import { removeMountedDir } from "../storage/index.js";
-import { addContainerShares, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { addContainerShares, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { MEMBERS_DIR, memberDirs, PodVm, type ContainerDirs } from "./pod.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -116,6 +116,12 @@ function processExists(pid: number): boolean {
   }
 }
 
+/** The annotations a pod's size comes from, by the linux.resources field vmSizeForResources names. */
+const POD_SIZE_FIELDS: Record<string, string> = {
+  "cpu.quota": "annotations io.kubernetes.cri.sandbox-cpu-quota/-cpu-period",
+  "memory.limit": "annotation io.kubernetes.cri.sandbox-memory",
+};
+
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
 /**
@@ -204,7 +210,9 @@ export class Daemon {
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
     const config = sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config;
     // The VM is sized for the container's linux.resources (or the container refused) before anything starts.
-    const { vcpus, memoryMiB } = vmSizeFor(config, bundle.spec, where);
+    // A pod's VM instead for the pod's workload, which containerd puts on its sandbox container (Kata's static sizing).
+    const podResources = role.kind === "sandbox" ? sandboxResources(bundle.spec, where) : undefined;
+    const { vcpus, memoryMiB } = podResources ? vmSizeForResources(config, podResources, where, undefined, (field) => `the pod's ${POD_SIZE_FIELDS[field] ?? field}`) : vmSizeFor(config, bundle.spec, where);
     const hooks = hostHooks(bundle.spec);
     const hookState = (status: HookState["status"], pid: number): HookState => ({ ociVersion: bundle.spec.ociVersion, id, status, pid, bundle: bundle.dir, annotations: specAnnotations(bundle.spec) });
     // The host's hooks need a host process that stands for the container (its pid in the state,
