@@ -69,7 +69,7 @@ async function killAndDelete(id: string, container: CreatedContainer): Promise<v
   await ok(moat(["delete", id]), `delete ${id}`);
 }
 
-test("two containers in one VM: one QEMU, shared hostname, IPC and localhost, one host directory; each goes alone; the VM goes with the last; a restarted moatd adopts the pod", async () => {
+test("two containers in one VM: one QEMU, shared hostname, IPC and localhost, one host directory; each goes alone; the VM goes with the last; a restarted moatd adopts the pod", async (context) => {
   const pod = await createStarted("pod1", pauseBundle("pod1"));
   const shared = join(workspace.dir, "shared");
   mkdirSync(shared);
@@ -86,6 +86,9 @@ test("two containers in one VM: one QEMU, shared hostname, IPC and localhost, on
   }
   assert.notEqual(await ns("a1", "mnt"), await ns("b1", "mnt"), "each container has its own mount namespace");
   assert.equal((await ok(moat(["exec", "b1", "hostname"]), "hostname")).trim(), "pod-pod1", "the pod's hostname");
+  // What the pause container costs in the guest (docs/design.md, "Pods"): reported, not asserted.
+  const pauseCost = await ok(moat(["exec", "pod1", "sh", "-c", "grep VmRSS /proc/1/status; echo memory.current $(cat /sys/fs/cgroup/memory.current)"]), "pause cost");
+  context.diagnostic(`pause container in the guest: ${pauseCost.replace(/\s+/g, " ").trim()}`);
   // Localhost: b1 reaches a1's server.
   const fetched = await ok(moat(["exec", "b1", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1:8080/index.html && exit 0; sleep 1; done; exit 1"]), "wget");
   assert.equal(fetched.trim(), "served-by-a");
