@@ -14,9 +14,7 @@ import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../fact
 import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, sandboxResources, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type HookState, type OciHook } from "../oci/index.js";
 import { loadConfig } from "../config/index.js";
 import { CleanupStack } from "../../shared/cleanup.js";
-import { makeSocketDir, removeSocketDir } from "../hypervisor/index.js";
-import { removeMountedDir } from "../storage/index.js";
-import { addContainerShares, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { addContainerShares, makeSocketDir, removeMountedDir, removeSocketDir, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { MEMBERS_DIR, memberDirs, PodVm, type ContainerDirs } from "./pod.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
