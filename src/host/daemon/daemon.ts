@@ -12,7 +12,7 @@ import { joinHostCgroup, limitHostCgroup } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
 import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, sandboxResources, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type HookState, type OciHook } from "../oci/index.js";
-import { loadConfig } from "../config/index.js";
+import { configForAnnotations, loadConfig } from "../config/index.js";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { addContainerShares, makeSocketDir, removeMountedDir, removeSocketDir, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { MEMBERS_DIR, memberDirs, PodVm, type ContainerDirs } from "./pod.js";
@@ -206,7 +206,8 @@ export class Daemon {
     const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
     const { shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
-    const config = sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config;
+    // Per-pod overrides by annotation, where the configuration allows them; any other is refused.
+    const config = configForAnnotations(sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config, specAnnotations(bundle.spec), where);
     // The VM is sized for the container's linux.resources (or the container refused) before anything starts.
     // A pod's VM instead for the pod's workload, which containerd puts on its sandbox container (Kata's static sizing).
     const podResources = role.kind === "sandbox" ? sandboxResources(bundle.spec, where) : undefined;
@@ -272,6 +273,8 @@ export class Daemon {
         hint: "create the pod's sandbox container first (the one whose annotations say type sandbox)",
       });
     }
+    // A member's annotations override nothing (the VM is the pod's), but one outside the rule is refused all the same.
+    configForAnnotations(this.config, specAnnotations(bundle.spec), where);
     const { spec, join: joined } = memberNamespaces(bundle.spec, where);
     const dirs = memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, podId, id);
     const guest = guestSpec({ containerId: id, spec, rootfs: bundle.rootfs, overlay: false, where, filesDir: dirs.filesDir });
