@@ -99,6 +99,13 @@ test("two containers in one VM: one QEMU, shared hostname, IPC and localhost, on
   writeFileSync(join(shared, "host-note"), "from-host\n");
   assert.equal((await ok(moat(["exec", "a1", "cat", "/shared/host-note"]), "host file")).trim(), "from-host");
 
+  // Update: a member's limits change within the VM; one the VM cannot give says so.
+  await ok(moat(["update", "--memory", "64m", "b1"]), "update b1");
+  assert.equal((await ok(moat(["exec", "b1", "cat", "/sys/fs/cgroup/memory.max"]), "memory.max")).trim(), String(64 * 1024 * 1024));
+  const tooLarge = await moat(["update", "--memory", "64g", "b1"]);
+  assert.equal(tooLarge.code, 1, tooLarge.stdout);
+  assert.match(tooLarge.stderr, /container b1: update: linux\.resources\.memory\.limit: .* would need a bigger one/);
+
   // A member deleted: the others run on in the same VM.
   await killAndDelete("a1", a);
   assert.equal(status(await ok(moat(["state", "b1"]), "state b1")), "running");

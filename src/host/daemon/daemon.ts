@@ -861,8 +861,12 @@ export class Daemon {
     const container = await this.ready(id);
     if (container.state.status === "stopped") throw this.illegal(container, "update");
     const resources = guestResources(parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC"));
+    // A pod's VM is sized once, for the pod (static sizing): a container's new limits must fit in it.
+    const inPod = container.pod.size > 1 || container.dirs.stateDir !== container.sandbox.vm.paths.stateDir;
+    if (inPod) await checkFitsVm(container, resources);
     await container.sandbox.agent.updateContainer(id, resources);
-    await limitHostCgroup(container.sandbox.vm.paths.stateDir, container.sandbox.vm.pid, resources, `container ${id}`, this.log);
+    // The VM's host cgroup is the whole pod's: one container's limits are its own cgroup's in the guest only.
+    if (!inPod) await limitHostCgroup(container.sandbox.vm.paths.stateDir, container.sandbox.vm.pid, resources, `container ${id}`, this.log);
   }
 
   /** Puts a front end's host process for the container (a containerd task's pid) into its sandbox's host cgroup, if it has one. */
@@ -1026,4 +1030,29 @@ async function readMembers(vmDir: string): Promise<Array<{ id: string; saved: Sa
 /** A VM's own container's directories: the VM's. */
 function vmDirs(sandbox: SandboxVm): ContainerDirs {
   return { stateDir: sandbox.vm.paths.stateDir, socketDir: sandbox.vm.paths.socketDir };
+}
+
+/**
+ * Refuses new limits for a container of a pod that its pod's VM cannot give: more CPUs than
+ * the guest has online, or a memory limit above its memory. The VM is sized when the pod starts.
+ */
+async function checkFitsVm(container: ManagedContainer, resources: Record<string, unknown>): Promise<void> {
+  const { id } = container.state;
+  const details = await container.sandbox.agent.details();
+  const cpu = isRecord(resources.cpu) ? resources.cpu : {};
+  const memory = isRecord(resources.memory) ? resources.memory : {};
+  const tooLarge = (field: string, what: string) =>
+    new MoatError("MOAT_RESOURCES_TOO_LARGE", `container ${id}: update: linux.resources.${field}: ${what}; its pod's VM (sandbox ${container.pod.id}) is sized once, when the pod starts, and this change would need a bigger one`, {
+      hint: "lower the limit, or create the pod again with larger limits (its sandbox annotations size the VM)",
+      status: Code.FAILED_PRECONDITION,
+    });
+  const quota = typeof cpu.quota === "number" ? cpu.quota : 0;
+  const period = typeof cpu.period === "number" && cpu.period > 0 ? cpu.period : 100_000; // the kernel's default CFS period
+  if (quota > 0 && Math.ceil(quota / period) > details.onlineCpus) throw tooLarge("cpu.quota", `${quota} µs per ${period} µs asks for ${Math.ceil(quota / period)} CPUs; the VM has ${details.onlineCpus}`);
+  const limit = typeof memory.limit === "number" ? memory.limit : 0;
+  if (limit > 0 && BigInt(Math.floor(limit)) > details.memoryTotalBytes) throw tooLarge("memory.limit", `${limit} bytes is more than the VM's ${details.memoryTotalBytes / 1024n / 1024n} MiB`);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
