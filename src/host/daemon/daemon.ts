@@ -231,6 +231,7 @@ export class Daemon {
       : undefined;
     return this.making(id, signal, async (abort) => {
       const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, prepare, abort });
+      let pod: PodVm | undefined;
       try {
         // With interfaces in its own namespace, the container shares the guest's, which the agent set up as that one is.
         const spec = ownNetns && sandbox.networked ? withoutNetworkNamespace(guest.spec) : guest.spec;
@@ -238,9 +239,10 @@ export class Daemon {
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
         const saved = runsHooks && (hooks.poststart || hooks.poststop) ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations: specAnnotations(bundle.spec), ociVersion: bundle.spec.ociVersion } : undefined;
-        return (await this.attachNew(this.newPod(sandbox), vmDirs(sandbox), state, owner, stdio, false, saved)).relay.path;
+        pod = this.newPod(sandbox);
+        return (await this.attachNew(pod, vmDirs(sandbox), state, owner, stdio, false, saved)).relay.path;
       } catch (error) {
-        this.vms.get(id)?.forget();
+        pod?.forget(); // its timer and its place in this.vms
         await sandbox.shutdown();
         throw error;
       }
@@ -350,16 +352,18 @@ export class Daemon {
         cni: run.cni,
         abort,
       });
+      let pod: PodVm | undefined;
       try {
         // Created and started in one crun call: a run starts what it creates. Output waits in
         // the agent until the relay reads it.
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: run.stdin, start: true });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "running", pid: 0, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
-        const container = await this.attachNew(this.newPod(sandbox), vmDirs(sandbox), state, undefined, undefined, true);
+        pod = this.newPod(sandbox);
+        const container = await this.attachNew(pod, vmDirs(sandbox), state, undefined, undefined, true);
         return { stdioSocket: container.relay.path, start: sandbox.timings.summary };
       } catch (error) {
-        this.vms.get(id)?.forget();
+        pod?.forget(); // its timer and its place in this.vms
         await sandbox.shutdown();
         throw error;
       }
