@@ -11,12 +11,10 @@ import { Code } from "../../shared/ttrpc/index.js";
 import { joinHostCgroup, limitHostCgroup } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
-import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type HookState, type OciHook } from "../oci/index.js";
-import { loadConfig } from "../config/index.js";
+import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, sandboxResources, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type HookState, type OciHook } from "../oci/index.js";
+import { configForAnnotations, loadConfig } from "../config/index.js";
 import { CleanupStack } from "../../shared/cleanup.js";
-import { makeSocketDir, removeSocketDir } from "../hypervisor/index.js";
-import { removeMountedDir } from "../storage/index.js";
-import { addContainerShares, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { addContainerShares, makeSocketDir, removeMountedDir, removeSocketDir, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
 import { MEMBERS_DIR, memberDirs, PodVm, type ContainerDirs } from "./pod.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -116,6 +114,12 @@ function processExists(pid: number): boolean {
   }
 }
 
+/** The annotations a pod's size comes from, by the linux.resources field vmSizeForResources names. */
+const POD_SIZE_FIELDS: Record<string, string> = {
+  "cpu.quota": "annotations io.kubernetes.cri.sandbox-cpu-quota/-cpu-period",
+  "memory.limit": "annotation io.kubernetes.cri.sandbox-memory",
+};
+
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
 /**
@@ -202,9 +206,12 @@ export class Daemon {
     const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
     const { shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
-    const config = sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config;
+    // Per-pod overrides by annotation, where the configuration allows them; any other is refused.
+    const config = configForAnnotations(sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config, specAnnotations(bundle.spec), where);
     // The VM is sized for the container's linux.resources (or the container refused) before anything starts.
-    const { vcpus, memoryMiB } = vmSizeFor(config, bundle.spec, where);
+    // A pod's VM instead for the pod's workload, which containerd puts on its sandbox container (Kata's static sizing).
+    const podResources = role.kind === "sandbox" ? sandboxResources(bundle.spec, where) : undefined;
+    const { vcpus, memoryMiB } = podResources ? vmSizeForResources(config, podResources, where, undefined, (field) => `the pod's ${POD_SIZE_FIELDS[field] ?? field}`) : vmSizeFor(config, bundle.spec, where);
     const hooks = hostHooks(bundle.spec);
     const hookState = (status: HookState["status"], pid: number): HookState => ({ ociVersion: bundle.spec.ociVersion, id, status, pid, bundle: bundle.dir, annotations: specAnnotations(bundle.spec) });
     // The host's hooks need a host process that stands for the container (its pid in the state,
@@ -224,6 +231,7 @@ export class Daemon {
       : undefined;
     return this.making(id, signal, async (abort) => {
       const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, prepare, abort });
+      let pod: PodVm | undefined;
       try {
         // With interfaces in its own namespace, the container shares the guest's, which the agent set up as that one is.
         const spec = ownNetns && sandbox.networked ? withoutNetworkNamespace(guest.spec) : guest.spec;
@@ -231,9 +239,10 @@ export class Daemon {
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
         const saved = runsHooks && (hooks.poststart || hooks.poststop) ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations: specAnnotations(bundle.spec), ociVersion: bundle.spec.ociVersion } : undefined;
-        return (await this.attachNew(this.newPod(sandbox), vmDirs(sandbox), state, owner, stdio, false, saved)).relay.path;
+        pod = this.newPod(sandbox);
+        return (await this.attachNew(pod, vmDirs(sandbox), state, owner, stdio, false, saved)).relay.path;
       } catch (error) {
-        this.vms.get(id)?.forget();
+        pod?.forget(); // its timer and its place in this.vms
         await sandbox.shutdown();
         throw error;
       }
@@ -266,6 +275,8 @@ export class Daemon {
         hint: "create the pod's sandbox container first (the one whose annotations say type sandbox)",
       });
     }
+    // A member's annotations override nothing (the VM is the pod's), but one outside the rule is refused all the same.
+    configForAnnotations(this.config, specAnnotations(bundle.spec), where);
     const { spec, join: joined } = memberNamespaces(bundle.spec, where);
     const dirs = memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, podId, id);
     const guest = guestSpec({ containerId: id, spec, rootfs: bundle.rootfs, overlay: false, where, filesDir: dirs.filesDir });
@@ -341,16 +352,18 @@ export class Daemon {
         cni: run.cni,
         abort,
       });
+      let pod: PodVm | undefined;
       try {
         // Created and started in one crun call: a run starts what it creates. Output waits in
         // the agent until the relay reads it.
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: run.stdin, start: true });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "running", pid: 0, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
-        const container = await this.attachNew(this.newPod(sandbox), vmDirs(sandbox), state, undefined, undefined, true);
+        pod = this.newPod(sandbox);
+        const container = await this.attachNew(pod, vmDirs(sandbox), state, undefined, undefined, true);
         return { stdioSocket: container.relay.path, start: sandbox.timings.summary };
       } catch (error) {
-        this.vms.get(id)?.forget();
+        pod?.forget(); // its timer and its place in this.vms
         await sandbox.shutdown();
         throw error;
       }
@@ -852,8 +865,12 @@ export class Daemon {
     const container = await this.ready(id);
     if (container.state.status === "stopped") throw this.illegal(container, "update");
     const resources = guestResources(parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC"));
+    // A pod's VM is sized once, for the pod (static sizing): a container's new limits must fit in it.
+    const inPod = container.pod.size > 1 || container.dirs.stateDir !== container.sandbox.vm.paths.stateDir;
+    if (inPod) await checkFitsVm(container, resources);
     await container.sandbox.agent.updateContainer(id, resources);
-    await limitHostCgroup(container.sandbox.vm.paths.stateDir, container.sandbox.vm.pid, resources, `container ${id}`, this.log);
+    // The VM's host cgroup is the whole pod's: one container's limits are its own cgroup's in the guest only.
+    if (!inPod) await limitHostCgroup(container.sandbox.vm.paths.stateDir, container.sandbox.vm.pid, resources, `container ${id}`, this.log);
   }
 
   /** Puts a front end's host process for the container (a containerd task's pid) into its sandbox's host cgroup, if it has one. */
@@ -1017,4 +1034,29 @@ async function readMembers(vmDir: string): Promise<Array<{ id: string; saved: Sa
 /** A VM's own container's directories: the VM's. */
 function vmDirs(sandbox: SandboxVm): ContainerDirs {
   return { stateDir: sandbox.vm.paths.stateDir, socketDir: sandbox.vm.paths.socketDir };
+}
+
+/**
+ * Refuses new limits for a container of a pod that its pod's VM cannot give: more CPUs than
+ * the guest has online, or a memory limit above its memory. The VM is sized when the pod starts.
+ */
+async function checkFitsVm(container: ManagedContainer, resources: Record<string, unknown>): Promise<void> {
+  const { id } = container.state;
+  const details = await container.sandbox.agent.details();
+  const cpu = isRecord(resources.cpu) ? resources.cpu : {};
+  const memory = isRecord(resources.memory) ? resources.memory : {};
+  const tooLarge = (field: string, what: string) =>
+    new MoatError("MOAT_RESOURCES_TOO_LARGE", `container ${id}: update: linux.resources.${field}: ${what}; its pod's VM (sandbox ${container.pod.id}) is sized once, when the pod starts, and this change would need a bigger one`, {
+      hint: "lower the limit, or create the pod again with larger limits (its sandbox annotations size the VM)",
+      status: Code.FAILED_PRECONDITION,
+    });
+  const quota = typeof cpu.quota === "number" ? cpu.quota : 0;
+  const period = typeof cpu.period === "number" && cpu.period > 0 ? cpu.period : 100_000; // the kernel's default CFS period
+  if (quota > 0 && Math.ceil(quota / period) > details.onlineCpus) throw tooLarge("cpu.quota", `${quota} µs per ${period} µs asks for ${Math.ceil(quota / period)} CPUs; the VM has ${details.onlineCpus}`);
+  const limit = typeof memory.limit === "number" ? memory.limit : 0;
+  if (limit > 0 && BigInt(Math.floor(limit)) > details.memoryTotalBytes) throw tooLarge("memory.limit", `${limit} bytes is more than the VM's ${details.memoryTotalBytes / 1024n / 1024n} MiB`);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -5,8 +5,7 @@ import { join } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
-import { socketDirFor } from "../hypervisor/index.js";
-import { trimLogs, type SandboxVm } from "../sandbox/index.js";
+import { socketDirFor, trimLogs, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 
 const trace = tracer("daemon");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { MoatError } from "../../shared/errors.js";
 import type { OciSpec } from "./bundle.js";
-import { memberNamespaces, podRole } from "./pod.js";
+import { memberNamespaces, podRole, sandboxResources } from "./pod.js";
 
 const base: OciSpec = { ociVersion: "1.0.2", process: { args: ["sh"], cwd: "/" }, root: { path: "rootfs" } };
 const annotated = (annotations: Record<string, string>): OciSpec => ({ ...base, annotations });
@@ -57,4 +57,16 @@ test("a member cannot join a user namespace by path", () => {
     () => memberNamespaces({ ...base, linux: { namespaces: [{ type: "user", path: "/proc/1/ns/user" }] } }, "/b/config.json"),
     (error: unknown) => error instanceof MoatError && error.code === "MOAT_BUNDLE_INVALID" && error.message.includes("linux.namespaces[0]"),
   );
+});
+
+test("the pod's size from containerd's sandbox annotations; 0 is not set; a bad value names its annotation", () => {
+  assert.equal(sandboxResources(base, "/b/config.json"), undefined);
+  assert.deepEqual(
+    sandboxResources(annotated({ "io.kubernetes.cri.sandbox-cpu-quota": "150000", "io.kubernetes.cri.sandbox-cpu-period": "100000", "io.kubernetes.cri.sandbox-cpu-shares": "1536", "io.kubernetes.cri.sandbox-memory": "268435456" }), "/b/config.json"),
+    { cpu: { quota: 150000, period: 100000, shares: 1536 }, memory: { limit: 268435456 } },
+  );
+  assert.equal(sandboxResources(annotated({ "io.kubernetes.cri.sandbox-cpu-quota": "0", "io.kubernetes.cri.sandbox-cpu-period": "100000", "io.kubernetes.cri.sandbox-memory": "0" }), "/b/config.json"), undefined);
+  refused(() => sandboxResources(annotated({ "io.kubernetes.cri.sandbox-memory": "-5" }), "/b/config.json"), "io.kubernetes.cri.sandbox-memory");
+  refused(() => sandboxResources(annotated({ "io.kubernetes.cri.sandbox-cpu-quota": "1e9" }), "/b/config.json"), "io.kubernetes.cri.sandbox-cpu-quota");
+  refused(() => sandboxResources(annotated({ "io.kubernetes.cri.sandbox-cpu-quota": "5000", "io.kubernetes.cri.sandbox-cpu-period": "10" }), "/b/config.json"), "io.kubernetes.cri.sandbox-cpu-period");
 });

@@ -90,3 +90,37 @@ export function memberNamespaces(spec: OciSpec, where: string): { spec: OciSpec;
   });
   return { spec: { ...spec, linux: { ...linux, namespaces: kept } }, join };
 }
+
+/** containerd's CRI plugin (1.6.20+) puts the pod's summed limits (PodSandboxConfig.linux.resources) on its sandbox container. */
+const SANDBOX_SIZE_KEYS = {
+  quota: "io.kubernetes.cri.sandbox-cpu-quota",
+  period: "io.kubernetes.cri.sandbox-cpu-period",
+  shares: "io.kubernetes.cri.sandbox-cpu-shares",
+  memory: "io.kubernetes.cri.sandbox-memory",
+} as const;
+
+/**
+ * The pod's workload as the sandbox container's annotations give it, as linux.resources (for
+ * vmSizeFor, which sizes the VM from it as Kata's static_sandbox_resource_mgmt does), or
+ * undefined when none is set. A value that is not a whole number of the kernel interface's
+ * range is MOAT_BUNDLE_INVALID naming the annotation; 0 means not set, as containerd writes it.
+ */
+export function sandboxResources(spec: OciSpec, where: string): { cpu?: { quota?: number; period?: number; shares?: number }; memory?: { limit: number } } | undefined {
+  const annotations = specAnnotations(spec);
+  const read = (key: string): number | undefined => {
+    const text = annotations[key];
+    if (text === undefined || text === "") return undefined;
+    // Whole, non-negative numbers within what a double holds exactly (cgroup values are 64-bit).
+    if (!/^[0-9]{1,15}$/.test(text)) throw invalid(where, key, `must be a whole number of at most 15 digits, got ${JSON.stringify(text)}`);
+    const value = Number(text);
+    return value === 0 ? undefined : value;
+  };
+  const quota = read(SANDBOX_SIZE_KEYS.quota);
+  const period = read(SANDBOX_SIZE_KEYS.period);
+  const shares = read(SANDBOX_SIZE_KEYS.shares);
+  const memory = read(SANDBOX_SIZE_KEYS.memory);
+  if (period !== undefined && (period < 1000 || period > 1_000_000)) throw invalid(where, SANDBOX_SIZE_KEYS.period, `must be 1000 to 1000000 µs (the kernel's CFS period range), got ${period}`);
+  if (quota === undefined && shares === undefined && memory === undefined) return undefined;
+  const cpu = quota !== undefined || shares !== undefined ? { ...(quota !== undefined ? { quota } : {}), ...(period !== undefined ? { period } : {}), ...(shares !== undefined ? { shares } : {}) } : undefined;
+  return { ...(cpu ? { cpu } : {}), ...(memory !== undefined ? { memory: { limit: memory } } : {}) };
+}
