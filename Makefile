@@ -45,7 +45,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## build: generate protobuf code, type-check and compile, bundle the agent, CLI, daemon and shim; the C helpers
-build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/moat-jail dist/bin/moat-dns-relay dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client dist/test/bin/moat-fs-checks
+build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/moat-jail dist/bin/moat-dns-relay dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client dist/test/bin/moat-fs-checks dist/test/bin/moat-pause
 
 SHIM_C := containerd-shim-moat-v2 moatd-start task-relay ttrpc-frame
 dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wildcard src/host/shim/*.h)
@@ -79,6 +79,12 @@ dist/bin/moat-task-pid: src/host/shim/moat-task-pid.c
 # The file-system checks of issues 15 and 13 (test/integration/issue-15-files.test.ts), run
 # inside containers: static, so that it runs in any image.
 dist/test/bin/moat-fs-checks: test/support/fs-checks.c
+	@mkdir -p dist/test/bin
+	gcc -static -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The pause program of the test suite's pause image, the CRI sandbox image of issue 12's tests
+# (test/integration/harness/cri.ts): static, the image's only file.
+dist/test/bin/moat-pause: test/support/pause.c
 	@mkdir -p dist/test/bin
 	gcc -static -O2 -Wall -Wextra -Werror -o $@ $<
 

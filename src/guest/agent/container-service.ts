@@ -40,5 +40,9 @@ export function containerService(containers: Containers): ServiceImplementation<
       await containers.update(request.containerId, request.resourcesJson);
       return {};
     },
+    async removeContainer(request) {
+      await containers.remove(request.containerId);
+      return {};
+    },
   };
 }

@@ -23,6 +23,7 @@ import { mountShares, unmountShares } from "./mounts.js";
 import { guestNetworkSysctls, setGuestNetworkSysctls } from "./network-sysctls.js";
 import type { OomEvents } from "./oom-events.js";
 import { OutputBuffer } from "./output-buffer.js";
+import { joinPodNamespaces } from "./pod-namespaces.js";
 import { stdinSocketPair } from "./stdin-socket.js";
 import type { ProcessExit, ProcessExits } from "./process-exits.js";
 import { Terminal } from "./terminal.js";
@@ -38,6 +39,9 @@ export interface CreateRequest {
   shares: ShareMount[];
   /** Start the process too, in the same crun call (`crun run --detach`). */
   start?: boolean;
+  /** A pod member: the container here whose namespaces it shares, and which (pod-namespaces.ts). */
+  joinContainerId?: string;
+  joinNamespaces?: string[];
 }
 
 /** A process's stdio and exit: the container's own, or one exec'd into it. */
@@ -78,7 +82,7 @@ export class Containers {
     const where = `container ${id}`;
     if (!VALID_ID.test(id)) throw new MoatError("MOAT_CONTAINER_ID", `${where}: invalid container id`, { status: Code.INVALID_ARGUMENT });
     if (this.containers.has(id)) throw new MoatError("MOAT_CONTAINER_EXISTS", `${where}: already exists`, { status: Code.ALREADY_EXISTS });
-    const { spec, sysctls } = guestNetworkSysctls(parseObject(request.ociSpecJson, where, "OCI spec"), where); // crun validates the rest
+    const { spec, sysctls } = guestNetworkSysctls(this.withPodNamespaces(parseObject(request.ociSpecJson, where, "OCI spec"), request, where), where); // crun validates the rest
     const dir = containerGuestDir(id);
     await mkdir(dir, { recursive: true });
     let terminal: Terminal | undefined;
@@ -117,6 +121,23 @@ export class Containers {
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
+  }
+
+  /**
+   * A pod member's spec with the namespaces of its pod's sandbox container, which must be a
+   * container of this guest whose process still runs (its namespaces go with it).
+   */
+  private withPodNamespaces(spec: Record<string, unknown>, request: CreateRequest, where: string): Record<string, unknown> {
+    const types = request.joinNamespaces ?? [];
+    const podId = request.joinContainerId ?? "";
+    if (podId === "") {
+      if (types.length > 0) throw new MoatError("MOAT_CONTAINER_SPEC", `${where}: join_namespaces without join_container_id`, { status: Code.INVALID_ARGUMENT });
+      return spec;
+    }
+    const pod = this.containers.get(podId);
+    if (!pod) throw new MoatError("MOAT_CONTAINER_NOT_FOUND", `${where}: its pod's sandbox container ${podId} is not a container of this sandbox`, { status: Code.NOT_FOUND });
+    if (pod.exited) throw new MoatError("MOAT_CONTAINER_STATE", `${where}: its pod's sandbox container ${podId} has exited: its namespaces are gone`, { status: Code.FAILED_PRECONDITION });
+    return joinPodNamespaces(spec, types, pod.pid, where);
   }
 
   async start(id: string): Promise<void> {

@@ -36,6 +36,12 @@ export interface QemuConfig {
    * docs/security.md); undefined: every QEMU runs as root with the file server's capabilities only.
    */
   vmmUser: VmmUser | undefined;
+  /**
+   * Which per-pod annotations (`io.katacontainers.config.hypervisor.<name>`, and the same under
+   * `io.moat.config.`) may override this configuration: Kata's `enable_annotations`, each entry
+   * a name or a regular expression matched against the whole <name> (annotations.ts).
+   */
+  enableAnnotations: string[];
 }
 
 export interface AgentConfig {

@@ -61,6 +61,7 @@ export function defaultConfig(): Config {
       defaultMaxVcpus: 0,
       defaultMaxMemoryMiB: 0,
       kernelParams: [],
+      enableAnnotations: [],
       enableDebug: false,
       sharedFs: "virtio-9p",
       virtfsServer: "qemu",
@@ -155,6 +156,7 @@ export function parseConfig(text: string, file: string): Config {
   const params = read.string(qemu, "hypervisor.qemu.kernel_params");
   if (params !== undefined) config.qemu.kernelParams = params.split(/\s+/).filter((param) => param.length > 0);
   config.qemu.enableDebug = read.boolean(qemu, "hypervisor.qemu.enable_debug") ?? config.qemu.enableDebug;
+  config.qemu.enableAnnotations = read.patterns(qemu, "hypervisor.qemu.enable_annotations") ?? config.qemu.enableAnnotations;
   config.qemu.sharedFs = read.oneOf(qemu, "hypervisor.qemu.shared_fs", ["virtio-fs", "virtio-9p"] as const) ?? config.qemu.sharedFs;
   config.qemu.virtfsServer = read.oneOf(qemu, "hypervisor.qemu.virtfs_server", ["qemu", "proxy"] as const) ?? config.qemu.virtfsServer;
   config.qemu.virtioFsDaemon = read.absolutePath(qemu, "hypervisor.qemu.virtio_fs_daemon") ?? config.qemu.virtioFsDaemon;
@@ -266,6 +268,23 @@ class Reader {
       throw this.invalid(key, `must be an integer from ${min} to ${max} (${unit}), got ${describe(value)}`);
     }
     return number;
+  }
+
+  /** A list of names or regular expressions (Kata's enable_annotations), each checked to compile. */
+  patterns(table: Table, key: string): string[] | undefined {
+    const value = table[lastPart(key)];
+    if (value === undefined) return undefined;
+    if (!Array.isArray(value) || !value.every((entry) => typeof entry === "string" && entry.length > 0 && entry.length <= 256)) {
+      throw this.invalid(key, `must be a list of names or regular expressions (strings of 1 to 256 characters), got ${describe(value)}`);
+    }
+    for (const entry of value as string[]) {
+      try {
+        new RegExp(`^(?:${entry})$`);
+      } catch {
+        throw this.invalid(key, `"${entry}" is not a regular expression`);
+      }
+    }
+    return value as string[]; // every entry checked to be a string just above
   }
 
   boolean(table: Table, key: string): boolean | undefined {

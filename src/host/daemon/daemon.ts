@@ -1,7 +1,7 @@
 // moatd's core: every container it owns, each in its own sandbox VM, with the lifecycle the
 // OCI runtime spec describes (created → running → stopped) and the relay to its stand-in.
 // An illegal transition is an error that names the state.
-import { readdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { settleWithin } from "../../shared/deadline.js";
 import { MoatError } from "../../shared/errors.js";
@@ -11,10 +11,11 @@ import { Code } from "../../shared/ttrpc/index.js";
 import { joinHostCgroup, limitHostCgroup } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
-import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, runHooks, runHooksWarning, specAnnotations, withoutNetworkNamespace, type HookState, type OciHook } from "../oci/index.js";
-import { loadConfig } from "../config/index.js";
-import { adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, runSpec, sandboxFilesDir, startSandboxVm, trimLogs, validateSandboxId, vmSizeFor, type CniRequest, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
-import { OomWatch } from "./oom-watch.js";
+import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, sandboxResources, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type HookState, type OciHook } from "../oci/index.js";
+import { configForAnnotations, loadConfig } from "../config/index.js";
+import { CleanupStack } from "../../shared/cleanup.js";
+import { addContainerShares, makeSocketDir, removeMountedDir, removeSocketDir, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, type CniRequest, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { MEMBERS_DIR, memberDirs, PodVm, type ContainerDirs } from "./pod.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
 import { StdioRelay } from "./stdio-relay.js";
@@ -61,7 +62,12 @@ interface ManagedContainer {
   owner: ContainerOwner | undefined;
   /** The last write of container.json: writes go one after another, each replacing the file whole. */
   persisted: Promise<void>;
+  /** Its VM (pod.sandbox). */
   sandbox: SandboxVm;
+  /** The VM as moatd holds it, with the other containers of its pod, if any. */
+  pod: PodVm;
+  /** Where its state file and stand-in sockets are: its VM's directories, or a pod member's own (pod.ts). */
+  dirs: ContainerDirs;
   relay: ProcessStdio;
   /** The stdio of exec'd processes still running, by exec id. */
   execs: Map<string, ProcessStdio>;
@@ -71,15 +77,11 @@ interface ManagedContainer {
   finished: Promise<void>;
   /** While a start call is being answered: the exit status waits for it (see start). */
   starting: Promise<void>;
-  /** Its sandbox's OOM events (one sandbox per container today). */
-  oom: OomWatch;
   /**
    * A foreground run's (`moat run`): removed once its process has exited and the exit went to
    * its client, or once that client is gone (watchClient).
    */
   foreground: boolean;
-  /** Keeps the newest part of its VM's bounded logs (trimLogs) while it is this daemon's. */
-  logTrim: NodeJS.Timeout;
   /** Its poststart and poststop hooks, run on the host after start and at delete. */
   hooks: LaterHooks | undefined;
 }
@@ -112,10 +114,14 @@ function processExists(pid: number): boolean {
   }
 }
 
+/** The annotations a pod's size comes from, by the linux.resources field vmSizeForResources names. */
+const POD_SIZE_FIELDS: Record<string, string> = {
+  "cpu.quota": "annotations io.kubernetes.cri.sandbox-cpu-quota/-cpu-period",
+  "memory.limit": "annotation io.kubernetes.cri.sandbox-memory",
+};
+
 /** How long delete waits for a killed container's exit to reach its stand-in. */
 const KILL_WAIT_MS = 10_000;
-/** How often a sandbox's logs are looked at for trimming: a guest fills them at most this long before the oldest part goes. */
-const LOG_TRIM_INTERVAL_MS = 5_000;
 /**
  * How long a foreground run's client has to connect to its stdio socket after the container
  * started or was adopted: the C stand-in's reconnect window (moat-standin.c), which the CLI's
@@ -147,6 +153,8 @@ export interface BootReport {
 
 export class Daemon {
   private readonly containers = new Map<string, ManagedContainer>();
+  /** The sandbox VMs, by VM id (its first container's, a pod's sandbox container's). */
+  private readonly vms = new Map<string, PodVm>();
   /** Ids being created, so that a second create of the same id fails at once, and a delete can stop one. */
   private readonly creating = new Map<string, Creating>();
   /**
@@ -192,12 +200,18 @@ export class Daemon {
     for (const warning of bundle.warnings) this.log(`container ${id}: warning: ${warning}`);
     const filesDir = sandboxFilesDir(this.config.runtime.stateRoot, id);
     const where = `${bundle.dir}/config.json`;
+    // A pod's sandbox container makes the pod's VM as any container makes its own; its other containers join that VM.
+    const role = podRole(id, bundle.spec, where);
+    if (role.kind === "member") return this.createMember(id, bundle, role.podId, stdio, owner, signal, standInPid);
     const guest = guestSpec({ containerId: id, spec: bundle.spec, rootfs: bundle.rootfs, overlay: false, where, filesDir });
     const { shares, files } = guest;
     const hostCgroup = guest.hostCgroup && { target: guest.hostCgroup, log: this.log };
-    const config = sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config;
+    // Per-pod overrides by annotation, where the configuration allows them; any other is refused.
+    const config = configForAnnotations(sandboxConfig ? this.withOwnRoots(sandboxConfig) : this.config, specAnnotations(bundle.spec), where);
     // The VM is sized for the container's linux.resources (or the container refused) before anything starts.
-    const { vcpus, memoryMiB } = vmSizeFor(config, bundle.spec, where);
+    // A pod's VM instead for the pod's workload, which containerd puts on its sandbox container (Kata's static sizing).
+    const podResources = role.kind === "sandbox" ? sandboxResources(bundle.spec, where) : undefined;
+    const { vcpus, memoryMiB } = podResources ? vmSizeForResources(config, podResources, where, undefined, (field) => `the pod's ${POD_SIZE_FIELDS[field] ?? field}`) : vmSizeFor(config, bundle.spec, where);
     const hooks = hostHooks(bundle.spec);
     const hookState = (status: HookState["status"], pid: number): HookState => ({ ociVersion: bundle.spec.ociVersion, id, status, pid, bundle: bundle.dir, annotations: specAnnotations(bundle.spec) });
     // The host's hooks need a host process that stands for the container (its pid in the state,
@@ -218,6 +232,7 @@ export class Daemon {
       : undefined;
     return this.making(id, signal, async (abort) => {
       const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, cni, prepare, abort });
+      let pod: PodVm | undefined;
       try {
         // With interfaces in its own namespace, the container shares the guest's, which the agent set up as that one is.
         const spec = (ownNetns || cni) && sandbox.networked ? withoutNetworkNamespace(guest.spec) : guest.spec;
@@ -225,8 +240,10 @@ export class Daemon {
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
         const saved = runsHooks && (hooks.poststart || hooks.poststop) ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations: specAnnotations(bundle.spec), ociVersion: bundle.spec.ociVersion } : undefined;
-        return (await this.attachNew(sandbox, state, owner, stdio, false, saved)).relay.path;
+        pod = this.newPod(sandbox);
+        return (await this.attachNew(pod, vmDirs(sandbox), state, owner, stdio, false, saved)).relay.path;
       } catch (error) {
+        pod?.forget(); // its timer and its place in this.vms
         await sandbox.shutdown();
         throw error;
       }
@@ -236,6 +253,74 @@ export class Daemon {
       if (error instanceof MoatError) throw error;
       const full = (error as NodeJS.ErrnoException).code === "ENOSPC"; // a Node system error carries its errno name, if any
       throw new MoatError("MOAT_CREATE_FAILED", `container ${id}: create failed`, { cause: error, status: Code.INTERNAL, hint: full ? `the file system of the state root ${this.config.runtime.stateRoot} (or the socket root) is full` : undefined });
+    });
+  }
+
+  /**
+   * Creates a pod member (docs/design.md, "Pods") in the VM its pod's sandbox container made:
+   * its root, volumes and single files bound into that VM's export at <id>/<tag>, its state
+   * in a directory of its own under the pod's, and the namespaces its spec names by host path
+   * (the pause container's) joined in the guest from the pod's sandbox container. A pod that
+   * does not exist here, or whose VM is going, is MOAT_POD_NOT_FOUND; a failure undoes what
+   * was made, and a VM that no container holds then goes.
+   */
+  private async createMember(id: string, bundle: Bundle, podId: string, stdio: StdioFactory | undefined, owner: ContainerOwner | undefined, signal: AbortSignal | undefined, standInPid: number): Promise<string> {
+    const where = `${bundle.dir}/config.json`;
+    // CRI runs a pod's containers after its sandbox; a sandbox still being made or adopted is waited for.
+    await this.creating.get(podId)?.done;
+    await this.adopted(podId);
+    const pod = this.vms.get(podId);
+    if (!pod || !pod.open) {
+      throw new MoatError("MOAT_POD_NOT_FOUND", `container ${id}: ${where}: its pod's sandbox ${podId} does not exist here: never created, deleted, or its VM gone`, {
+        status: Code.NOT_FOUND,
+        hint: "create the pod's sandbox container first (the one whose annotations say type sandbox)",
+      });
+    }
+    // A member's annotations override nothing (the VM is the pod's), but one outside the rule is refused all the same.
+    configForAnnotations(this.config, specAnnotations(bundle.spec), where);
+    const { spec, join: joined } = memberNamespaces(bundle.spec, where);
+    const dirs = memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, podId, id);
+    const guest = guestSpec({ containerId: id, spec, rootfs: bundle.rootfs, overlay: false, where, filesDir: dirs.filesDir });
+    // The VM is the pod's, sized by its sandbox; the member's limits are its cgroup's in the guest, checked against the ceiling all the same.
+    vmSizeFor(this.config, bundle.spec, where);
+    const hooks = hostHooks(bundle.spec);
+    const hooked = Object.keys(hooks).length > 0;
+    if (hooked && standInPid === 0) this.log(`container ${id}: warning: ${where}: hooks ${Object.keys(hooks).join(", ")} are not run: no host process stands for the container on this path (docs/networking.md)`);
+    const runsHooks = hooked && standInPid > 0;
+    const hookState = (status: HookState["status"]): HookState => ({ ociVersion: bundle.spec.ociVersion, id, status, pid: standInPid, bundle: bundle.dir, annotations: specAnnotations(bundle.spec) });
+    const { sandbox } = pod;
+    return this.making(id, signal, async (abort) => {
+      pod.hold(id, `container ${id}`);
+      const cleanup = new CleanupStack();
+      try {
+        await mkdir(dirs.stateDir, { recursive: true, mode: 0o700 });
+        cleanup.push(`remove ${dirs.stateDir}`, () => removeMountedDir(dirs.stateDir));
+        await makeSocketDir(dirs, `container ${id}`);
+        cleanup.push(`remove ${dirs.socketDir}`, () => removeSocketDir(dirs.socketDir));
+        const shares = guest.shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly }));
+        await addContainerShares(sandbox, id, shares, guest.files, dirs.filesDir, `container ${id}`);
+        cleanup.push(`unbind ${id}'s shares`, () => removeContainerShares(sandbox, id));
+        abort.throwIfAborted();
+        if (runsHooks) {
+          await runHooks("prestart", hooks.prestart, hookState("creating"), `container ${id}`);
+          await runHooks("createRuntime", hooks.createRuntime, hookState("creating"), `container ${id}`);
+        }
+        const join = joined.length > 0 ? { containerId: podId, namespaces: joined } : undefined;
+        await sandbox.agent.createContainer(id, guest.spec, guest.shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true, join });
+        cleanup.push(`remove ${id} in the guest`, () => sandbox.agent.removeContainer(id));
+        abort.throwIfAborted();
+        const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
+        const saved = runsHooks && (hooks.poststart || hooks.poststop) ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations: specAnnotations(bundle.spec), ociVersion: bundle.spec.ociVersion } : undefined;
+        const container = await this.attachNew(pod, dirs, state, owner, stdio, false, saved);
+        cleanup.release();
+        return container.relay.path;
+      } catch (error) {
+        const failures = await cleanup.unwind();
+        if (failures.length > 0) this.log(`container ${id}: undoing its create: ${failures.join("; ")}`);
+        // The VM stays for the pod's other containers; if none is left, it goes.
+        await pod.release(id, async () => undefined);
+        throw error;
+      }
     });
   }
 
@@ -268,15 +353,18 @@ export class Daemon {
         cni: run.cni,
         abort,
       });
+      let pod: PodVm | undefined;
       try {
         // Created and started in one crun call: a run starts what it creates. Output waits in
         // the agent until the relay reads it.
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: run.stdin, start: true });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "running", pid: 0, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
-        const container = await this.attachNew(sandbox, state, undefined, undefined, true);
+        pod = this.newPod(sandbox);
+        const container = await this.attachNew(pod, vmDirs(sandbox), state, undefined, undefined, true);
         return { stdioSocket: container.relay.path, start: sandbox.timings.summary };
       } catch (error) {
+        pod?.forget(); // its timer and its place in this.vms
         await sandbox.shutdown();
         throw error;
       }
@@ -375,42 +463,73 @@ export class Daemon {
     const entries = await readdir(stateRoot, { withFileTypes: true }).catch(() => []);
     // Only sandboxes are named like sandbox ids; the templates' ".templates" is not one.
     const ids = entries.filter((candidate) => candidate.isDirectory() && isSandboxId(candidate.name)).map((entry) => entry.name);
-    const found = await Promise.all(
-      ids.map(async (id) => ({ id, saved: await readFile(join(stateRoot, id, STATE_FILE), "utf8").then((text) => JSON.parse(text) as SavedContainer, () => undefined) })), // our own file, written by persist
-    );
+    const found = await Promise.all(ids.map(async (id) => ({ id, saved: await readSaved(join(stateRoot, id)), members: await readMembers(join(stateRoot, id)) })));
     // Docker gives every runtime it drives through containerd's runc shim the same --root
     // (<exec root>/runtime-runc/moby): a directory that is not moat's is runc's, left alone.
-    const ours = (await Promise.all(found.map(async (entry) => (entry.saved || (await isSandboxStateDir(this.config, entry.id)) ? [entry] : [])))).flat();
-    const adoptions = ours.map(({ id, saved }) => {
-      const done = this.adoptOne(id, saved).catch((error: unknown) => log(`container ${id}: adoption failed: ${String(error)}`));
-      this.adopting.set(id, { saved, done });
-      return done.finally(() => this.adopting.delete(id));
+    const ours = (await Promise.all(found.map(async (entry) => (entry.saved || entry.members.length > 0 || (await isSandboxStateDir(this.config, entry.id)) ? [entry] : [])))).flat();
+    const adoptions = ours.map(({ id, saved, members }) => {
+      const done = this.adoptVm(id, saved, members).catch((error: unknown) => log(`container ${id}: adoption failed: ${String(error)}`));
+      // Requests for any container of the VM (and for the VM's id: a member's create) wait for it.
+      for (const [key, keySaved] of [[id, saved] as const, ...members.map((member) => [member.id, member.saved] as const)]) {
+        this.adopting.set(key, { saved: keySaved, done });
+        void done.finally(() => this.adopting.delete(key));
+      }
+      return done;
     });
     return { done: Promise.all(adoptions).then(() => undefined) };
   }
 
-  private async adoptOne(id: string, saved: SavedContainer | undefined): Promise<void> {
+  /**
+   * Adopts one VM and its containers: its own (`saved`, unless a pod's sandbox container was
+   * deleted before its members) and its pod members'. A VM none of whose creates finished is
+   * removed; a member whose create never finished is taken out of the VM.
+   */
+  private async adoptVm(id: string, saved: SavedContainer | undefined, members: Array<{ id: string; saved: SavedContainer | undefined }>): Promise<void> {
     const log = this.log;
     // A create that never finished may have left a VM that is still restoring or booting,
     // whose agent would not answer: it is not adopted, only removed.
-    if (!saved) {
+    if (!saved && !members.some((member) => member.saved)) {
       log(`container ${id}: its create never finished; removing what is left`);
-      await discardSandbox(this.config, id);
+      await this.discardVm(id);
       return;
     }
     let sandbox: SandboxVm | undefined;
     try {
       sandbox = await adoptSandboxVm(this.config, id);
-      if (!sandbox) {
-        log(`container ${id}: its VM is gone; removing what is left`);
-        await this.discard(id, saved);
-        return;
-      }
+    } catch (error) {
+      log(`container ${id}: cannot adopt: ${String(error)}; removing it`);
+      await this.discardVm(id, saved);
+      return;
+    }
+    if (!sandbox) {
+      log(`container ${id}: its VM is gone; removing what is left`);
+      await this.discardVm(id, saved);
+      return;
+    }
+    const pod = this.newPod(sandbox);
+    // Every container is counted first, so that one that fails to be adopted does not take the VM from the others.
+    const all = [...(saved ? [{ id, saved, dirs: vmDirs(sandbox) }] : []), ...members.flatMap((member) => (member.saved ? [{ id: member.id, saved: member.saved, dirs: memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, id, member.id) }] : []))];
+    for (const entry of all) pod.hold(entry.id, `container ${entry.id}`);
+    for (const member of members.filter((candidate) => !candidate.saved)) {
+      log(`container ${member.id}: its create in pod ${id} never finished; removing what is left`);
+      const dirs = memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, id, member.id);
+      await sandbox.agent.removeContainer(member.id).catch(() => undefined); // it may never have reached the guest
+      await removeContainerShares(sandbox, member.id).catch((error: unknown) => log(`container ${member.id}: ${String(error)}`));
+      await removeSocketDir(dirs.socketDir);
+      await removeMountedDir(dirs.stateDir).catch((error: unknown) => log(`container ${member.id}: ${String(error)}`));
+    }
+    for (const entry of all) await this.adoptOne(pod, entry.dirs, entry.id, entry.saved);
+  }
+
+  private async adoptOne(pod: PodVm, dirs: ContainerDirs, id: string, saved: SavedContainer): Promise<void> {
+    const log = this.log;
+    const { sandbox } = pod;
+    try {
       const guest = await sandbox.agent.stateContainer(id);
       const { owner, foreground, hooks, ...savedState } = saved;
       const state: ContainerState = { ...savedState, status: guest.status, exitStatus: guest.exitStatus, pid: guest.status === "stopped" ? 0 : saved.pid };
       const adopted = owner ? await this.adopterOf(owner.frontEnd, id)({ state: { ...state }, record: owner.record, sandboxPid: sandbox.vm.pid }) : undefined;
-      const container = await this.attach(sandbox, state, owner, adopted?.init, foreground === true);
+      const container = await this.attach(pod, dirs, state, owner, adopted?.init, foreground === true);
       container.hooks = hooks;
       if (guest.status === "stopped" && saved.status !== "stopped") container.exitUnsentTo = saved.pid;
       // Its state is on disk already; a write that fails now is the operator's to see, not a reason to discard a running container.
@@ -422,7 +541,7 @@ export class Daemon {
           (error: unknown) => log(`container ${id}: exec ${exec.execId}: cannot reopen its stdio: ${String(error)}`),
         );
       }
-      log(`container ${id}: adopted (${guest.status}${owner ? `, ${owner.frontEnd}` : ""}${foreground ? ", foreground run" : ""})`);
+      log(`container ${id}: adopted (${guest.status}${owner ? `, ${owner.frontEnd}` : ""}${foreground ? ", foreground run" : ""}${pod.id === id ? "" : `, in pod ${pod.id}`})`);
     } catch (error) {
       log(`container ${id}: cannot adopt: ${String(error)}; removing it`);
       const container = this.containers.get(id);
@@ -430,20 +549,16 @@ export class Daemon {
         this.containers.delete(id);
         await container.relay.close().catch(() => undefined);
       }
-      sandbox?.agent.close();
-      await this.discard(id, saved);
+      if (pod.size <= 1) {
+        // The VM's only container: the VM is discarded without asking anything of its guest, as before pods.
+        pod.forget();
+        sandbox.agent.close();
+        await this.discardVm(pod.id, saved); // kills its QEMU and share servers, removes its directory
+        return;
+      }
+      await pod.release(id, () => this.leaveVm(id, sandbox, dirs));
+      await removeSocketDir(dirs.socketDir);
     }
-  }
-
-  /**
-   * Removes an adopted sandbox that cannot be adopted (its VM gone, say): its QEMU and share
-   * servers killed, its network undone, its directory removed; then its poststop hooks run, as
-   * at a delete (nerdctl's undoes its CNI network there), so that nothing they made is left.
-   */
-  private async discard(id: string, saved: SavedContainer): Promise<void> {
-    await discardSandbox(this.config, id);
-    const hooks = saved.hooks;
-    if (hooks?.poststop) await runHooksWarning("poststop", hooks.poststop, { ociVersion: hooks.ociVersion, id, status: "stopped", pid: 0, bundle: saved.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
   }
 
   /** A front end's adopter is called for each container it owns when adoptAll finds one. */
@@ -474,8 +589,8 @@ export class Daemon {
    * Makes a new container this daemon's (attach) and saves its state, which is what makes a
    * restarted daemon adopt it: a write that fails undoes the attach and fails the request.
    */
-  private async attachNew(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean, hooks?: LaterHooks): Promise<ManagedContainer> {
-    const container = await this.attach(sandbox, state, owner, stdio, foreground);
+  private async attachNew(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean, hooks?: LaterHooks): Promise<ManagedContainer> {
+    const container = await this.attach(pod, dirs, state, owner, stdio, foreground);
     container.hooks = hooks;
     try {
       await this.persist(container);
@@ -491,23 +606,18 @@ export class Daemon {
    * Makes a container this daemon's: its stand-in's socket, its output and exit relayed. What it
    * starts runs as the sandbox's (sandbox-scope.ts): a failure nobody handles is logged as its.
    */
-  private attach(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
-    return inSandbox(sandbox.id, () => this.attachInSandbox(sandbox, state, owner, stdio, foreground));
+  private attach(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
+    return inSandbox(pod.id, () => this.attachInSandbox(pod, dirs, state, owner, stdio, foreground));
   }
 
-  private async attachInSandbox(sandbox: SandboxVm, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
+  private async attachInSandbox(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
+    const { sandbox } = pod;
     let standInRelay: StdioRelay | undefined;
-    const standInStdio: StdioFactory = (input, where) => standIn(sandbox, "stdio.sock")(input, where).then((relay) => (standInRelay = relay));
+    const standInStdio: StdioFactory = (input, where) => standIn(dirs, "stdio.sock")(input, where).then((relay) => (standInRelay = relay));
     const relay = await this.openStdio(sandbox, state.id, "", stdio ?? standInStdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
-    const oom = new OomWatch(sandbox.agent, `sandbox ${sandbox.id}`, (id) => this.reportOom(sandbox, id));
-    // The timer stops itself once the container is no longer this daemon's, however it went.
-    const logTrim = setInterval(() => {
-      if (this.containers.get(state.id) !== container) return clearInterval(logTrim);
-      void trimLogs(sandbox.vm.paths).catch((error: unknown) => trace(sandbox.id, `trim logs: ${String(error)}`));
-    }, LOG_TRIM_INTERVAL_MS).unref();
-    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), oom, foreground, logTrim, hooks: undefined };
+    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, pod, dirs, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), foreground, hooks: undefined };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
@@ -516,6 +626,9 @@ export class Daemon {
       await this.persist(container).catch((error: unknown) => this.log(String(error)));
     });
     this.containers.set(state.id, container);
+    // Counted in its VM (a member was counted before it was made); the VM is known once it has one.
+    pod.hold(state.id, `container ${state.id}`);
+    this.vms.set(pod.id, pod);
     if (foreground && standInRelay) this.watchClient(container, standInRelay);
     else if (standInRelay) this.watchStandIn(container, standInRelay);
     return container;
@@ -565,18 +678,66 @@ export class Daemon {
     if (running) return running;
     if (this.containers.get(id) !== container) return Promise.resolve();
     this.containers.delete(id);
-    clearInterval(container.logTrim);
     const removal = (async () => {
       await container.relay.close();
       for (const relay of container.execs.values()) await relay.close();
-      // Not RemoveContainer first: the VM goes with its container, and its shutdown syncs the shares.
-      await container.sandbox.shutdown();
+      // The last container of its VM takes the VM along (not RemoveContainer first: the
+      // shutdown syncs the shares); one that leaves others in it goes alone.
+      await container.pod.release(id, () => this.leaveVm(id, container.sandbox, container.dirs));
+      // A member's own socket directory is not under its VM's state directory: it goes here when its VM went with it.
+      if (container.dirs.socketDir !== container.sandbox.vm.paths.socketDir) await removeSocketDir(container.dirs.socketDir);
       // After the container is deleted, before the delete returns; a failure is logged.
       const hooks = container.hooks;
       if (hooks?.poststop) await runHooksWarning("poststop", hooks.poststop, { ociVersion: hooks.ociVersion, id, status: "stopped", pid: 0, bundle: container.state.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
     })().finally(() => this.removing.delete(id));
     this.removing.set(id, removal);
     return removal;
+  }
+
+  /**
+   * Takes a container out of a VM that runs on (a pod's other containers are in it): the
+   * guest's container, its binds in the VM's export, its state; a failure is logged, the VM
+   * stays for the others.
+   */
+  private async leaveVm(id: string, sandbox: SandboxVm, dirs: ContainerDirs): Promise<void> {
+    const steps: Array<[string, () => Promise<void>]> = [
+      ["remove it in the guest", () => sandbox.agent.removeContainer(id)],
+      ["unbind its shares", () => removeContainerShares(sandbox, id)],
+      // A member's directories are its own; the pod's sandbox container's are the VM's, where only its state file and files are its.
+      ...(dirs.stateDir === sandbox.vm.paths.stateDir
+        ? ([
+            ["remove its state file", () => rm(join(dirs.stateDir, STATE_FILE), { force: true })],
+            ["remove its files directory", () => removeMountedDir(sandboxFilesDir(this.config.runtime.stateRoot, id))],
+          ] as Array<[string, () => Promise<void>]>) // a tuple list, as declared
+        : ([
+            ["remove its socket directory", () => removeSocketDir(dirs.socketDir)],
+            ["remove its state directory", () => removeMountedDir(dirs.stateDir)],
+          ] as Array<[string, () => Promise<void>]>)), // a tuple list, as declared
+    ];
+    for (const [what, step] of steps) await step().catch((error: unknown) => this.log(`container ${id}: leaving sandbox ${sandbox.id}: cannot ${what}: ${String(error)}`));
+  }
+
+  /** Removes a VM that cannot be adopted (discardSandbox), with its pod members' socket directories, which are not under its state directory. */
+  private async discardVm(id: string, saved?: SavedContainer): Promise<void> {
+    for (const member of await readMembers(join(this.config.runtime.stateRoot, id))) {
+      await removeSocketDir(memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, id, member.id).socketDir);
+    }
+    await discardSandbox(this.config, id);
+    // Its own container's poststop hooks run, as at a delete (nerdctl's undoes its CNI network there), so that nothing they made is left.
+    const hooks = saved?.hooks;
+    if (saved && hooks?.poststop) await runHooksWarning("poststop", hooks.poststop, { ociVersion: hooks.ociVersion, id, status: "stopped", pid: 0, bundle: saved.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
+  }
+
+  /** A VM as this daemon holds it; known (this.vms) once a container is attached to it. */
+  private newPod(sandbox: SandboxVm): PodVm {
+    const pod: PodVm = new PodVm(
+      sandbox,
+      (id) => this.reportOom(sandbox, id),
+      () => {
+        if (this.vms.get(sandbox.id) === pod) this.vms.delete(sandbox.id);
+      },
+    );
+    return pod;
   }
 
   /** An OOM event from a sandbox's guest: only a container of that sandbox is believed. */
@@ -596,7 +757,7 @@ export class Daemon {
     const process = parseJsonObject(processJson, `container ${id}: exec ${execId}: process`, "MOAT_CONTAINER_SPEC");
     // config.json's process rules, before the guest is asked.
     for (const warning of checkProcessDocument(process, `container ${id}: exec ${execId}: process`)) this.log(`container ${id}: warning: ${warning}`);
-    const relay = await this.openExec(container, execId, stdio ?? standIn(container.sandbox, `exec-${++container.execCount}.sock`));
+    const relay = await this.openExec(container, execId, stdio ?? standIn(container.dirs, `exec-${++container.execCount}.sock`));
     try {
       await container.sandbox.agent.execProcess(id, execId, process, true);
     } catch (error) {
@@ -708,14 +869,18 @@ export class Daemon {
     const container = await this.ready(id);
     if (container.state.status === "stopped") throw this.illegal(container, "update");
     const resources = guestResources(parseJsonObject(resourcesJson, `container ${id}: update: resources`, "MOAT_CONTAINER_SPEC"));
+    // A pod's VM is sized once, for the pod (static sizing): a container's new limits must fit in it.
+    const inPod = container.pod.size > 1 || container.dirs.stateDir !== container.sandbox.vm.paths.stateDir;
+    if (inPod) await checkFitsVm(container, resources);
     await container.sandbox.agent.updateContainer(id, resources);
-    await limitHostCgroup(join(this.config.runtime.stateRoot, id), container.sandbox.vm.pid, resources, `container ${id}`, this.log);
+    // The VM's host cgroup is the whole pod's: one container's limits are its own cgroup's in the guest only.
+    if (!inPod) await limitHostCgroup(container.sandbox.vm.paths.stateDir, container.sandbox.vm.pid, resources, `container ${id}`, this.log);
   }
 
   /** Puts a front end's host process for the container (a containerd task's pid) into its sandbox's host cgroup, if it has one. */
   async joinHostCgroup(id: string, pid: number): Promise<void> {
     const container = await this.ready(id);
-    await joinHostCgroup(join(this.config.runtime.stateRoot, id), container.sandbox.vm.pid, pid, `container ${id}`);
+    await joinHostCgroup(container.sandbox.vm.paths.stateDir, container.sandbox.vm.pid, pid, `container ${id}`);
   }
 
   /** Signals the container's process, or with `execId` one exec'd process. */
@@ -786,7 +951,7 @@ export class Daemon {
       .waitProcess(id, execId)
       .then(async (exit) => {
         // An OOM kill that ended the process is reported before its exit.
-        await container.oom.caughtUp(exit.oomSequence);
+        await container.pod.oom.caughtUp(exit.oomSequence);
         await exited(exit.exitStatus);
         await outputs;
         await container.starting;
@@ -809,7 +974,7 @@ export class Daemon {
    * last, so that a daemon killed at any point leaves a whole file, never a torn or older one.
    */
   private persist(container: ManagedContainer): Promise<void> {
-    const path = join(container.sandbox.vm.paths.stateDir, STATE_FILE);
+    const path = join(container.dirs.stateDir, STATE_FILE);
     const write = async () => {
       const saved: SavedContainer = { ...container.state, ...(container.owner ? { owner: container.owner } : {}), ...(container.foreground ? { foreground: true as const } : {}), ...(container.hooks ? { hooks: container.hooks } : {}) };
       try {
@@ -849,11 +1014,53 @@ function stateOf(saved: SavedContainer): ContainerState {
   return { id, status, pid, bundle, created, exitStatus };
 }
 
-/** The runc-style stand-in: a socket in the sandbox's socket directory (stdio-relay.ts), as its VM's. */
-function standIn(sandbox: SandboxVm, socketName: string): (...args: Parameters<StdioFactory>) => Promise<StdioRelay> {
-  return (input, where) => StdioRelay.listen(join(sandbox.vm.paths.socketDir, socketName), where, input);
+/** The runc-style stand-in: a socket in the container's socket directory (stdio-relay.ts): its VM's, or a pod member's own. */
+function standIn(dirs: ContainerDirs, socketName: string): (...args: Parameters<StdioFactory>) => Promise<StdioRelay> {
+  return (input, where) => StdioRelay.listen(join(dirs.socketDir, socketName), where, input);
 }
 
 function notFound(id: string): MoatError {
   return new MoatError("MOAT_CONTAINER_NOT_FOUND", `container ${id}: does not exist`, { status: Code.NOT_FOUND });
+}
+
+/** The container.json in `dir`, if there is one (our own file, written by persist). */
+async function readSaved(dir: string): Promise<SavedContainer | undefined> {
+  return readFile(join(dir, STATE_FILE), "utf8").then((text) => JSON.parse(text) as SavedContainer, () => undefined); // our own file, written by persist
+}
+
+/** The pod members a VM's state directory holds (pod.ts, memberDirs), each with its saved state if its create finished. */
+async function readMembers(vmDir: string): Promise<Array<{ id: string; saved: SavedContainer | undefined }>> {
+  const entries = await readdir(join(vmDir, MEMBERS_DIR), { withFileTypes: true }).catch(() => []);
+  const ids = entries.filter((entry) => entry.isDirectory() && isSandboxId(entry.name)).map((entry) => entry.name);
+  return Promise.all(ids.map(async (id) => ({ id, saved: await readSaved(join(vmDir, MEMBERS_DIR, id)) })));
+}
+
+/** A VM's own container's directories: the VM's. */
+function vmDirs(sandbox: SandboxVm): ContainerDirs {
+  return { stateDir: sandbox.vm.paths.stateDir, socketDir: sandbox.vm.paths.socketDir };
+}
+
+/**
+ * Refuses new limits for a container of a pod that its pod's VM cannot give: more CPUs than
+ * the guest has online, or a memory limit above its memory. The VM is sized when the pod starts.
+ */
+async function checkFitsVm(container: ManagedContainer, resources: Record<string, unknown>): Promise<void> {
+  const { id } = container.state;
+  const details = await container.sandbox.agent.details();
+  const cpu = isRecord(resources.cpu) ? resources.cpu : {};
+  const memory = isRecord(resources.memory) ? resources.memory : {};
+  const tooLarge = (field: string, what: string) =>
+    new MoatError("MOAT_RESOURCES_TOO_LARGE", `container ${id}: update: linux.resources.${field}: ${what}; its pod's VM (sandbox ${container.pod.id}) is sized once, when the pod starts, and this change would need a bigger one`, {
+      hint: "lower the limit, or create the pod again with larger limits (its sandbox annotations size the VM)",
+      status: Code.FAILED_PRECONDITION,
+    });
+  const quota = typeof cpu.quota === "number" ? cpu.quota : 0;
+  const period = typeof cpu.period === "number" && cpu.period > 0 ? cpu.period : 100_000; // the kernel's default CFS period
+  if (quota > 0 && Math.ceil(quota / period) > details.onlineCpus) throw tooLarge("cpu.quota", `${quota} µs per ${period} µs asks for ${Math.ceil(quota / period)} CPUs; the VM has ${details.onlineCpus}`);
+  const limit = typeof memory.limit === "number" ? memory.limit : 0;
+  if (limit > 0 && BigInt(Math.floor(limit)) > details.memoryTotalBytes) throw tooLarge("memory.limit", `${limit} bytes is more than the VM's ${details.memoryTotalBytes / 1024n / 1024n} MiB`);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

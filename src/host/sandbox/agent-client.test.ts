@@ -79,6 +79,7 @@ async function hostileClient(container: ContainerAnswers, io: Partial<ServiceImp
     stateContainer: unanswered,
     listProcesses: unanswered,
     updateContainer: unanswered,
+    removeContainer: unanswered,
     ...container,
   });
   server.register(IoService, { writeStdin: unanswered, closeStdin: unanswered, readOutput: unanswered, resizePty: unanswered, ...io });

@@ -173,8 +173,8 @@ export class AgentClient {
    * Creates a container from an OCI spec rewritten for the guest, after mounting its shares;
    * with `start`, also starts its process (one crun call), and the container is running.
    */
-  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean }): Promise<number> {
-    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin: options.stdin, start: options.start ?? false };
+  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean; join?: { containerId: string; namespaces: string[] } }): Promise<number> {
+    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin: options.stdin, start: options.start ?? false, joinContainerId: options.join?.containerId ?? "", joinNamespaces: options.join?.namespaces ?? [] };
     trace(this.sandboxId, `step: createContainer ${containerId}`);
     const { pid } = await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
     return this.pid(pid, `container ${containerId}`);
@@ -236,6 +236,12 @@ export class AgentClient {
   /** Applies an OCI LinuxResources object to the container's cgroup in the guest. */
   async updateContainer(containerId: string, resources: object): Promise<void> {
     await this.ttrpc.call(ContainerService.method.updateContainer, { containerId, resourcesJson: JSON.stringify(resources) }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
+  }
+
+  /** Deletes a container in the guest (its VM runs on: a pod's other containers are in it). */
+  async removeContainer(containerId: string): Promise<void> {
+    trace(this.sandboxId, `step: removeContainer ${containerId}`);
+    await this.ttrpc.call(ContainerService.method.removeContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
   }
 
   async writeStdin(containerId: string, execId: string, data: Uint8Array): Promise<void> {

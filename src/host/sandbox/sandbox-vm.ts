@@ -36,7 +36,7 @@ import {
   type VmSpec,
 } from "../hypervisor/index.js";
 import { attachCni, connectNetwork, detachCni, disconnectNetwork, DnsRelay, nicCount, pinNetns, pinnedNetns, planCni, readNetwork, recordNetwork, sandboxNics, templateNics, unpinNetns, vmNetwork, type CniRequest } from "../network/index.js";
-import { bindFiles, bindShares, removeStateDir, ShareServers } from "../storage/index.js";
+import { bindFiles, bindShares, removeMountedDir, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
 
@@ -87,6 +87,52 @@ export interface SandboxVm {
 /** Where a sandbox's single-file binds are mounted: in its state directory, removed with it. */
 export function sandboxFilesDir(stateRoot: string, id: string): string {
   return join(stateRoot, id, "files");
+}
+
+/**
+ * Where a container's read-only binds are staged (share-dir.ts, bindReadOnly): outside the
+ * export, one directory per container, so that the containers of one pod VM never share a
+ * staging name.
+ */
+function stagingDir(sharesDir: string, containerId: string): string {
+  return join(`${sharesDir}.staging`, containerId);
+}
+
+/**
+ * Gives a running sandbox's guest the shares and single-file binds of one more container (a
+ * pod member, docs/design.md "Pods"): bound into the VM's 9p export at <containerId>/<tag>,
+ * which the guest sees at once, as the warm pool's VMs get their first container's. virtio-fs
+ * exports are devices fixed when QEMU starts: a pod on virtio-fs takes no members. On failure,
+ * what was bound is undone.
+ */
+export async function addContainerShares(sandbox: SandboxVm, containerId: string, shares: Share[], files: FileBind[], filesDir: string, where: string): Promise<void> {
+  if (sandbox.shareFs !== GuestSharedFs.VIRTIO_9P) {
+    throw new MoatError("MOAT_POD_SHARED_FS", `${where}: the pod's VM (sandbox ${sandbox.id}) shares over virtio-fs, whose exports are fixed when QEMU starts: a second container cannot get its root and volumes into it`, {
+      hint: 'pods need [hypervisor.qemu] shared_fs = "virtio-9p" (the default)',
+      status: Code.FAILED_PRECONDITION,
+    });
+  }
+  const { sharesDir } = sandbox.vm.paths;
+  try {
+    // The files directory is one of the shares: it must exist before they are bound.
+    if (files.length > 0) await mkdir(filesDir, { recursive: true, mode: 0o755 });
+    await bindShares(sharesDir, containerId, shares, where);
+    if (files.length > 0) {
+      const filesTag = shares.find((share) => share.hostPath === filesDir)?.tag;
+      // In the export itself, as startSandboxVm does: a mount under a 9p share is not shared.
+      if (filesTag) await bindFiles(join(sharesDir, containerId, filesTag), files, stagingDir(sharesDir, containerId), where);
+    }
+  } catch (error) {
+    await removeContainerShares(sandbox, containerId).catch((undo: unknown) => trace(sandbox.id, `undo ${containerId}'s shares: ${String(undo)}`));
+    throw error;
+  }
+}
+
+/** Takes one container's binds out of a running sandbox's export (the VM runs on: a pod's). */
+export async function removeContainerShares(sandbox: SandboxVm, containerId: string): Promise<void> {
+  const { sharesDir } = sandbox.vm.paths;
+  await removeMountedDir(join(sharesDir, containerId));
+  await removeMountedDir(stagingDir(sharesDir, containerId));
 }
 
 export function isSandboxId(name: string): boolean {
@@ -269,7 +315,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       // export itself; virtiofsd, started below, takes the files directory's mounts with it.
       const filesTag = shares.find((share) => share.hostPath === filesDir)?.tag;
       const target = spec.sharedFs === "virtio-9p" && filesTag ? join(spec.paths.sharesDir, id, filesTag) : filesDir;
-      await bindFiles(target, files, `${spec.paths.sharesDir}.staging`, where); // undone by removeStateDir
+      await bindFiles(target, files, stagingDir(spec.paths.sharesDir, id), where); // undone by removeStateDir
     }
     // virtiofsd listens before QEMU starts: QEMU connects to its socket while it starts.
     const shareServers = await ShareServers.start({

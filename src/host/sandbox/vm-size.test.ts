@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { defaultConfig, type Config } from "../config/index.js";
 import { defaultSpec, type OciSpec } from "../oci/index.js";
 import { MoatError } from "../../shared/errors.js";
-import { vmSizeFor, type HostSize } from "./vm-size.js";
+import { vmSizeFor, vmSizeForResources, type HostSize } from "./vm-size.js";
 
 const HOST: HostSize = { cpus: 2, memoryMiB: 24_000 };
 const GIB = 1024 * 1024 * 1024;
@@ -65,4 +65,13 @@ test("a limit over the host's size or the configured maximum is refused, saying 
 
 test("a configured maximum above the host's size is the host's", () => {
   refused({ memory: { limit: 30 * GIB } }, { defaultMaxMemoryMiB: 64 * 1024 }, "b/config.json: linux.resources.memory.limit: 32212254720 bytes asks for 30720 MiB; a sandbox VM may have at most 24000 MiB (the host's MemTotal)");
+});
+
+test("a pod's workload sizes its VM as a container's limits do, and a pod too large is refused naming where its size came from", () => {
+  const name = (field: string) => `the pod's ${field === "memory.limit" ? "annotation io.kubernetes.cri.sandbox-memory" : field}`;
+  assert.deepEqual(vmSizeForResources(config(), { cpu: { quota: 150000, period: 100000 }, memory: { limit: 256 * 1024 * 1024 } }, "pod p", HOST, name), { vcpus: 2, memoryMiB: 768 });
+  assert.throws(
+    () => vmSizeForResources(config(), { memory: { limit: 64 * GIB } }, "pod p", HOST, name),
+    (error: unknown) => error instanceof MoatError && error.code === "MOAT_RESOURCES_TOO_LARGE" && error.message.startsWith("pod p: the pod's annotation io.kubernetes.cri.sandbox-memory: "),
+  );
 });

@@ -49,12 +49,21 @@ export function vmCeiling(config: Config, host: HostSize = hostSize()): VmSize &
  * the spec in errors. Throws MOAT_RESOURCES_TOO_LARGE naming the limit that cannot be met.
  */
 export function vmSizeFor(config: Config, spec: OciSpec, where: string, host: HostSize = hostSize()): VmSize {
-  const ceiling = vmCeiling(config, host);
   const resources = isPlainObject(spec.linux) && isPlainObject(spec.linux.resources) ? spec.linux.resources : {};
+  return vmSizeForResources(config, resources, where, host, (field) => `linux.resources.${field}`);
+}
+
+/**
+ * The VM for a workload of `resources` (linux.resources' shape); `name` says where each field
+ * came from in errors: a pod's VM is sized from its sandbox container's annotations (pod.ts,
+ * sandboxResources), the sum of its containers' limits, plus the configured default.
+ */
+export function vmSizeForResources(config: Config, resources: Record<string, unknown>, where: string, host: HostSize = hostSize(), name: (field: string) => string = (field) => field): VmSize {
+  const ceiling = vmCeiling(config, host);
   const cpu = isPlainObject(resources.cpu) ? resources.cpu : {};
   const memory = isPlainObject(resources.memory) ? resources.memory : {};
   const tooLarge = (field: string, what: string) =>
-    new MoatError("MOAT_RESOURCES_TOO_LARGE", `${where}: linux.resources.${field}: ${what}`, {
+    new MoatError("MOAT_RESOURCES_TOO_LARGE", `${where}: ${name(field)}: ${what}`, {
       hint: "lower the container's limit, or raise default_maxvcpus/default_maxmemory in [hypervisor.qemu] (at most the host's size)",
       status: Code.FAILED_PRECONDITION,
     });

@@ -99,14 +99,22 @@ export async function mountsUnder(dir: string): Promise<string[]> {
  * still dying may hold files in them), then the directory. Gone already counts as done.
  */
 export async function removeStateDir(paths: Pick<VmPaths, "stateDir" | "socketDir">): Promise<void> {
-  const { stateDir } = paths;
   await removeSocketDir(paths.socketDir);
-  for (const point of await mountsUnder(stateDir)) await unmount(point);
-  const left = await mountsUnder(stateDir);
+  await removeMountedDir(paths.stateDir);
+}
+
+/**
+ * Removes `dir` after unmounting (lazily) every mount at or under it; refuses, removing
+ * nothing, while one is left (a recursive delete would go into a user's volume). Gone already
+ * counts as done. A pod member's binds in its VM's export and its own state directory go so.
+ */
+export async function removeMountedDir(dir: string): Promise<void> {
+  for (const point of await mountsUnder(dir)) await unmount(point);
+  const left = await mountsUnder(dir);
   if (left.length > 0) {
-    throw new MoatError("MOAT_SHARE_UNMOUNT", `${stateDir}: still mounted after unmounting: ${left.join(", ")}; not removed`, { status: Code.INTERNAL });
+    throw new MoatError("MOAT_SHARE_UNMOUNT", `${dir}: still mounted after unmounting: ${left.join(", ")}; not removed`, { status: Code.INTERNAL });
   }
-  await rm(stateDir, { recursive: true, force: true });
+  await rm(dir, { recursive: true, force: true });
 }
 
 async function unmount(point: string): Promise<void> {

@@ -137,6 +137,9 @@ server.register(ContainerService, {
   async updateContainer() {
     return {};
   },
+  async removeContainer() {
+    return {};
+  },
 });
 let oversizeSent = false;
 server.register(IoService, {

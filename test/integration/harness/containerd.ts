@@ -5,7 +5,8 @@
 // io.containerd.moat.v2`, which containerd resolves to containerd-shim-moat-v2 on its PATH;
 // the config also registers moat for the CRI plugin, as a real installation would. CRI is off
 // (it would want CNI) unless a test asks for Kata's containerd snippet with CRI on, which
-// proves that snippet loads with moat as it is (less runtime_root, which containerd refuses).
+// proves that snippet loads with moat as it is (less runtime_root, which containerd refuses),
+// or for CRI on for real with a network and a sandbox image (harness/cri.ts).
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { after, before } from "node:test";
@@ -23,6 +24,17 @@ const START_TIMEOUT_MS = 30_000;
 /** How long containerd may take to shut down on SIGTERM before it is killed: none may outlive its test file. */
 const STOP_GRACE_MS = 15_000;
 
+export interface ContainerdOptions {
+  /** Kata's containerd snippet (issue 4) with the CRI plugin on, CNI unconfigured. */
+  kataSnippetWithCri?: boolean;
+  /**
+   * CRI on for real (harness/cri.ts): Kata's snippet, runtimes `runc` and `moat` beside it,
+   * this sandbox image, CNI's plugins from /usr/lib/cni with this conf dir, the stream server
+   * on 127.0.0.1:streamPort.
+   */
+  cri?: { confDir: string; sandboxImage: string; streamPort: number };
+}
+
 export class Containerd {
   readonly dir: string;
   readonly socket: string;
@@ -38,7 +50,7 @@ export class Containerd {
 
   constructor(
     private readonly workspace: TestWorkspace,
-    options: { kataSnippetWithCri?: boolean } = {},
+    options: ContainerdOptions = {},
   ) {
     this.dir = join(workspace.dir, "containerd");
     this.socket = join(this.dir, "containerd.sock");
@@ -48,7 +60,8 @@ export class Containerd {
     this.logPath = join(this.dir, "containerd.log");
     this.moatConfig = workspace.configFile("containerd-moat", "");
     mkdirSync(this.fifoDir, { recursive: true });
-    const kata = options.kataSnippetWithCri === true;
+    const cri = options.cri;
+    const kata = options.kataSnippetWithCri === true || cri !== undefined;
     const lines = ["version = 2", `root = "${join(this.dir, "root")}"`, `state = "${join(this.dir, "state")}"`];
     if (!kata) lines.push('disabled_plugins = ["io.containerd.grpc.v1.cri"]'); // before any table: TOML puts later keys into the table above them
     lines.push("[grpc]", `  address = "${this.socket}"`);
@@ -60,13 +73,33 @@ export class Containerd {
         `  path = "${join(this.dir, "opt")}"`,
         '[plugins."io.containerd.grpc.v1.cri"]',
         '  stream_server_address = "127.0.0.1"',
-        '  stream_server_port = "0"',
+        `  stream_server_port = "${cri?.streamPort ?? 0}"`,
+        ...(cri === undefined
+          ? []
+          : [
+              `  sandbox_image = "${cri.sandboxImage}"`,
+              "  disable_apparmor = true", // this host has no AppArmor; CRI would ask for its profile
+              // The sandbox container's oom_score_adj is -998, and lowering it is refused here
+              // (runc: "failed to update /proc/self/oom_score_adj"): no lower than containerd's own.
+              "  restrict_oom_score_adj = true",
+            ]),
         '  [plugins."io.containerd.grpc.v1.cri".cni]',
-        `    conf_dir = "${join(this.dir, "cni")}"`,
+        `    conf_dir = "${cri?.confDir ?? join(this.dir, "cni")}"`,
+        ...(cri === undefined ? [] : ['    bin_dir = "/usr/lib/cni"', "    max_conf_num = 1"]),
         '  [plugins."io.containerd.grpc.v1.cri".containerd]',
         '    default_runtime_name = "runc"',
         '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
         '      runtime_type = "io.containerd.runc.v2"',
+        ...(cri === undefined
+          ? []
+          : [
+              '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.moat]',
+              `      runtime_type = "${MOAT_RUNTIME}"`,
+              // What Kata's docs tell operators to add so that pods can size their VM by annotation:
+              // containerd passes only the pod annotations named here on to the runtime.
+              '      pod_annotations = ["io.katacontainers.*", "io.moat.*"]',
+              '      container_annotations = ["io.katacontainers.*", "io.moat.*"]',
+            ]),
         // Kata's snippet from issue 4, as a Kata user has it, less runtime_root.
         '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]',
         "  privileged_without_host_devices = true",
@@ -124,6 +157,11 @@ export class Containerd {
   /** Runs `ctr -a SOCKET -n moat-test ARGS`. */
   ctr(args: string[], options: { stdin?: string } = {}): Promise<CliResult> {
     return runCommand("ctr", ["-a", this.socket, "-n", NAMESPACE, ...args], { env: this.env(), input: options.stdin ?? "" });
+  }
+
+  /** Runs `ctr -a SOCKET -n NAMESPACE ARGS` (CRI's namespace is k8s.io). */
+  ctrIn(namespace: string, args: string[]): Promise<CliResult> {
+    return runCommand("ctr", ["-a", this.socket, "-n", namespace, ...args], { env: this.env(), input: "" });
   }
 
   /** `ctr run` with moat's runtime and the workspace's FIFO directory. */
@@ -196,7 +234,7 @@ export class Containerd {
  * A test file's workspace and containerd: started, with busybox imported, before its first
  * test; stopped, with moatd, and removed after its last.
  */
-export function containerdForTestFile(options: { kataSnippetWithCri?: boolean } = {}): { workspace: TestWorkspace; containerd: Containerd } {
+export function containerdForTestFile(options: ContainerdOptions = {}): { workspace: TestWorkspace; containerd: Containerd } {
   const workspace = new TestWorkspace();
   const containerd = new Containerd(workspace, options);
   before(async () => {

@@ -5,6 +5,7 @@
 // the same layer and config. The layout is the OCI image spec's: oci-layout, index.json, and blobs for
 // one uncompressed layer tar, the config and the manifest. Reproducible: the layer is tarred
 // in name order with zero times and owners, and the JSON is written in a fixed order.
+// buildImageArchive makes the same from any directory (the CRI tests' pause image).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
@@ -17,7 +18,16 @@ const REPRODUCIBLE_TAR = ["--sort=name", "--mtime=@0", "--owner=0", "--group=0",
 
 /** Builds the archive under `dir` and returns its path. */
 export function buildBusyboxArchive(dir: string): string {
-  const layout = join(dir, "busybox-oci");
+  return buildImageArchive(dir, { name: BUSYBOX_IMAGE, tree: join(repoRoot, "dist", "images", "busybox", "rootfs"), config: busyboxConfig });
+}
+
+/**
+ * Builds an OCI image archive under `dir` named `name` (io.containerd.image.name) whose one
+ * layer is the directory `tree`, with the config `config(layerDigest)`; returns its path.
+ */
+export function buildImageArchive(dir: string, image: { name: string; tree: string; config: (layerDigest: string) => object }): string {
+  const slug = image.name.replace(/[^a-z0-9]+/gi, "-");
+  const layout = join(dir, `${slug}-oci`);
   const blobs = join(layout, "blobs", "sha256");
   mkdirSync(blobs, { recursive: true });
   const addBlob = (path: string): { digest: string; size: number } => {
@@ -33,9 +43,9 @@ export function buildBusyboxArchive(dir: string): string {
   };
 
   const layerTar = join(layout, "layer.tar");
-  busyboxLayer(layerTar);
+  treeLayer(image.tree, layerTar);
   const layer = addBlob(layerTar); // uncompressed: its digest is also its diff id
-  const config = addJson(busyboxConfig(layer.digest));
+  const config = addJson(image.config(layer.digest));
   const manifest = addJson({
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
@@ -51,20 +61,21 @@ export function buildBusyboxArchive(dir: string): string {
         {
           mediaType: "application/vnd.oci.image.manifest.v1+json",
           ...manifest,
-          annotations: { "io.containerd.image.name": BUSYBOX_IMAGE, "org.opencontainers.image.ref.name": "latest" },
+          annotations: { "io.containerd.image.name": image.name, "org.opencontainers.image.ref.name": image.name.split(":").pop() ?? "latest" },
         },
       ],
     }),
   );
-  const archive = join(dir, "busybox-oci.tar");
+  const archive = join(dir, `${slug}-oci.tar`);
   execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", layout, "-cf", archive, "oci-layout", "index.json", "blobs"]);
   return archive;
 }
 
-/** The image's one layer: the busybox tree, tarred reproducibly and uncompressed. */
-function busyboxLayer(path: string): void {
-  execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", join(repoRoot, "dist", "images", "busybox", "rootfs", "."), "-cf", path, "."]);
+/** An image's one layer: the tree, tarred reproducibly and uncompressed. */
+function treeLayer(tree: string, path: string): void {
+  execFileSync("tar", [...REPRODUCIBLE_TAR, "-C", join(tree, "."), "-cf", path, "."]);
 }
+
 
 function busyboxConfig(layerDigest: string): object {
   return {
@@ -83,7 +94,7 @@ export function buildBusyboxDockerArchive(dir: string, tag: string): string {
   const tree = join(dir, "busybox-docker");
   mkdirSync(tree, { recursive: true });
   const layerTar = join(tree, "layer.tar");
-  busyboxLayer(layerTar);
+  treeLayer(join(repoRoot, "dist", "images", "busybox", "rootfs"), layerTar);
   const layerHex = createHash("sha256").update(readFileSync(layerTar)).digest("hex");
   mkdirSync(join(tree, layerHex));
   renameSync(layerTar, join(tree, layerHex, "layer.tar"));
