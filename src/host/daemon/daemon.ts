@@ -15,7 +15,7 @@ import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle,
 import { configForAnnotations, loadConfig } from "../config/index.js";
 import { CleanupStack } from "../../shared/cleanup.js";
 import { addContainerShares, makeSocketDir, removeMountedDir, removeSocketDir, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, type CniRequest, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
-import { MEMBERS_DIR, memberDirs, PodVm, type ContainerDirs } from "./pod.js";
+import { linkMember, MEMBERS_DIR, memberDirs, PodVm, removeMemberEntries, removeStaleMemberLinks, type ContainerDirs } from "./pod.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
 import { StdioRelay } from "./stdio-relay.js";
@@ -297,6 +297,8 @@ export class Daemon {
         cleanup.push(`remove ${dirs.stateDir}`, () => removeMountedDir(dirs.stateDir));
         await makeSocketDir(dirs, `container ${id}`);
         cleanup.push(`remove ${dirs.socketDir}`, () => removeSocketDir(dirs.socketDir));
+        await linkMember(dirs, podId, id);
+        cleanup.push(`remove ${dirs.link}`, () => removeMemberEntries(dirs));
         const shares = guest.shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly }));
         await addContainerShares(sandbox, id, shares, guest.files, dirs.filesDir, `container ${id}`);
         cleanup.push(`unbind ${id}'s shares`, () => removeContainerShares(sandbox, id));
@@ -460,6 +462,7 @@ export class Daemon {
     const stateRoot = this.config.runtime.stateRoot;
     await removeAbandonedBuilds(this.config, log);
     await removePoolLeftovers(this.config, log);
+    await removeStaleMemberLinks(stateRoot, log);
     const entries = await readdir(stateRoot, { withFileTypes: true }).catch(() => []);
     // Only sandboxes are named like sandbox ids; the templates' ".templates" is not one.
     const ids = entries.filter((candidate) => candidate.isDirectory() && isSandboxId(candidate.name)).map((entry) => entry.name);
@@ -515,8 +518,8 @@ export class Daemon {
       const dirs = memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, id, member.id);
       await sandbox.agent.removeContainer(member.id).catch(() => undefined); // it may never have reached the guest
       await removeContainerShares(sandbox, member.id).catch((error: unknown) => log(`container ${member.id}: ${String(error)}`));
-      await removeSocketDir(dirs.socketDir);
       await removeMountedDir(dirs.stateDir).catch((error: unknown) => log(`container ${member.id}: ${String(error)}`));
+      await removeMemberEntries(dirs);
     }
     for (const entry of all) await this.adoptOne(pod, entry.dirs, entry.id, entry.saved);
   }
@@ -557,7 +560,7 @@ export class Daemon {
         return;
       }
       await pod.release(id, () => this.leaveVm(id, sandbox, dirs));
-      await removeSocketDir(dirs.socketDir);
+      if (dirs.socketDir !== sandbox.vm.paths.socketDir) await removeMemberEntries(dirs);
     }
   }
 
@@ -684,8 +687,8 @@ export class Daemon {
       // The last container of its VM takes the VM along (not RemoveContainer first: the
       // shutdown syncs the shares); one that leaves others in it goes alone.
       await container.pod.release(id, () => this.leaveVm(id, container.sandbox, container.dirs));
-      // A member's own socket directory is not under its VM's state directory: it goes here when its VM went with it.
-      if (container.dirs.socketDir !== container.sandbox.vm.paths.socketDir) await removeSocketDir(container.dirs.socketDir);
+      // A member's own socket directory and entry are not under its VM's state directory: they go here when its VM went with it.
+      if (container.dirs.socketDir !== container.sandbox.vm.paths.socketDir) await removeMemberEntries(container.dirs);
       // After the container is deleted, before the delete returns; a failure is logged.
       const hooks = container.hooks;
       if (hooks?.poststop) await runHooksWarning("poststop", hooks.poststop, { ociVersion: hooks.ociVersion, id, status: "stopped", pid: 0, bundle: container.state.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
@@ -719,10 +722,9 @@ export class Daemon {
 
   /** Removes a VM that cannot be adopted (discardSandbox), with its pod members' socket directories, which are not under its state directory. */
   private async discardVm(id: string, saved?: SavedContainer): Promise<void> {
-    for (const member of await readMembers(join(this.config.runtime.stateRoot, id))) {
-      await removeSocketDir(memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, id, member.id).socketDir);
-    }
+    const members = await readMembers(join(this.config.runtime.stateRoot, id));
     await discardSandbox(this.config, id);
+    for (const member of members) await removeMemberEntries(memberDirs(this.config.runtime.stateRoot, this.config.runtime.socketRoot, id, member.id));
     // Its own container's poststop hooks run, as at a delete (nerdctl's undoes its CNI network there), so that nothing they made is left.
     const hooks = saved?.hooks;
     if (saved && hooks?.poststop) await runHooksWarning("poststop", hooks.poststop, { ociVersion: hooks.ociVersion, id, status: "stopped", pid: 0, bundle: saved.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));

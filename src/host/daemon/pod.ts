@@ -1,11 +1,12 @@
 // One sandbox VM as moatd holds it: the containers in it (one, or a Kubernetes pod's), its OOM
 // events and its log trimming, which are the VM's, not a container's. The VM goes with the
 // last container that leaves it, in whatever order they go (docs/design.md, "Pods").
+import { lstat, readdir, readlink, stat, symlink, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
-import { socketDirFor, trimLogs, type SandboxVm } from "../sandbox/index.js";
+import { removeSocketDir, socketDirFor, trimLogs, type SandboxVm } from "../sandbox/index.js";
 import { OomWatch } from "./oom-watch.js";
 
 const trace = tracer("daemon");
@@ -20,6 +21,8 @@ export const MEMBERS_DIR = "members";
 export interface ContainerDirs {
   stateDir: string;
   socketDir: string;
+  /** A pod member's entry under the state root (memberLink); none for a VM's own container. */
+  link?: string;
 }
 
 /**
@@ -28,9 +31,46 @@ export interface ContainerDirs {
  * takes it along; its sockets in a socket directory of its own (a fixed-length name from the
  * state directory's hash, as a VM's: socketDirFor), where its stand-in names stay short.
  */
-export function memberDirs(stateRoot: string, socketRoot: string, podId: string, id: string): ContainerDirs & { filesDir: string } {
+export function memberDirs(stateRoot: string, socketRoot: string, podId: string, id: string): ContainerDirs & { filesDir: string; link: string } {
   const stateDir = join(stateRoot, podId, MEMBERS_DIR, id);
-  return { stateDir, socketDir: socketDirFor(socketRoot, stateDir), filesDir: join(stateDir, "files") };
+  return { stateDir, socketDir: socketDirFor(socketRoot, stateDir), filesDir: join(stateDir, "files"), link: join(stateRoot, id) };
+}
+
+/**
+ * A pod member's entry under the state root: `<state root>/<id>`, a symlink to its state
+ * directory in its pod's. What finds a task by its id there without asking moatd (the
+ * containerd shim's relay, which ends once its task is gone and containerd is not connected;
+ * the shim's `delete`, which answers by itself when nothing is there) finds a member too, and
+ * the relay is woken when it goes (its watch on the state root). adoptAll skips symlinks: a
+ * member is adopted with its pod.
+ */
+export async function linkMember(dirs: ContainerDirs & { link: string }, podId: string, id: string): Promise<void> {
+  await symlink(join(podId, MEMBERS_DIR, id), dirs.link);
+}
+
+/** Removes what a pod member has outside its pod's state directory: its socket directory and its entry (linkMember). */
+export async function removeMemberEntries(dirs: ContainerDirs): Promise<void> {
+  await removeSocketDir(dirs.socketDir);
+  if (dirs.link) await unlinkIfSymlink(dirs.link);
+}
+
+async function unlinkIfSymlink(path: string): Promise<void> {
+  const found = await lstat(path).catch(() => undefined);
+  if (found?.isSymbolicLink()) await unlink(path).catch((error: unknown) => ((error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : Promise.reject(error))); // a Node system error carries its errno name
+}
+
+/** Removes members' entries (linkMember) under the state root whose member is gone: left by a moatd that died while removing one. */
+export async function removeStaleMemberLinks(stateRoot: string, log: (line: string) => void): Promise<void> {
+  const entries = await readdir(stateRoot, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries.filter((candidate) => candidate.isSymbolicLink())) {
+    const path = join(stateRoot, entry.name);
+    const target = await readlink(path).catch(() => "");
+    // Only moat's own links: <pod>/members/<the link's name>.
+    if (!target.endsWith(`/${MEMBERS_DIR}/${entry.name}`)) continue;
+    if (await stat(path).then(() => true, () => false)) continue;
+    log(`container ${entry.name}: its pod member entry is left without its member; removing it`);
+    await unlinkIfSymlink(path);
+  }
 }
 
 export class PodVm {
