@@ -15,6 +15,8 @@ import { criNodeForTestFile, eventually, POD_MTU, POD_VM_BASE } from "./harness/
 const node = criNodeForTestFile();
 const MiB = 1024n * 1024n;
 const HANDLERS = ["runc", "kata"];
+/** The pod's published port on the host's loopback (CNI's portmap), one per handler, apart from other test files'. */
+const HOST_PORTS: Record<string, number> = { runc: 21000 + (process.pid % 4000), kata: 25000 + (process.pid % 4000) };
 
 /** GET http://ADDRESS:PORT/ from the host; the body, or the error's message. */
 function httpGet(address: string, port: number): Promise<string> {
@@ -30,7 +32,8 @@ function httpGet(address: string, port: number): Promise<string> {
 }
 
 for (const handler of HANDLERS) {
-  test(`a two-container pod through ${handler}: localhost between them, one hostname, one VM, one shared directory that follows a host-side rename, the pod IP from the host, the network's MTU`, async () => {
+  test(`a two-container pod through ${handler}: localhost between them, one hostname, one VM, one shared directory that follows a host-side rename, the pod IP and its hostPort from the host, the network's MTU`, async () => {
+    const hostPort = HOST_PORTS[handler] ?? 0;
     const shared = join(node.workspace.dir, `shared-${handler}`);
     // kubelet's layout for a ConfigMap volume: files are links through ..data, a link to a
     // timestamped directory, and an update swaps ..data by renaming a new link over it.
@@ -38,7 +41,7 @@ for (const handler of HANDLERS) {
     writeFileSync(join(shared, "..v1", "key"), "first\n");
     symlinkSync("..v1", join(shared, "..data"));
     symlinkSync("..data/key", join(shared, "key"));
-    const pod = await node.runPod(handler, { name: `two-${handler}`, hostname: `two-${handler}-host` });
+    const pod = await node.runPod(handler, { name: `two-${handler}`, hostname: `two-${handler}-host`, portMappings: [{ containerPort: 8080, hostPort }] });
     try {
       const mounts = [{ containerPath: "/shared", hostPath: shared }];
       const server = await node.startContainer(pod, {
@@ -86,13 +89,14 @@ for (const handler of HANDLERS) {
       const podIp = await node.podIp(pod.id);
       assert.match(podIp, new RegExp(`^${node.subnet.replaceAll(".", "\\.")}\\.\\d+$`), "an address on the test network");
       assert.equal(await httpGet(podIp, 8080), "served-by-server\n", "the pod IP answers from the host");
+      assert.equal(await httpGet("127.0.0.1", hostPort), "served-by-server\n", "the pod's hostPort answers on the host's loopback (CNI's portmap)");
 
       const mtu = await node.exec(client, ["cat", "/sys/class/net/eth0/mtu"]);
       assert.equal(mtu.stdout.trim(), String(POD_MTU), `the pod's interface has the network's MTU: ${mtu.stderr}`);
     } finally {
       await node.removePod(pod.id);
     }
-    await node.assertNothingLeft();
+    await node.assertNothingLeft([hostPort]);
   });
 
   test(`a pod through ${handler} sized by its limits; a container over its memory limit is OOMKilled while its neighbour runs on`, async () => {

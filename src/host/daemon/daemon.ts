@@ -212,24 +212,11 @@ export class Daemon {
     // A pod's VM instead for the pod's workload, which containerd puts on its sandbox container (Kata's static sizing).
     const podResources = role.kind === "sandbox" ? sandboxResources(bundle.spec, where) : undefined;
     const { vcpus, memoryMiB } = podResources ? vmSizeForResources(config, podResources, where, undefined, (field) => `the pod's ${POD_SIZE_FIELDS[field] ?? field}`) : vmSizeFor(config, bundle.spec, where);
-    const hooks = hostHooks(bundle.spec);
-    const hookState = (status: HookState["status"], pid: number): HookState => ({ ociVersion: bundle.spec.ociVersion, id, status, pid, bundle: bundle.dir, annotations: specAnnotations(bundle.spec) });
-    // The host's hooks need a host process that stands for the container (its pid in the state,
-    // its namespaces theirs): the runc-style stand-in, or a containerd task's pid holder. A
-    // caller that gives none gets them logged as not run.
-    const hooked = Object.keys(hooks).length > 0;
-    if (hooked && standInPid === 0) this.log(`container ${id}: warning: ${where}: hooks ${Object.keys(hooks).join(", ")} are not run: no host process stands for the container (docs/networking.md)`);
-    const runsHooks = hooked && standInPid > 0;
+    const hooks = this.createHooks(id, bundle, where, standInPid);
     // A new network namespace without a path: the stand-in's, made for it, which hooks may fill.
     // On CNI networks (`moat run --network --detach`) the sandbox's namespace is CNI's instead.
     const ownNetns = guest.newNetworkNamespace && standInPid > 0 && !cni ? { pid: standInPid } : undefined;
-    const prepare = runsHooks
-      ? async () => {
-          // runc's order: prestart (deprecated, still Docker 20.10's), then createRuntime.
-          await runHooks("prestart", hooks.prestart, hookState("creating", standInPid), `container ${id}`);
-          await runHooks("createRuntime", hooks.createRuntime, hookState("creating", standInPid), `container ${id}`);
-        }
-      : undefined;
+    const prepare = hooks.atCreate;
     return this.making(id, signal, async (abort) => {
       const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, cni, prepare, abort });
       let pod: PodVm | undefined;
@@ -239,9 +226,8 @@ export class Daemon {
         await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
-        const saved = runsHooks && (hooks.poststart || hooks.poststop) ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations: specAnnotations(bundle.spec), ociVersion: bundle.spec.ociVersion } : undefined;
         pod = this.newPod(sandbox);
-        return (await this.attachNew(pod, vmDirs(sandbox), state, owner, stdio, false, saved)).relay.path;
+        return (await this.attachNew(pod, vmDirs(sandbox), state, owner, stdio, false, hooks.later)).relay.path;
       } catch (error) {
         pod?.forget(); // its timer and its place in this.vms
         await sandbox.shutdown();
@@ -283,11 +269,7 @@ export class Daemon {
     const guest = guestSpec({ containerId: id, spec, rootfs: bundle.rootfs, overlay: false, where, filesDir: dirs.filesDir });
     // The VM is the pod's, sized by its sandbox; the member's limits are its cgroup's in the guest, checked against the ceiling all the same.
     vmSizeFor(this.config, bundle.spec, where);
-    const hooks = hostHooks(bundle.spec);
-    const hooked = Object.keys(hooks).length > 0;
-    if (hooked && standInPid === 0) this.log(`container ${id}: warning: ${where}: hooks ${Object.keys(hooks).join(", ")} are not run: no host process stands for the container on this path (docs/networking.md)`);
-    const runsHooks = hooked && standInPid > 0;
-    const hookState = (status: HookState["status"]): HookState => ({ ociVersion: bundle.spec.ociVersion, id, status, pid: standInPid, bundle: bundle.dir, annotations: specAnnotations(bundle.spec) });
+    const hooks = this.createHooks(id, bundle, where, standInPid);
     const { sandbox } = pod;
     return this.making(id, signal, async (abort) => {
       pod.hold(id, `container ${id}`);
@@ -303,17 +285,13 @@ export class Daemon {
         await addContainerShares(sandbox, id, shares, guest.files, dirs.filesDir, `container ${id}`);
         cleanup.push(`unbind ${id}'s shares`, () => removeContainerShares(sandbox, id));
         abort.throwIfAborted();
-        if (runsHooks) {
-          await runHooks("prestart", hooks.prestart, hookState("creating"), `container ${id}`);
-          await runHooks("createRuntime", hooks.createRuntime, hookState("creating"), `container ${id}`);
-        }
+        await hooks.atCreate?.();
         const join = joined.length > 0 ? { containerId: podId, namespaces: joined } : undefined;
         await sandbox.agent.createContainer(id, guest.spec, guest.shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true, join });
         cleanup.push(`remove ${id} in the guest`, () => sandbox.agent.removeContainer(id));
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
-        const saved = runsHooks && (hooks.poststart || hooks.poststop) ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations: specAnnotations(bundle.spec), ociVersion: bundle.spec.ociVersion } : undefined;
-        const container = await this.attachNew(pod, dirs, state, owner, stdio, false, saved);
+        const container = await this.attachNew(pod, dirs, state, owner, stdio, false, hooks.later);
         cleanup.release();
         return container.relay.path;
       } catch (error) {
@@ -403,6 +381,32 @@ export class Daemon {
         await sandbox.shutdown();
       }
     });
+  }
+
+  /**
+   * A created container's host hooks: `atCreate` runs prestart then createRuntime (runc's
+   * order; prestart is deprecated, still Docker 20.10's), `later` is what is saved for
+   * poststart and poststop. They need a host process that stands for the container (its pid
+   * in the hook state, its namespaces theirs): the runc-style stand-in, or a containerd task's
+   * pid holder. A caller that gives none gets them logged as not run.
+   */
+  private createHooks(id: string, bundle: Bundle, where: string, standInPid: number): { atCreate?: () => Promise<void>; later?: LaterHooks } {
+    const hooks = hostHooks(bundle.spec);
+    const kinds = Object.keys(hooks);
+    if (kinds.length === 0) return {};
+    if (standInPid === 0) {
+      this.log(`container ${id}: warning: ${where}: hooks ${kinds.join(", ")} are not run: no host process stands for the container on this path (docs/networking.md)`);
+      return {};
+    }
+    const annotations = specAnnotations(bundle.spec);
+    const state: HookState = { ociVersion: bundle.spec.ociVersion, id, status: "creating", pid: standInPid, bundle: bundle.dir, annotations };
+    return {
+      atCreate: async () => {
+        await runHooks("prestart", hooks.prestart, state, `container ${id}`);
+        await runHooks("createRuntime", hooks.createRuntime, state, `container ${id}`);
+      },
+      later: hooks.poststart || hooks.poststop ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations, ociVersion: bundle.spec.ociVersion } : undefined,
+    };
   }
 
   /** Fails unless `id` is a valid id that no container or sandbox here has (one being adopted is waited for). */
