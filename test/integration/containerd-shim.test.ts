@@ -338,6 +338,9 @@ test("the relay: a request in flight when moatd hangs up is sent again if safe, 
   await fake.listen();
   const bundle = join(workspace.dir, "relay-bundle");
   mkdirSync(bundle);
+  // The task's entry under the state root, as moatd makes it: a relay with containerd gone ends once its task's is gone.
+  const taskDir = join(workspace.stateRoot, "relay-1");
+  mkdirSync(taskDir);
   const shim = join(repoRoot, "dist", "bin", "containerd-shim-moat-v2");
   try {
     const started = await runCommand(shim, ["-namespace", NAMESPACE, "-address", containerd.socket, "-id", "relay-1", "start"], { cwd: bundle, env: { ...containerd.env(), TTRPC_ADDRESS: `${containerd.socket}.ttrpc` } });
@@ -385,6 +388,7 @@ test("the relay: a request in flight when moatd hangs up is sent again if safe, 
   } finally {
     await fake.close();
     rmSync(bundle, { recursive: true, force: true });
+    rmSync(taskDir, { recursive: true, force: true });
   }
   await assertNothingLeft();
 });
