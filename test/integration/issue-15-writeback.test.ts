@@ -29,11 +29,15 @@ after(async () => {
 const DEADLINE_MS = 20_000;
 
 /**
- * Writes, then waits (bounded) for the host to say stop through a read-only volume (the
+ * Writes back 8 MiB (below), writes the files, then waits (bounded) for the host to say stop through a read-only volume (the
  * uncached device, where files the host makes are seen). Descriptor 3 stays open on a volume
  * file and 4 on a root file system one: written, never closed while the host reads.
  */
 const SCRIPT = [
+  // A share that has written back recently, as in any VM that has run a while: the kernel then
+  // gives its device a share of the background threshold and leaves a few dirty pages to the
+  // expiry (a device with no write-back history at all is flushed at the flusher's next wake).
+  "dd if=/dev/zero of=/vol/.history bs=1M count=8 2>/dev/null && sync && rm /vol/.history",
   "echo root-closed > /root-closed",
   "echo volume-closed > /vol/volume-closed",
   "exec 3>/vol/volume-open 4>/root-open",
