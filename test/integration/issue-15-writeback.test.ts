@@ -29,8 +29,8 @@ after(async () => {
 const DEADLINE_MS = 20_000;
 
 /**
- * Writes back 8 MiB (below), writes the files, then waits (bounded) for the host to say stop through a read-only volume (the
- * uncached device, where files the host makes are seen). Descriptor 3 stays open on a volume
+ * Writes back 8 MiB (below), writes the files, then waits (bounded) for the host to say stop
+ * through a read-only volume (the uncached device, where files the host makes are seen). Descriptor 3 stays open on a volume
  * file and 4 on a root file system one: written, never closed while the host reads.
  */
 const SCRIPT = [
