@@ -67,8 +67,9 @@ for (const handler of HANDLERS) {
       assert.equal(written.exitCode, 0, written.stderr);
       const read = await node.exec(client, ["cat", "/shared/from-server"]);
       assert.equal(read.stdout, "from-server\n", `the client sees the server's file: ${read.stderr}`);
-      // The host sees it too, once the guest has written it back (9p's cache in the guest may
-      // hold a closed file's data for a while; runc's bind mount shows it at once).
+      // The host sees it too, once the guest has written it back (9p's cache in the guest holds
+      // a closed file's data until its flusher writes it, within about 1.5 s: docs/storage.md,
+      // "Write-back to the host"; runc's bind mount shows it at once).
       const onHost = await eventually(
         async () => readFileSync(join(shared, "from-server"), "utf8"),
         (text) => text === "from-server\n",

@@ -11,7 +11,14 @@
 // mounted once, when a create first needs it (never before: a VM template is saved before any
 // create, and a mounted 9p device blocks QEMU's migration), and each share is a bind mount of
 // its subdirectory <container id>/<tag>. virtio-fs shares are a device each, mounted by tag.
-import { mkdir } from "node:fs/promises";
+//
+// The cached device holds what a container writes in the guest's page cache (Linux 6.1's 9p
+// client writes back neither on close nor on flush with cache=loose), so the host sees it only
+// when the kernel's flusher writes it back: after vm.dirty_expire_centisecs, 30 s by default,
+// a disk's setting. The host is the other reader of these files (podman cp/diff/commit,
+// kubelet's termination-log, a CI job's artifacts), so the agent shortens the expiry when it
+// mounts that device (docs/storage.md, "Write-back to the host").
+import { mkdir, writeFile } from "node:fs/promises";
 import { MoatError } from "../../shared/errors.js";
 import { SharedFs, shareGuestPath, SHARES_9P_GUEST_ROOT, SHARES_9P_LIVE_GUEST_ROOT, SHARES_9P_LIVE_TAG, SHARES_9P_TAG, shareSubpath, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
@@ -26,9 +33,33 @@ const NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144";
  * mapped shared (which mmap needs), so every lookup and read asks the host.
  */
 const DEVICES_9P = {
-  [SHARES_9P_TAG]: { root: SHARES_9P_GUEST_ROOT, cache: "loose" },
-  [SHARES_9P_LIVE_TAG]: { root: SHARES_9P_LIVE_GUEST_ROOT, cache: "mmap" },
+  [SHARES_9P_TAG]: { root: SHARES_9P_GUEST_ROOT, cache: "loose", writeBack: true },
+  [SHARES_9P_LIVE_TAG]: { root: SHARES_9P_LIVE_GUEST_ROOT, cache: "mmap", writeBack: false },
 } as const;
+
+/**
+ * The guest's write-back of dirty pages, for a file system whose other reader is the host: a
+ * page dirtied more than 1 s ago is written at the flusher's next wake, every 0.5 s, so what a
+ * container wrote reaches the host within about 1.5 s whether the file is closed or still
+ * open. The flusher wakes only while something is dirty, so an idle guest pays nothing; a
+ * large write is written out as it goes instead of 30 s later (the guest's only other file
+ * systems are its read-only root and tmpfs, which have no write-back).
+ */
+const WRITE_BACK_SYSCTLS = [
+  { path: "/proc/sys/vm/dirty_expire_centisecs", value: "100" },
+  { path: "/proc/sys/vm/dirty_writeback_centisecs", value: "50" },
+] as const;
+
+/** Sets WRITE_BACK_SYSCTLS (a VM-wide setting, so once, with the cached device's mount). */
+async function shortenWriteBack(where: string): Promise<void> {
+  for (const { path, value } of WRITE_BACK_SYSCTLS) {
+    try {
+      await writeFile(path, value);
+    } catch (error) {
+      throw new MoatError("MOAT_GUEST_MOUNT", `${where}: ${path} = ${value} (write-back of the cached 9p share): ${error instanceof Error ? error.message : String(error)}`, { status: Code.INTERNAL });
+    }
+  }
+}
 type Device9p = keyof typeof DEVICES_9P;
 
 /** Each 9p device, mounted once per VM; a failed mount is tried again by the next create. */
@@ -37,10 +68,11 @@ const mounted9p = new Map<Device9p, Promise<void>>();
 /** Mounts the 9p device the share goes through (once) and returns its subdirectory there. */
 async function mount9pRoot(containerId: string, share: ShareMount, where: string): Promise<string> {
   const tag: Device9p = share.live ? SHARES_9P_LIVE_TAG : SHARES_9P_TAG;
-  const { root, cache } = DEVICES_9P[tag];
+  const { root, cache, writeBack } = DEVICES_9P[tag];
   let mounted = mounted9p.get(tag);
   if (!mounted) {
-    mounted = mkdir(root, { recursive: true })
+    mounted = (writeBack ? shortenWriteBack(where) : Promise.resolve())
+      .then(() => mkdir(root, { recursive: true }))
       .then(() => mountCall(tag, root, "9p", 0, `${NINEP_OPTIONS},cache=${cache}`, where))
       .catch((error: unknown) => {
         mounted9p.delete(tag);
