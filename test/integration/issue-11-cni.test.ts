@@ -11,11 +11,11 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
 import { after, afterEach, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { busyboxBundle } from "./harness/bundle.js";
+import { hostBridgeWithServer } from "./harness/host-bridge.js";
 import { moatBinary, runMoat, startMoat } from "./harness/moat-cli.js";
 import { createAsConmon, ociWorkspace } from "./harness/oci-runtime.js";
 import { DAEMON_FILES, TestWorkspace } from "./harness/state-root.js";
@@ -66,15 +66,7 @@ function cniLeftovers(): string[] {
 before(async () => {
   mkdirSync(confDir, { recursive: true });
   conflist(network, [bridgePlugin, { type: "portmap", capabilities: { portMappings: true } }, { type: "firewall" }]);
-  // The bridge is made up front (the bridge plugin would make it, and CNI never removes it) so
-  // that the test's server can listen on its address from the start.
-  ip("link", "add", bridge, "mtu", String(MTU), "type", "bridge");
-  ip("addr", "add", `${bridgeAddress}/24`, "dev", bridge);
-  ip("link", "set", bridge, "up");
-  server = createServer((request, response) => response.end(`hello from the host, ${request.socket.remoteAddress}\n`));
-  server.listen(0, bridgeAddress);
-  await once(server, "listening");
-  serverPort = (server.address() as AddressInfo).port; // listening on an IP address and port
+  ({ server, port: serverPort } = await hostBridgeWithServer(bridge, bridgeAddress, MTU));
 });
 
 afterEach(() => {

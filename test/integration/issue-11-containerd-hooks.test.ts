@@ -12,13 +12,13 @@ import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
 import { join } from "node:path";
 import { after, before, beforeEach, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { containerdForTestFile, NAMESPACE } from "./harness/containerd.js";
 import { repoRoot } from "./harness/moat-cli.js";
+import { hostBridgeWithServer } from "./harness/host-bridge.js";
 import { BUSYBOX_IMAGE } from "./harness/oci-image.js";
 
 const { workspace, containerd } = containerdForTestFile();
@@ -60,15 +60,7 @@ let hooksFile = "";
 before(async () => {
   mkdirSync(ipamDir, { recursive: true });
   writeFileSync(confFile, JSON.stringify({ cniVersion: "1.0.0", name: network, type: "bridge", bridge, isGateway: true, ipMasq: false, ipam: { type: "host-local", dataDir: ipamDir, ranges: [[{ subnet: `${subnet}.0/24` }]], routes: [{ dst: "0.0.0.0/0" }] } }));
-  // Made up front (the bridge plugin would make it, and CNI never removes it) so that the
-  // server can listen on its address from the start.
-  ip("link", "add", bridge, "type", "bridge");
-  ip("addr", "add", `${bridgeAddress}/24`, "dev", bridge);
-  ip("link", "set", bridge, "up");
-  server = createServer((request, response) => response.end(`hello from the host, ${request.socket.remoteAddress}\n`));
-  server.listen(0, bridgeAddress);
-  await once(server, "listening");
-  serverPort = (server.address() as AddressInfo).port; // listening on an IP address and port
+  ({ server, port: serverPort } = await hostBridgeWithServer(bridge, bridgeAddress));
   const cni = `CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge < ${confFile}`;
   const createRuntime = script(
     "create-runtime.sh",
