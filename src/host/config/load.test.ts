@@ -127,6 +127,12 @@ template_path = "/run/vc/vm/template"
   assert.equal(config.source, "/etc/kata-containers/configuration.toml");
 });
 
+test("a file read as Kata's that holds moat's own keys is refused, naming the key", () => {
+  invalid("[agent.kata]\ndial_timeout = 60\n[runtime]\nstate_root = '/tmp/x'\n", /runtime\.state_root: a moat key in a file read as Kata's/);
+  invalid("[agent.kata]\n[agent.moat]\ndial_timeout = 60\n", /agent\.moat: a moat key/);
+  invalid("[agent.kata]\n[hypervisor.qemu]\nvirtfs_server = 'proxy'\n", /hypervisor\.qemu\.virtfs_server: a moat key/);
+});
+
 test("a Kata configuration's values are still checked", () => {
   invalid("[hypervisor.qemu]\ndefault_memory = 64\n[agent.kata]\n", /hypervisor\.qemu\.default_memory: must be an integer from 128/);
 });

@@ -40,6 +40,13 @@ const KATA_KEYS: Array<{ key: string; moatKey?: string; values?: readonly unknow
   { key: "factory.vm_cache_number" },
 ];
 
+/**
+ * moat's own keys, which no Kata file has: a file with [agent.kata] that holds one of them was
+ * written for moat, and reading it as Kata's would drop them silently (a state root ignored
+ * puts sandboxes under /run/moat), so it is refused instead.
+ */
+const MOAT_ONLY_KEYS = ["agent.moat", "runtime.state_root", "runtime.socket_root", "hypervisor.qemu.virtfs_server", "hypervisor.qemu.vmm_user"];
+
 /** The warm pool's largest size: each VM costs tens of MiB even idle, and the pool refills one at a time. */
 const MAX_VM_CACHE_NUMBER = 64;
 
@@ -126,7 +133,13 @@ export function parseConfig(text: string, file: string): Config {
     const detail = error instanceof TomlError ? error.message.split("\n")[0] : String(error);
     throw new MoatError("MOAT_CONFIG_INVALID", `${file}: not valid TOML: ${detail}`, { status: Code.INVALID_ARGUMENT });
   }
-  if (isKataConfiguration(document)) document = kataKeys(document);
+  if (isKataConfiguration(document)) {
+    const mixed = MOAT_ONLY_KEYS.find((key) => valueAt(document, key) !== undefined);
+    if (mixed !== undefined) {
+      throw new MoatError("MOAT_CONFIG_INVALID", `${file}: ${mixed}: a moat key in a file read as Kata's (it has an [agent.kata] table), where it would be ignored; a moat file has [agent.moat] instead of [agent.kata]`, { status: Code.INVALID_ARGUMENT });
+    }
+    document = kataKeys(document);
+  }
   const config = defaultConfig();
   config.source = file;
   const read = new Reader(file);
@@ -205,9 +218,7 @@ function isKataConfiguration(document: Table): boolean {
 function kataKeys(document: Table): Table {
   const taken: Table = {};
   for (const { key, moatKey = key, values } of KATA_KEYS) {
-    const path = key.split(".");
-    let value: unknown = document;
-    for (const name of path) value = typeof value === "object" && value !== null ? (value as Table)[name] : undefined;
+    const value = valueAt(document, key);
     if (value === undefined || (values && !values.includes(value))) continue;
     const target = moatKey.split(".");
     let into = taken;
@@ -215,6 +226,13 @@ function kataKeys(document: Table): Table {
     into[target[target.length - 1]!] = value; // a key has at least one part
   }
   return taken;
+}
+
+/** The value at a dotted key path, or undefined where a part is missing or not a table. */
+function valueAt(document: Table, key: string): unknown {
+  let value: unknown = document;
+  for (const name of key.split(".")) value = typeof value === "object" && value !== null ? (value as Table)[name] : undefined;
+  return value;
 }
 
 /** Typed reads of one key each, with errors that name the file and the key path. */
