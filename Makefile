@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export MOAT_CACHE ?= /var/cache/moat
 
-DEBIAN_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential bc bison flex libelf-dev \
+DEBIAN_PACKAGES := qemu-system-x86 qemu-user linux-source-6.1 build-essential bc bison flex libelf-dev \
 	busybox-static crun cpio erofs-utils xz-utils iproute2 procps runc runsc podman conmon containerd docker.io \
 	containernetworking-plugins iptables iperf3 iputils-ping \
 	golang-go golang-github-containerd-containerd-dev

@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 agent_js=${1:?usage: build.sh AGENT_JS}
 cache=${MOAT_CACHE:-/var/cache/moat}
 [ -r "$agent_js" ] || fail rootfs "$agent_js not found" "npm run build bundles the agent"
-for tool in busybox node crun mkfs.erofs cpio gcc; do
+for tool in busybox node crun mkfs.erofs cpio gcc qemu-x86_64; do
   command -v "$tool" >/dev/null || fail rootfs "$tool not found" "make setup installs the build dependencies"
 done
 
@@ -65,16 +65,26 @@ if [ -f "$out/rootfs.erofs" ] && [ -f "$out/initrd.cpio" ]; then
   exit 0
 fi
 
-# The agent's V8 startup snapshot: the guest's node starts from it instead of parsing and
-# evaluating agent.js, about 0.8-1.3 s sooner under TCG (docs/guest-image.md). moat-init
-# falls back to agent.js if node refuses the snapshot (another CPU's features, say).
-progress rootfs "building the agent's V8 startup snapshot"
+# The agent's V8 startup snapshots: the guest's node starts from one instead of parsing and
+# evaluating agent.js, about 0.8-1.3 s sooner under TCG (docs/guest-image.md). Node accepts a
+# snapshot only on a CPU with the features it was built with, so there are two: agent.blob,
+# built here, for KVM's `-cpu host`, and agent-tcg.blob, built under QEMU's user-mode
+# emulator with `-cpu max`, the features a TCG guest's `-cpu max` has. moat-init picks one by
+# the accelerator the host names (MOAT_ACCEL) and falls back to agent.js if node refuses it.
 # Node warns that child_process and readline are "not yet fully verified" in snapshots; the
 # integration tests exercise both from the snapshot (containers, exit reports).
-node --snapshot-blob "$stage/moat/agent.blob" --build-snapshot "$stage/moat/agent.js" >"$stage/snapshot.log" 2>&1 \
-  || fail rootfs "building the agent's snapshot failed: $(tail -5 "$stage/snapshot.log")"
-rm "$stage/snapshot.log"
-touch -h -d @0 "$stage/moat/agent.blob"
+build_snapshot() { # build_snapshot BLOB [EMULATOR...]: the emulator takes a path, not a name to look up
+  local blob=$1
+  shift
+  "$@" "$(command -v node)" --snapshot-blob "$stage/moat/$blob" --build-snapshot "$stage/moat/agent.js" >"$stage/snapshot.log" 2>&1 \
+    || fail rootfs "building the agent's snapshot $blob failed: $(tail -5 "$stage/snapshot.log")"
+  rm "$stage/snapshot.log"
+  touch -h -d @0 "$stage/moat/$blob"
+}
+progress rootfs "building the agent's V8 startup snapshot for KVM"
+build_snapshot agent.blob
+progress rootfs "building the agent's V8 startup snapshot for TCG (under qemu-x86_64 -cpu max)"
+build_snapshot agent-tcg.blob qemu-x86_64 -cpu max
 
 tmp=$(mktemp -d "$cache/rootfs/out.XXXXXX") && chmod 755 "$tmp"
 progress rootfs "writing erofs image ($(du -sm "$stage" | cut -f1) MiB of files)"

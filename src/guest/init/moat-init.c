@@ -61,11 +61,19 @@ static void request_shutdown(int signal_number) {
 // The write end of the exit-report pipe; the agent reads the other end as its fd 3.
 static int exit_report_fd = -1;
 
-// The agent's V8 startup snapshot (image/rootfs/build.sh). Node exits with this status when
-// it refuses a snapshot (built for other CPU features or flags); the agent then starts from
-// its script instead.
+// The agent's V8 startup snapshots (image/rootfs/build.sh): Node takes one only on a CPU with
+// the features it was built for, so there is one for KVM (the host's CPU) and one for TCG
+// (QEMU's `-cpu max`); the host names the accelerator on the kernel command line
+// (MOAT_ACCEL=tcg, handed to init as environment). Node exits with NODE_SNAPSHOT_REFUSED when
+// it refuses a snapshot anyway; the agent then starts from its script instead.
 #define AGENT_SNAPSHOT "/moat/agent.blob"
+#define AGENT_SNAPSHOT_TCG "/moat/agent-tcg.blob"
 #define NODE_SNAPSHOT_REFUSED 14
+
+static const char *agent_snapshot(void) {
+  const char *accel = getenv("MOAT_ACCEL");
+  return accel && strcmp(accel, "tcg") == 0 ? AGENT_SNAPSHOT_TCG : AGENT_SNAPSHOT;
+}
 
 static pid_t start_agent(int use_snapshot) {
   int report[2];
@@ -81,7 +89,7 @@ static pid_t start_agent(int use_snapshot) {
     // itself, and dup2 onto the same descriptor keeps O_CLOEXEC, so clear it explicitly.
     if (report[0] != 3) dup2(report[0], 3);
     fcntl(3, F_SETFD, 0);
-    char *const from_snapshot[] = {"node", "--snapshot-blob", AGENT_SNAPSHOT, NULL};
+    char *const from_snapshot[] = {"node", "--snapshot-blob", (char *)agent_snapshot(), NULL}; // execve does not write argv
     char *const from_script[] = {"node", "/moat/agent.js", NULL};
     char *const *argv = use_snapshot ? from_snapshot : from_script;
     // MOAT_TRACE comes from the kernel command line (the kernel hands unknown key=value
@@ -132,7 +140,7 @@ int main(void) {
   // No SA_RESTART: the signal must interrupt wait() below.
   struct sigaction on_term = {.sa_handler = request_shutdown};
   sigaction(SIGTERM, &on_term, NULL);
-  int use_snapshot = access(AGENT_SNAPSHOT, R_OK) == 0;
+  int use_snapshot = access(agent_snapshot(), R_OK) == 0;
   pid_t agent = start_agent(use_snapshot);
   pid_t relay = start_relay();
   while (agent > 0 && relay > 0 && !shutdown_requested) {

@@ -72,6 +72,11 @@ test("an initrd replaces the root disk and init= becomes rdinit=", () => {
   assert.ok(!params.some((param) => param.startsWith("root=")));
 });
 
+test("the guest's init is told a TCG guest, to pick the agent snapshot built for QEMU's -cpu max", () => {
+  assert.ok(kernelParams(spec()).includes("MOAT_ACCEL=tcg"));
+  assert.ok(!kernelParams(spec({ accelerator: "kvm" })).includes("MOAT_ACCEL=tcg"));
+});
+
 test("TCG gets calibration answers, but keeps its APIC timer; KVM and unknown TSC get none", () => {
   assert.ok(kernelParams(spec()).includes("tsc_early_khz=2300000"));
   assert.ok(kernelParams(spec()).includes("lpj=9200000"), "lpj = kHz * 1000 / HZ(250)");

@@ -25,6 +25,9 @@ export function kernelParams(spec: VmSpec): string[] {
   if (spec.memoryFile?.shared) params.push(WARM_UP_KERNEL_PARAM);
   if (spec.rootfs.kind === "image") params.push("root=/dev/vda", "ro", "rootfstype=erofs", "init=/sbin/moat-init");
   else params.push("rdinit=/sbin/moat-init");
+  // Which of the agent's V8 snapshots fits this guest's CPU (moat-init reads it; the kernel
+  // hands a key=value parameter without a dot to init as environment).
+  if (spec.accelerator === "tcg") params.push("MOAT_ACCEL=tcg");
   if (spec.accelerator === "tcg" && spec.hostTscKhz) {
     // Under TCG, calibrating the TSC and the delay loop dominates boot: give the answers.
     // Not noapictimer: measured here, a guest booted with it never wakes from a timed sleep
