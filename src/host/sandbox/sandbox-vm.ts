@@ -33,9 +33,30 @@ import {
   type GuestRootfs,
   type Share,
   type VmExit,
+  type VmPaths,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { attachCni, connectNetwork, detachCni, disconnectNetwork, DnsRelay, nicCount, pinNetns, pinnedNetns, planCni, readNetwork, recordNetwork, sandboxNics, templateNics, unpinNetns, vmNetwork, type CniRequest } from "../network/index.js";
+import {
+  attachCni,
+  connectNetwork,
+  detachCni,
+  disconnectNetwork,
+  DnsRelay,
+  nicCount,
+  pinNetns,
+  pinnedNetns,
+  planCni,
+  PortForwardRelay,
+  readNetwork,
+  recordedPortForwardNetns,
+  recordNetwork,
+  removePortForward,
+  sandboxNics,
+  templateNics,
+  unpinNetns,
+  vmNetwork,
+  type CniRequest,
+} from "../network/index.js";
 import { bindFiles, bindShares, removeMountedDir, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -374,12 +395,15 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // namespace, which the guest reaches through the relay (docs/networking.md).
     const dns = networkRequest && options.ownNetns && netns ? DnsRelay.start(netns, agent, where) : undefined;
     if (dns) cleanup.push("stop the DNS relay", () => dns.stop());
+    // CRI PortForward dials localhost in a namespace given by path (a pod's, podman's, CNI's):
+    // carried to the guest's loopback (docs/networking.md, "Port forwarding").
+    const ports = !options.ownNetns && network ? await startPortForward(network.netns, paths, agent, where, cleanup) : undefined;
     const agentReadyMs = performance.now() - spawnedAt;
     const summary = `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`;
     trace(id, summary);
 
     cleanup.release();
-    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, dns, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, { dns, ports }, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -516,7 +540,13 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     // the guest's side still answers on 127.0.0.11, so relaying starts again.
     const ownNetns = networked ? await pinnedNetns(paths.stateDir) : undefined;
     const dns = ownNetns ? DnsRelay.start(ownNetns, agent, `sandbox ${id}`) : undefined;
-    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), networked, dns, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
+    // The port-forward relay went with the old moatd too: started again, its rules replaced.
+    // A failure costs the sandbox its port-forward, not its adoption.
+    const forwarded = await recordedPortForwardNetns(paths.stateDir);
+    const ports = forwarded
+      ? await PortForwardRelay.start(forwarded, paths.stateDir, paths.socketDir, agent, `sandbox ${id}`).catch((error: unknown) => void trace(id, `port-forward not restarted: ${String(error)}`))
+      : undefined;
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), networked, { dns, ports }, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();
@@ -544,6 +574,7 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   const paths = vmPaths(join(config.runtime.stateRoot, id), config.runtime.socketRoot);
   await killRunningQemu(id, paths);
   await (await ShareServers.adopt(paths)).kill();
+  await removePortForward(paths.stateDir);
   await disconnectNetwork(paths.stateDir);
   await detachCni(paths.stateDir);
   await unpinNetns(paths.stateDir);
@@ -551,7 +582,21 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   await removeStateDir(paths);
 }
 
-function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, dns: DnsRelay | undefined, timings: BootTimings): SandboxVm {
+/** The host-side relays a sandbox runs beside its VM, stopped with it. */
+interface SandboxRelays {
+  dns: DnsRelay | undefined;
+  ports: PortForwardRelay | undefined;
+}
+
+/** Starts the port-forward relay into `netns`; its undo on `cleanup`. */
+async function startPortForward(netns: string, paths: VmPaths, agent: AgentClient, where: string, cleanup: CleanupStack): Promise<PortForwardRelay | undefined> {
+  cleanup.push("remove the port-forward rules", () => removePortForward(paths.stateDir));
+  const ports = await PortForwardRelay.start(netns, paths.stateDir, paths.socketDir, agent, where);
+  if (ports) cleanup.push("stop the port-forward relay", () => ports.stop());
+  return ports;
+}
+
+function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, { dns, ports }: SandboxRelays, timings: BootTimings): SandboxVm {
   return {
     id,
     networked,
@@ -564,10 +609,12 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
     timings,
     shutdown: async () => {
       dns?.stop();
+      ports?.stop();
       await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
+      await removePortForward(vm.paths.stateDir);
       await disconnectNetwork(vm.paths.stateDir);
       await detachCni(vm.paths.stateDir);
       await unpinNetns(vm.paths.stateDir);
@@ -577,6 +624,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
     },
     kill: async () => {
       dns?.stop();
+      ports?.stop();
       await vm.kill();
       await shareServers.kill();
     },
