@@ -51,8 +51,9 @@ struct pair {
   int used;
   enum phase phase;
   int tcp, unix_fd;
-  // Hung up (POLLHUP): no longer polled, which would report it again at once; read and
-  // written all the same when the other end's events run the pair.
+  // Hung up (POLLHUP): polled only while there is something to read from it or write to it,
+  // which makes progress (bytes, end-of-file or an error); otherwise poll would report the
+  // hang-up again at once, for ever. Data may still wait in its receive queue.
   int tcp_hup, unix_hup;
   struct direction to_moatd, to_client;
 };
@@ -201,7 +202,7 @@ static void step(struct pair *pair, short tcp_events, short unix_events) {
     return;
   }
   if (pair->to_moatd.shutdown && pair->to_client.shutdown) end_pair(pair, 0);
-  else if (pair->tcp_hup && pair->unix_hup) end_pair(pair, 1); // neither will be polled again
+  else if (pair->tcp_hup && pair->unix_hup) end_pair(pair, 1); // both ends gone both ways: nothing more can be delivered
 }
 
 int main(int argc, char **argv) {
@@ -252,9 +253,9 @@ int main(int argc, char **argv) {
         unix_fd = (short)((!down->ended && down->length <= down->offset ? POLLIN : 0) | (up->length > up->offset ? POLLOUT : 0));
       }
       owner[count] = i;
-      fds[count++] = (struct pollfd){.fd = pair->tcp_hup ? -1 : pair->tcp, .events = tcp};
+      fds[count++] = (struct pollfd){.fd = pair->tcp_hup && !tcp ? -1 : pair->tcp, .events = tcp};
       owner[count] = i;
-      fds[count++] = (struct pollfd){.fd = pair->unix_hup ? -1 : pair->unix_fd, .events = unix_fd};
+      fds[count++] = (struct pollfd){.fd = pair->unix_hup && !unix_fd ? -1 : pair->unix_fd, .events = unix_fd};
     }
     if (poll(fds, (nfds_t)count, -1) < 0) {
       if (errno == EINTR) continue;

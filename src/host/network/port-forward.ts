@@ -338,7 +338,7 @@ export class ForwardedConnections {
       while (!socket.destroyed) {
         const { data, eof } = await this.guest.readPort(id, READ_BYTES);
         if (socket.destroyed) return;
-        if (data.length > 0 && !socket.write(data)) await new Promise((resolve) => socket.once("drain", resolve).once("close", resolve));
+        if (data.length > 0 && !socket.write(data)) await drained(socket);
         if (eof) {
           socket.end();
           return;
@@ -355,4 +355,15 @@ export class ForwardedConnections {
     this.stopped = true;
     for (const socket of this.sockets) socket.destroy();
   }
+}
+
+/** Resolves once `socket` drained its write buffer, or closed. */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off("drain", done).off("close", done);
+      resolve();
+    };
+    socket.on("drain", done).on("close", done);
+  });
 }
