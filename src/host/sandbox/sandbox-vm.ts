@@ -363,6 +363,10 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // can be sent at once: it is answered as soon as the agent serves.
     const agent = new AgentClient(await connectUnix(spec.paths.agentSocket), id);
     cleanup.push("close agent connection", () => agent.close());
+    // CRI PortForward dials localhost in a namespace given by path (a pod's, podman's, CNI's):
+    // carried to the guest's loopback (docs/networking.md, "Port forwarding"). Started while
+    // the guest boots: it needs the agent only once a connection comes.
+    const ports = !options.ownNetns && network ? startPortForward(network.netns, paths, agent, where, cleanup) : undefined;
     const check = await Promise.race([
       agent.check(config.agent.dialTimeoutMs).catch(async (error: unknown) => {
         if (error instanceof MoatError && error.code === "MOAT_TTRPC_TIMEOUT") {
@@ -395,15 +399,13 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // namespace, which the guest reaches through the relay (docs/networking.md).
     const dns = networkRequest && options.ownNetns && netns ? DnsRelay.start(netns, agent, where) : undefined;
     if (dns) cleanup.push("stop the DNS relay", () => dns.stop());
-    // CRI PortForward dials localhost in a namespace given by path (a pod's, podman's, CNI's):
-    // carried to the guest's loopback (docs/networking.md, "Port forwarding").
-    const ports = !options.ownNetns && network ? await startPortForward(network.netns, paths, agent, where, cleanup) : undefined;
+    const portForward = await ports;
     const agentReadyMs = performance.now() - spawnedAt;
     const summary = `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`;
     trace(id, summary);
 
     cleanup.release();
-    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, { dns, ports }, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, { dns, ports: portForward }, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -588,12 +590,16 @@ interface SandboxRelays {
   ports: PortForwardRelay | undefined;
 }
 
-/** Starts the port-forward relay into `netns`; its undo on `cleanup`. */
-async function startPortForward(netns: string, paths: VmPaths, agent: AgentClient, where: string, cleanup: CleanupStack): Promise<PortForwardRelay | undefined> {
+/**
+ * Starts the port-forward relay into `netns`, its undo on `cleanup` at once: a failure
+ * elsewhere while it starts waits for it, then stops it and removes its rules.
+ */
+function startPortForward(netns: string, paths: VmPaths, agent: AgentClient, where: string, cleanup: CleanupStack): Promise<PortForwardRelay | undefined> {
+  const starting = PortForwardRelay.start(netns, paths.stateDir, paths.socketDir, agent, where);
+  starting.catch(() => undefined); // awaited by the caller; a failure elsewhere first must not leave it unhandled
   cleanup.push("remove the port-forward rules", () => removePortForward(paths.stateDir));
-  const ports = await PortForwardRelay.start(netns, paths.stateDir, paths.socketDir, agent, where);
-  if (ports) cleanup.push("stop the port-forward relay", () => ports.stop());
-  return ports;
+  cleanup.push("stop the port-forward relay", async () => (await starting.catch(() => undefined))?.stop());
+  return starting;
 }
 
 function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, { dns, ports }: SandboxRelays, timings: BootTimings): SandboxVm {
