@@ -45,7 +45,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## build: generate protobuf code, type-check and compile, bundle the agent, CLI, daemon and shim; the C helpers
-build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/moat-jail dist/bin/moat-dns-relay dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client dist/test/bin/moat-fs-checks dist/test/bin/moat-pause
+build: node_modules/.installed $(GENERATED) dist/.built dist/bin/moat-standin dist/bin/moatd-launch dist/bin/moat-task-pid dist/bin/moat-tap-exec dist/bin/moat-jail dist/bin/moat-dns-relay dist/bin/moat-port-relay dist/bin/containerd-shim-moat-v2 dist/test/bin/moat-go-client dist/test/bin/moat-fs-checks dist/test/bin/moat-pause
 
 SHIM_C := containerd-shim-moat-v2 moatd-start task-relay ttrpc-frame
 dist/bin/containerd-shim-moat-v2: $(patsubst %,src/host/shim/%.c,$(SHIM_C)) $(wildcard src/host/shim/*.h)
@@ -57,6 +57,10 @@ dist/bin/moat-tap-exec: src/host/network/moat-tap-exec.c
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
 dist/bin/moat-dns-relay: src/host/network/moat-dns-relay.c
+	@mkdir -p dist/bin
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+dist/bin/moat-port-relay: src/host/network/moat-port-relay.c
 	@mkdir -p dist/bin
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 

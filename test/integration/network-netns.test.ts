@@ -4,6 +4,9 @@
 // interface's address, MTU, MAC and default route, and reaches a server the test runs on the
 // bridge's address. Afterwards nothing moat made (tap, qdisc, filter) is left in the namespace,
 // also after a QEMU killed under the container; a bad namespace path is one clear error.
+// Port-forward (docs/networking.md): a TCP connection to 127.0.0.1 in the namespace reaches a
+// server on the guest's loopback through moat's relay, one to a port where nothing listens is
+// reset, and at delete moat's REDIRECT rules go while the namespace's own rule stays.
 // Only addresses in the test's own bridge and namespace are contacted.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -34,12 +37,28 @@ let containerMac = "";
 const ip = (...args: string[]) => execFileSync("ip", args, { encoding: "utf8" });
 const inNetns = (command: string, ...args: string[]) => execFileSync("ip", ["netns", "exec", netnsName, command, ...args], { encoding: "utf8" });
 
-/** What moat may have made in the namespace: links other than lo and eth0, and eth0's ingress qdisc and filters. */
+/** moat's port-forward rules in the namespace (both families), as "nat -A …" / "nat6 -A …". */
+function portForwardRules(): string[] {
+  const rules = (tool: string, label: string) =>
+    inNetns(tool, "-t", "nat")
+      .split("\n")
+      .filter((line) => line.includes("moat port-forward"))
+      .map((line) => `${label} ${line}`);
+  return [...rules("iptables-save", "nat"), ...rules("ip6tables-save", "nat6")];
+}
+
+/** Connects to 127.0.0.1:`port` inside the namespace, sends an HTTP request, and says what came back and how it ended. */
+function fetchInNetns(port: number): { data: string; ended: string } {
+  const script = `const s=require("net").connect(${port},"127.0.0.1");let d="";s.on("data",c=>d+=c);s.on("connect",()=>s.write("GET / HTTP/1.0\\r\\n\\r\\n"));s.on("error",e=>{console.log(JSON.stringify({data:d,ended:e.code}));process.exit(0)});s.on("end",()=>{console.log(JSON.stringify({data:d,ended:"end"}));process.exit(0)});`;
+  return JSON.parse(execFileSync("ip", ["netns", "exec", netnsName, process.execPath, "-e", script], { encoding: "utf8", timeout: 120_000 })) as { data: string; ended: string }; // the script prints this shape
+}
+
+/** What moat may have made in the namespace: links other than lo and eth0, eth0's ingress qdisc and filters, its port-forward rules. */
 function moatLeftovers(): string[] {
   const links = (JSON.parse(inNetns("ip", "-j", "link", "show")) as Array<{ ifname: string }>).map((link) => link.ifname).filter((name) => name !== "lo" && name !== "eth0");
   const qdisc = inNetns("tc", "qdisc", "show", "dev", "eth0", "ingress").trim();
   const filters = inNetns("tc", "filter", "show", "dev", "eth0", "ingress").trim();
-  return [...links.map((name) => `link ${name}`), ...(qdisc ? [`qdisc ${qdisc}`] : []), ...(filters ? [`filter ${filters}`] : [])];
+  return [...links.map((name) => `link ${name}`), ...(qdisc ? [`qdisc ${qdisc}`] : []), ...(filters ? [`filter ${filters}`] : []), ...portForwardRules()];
 }
 
 before(async () => {
@@ -62,6 +81,7 @@ before(async () => {
 
 afterEach(() => {
   assert.deepEqual(moatLeftovers(), [], `left in ${netnsPath}`);
+  assert.deepEqual(workspace.census().processes.filter((line) => line.includes("moat-port-relay")), [], "port-forward relays left");
   workspace.assertNothingLeft(DAEMON_FILES);
 });
 
@@ -102,7 +122,7 @@ test("a QEMU killed under a networked container leaves no tap, qdisc or filter b
   const bundle = networkedBundle("bundle-kill", ["sh", "-c", "echo started; sleep 600"]);
   // The container runs, so the tap and the filters are in place.
   const { stderr, closed } = await startMoat(["--root", workspace.stateRoot, "run", "--bundle", bundle, `kill-${suffix}`], "started");
-  assert.deepEqual(moatLeftovers().map((line) => line.split(" ").slice(0, 2).join(" ")).sort(), ["filter filter", "link tap0_moat", "qdisc qdisc"], "the tcfilter plumbing is there while the container runs");
+  assert.deepEqual(moatLeftovers().map((line) => line.split(" ").slice(0, 2).join(" ")).sort(), ["filter filter", "link tap0_moat", "nat -A", "nat6 -A", "qdisc qdisc"], "the tcfilter plumbing and the port-forward rules are there while the container runs");
   const qemu = workspace.qemuProcesses();
   assert.equal(qemu.length, 1, qemu.join("\n"));
   process.kill(Number(qemu[0]!.split(" ")[0]), "SIGKILL"); // one line, checked just above
@@ -125,5 +145,28 @@ test("a network namespace path that does not exist, or is not a namespace, is on
     assert.equal(result.code, 1, result.stderr);
     assert.equal(result.stderr.split("\n").filter((line) => line.startsWith("moat: ")).length, 1, result.stderr);
     assert.ok(result.stderr.startsWith(`moat: ${message}\n`), result.stderr);
+  }
+});
+
+test("TCP to 127.0.0.1 in the namespace reaches the guest's loopback; a port where nothing listens is reset; the namespace's own rule stays", async () => {
+  const own = ["OUTPUT", "-d", "198.18.255.254/32", "-p", "udp", "-m", "comment", "--comment", "test-own", "-j", "RETURN"];
+  inNetns("iptables", "-w", "-t", "nat", "-A", ...own);
+  try {
+    const id = `forward-${suffix}`;
+    const bundle = networkedBundle("bundle-forward", ["sh", "-c", "mkdir -p /www && echo served-in-the-guest > /www/index.html && httpd -p 127.0.0.1:8080 -h /www && echo started && sleep 600"]);
+    const { stderr, closed } = await startMoat(["--root", workspace.stateRoot, "run", "--bundle", bundle, id], "started", { MOAT_TRACE: "network" });
+    const served = fetchInNetns(8080);
+    assert.match(served.data, /^HTTP\/1\.[01] 200/, `httpd's answer from the guest: ${JSON.stringify(served)}`);
+    assert.match(served.data, /served-in-the-guest/);
+    assert.equal(served.ended, "end", "httpd's close reaches the client as an end");
+    const refused = fetchInNetns(8099);
+    assert.deepEqual(refused, { data: "", ended: "ECONNRESET" }, "nothing listens on 8099 in the guest: the client is reset");
+    const killed = await runMoat(["--root", workspace.stateRoot, "kill", id, "KILL"]);
+    assert.equal(killed.code, 0, killed.stderr);
+    await closed;
+    assert.deepEqual(portForwardRules(), [], `moat's rules removed; moat run said: ${stderr()}`);
+    assert.match(inNetns("iptables-save", "-t", "nat"), /--comment "?test-own"? -j RETURN/, "the namespace's own rule is untouched");
+  } finally {
+    inNetns("iptables", "-w", "-t", "nat", "-D", ...own);
   }
 });

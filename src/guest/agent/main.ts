@@ -4,7 +4,7 @@
 import { rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { startupSnapshot } from "node:v8";
-import { ContainerService, GuestService, HealthService, IoService, NetworkService, OomService, StatsService } from "../../shared/protocol/index.js";
+import { ContainerService, GuestService, HealthService, IoService, NetworkService, OomService, PortForwardService, StatsService } from "../../shared/protocol/index.js";
 import { TtrpcServer } from "../../shared/ttrpc/index.js";
 import { setTraceSink } from "../../shared/trace.js";
 import { MOAT_VERSION } from "../../shared/version.js";
@@ -16,6 +16,7 @@ import { ioService } from "./io-service.js";
 import { networkService } from "./network-service.js";
 import { OomEvents } from "./oom-events.js";
 import { oomService } from "./oom-service.js";
+import { portForwardService } from "./port-forward-service.js";
 import { statsService } from "./stats-service.js";
 import { log, openLogPort } from "./log.js";
 import { ProcessExits } from "./process-exits.js";
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
   server.register(StatsService, statsService(containers));
   server.register(OomService, oomService(oomEvents));
   server.register(NetworkService, networkService());
+  server.register(PortForwardService, portForwardService());
 
   // Before serving: a template is saved once its agent says it serves (factory/template.ts).
   await warmUpIfTemplate(containers, log);

@@ -31,6 +31,7 @@ export {
 export { attachCni, detachCni, planCni, sandboxNetnsPath, type CniPlan, type CniRequest } from "./cni-netns.js";
 export { pinNetns, pinnedNetns, unpinNetns } from "./own-netns.js";
 export { DnsRelay, type DnsPeer } from "./dns-relay.js";
+export { PortForwardRelay, recordedPortForwardNetns, removePortForward, type PortPeer } from "./port-forward.js";
 export { CARRIED_KINDS, MAX_INTERFACES, networkPlan, withDeviceMacs, type NetnsDump, type NetworkPlan, type PlannedInterface } from "./netns-plan.js";
 
 const trace = tracer("network");

@@ -18,6 +18,7 @@ import {
   NetworkService,
   OomService,
   OutputStream,
+  PortForwardService,
   StatsService,
   type ConfigureNetworkRequestSchema,
   type ShareMountSchema,
@@ -151,6 +152,41 @@ export class AgentClient {
   /** Hands answers from the sandbox's resolver back to the guest. */
   async writeDnsAnswers(answers: Uint8Array[]): Promise<void> {
     await this.ttrpc.call(NetworkService.method.writeDnsAnswers, { answers }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  /**
+   * Dials `port` on the guest's loopback for a port-forward (network/port-forward.ts); the
+   * connection's id. Fails (UNAVAILABLE from the guest) when nothing listens there.
+   */
+  async dialPort(port: number): Promise<number> {
+    const { connectionId } = await this.ttrpc.call(PortForwardService.method.dial, { port }, { timeoutMs: CALL_TIMEOUT_MS });
+    this.require(connectionId !== 0, "agent answered a port-forward dial with connection 0");
+    return connectionId;
+  }
+
+  /**
+   * The next bytes the guest's end of forwarded connection `connectionId` sent, at most
+   * `maxBytes`; waits until there are some (the client's end going closes it, which ends the
+   * wait). eof once it half-closed.
+   */
+  async readPort(connectionId: number, maxBytes: number): Promise<{ data: Uint8Array; eof: boolean }> {
+    const { data, eof } = await this.ttrpc.call(PortForwardService.method.read, { connectionId, maxBytes }, { timeoutMs: undefined });
+    this.require(data.length <= maxBytes, `agent sent ${data.length} bytes of connection ${connectionId}, more than the ${maxBytes} asked for`);
+    this.require(!(eof && data.length > 0), `agent sent bytes of connection ${connectionId} with its end-of-file`);
+    return { data, eof };
+  }
+
+  /** Sends the client's bytes to the guest's end; waits as long as the guest's program does not read (no deadline: the connection's own pace). */
+  async writePort(connectionId: number, data: Uint8Array): Promise<void> {
+    await this.ttrpc.call(PortForwardService.method.write, { connectionId, data }, { timeoutMs: undefined });
+  }
+
+  async closePortWrite(connectionId: number): Promise<void> {
+    await this.ttrpc.call(PortForwardService.method.closeWrite, { connectionId }, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  async closePort(connectionId: number): Promise<void> {
+    await this.ttrpc.call(PortForwardService.method.close, { connectionId }, { timeoutMs: CALL_TIMEOUT_MS });
   }
 
   /** Sets the guest's interfaces, routes and neighbours (docs/networking.md). */

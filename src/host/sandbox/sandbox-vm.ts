@@ -33,9 +33,30 @@ import {
   type GuestRootfs,
   type Share,
   type VmExit,
+  type VmPaths,
   type VmSpec,
 } from "../hypervisor/index.js";
-import { attachCni, connectNetwork, detachCni, disconnectNetwork, DnsRelay, nicCount, pinNetns, pinnedNetns, planCni, readNetwork, recordNetwork, sandboxNics, templateNics, unpinNetns, vmNetwork, type CniRequest } from "../network/index.js";
+import {
+  attachCni,
+  connectNetwork,
+  detachCni,
+  disconnectNetwork,
+  DnsRelay,
+  nicCount,
+  pinNetns,
+  pinnedNetns,
+  planCni,
+  PortForwardRelay,
+  readNetwork,
+  recordedPortForwardNetns,
+  recordNetwork,
+  removePortForward,
+  sandboxNics,
+  templateNics,
+  unpinNetns,
+  vmNetwork,
+  type CniRequest,
+} from "../network/index.js";
 import { bindFiles, bindShares, removeMountedDir, removeStateDir, ShareServers } from "../storage/index.js";
 import { AgentClient } from "./agent-client.js";
 import { vmCeiling } from "./vm-size.js";
@@ -342,6 +363,10 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // can be sent at once: it is answered as soon as the agent serves.
     const agent = new AgentClient(await connectUnix(spec.paths.agentSocket), id);
     cleanup.push("close agent connection", () => agent.close());
+    // CRI PortForward dials localhost in a namespace given by path (a pod's, podman's, CNI's):
+    // carried to the guest's loopback (docs/networking.md, "Port forwarding"). Started while
+    // the guest boots: it needs the agent only once a connection comes.
+    const ports = !options.ownNetns && network ? startPortForward(network.netns, paths, agent, where, cleanup) : undefined;
     const check = await Promise.race([
       agent.check(config.agent.dialTimeoutMs).catch(async (error: unknown) => {
         if (error instanceof MoatError && error.code === "MOAT_TTRPC_TIMEOUT") {
@@ -374,12 +399,13 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // namespace, which the guest reaches through the relay (docs/networking.md).
     const dns = networkRequest && options.ownNetns && netns ? DnsRelay.start(netns, agent, where) : undefined;
     if (dns) cleanup.push("stop the DNS relay", () => dns.stop());
+    const portForward = await ports;
     const agentReadyMs = performance.now() - spawnedAt;
     const summary = `agent ready after ${Math.round(agentReadyMs)} ms (${describeStart(start)}: ${spec.vcpus} vCPU${spec.vcpus === 1 ? "" : "s"}, ${spec.memoryMiB} MiB; guest uptime ${Math.round(check.uptimeSeconds * 1000)} ms)`;
     trace(id, summary);
 
     cleanup.release();
-    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, dns, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, { dns, ports: portForward }, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -516,7 +542,13 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     // the guest's side still answers on 127.0.0.11, so relaying starts again.
     const ownNetns = networked ? await pinnedNetns(paths.stateDir) : undefined;
     const dns = ownNetns ? DnsRelay.start(ownNetns, agent, `sandbox ${id}`) : undefined;
-    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), networked, dns, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
+    // The port-forward relay went with the old moatd too: started again, its rules replaced.
+    // A failure costs the sandbox its port-forward, not its adoption.
+    const forwarded = await recordedPortForwardNetns(paths.stateDir);
+    const ports = forwarded
+      ? await PortForwardRelay.start(forwarded, paths.stateDir, paths.socketDir, agent, `sandbox ${id}`).catch((error: unknown) => void trace(id, `port-forward not restarted: ${String(error)}`))
+      : undefined;
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), networked, { dns, ports }, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();
@@ -544,6 +576,7 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   const paths = vmPaths(join(config.runtime.stateRoot, id), config.runtime.socketRoot);
   await killRunningQemu(id, paths);
   await (await ShareServers.adopt(paths)).kill();
+  await removePortForward(paths.stateDir);
   await disconnectNetwork(paths.stateDir);
   await detachCni(paths.stateDir);
   await unpinNetns(paths.stateDir);
@@ -551,7 +584,25 @@ export async function discardSandbox(config: Config, id: string): Promise<void> 
   await removeStateDir(paths);
 }
 
-function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, dns: DnsRelay | undefined, timings: BootTimings): SandboxVm {
+/** The host-side relays a sandbox runs beside its VM, stopped with it. */
+interface SandboxRelays {
+  dns: DnsRelay | undefined;
+  ports: PortForwardRelay | undefined;
+}
+
+/**
+ * Starts the port-forward relay into `netns`, its undo on `cleanup` at once: a failure
+ * elsewhere while it starts waits for it, then stops it and removes its rules.
+ */
+function startPortForward(netns: string, paths: VmPaths, agent: AgentClient, where: string, cleanup: CleanupStack): Promise<PortForwardRelay | undefined> {
+  const starting = PortForwardRelay.start(netns, paths.stateDir, paths.socketDir, agent, where);
+  starting.catch(() => undefined); // awaited by the caller; a failure elsewhere first must not leave it unhandled
+  cleanup.push("remove the port-forward rules", () => removePortForward(paths.stateDir));
+  cleanup.push("stop the port-forward relay", async () => (await starting.catch(() => undefined))?.stop());
+  return starting;
+}
+
+function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent: AgentClient, accelerator: AcceleratorChoice, networked: boolean, { dns, ports }: SandboxRelays, timings: BootTimings): SandboxVm {
   return {
     id,
     networked,
@@ -564,10 +615,12 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
     timings,
     shutdown: async () => {
       dns?.stop();
+      ports?.stop();
       await agent.shutdown(SHUTDOWN_CALL_MS).catch((error: unknown) => trace(id, `shutdown call: ${String(error)}`));
       const exit = await vm.stop(SHUTDOWN_GRACE_MS);
       agent.close();
       await shareServers.stop(SHARE_SERVER_GRACE_MS);
+      await removePortForward(vm.paths.stateDir);
       await disconnectNetwork(vm.paths.stateDir);
       await detachCni(vm.paths.stateDir);
       await unpinNetns(vm.paths.stateDir);
@@ -577,6 +630,7 @@ function sandboxHandle(id: string, vm: QemuVm, shareServers: ShareServers, agent
     },
     kill: async () => {
       dns?.stop();
+      ports?.stop();
       await vm.kill();
       await shareServers.kill();
     },

@@ -24,6 +24,8 @@ export interface CallContext {
   signal: AbortSignal;
   /** Runs `action` once the response has been written (or could not be). */
   afterResponse(action: () => void): void;
+  /** The connection the call came on (one host session): what it opens can go when it closes. */
+  session?: { id: string; closed: Promise<Error> };
 }
 
 type MethodImpl<M extends DescMethod> = (
@@ -93,7 +95,7 @@ export class TtrpcServer {
     }
     const controller = new AbortController();
     const afterResponse: Array<() => void> = [];
-    const context: CallContext = { signal: controller.signal, afterResponse: (action) => afterResponse.push(action) };
+    const context: CallContext = { signal: controller.signal, afterResponse: (action) => afterResponse.push(action), session: { id: connection.id, closed: connection.closed } };
     const written = () => afterResponse.forEach((action) => action());
     active.set(frame.streamId, controller);
     this.dispatch(request, controller, context)
