@@ -10,18 +10,22 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { test } from "node:test";
-import { criNodeForTestFile, eventually } from "./harness/cri.js";
+import { before, test } from "node:test";
+import { criNodeForTestFile, eventually, POD_VM_BASE } from "./harness/cri.js";
 
 const node = criNodeForTestFile();
+// The harness's configuration, with a longer wait for a cold guest's agent: on the shared
+// machine, under other suites' VMs, it took more than the default 30 s to start (twice). A
+// deadline for failing, not a measurement; moatd reads it when the first kata pod starts it.
+before(() => node.containerd.useMoatConfig(`[hypervisor.qemu]\ndefault_vcpus = ${POD_VM_BASE.vcpus}\ndefault_memory = ${POD_VM_BASE.memoryMiB}\n[agent.moat]\ndial_timeout = 90\n`));
 const HANDLERS = ["runc", "kata"];
 /** The emptyDir's size: what kubelet gives a memory emptyDir's tmpfs (its sizeLimit, here). */
 const EMPTY_DIR_KIB = 16 * 1024;
 
-/** The size of the file system at `path` in KiB, from `df -k` run in a container (busybox: Filesystem, 1K-blocks, …). */
+/** The size of the file system at `path` in KiB, from `df -P -k` run in a container (one line per file system: Filesystem, 1024-blocks, …; without -P busybox puts a long name on a line of its own). */
 async function containerDfKiB(containerId: string, path: string): Promise<number> {
-  const df = await node.exec(containerId, ["df", "-k", path]);
-  assert.equal(df.exitCode, 0, `df -k ${path}: ${df.stderr}`);
+  const df = await node.exec(containerId, ["df", "-P", "-k", path]);
+  assert.equal(df.exitCode, 0, `df -P -k ${path}: ${df.stderr}`);
   const fields = df.stdout.trim().split("\n").at(-1)?.trim().split(/\s+/) ?? [];
   return Number(fields[1]);
 }
