@@ -10,14 +10,10 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { before, test } from "node:test";
+import { test } from "node:test";
 import { criNodeForTestFile, eventually, POD_VM_BASE } from "./harness/cri.js";
 
 const node = criNodeForTestFile();
-// The harness's configuration, with a longer wait for a cold guest's agent: on the shared
-// machine, under other suites' VMs, it took more than the default 30 s to start (twice). A
-// deadline for failing, not a measurement; moatd reads it when the first kata pod starts it.
-before(() => node.containerd.useMoatConfig(`[hypervisor.qemu]\ndefault_vcpus = ${POD_VM_BASE.vcpus}\ndefault_memory = ${POD_VM_BASE.memoryMiB}\n[agent.moat]\ndial_timeout = 90\n`));
 const HANDLERS = ["runc", "kata"];
 /** The emptyDir's size: what kubelet gives a memory emptyDir's tmpfs (its sizeLimit, here). */
 const EMPTY_DIR_KIB = 16 * 1024;
@@ -40,6 +36,10 @@ async function containerFsType(containerId: string, path: string): Promise<strin
 for (const handler of HANDLERS) {
   test(`a pod through ${handler}: a memory emptyDir shared by two containers and the pod's /dev/shm are tmpfs of their host size; the termination log reaches the host`, async () => {
     const uid = `volumes-${handler}-${node.suffix}`;
+    // The harness's configuration, with a longer wait for a cold guest's agent: on the shared
+    // machine, under other suites' VMs, it took more than the default 30 s to start (twice). A
+    // deadline for failing, not a measurement; moatd reads it when the first kata pod starts it.
+    node.containerd.useMoatConfig(`[hypervisor.qemu]\ndefault_vcpus = ${POD_VM_BASE.vcpus}\ndefault_memory = ${POD_VM_BASE.memoryMiB}\n[agent.moat]\ndial_timeout = 90\n`);
     // kubelet's layout: <pods dir>/<uid>/volumes/kubernetes.io~empty-dir/<volume>, a tmpfs
     // for `medium: Memory` with size= its limit, mode 0777; the termination log a file of
     // mode 0666 under <uid>/containers/<container>/.
