@@ -67,3 +67,11 @@ test("podman exec -t and exec -i -t into a running container", async () => {
   assert.equal(interactive.stdout, "hello\r\ngot hello\r\n");
   assert.equal((await podman(["rm", "--force", "tty-exec"])).code, 0);
 });
+
+test("podman run --shm-size: /dev/shm is a tmpfs of that size in the guest, not podman's host tmpfs shared in", async () => {
+  const result = await podman([...run, "--shm-size", "8m", "localhost/busybox", "sh", "-c", "grep ' /dev/shm ' /proc/mounts | tail -1 | cut -d' ' -f3; df -P -k /dev/shm | tail -1"]);
+  assert.equal(result.code, 0, result.stderr);
+  const [fsType, df = ""] = result.stdout.trim().split("\n");
+  assert.equal(fsType, "tmpfs", `/dev/shm's file system:\n${result.stdout}`);
+  assert.equal(df.trim().split(/\s+/)[1], "8192", `df -P -k /dev/shm: 8 MiB:\n${result.stdout}`);
+});

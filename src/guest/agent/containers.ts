@@ -14,12 +14,12 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { MoatError } from "../../shared/errors.js";
 import { parseJsonObject } from "../../shared/json-object.js";
-import { containerGuestDir, type ShareMount } from "../../shared/protocol/index.js";
+import { containerGuestDir, type GuestTmpfs, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { cgroupDirOf } from "./cgroup-dir.js";
 import { crun, crunBinary, crunRoot } from "./crun.js";
 import { missingExecutable } from "./executable.js";
-import { mountShares, unmountShares } from "./mounts.js";
+import { mountGuestTmpfs, mountShares, unmountShares } from "./mounts.js";
 import { guestNetworkSysctls, setGuestNetworkSysctls } from "./network-sysctls.js";
 import type { OomEvents } from "./oom-events.js";
 import { OutputBuffer } from "./output-buffer.js";
@@ -42,6 +42,8 @@ export interface CreateRequest {
   /** A pod member: the container here whose namespaces it shares, and which (pod-namespaces.ts). */
   joinContainerId?: string;
   joinNamespaces?: string[];
+  /** Memory volumes: the guest's tmpfs file systems that the spec's binds name (mounts.ts). */
+  tmpfs?: GuestTmpfs[];
 }
 
 /** A process's stdio and exit: the container's own, or one exec'd into it. */
@@ -87,6 +89,7 @@ export class Containers {
     await mkdir(dir, { recursive: true });
     let terminal: Terminal | undefined;
     try {
+      await mountGuestTmpfs(request.tmpfs ?? [], where);
       await mountShares(id, request.shares, where);
       await setGuestNetworkSysctls(sysctls, where);
       await writeFile(`${dir}/config.json`, JSON.stringify(spec));

@@ -18,9 +18,14 @@
 // a disk's setting. The host is the other reader of these files (podman cp/diff/commit,
 // kubelet's termination-log, a CI job's artifacts), so the agent shortens the expiry when it
 // mounts that device (docs/storage.md, "Write-back to the host").
+//
+// Memory volumes (a pod's memory emptyDir, /dev/shm) are tmpfs file systems of the guest that
+// the host asks for by name with a container's create; each is mounted once per VM and stays
+// until the VM goes, so that every container of the pod naming it shares it, and one that
+// restarts finds its files (docs/storage.md, "Memory volumes").
 import { mkdir, writeFile } from "node:fs/promises";
 import { MoatError } from "../../shared/errors.js";
-import { SharedFs, shareGuestPath, SHARES_9P_GUEST_ROOT, SHARES_9P_LIVE_GUEST_ROOT, SHARES_9P_LIVE_TAG, SHARES_9P_TAG, shareSubpath, type ShareMount } from "../../shared/protocol/index.js";
+import { SharedFs, shareGuestPath, SHARES_9P_GUEST_ROOT, SHARES_9P_LIVE_GUEST_ROOT, SHARES_9P_LIVE_TAG, SHARES_9P_TAG, shareSubpath, tmpfsGuestPath, type GuestTmpfs, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { sys } from "./sys.js";
 
@@ -168,5 +173,44 @@ export function unmount(path: string): void {
     sys().umount(path);
   } catch {
     // Not mounted, or already gone.
+  }
+}
+
+const VALID_TMPFS_NAME = /^[a-z0-9-]{1,64}$/;
+/** A size the kernel takes (its unsigned long of pages) with room to spare; larger is a host's mistake. */
+const MAX_TMPFS_BYTES = 1n << 56n;
+/** mount(2)'s flags for the tmpfs, from <linux/mount.h> (the same on every architecture); the addon exports only those it needed before. */
+const MS_NOSUID = 0x2;
+const MS_NODEV = 0x4;
+const MS_NOEXEC = 0x8;
+
+/** Each memory volume's tmpfs by name, mounted once per VM; a failed mount is tried again by the next create. */
+const mountedTmpfs = new Map<string, Promise<void>>();
+
+/**
+ * Mounts each tmpfs the container names that is not mounted yet, at tmpfsGuestPath(name),
+ * with the size, root mode and owner, and flags the host gave. One that is mounted already
+ * (another container of the pod made it) is used as it is.
+ */
+export async function mountGuestTmpfs(list: GuestTmpfs[], where: string): Promise<void> {
+  for (const tmpfs of list) {
+    const what = `tmpfs ${JSON.stringify(tmpfs.name)}`;
+    if (!VALID_TMPFS_NAME.test(tmpfs.name)) throw new MoatError("MOAT_GUEST_MOUNT", `${where}: ${what}: the name is not 1-64 of [a-z0-9-]`, { status: Code.INVALID_ARGUMENT });
+    if (tmpfs.sizeBytes > MAX_TMPFS_BYTES) throw new MoatError("MOAT_GUEST_MOUNT", `${where}: ${what}: size ${tmpfs.sizeBytes} bytes is more than ${MAX_TMPFS_BYTES}`, { status: Code.INVALID_ARGUMENT });
+    if (tmpfs.mode > 0o7777) throw new MoatError("MOAT_GUEST_MOUNT", `${where}: ${what}: mode ${tmpfs.mode.toString(8)} has bits beyond 07777`, { status: Code.INVALID_ARGUMENT });
+    let mounted = mountedTmpfs.get(tmpfs.name);
+    if (!mounted) {
+      const path = tmpfsGuestPath(tmpfs.name);
+      const flags = (tmpfs.nosuid ? MS_NOSUID : 0) | (tmpfs.nodev ? MS_NODEV : 0) | (tmpfs.noexec ? MS_NOEXEC : 0);
+      const options = [`mode=${tmpfs.mode.toString(8).padStart(4, "0")}`, `uid=${tmpfs.uid}`, `gid=${tmpfs.gid}`, ...(tmpfs.sizeBytes > 0n ? [`size=${tmpfs.sizeBytes}`] : [])].join(",");
+      mounted = mkdir(path, { recursive: true })
+        .then(() => mountCall(tmpfs.name, path, "tmpfs", flags, options, where))
+        .catch((error: unknown) => {
+          mountedTmpfs.delete(tmpfs.name);
+          throw error;
+        });
+      mountedTmpfs.set(tmpfs.name, mounted);
+    }
+    await mounted;
   }
 }

@@ -223,7 +223,7 @@ export class Daemon {
       try {
         // With interfaces in its own namespace, the container shares the guest's, which the agent set up as that one is.
         const spec = (ownNetns || cni) && sandbox.networked ? withoutNetworkNamespace(guest.spec) : guest.spec;
-        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true });
+        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true, tmpfs: guest.tmpfs });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
         pod = this.newPod(sandbox);
@@ -287,7 +287,7 @@ export class Daemon {
         abort.throwIfAborted();
         await hooks.atCreate?.();
         const join = joined.length > 0 ? { containerId: podId, namespaces: joined } : undefined;
-        await sandbox.agent.createContainer(id, guest.spec, guest.shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true, join });
+        await sandbox.agent.createContainer(id, guest.spec, guest.shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true, join, tmpfs: guest.tmpfs });
         cleanup.push(`remove ${id} in the guest`, () => sandbox.agent.removeContainer(id));
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
@@ -337,7 +337,7 @@ export class Daemon {
       try {
         // Created and started in one crun call: a run starts what it creates. Output waits in
         // the agent until the relay reads it.
-        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: run.stdin, start: true });
+        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: run.stdin, start: true, tmpfs: guest.tmpfs });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "running", pid: 0, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
         pod = this.newPod(sandbox);

@@ -4,17 +4,20 @@
 // file (podman's /etc/hosts, /etc/resolv.conf) cannot be a share (9p and virtio-fs export
 // directories): the file is bind-mounted onto a file of the same name in the sandbox's files
 // directory, which is one share, so the container sees the caller's file itself, later
-// updates included, as with runc (issue 11). Other mounts (proc, tmpfs, devpts, …) are made
-// in the guest as they are.
+// updates included, as with runc (issue 11). A bind of a host tmpfs that stands for memory
+// (a memory emptyDir, /dev/shm) becomes a bind of a tmpfs made in the guest (memory-volume.ts).
+// Other mounts (proc, tmpfs, devpts, …) are made in the guest as they are.
 import { statSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { MoatError } from "../../shared/errors.js";
-import { shareGuestPath } from "../../shared/protocol/index.js";
+import { ownMountsSync, type MountEntry } from "../../shared/mountinfo.js";
+import { shareGuestPath, tmpfsGuestPath } from "../../shared/protocol/index.js";
 import { hostCgroupTarget, type HostCgroupTarget } from "../cgroup/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { isBindMount, type OciMount, type OciSpec } from "./bundle.js";
 import { guestLinux } from "./guest-resources.js";
 import { GUEST_HOOKS } from "./hooks.js";
+import { memoryVolume, memoryVolumeKind, type GuestTmpfs } from "./memory-volume.js";
 
 export interface GuestShare {
   tag: string;
@@ -59,6 +62,8 @@ export interface GuestSpecInput {
   where: string;
   /** The host directory the single-file binds are bind-mounted into (the sandbox's), shared as one. */
   filesDir: string;
+  /** The host's mounts, where memory volumes are recognised; this process's (/proc/self/mountinfo), read only if a bind may be one, when not given. */
+  hostMounts?: MountEntry[];
 }
 
 /**
@@ -68,10 +73,12 @@ export interface GuestSpecInput {
  * points in the root before it makes it read-only for the container: they land in the
  * overlay); otherwise (a bundle's writable root) read-write.
  */
-export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir }: GuestSpecInput): {
+export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir, hostMounts }: GuestSpecInput): {
   spec: OciSpec;
   shares: GuestShare[];
   files: FileBind[];
+  /** The guest's tmpfs file systems that memory volumes' binds name, each once. */
+  tmpfs: GuestTmpfs[];
   hostCgroup: HostCgroupTarget | undefined;
   /** The network namespace the spec names by path: the sandbox's VM is connected to it (docs/networking.md). */
   networkNamespace: string | undefined;
@@ -79,14 +86,21 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
   newNetworkNamespace: boolean;
 } {
   const readOnlyRoot = spec.root.readonly === true;
-  const binds = (spec.mounts ?? []).map((mount, index) => (isBindMount(mount) ? { index, isDirectory: bindIsDirectory(mount, index, where) } : undefined));
+  const memory = memoryVolumes(spec.mounts ?? [], hostMounts);
+  const binds = (spec.mounts ?? []).map((mount, index) => (isBindMount(mount) && !memory.has(index) ? { index, isDirectory: bindIsDirectory(mount, index, where) } : undefined));
   const filesTag = binds.some((bind) => bind && !bind.isDirectory) ? shareTag(1) : undefined;
   const files: FileBind[] = [];
   const hostReadOnlyRoot = overlay || readOnlyRoot;
   const shares: GuestShare[] = [{ tag: shareTag(0), hostPath: rootfs, readOnly: hostReadOnlyRoot, overlay: hostReadOnlyRoot, live: false }];
   // Read-write: each file in it is its own bind mount, read-only on the host where the spec says so.
   if (filesTag) shares.push({ tag: filesTag, hostPath: filesDir, readOnly: false, overlay: false, live: true });
+  const tmpfs = new Map<string, GuestTmpfs>();
   const mounts = (spec.mounts ?? []).map((mount, index): OciMount => {
+    const volume = memory.get(index);
+    if (volume) {
+      tmpfs.set(volume.name, volume);
+      return { ...mount, source: tmpfsGuestPath(volume.name) };
+    }
     const bind = binds[index];
     if (!bind) return mount;
     const source = mount.source ?? ""; // checked by bindIsDirectory
@@ -117,10 +131,30 @@ export function guestSpec({ containerId, spec, rootfs, overlay, where, filesDir 
     spec: { ...unhooked, ...(guestHooks ? { hooks: guestHooks } : {}), root: { path: shareGuestPath(containerId, shareTag(0)), readonly: readOnlyRoot }, ...(spec.mounts ? { mounts } : {}), ...(linux === undefined ? {} : { linux }) },
     shares,
     files,
+    tmpfs: [...tmpfs.values()],
     hostCgroup,
     networkNamespace: network.path,
     newNetworkNamespace: network.isNew,
   };
+}
+
+/**
+ * The spec's binds that are memory volumes, by index. The host's mounts are read only when a
+ * bind's paths say it may be one (most specs have none, and mountinfo can be long).
+ */
+function memoryVolumes(mounts: OciMount[], hostMounts: MountEntry[] | undefined): Map<number, GuestTmpfs> {
+  const found = new Map<number, GuestTmpfs>();
+  let known = hostMounts;
+  mounts.forEach((mount, index) => {
+    // A relative or missing source is left to the bind's own check, which names it.
+    if (!isBindMount(mount) || mount.source === undefined || !isAbsolute(mount.source)) return;
+    const kind = memoryVolumeKind(mount);
+    if (kind === undefined) return;
+    known ??= ownMountsSync();
+    const volume = memoryVolume(mount.source, kind, known);
+    if (volume) found.set(index, volume);
+  });
+  return found;
 }
 
 /** The spec's createContainer and startContainer hooks, if it has any. */

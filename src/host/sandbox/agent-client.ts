@@ -21,6 +21,7 @@ import {
   PortForwardService,
   StatsService,
   type ConfigureNetworkRequestSchema,
+  type GuestTmpfsSchema,
   type ShareMountSchema,
   type WaitProcessResponse,
   type CheckResponse,
@@ -209,8 +210,8 @@ export class AgentClient {
    * Creates a container from an OCI spec rewritten for the guest, after mounting its shares;
    * with `start`, also starts its process (one crun call), and the container is running.
    */
-  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean; join?: { containerId: string; namespaces: string[] } }): Promise<number> {
-    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin: options.stdin, start: options.start ?? false, joinContainerId: options.join?.containerId ?? "", joinNamespaces: options.join?.namespaces ?? [] };
+  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean; join?: { containerId: string; namespaces: string[] }; tmpfs?: MessageInitShape<typeof GuestTmpfsSchema>[] }): Promise<number> {
+    const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin: options.stdin, start: options.start ?? false, joinContainerId: options.join?.containerId ?? "", joinNamespaces: options.join?.namespaces ?? [], tmpfs: options.tmpfs ?? [] };
     trace(this.sandboxId, `step: createContainer ${containerId}`);
     const { pid } = await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
     return this.pid(pid, `container ${containerId}`);

@@ -36,6 +36,14 @@ export function shareGuestPath(containerId: string, tag: string): string {
 }
 
 /**
+ * Where the agent mounts the guest's tmpfs `name` (CreateContainerRequest.tmpfs): one per VM,
+ * outside every container's directory, since a pod's containers share it.
+ */
+export function tmpfsGuestPath(name: string): string {
+  return `/run/moat/tmpfs/${name}`;
+}
+
+/**
  * On the kernel command line of a VM booted to become a template: its agent runs one container
  * before it serves (guest/agent/warm-up.ts), so that what that first container costs (crun and
  * its libraries read from the image, the agent's code for it compiled) is in the template's

@@ -15,4 +15,4 @@ export * as cgroupsV2 from "./gen/containerd/cgroups/v2/metrics_pb.js";
 
 /** The agent protocol version; bumped when a change to agent.proto is not backward compatible. */
 export const AGENT_PROTOCOL_VERSION = 1;
-export { containerGuestDir, shareGuestPath, shareSubpath, SHARES_9P_GUEST_ROOT, SHARES_9P_LIVE_GUEST_ROOT, SHARES_9P_LIVE_TAG, SHARES_9P_TAG, WARM_UP_KERNEL_PARAM } from "./guest-paths.js";
+export { containerGuestDir, shareGuestPath, shareSubpath, SHARES_9P_GUEST_ROOT, SHARES_9P_LIVE_GUEST_ROOT, SHARES_9P_LIVE_TAG, SHARES_9P_TAG, tmpfsGuestPath, WARM_UP_KERNEL_PARAM } from "./guest-paths.js";
