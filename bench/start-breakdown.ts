@@ -11,6 +11,7 @@
 //   node dist/bench/start-breakdown.js [--runs N]
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { OciSpec } from "../src/host/oci/index.js";
@@ -29,6 +30,10 @@ const runs = Number(values.runs);
 // moatd is started by the first moat command below and inherits this: its timing lines go to moatd.log.
 process.env.MOAT_TRACE = "daemon";
 const workspace = new TestWorkspace();
+// Every moat command (and the moatd the first one starts) reads this. A guest that boots (the
+// template's, once) gets longer than the default 30 s to answer: on a shared 2-core machine
+// under TCG, a loaded moment can starve it past that.
+process.env.MOAT_CONFIG = workspace.configFile("bench", "[agent.moat]\ndial_timeout = 180\n");
 const subreaper = helperBinary(workspace.dir, "subreaper");
 const moat = join(repoRoot, "bin", "moat");
 const CRIO_TYPE = "io.kubernetes.cri-o.ContainerType";
@@ -92,10 +97,13 @@ try {
   const runcBundle = baselineBundle(join(workspace.dir, "runc-bundle"), ["/bin/echo", "hi"]);
   const runc = runcBaseline(runcBundle, join(workspace.dir, "runc"));
   const gvisor = gvisorBaseline(runcBundle, join(workspace.dir, "runsc"));
-  process.stdout.write(`bench/start-breakdown: ${runs} rounds\n`);
+  process.stdout.write(`bench/start-breakdown: ${runs} rounds, load average ${loadavg().map((load) => load.toFixed(1)).join(" ")}\n`);
   // Not measured: starts moatd and builds the template.
-  const warmUp = spawnSync(moat, ["--root", workspace.stateRoot, "run", "--rm", "busybox", "true"], { encoding: "utf8" });
+  // It says the guest's clock source too: with jiffies (a TSC the guest kernel found unstable) the guest's steps have a 4 ms grain.
+  const warmUp = spawnSync(moat, ["--root", workspace.stateRoot, "run", "--rm", "busybox", "cat", "/sys/devices/system/clocksource/clocksource0/current_clocksource"], { encoding: "utf8" });
   assert.equal(warmUp.status, 0, `the first moat run (not measured): ${warmUp.stderr}\nmoatd.log:\n${workspace.daemonLog().slice(-3000)}`);
+  const clocksource = warmUp.stdout.trim();
+  process.stdout.write(`the guest's clock source: ${clocksource}\n`);
   for (let round = 0; round < runs; round++) {
     const pod = `pod${round}`;
     const ids: Record<Exclude<Kind, "run">, string> = { first: pod, second: `${pod}-b`, third: `${pod}-c` };
@@ -129,6 +137,8 @@ try {
     context: {
       what: "three echo hi containers one after the other in one VM (a pod through the OCI commands: the first restored from the template, the second and third members), and one moat run --rm busybox echo hi, per round; parts from moatd's timing trace (host steps on moatd's clock, guest steps on the guest's monotonic clock)",
       runs,
+      guestClocksource: clocksource,
+      loadAverage: loadavg(),
     },
     unit: "ms",
     parts: Object.fromEntries(names.map((name) => [name, Object.fromEntries(KINDS.map((kind) => [kind, summarize(parts[kind].get(name) ?? [Number.NaN])]))])),
