@@ -24,7 +24,7 @@ export interface GuestStepMessage {
   endNs: bigint;
 }
 
-/** More steps than any request of the agent takes (create has five). */
+/** More steps than any request of the agent takes (create has six). */
 const MAX_GUEST_STEPS = 16;
 const MAX_NAME_BYTES = 64;
 const PRINTABLE = /^[\x20-\x7e]+$/;
