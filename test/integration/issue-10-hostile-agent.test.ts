@@ -56,7 +56,8 @@ test("a real VM's task runs first, beside which the hostile guests come", async 
   });
   chmodSync(qemu, 0o755);
   hostileConfig = workspace.configFile("hostile", `[hypervisor.qemu]\npath = "${qemu}"\n\n[agent.moat]\ndial_timeout = 3\n\n[factory]\nenable_template = false\n`);
-  realConfig = workspace.configFile("real", "[factory]\nenable_template = false\n");
+  // The real VM boots cold: on the shared 2-core machine under load its agent once took more than the default 30 s.
+  realConfig = workspace.configFile("real", "[factory]\nenable_template = false\n\n[agent.moat]\ndial_timeout = 180\n");
   // A real VM beside the hostile ones for the whole file.
   const real = await containerd.run(["-d", "--runtime-config-path", realConfig, BUSYBOX_IMAGE, "real-1", "sleep", "600"]);
   assert.equal(real.code, 0, explain(real));
