@@ -126,6 +126,7 @@ guest: build
 bench: setup build guest
 	node dist/bench/boot.js
 	node dist/bench/run.js
+	node dist/bench/start-breakdown.js
 	node dist/bench/memory.js
 	node dist/bench/density.js
 	node dist/bench/burst.js

@@ -6,11 +6,10 @@ import type { Containers } from "./containers.js";
 export function containerService(containers: Containers): ServiceImplementation<typeof ContainerService> {
   return {
     async createContainer(request) {
-      return { pid: await containers.create(request) };
+      return containers.create(request);
     },
     async startContainer(request) {
-      await containers.start(request.containerId);
-      return {};
+      return { steps: await containers.start(request.containerId) };
     },
     async execProcess(request) {
       return { pid: await containers.exec(request.containerId, request.execId, request.processJson, request.stdin) };

@@ -17,6 +17,7 @@ import { parseJsonObject } from "../../shared/json-object.js";
 import { containerGuestDir, type GuestTmpfs, type ShareMount } from "../../shared/protocol/index.js";
 import { Code } from "../../shared/ttrpc/index.js";
 import { cgroupDirOf } from "./cgroup-dir.js";
+import { nowNs, timed, type GuestStep } from "./guest-steps.js";
 import { crun, crunBinary, crunRoot } from "./crun.js";
 import { missingExecutable } from "./executable.js";
 import { mountGuestTmpfs, mountShares, unmountShares } from "./mounts.js";
@@ -64,6 +65,9 @@ interface Container extends ProcessIo {
   state: "created" | "running" | "paused" | "stopped";
   exitStatus: number;
   execs: Map<string, ProcessIo>;
+  /** When the crun call that started its process ended, and when its exit was learnt (guest-steps.ts). */
+  startedNs?: bigint;
+  exitedNs?: bigint;
 }
 
 /** A command line as ListProcesses reports it, at most this long. */
@@ -79,7 +83,10 @@ export class Containers {
     private readonly oom: OomEvents,
   ) {}
 
-  async create(request: CreateRequest): Promise<number> {
+  /** Creates (and with `start`, starts) the container; its pid, and where the time went. */
+  async create(request: CreateRequest): Promise<{ pid: number; steps: GuestStep[] }> {
+    const steps: GuestStep[] = [];
+    const receivedNs = nowNs();
     const id = request.containerId;
     const where = `container ${id}`;
     if (!VALID_ID.test(id)) throw new MoatError("MOAT_CONTAINER_ID", `${where}: invalid container id`, { status: Code.INVALID_ARGUMENT });
@@ -89,13 +96,18 @@ export class Containers {
     await mkdir(dir, { recursive: true });
     let terminal: Terminal | undefined;
     try {
-      await mountGuestTmpfs(request.tmpfs ?? [], where);
-      await mountShares(id, request.shares, where);
+      await timed(steps, "mount shares", async () => {
+        await mountGuestTmpfs(request.tmpfs ?? [], where);
+        await mountShares(id, request.shares, where);
+      });
+      const bundleStartNs = nowNs();
       await setGuestNetworkSysctls(sysctls, where);
       await writeFile(`${dir}/config.json`, JSON.stringify(spec));
       terminal = wantsTerminal(spec.process) ? await Terminal.open(where) : undefined;
       const stdin = request.stdin && !terminal ? await stdinSocketPair(dir) : undefined;
+      steps.push({ name: "write bundle", startNs: bundleStartNs, endNs: nowNs() });
       const action = request.start ? ["run", "--detach"] : ["create"];
+      const crunStartNs = nowNs();
       const child = spawn(crunBinary, ["--root", crunRoot, ...action, "--bundle", dir, "--pid-file", `${dir}/pid`, ...consoleSocket(terminal), id], {
         stdio: [stdin ? stdin.remote : "ignore", terminal ? "ignore" : "pipe", "pipe"],
       });
@@ -106,18 +118,25 @@ export class Containers {
         stdin?.local.destroy();
         throw error;
       });
+      const crunEndNs = nowNs();
+      steps.push({ name: `crun ${action.join(" ")}`, startNs: crunStartNs, endNs: crunEndNs });
       const pid = Number((await readFile(`${dir}/pid`, "utf8")).trim());
       stdin?.local.on("error", () => undefined); // a container that exits without reading resets it; WriteStdin reports that
-      this.containers.set(id, { id, dir, shares: request.shares, pid, state: request.start ? "running" : "created", exitStatus: 0, stdin: terminal?.input ?? stdin?.local, stdout, stderr, exit: this.exits.wait(pid), exited: false, terminal, execs: new Map() });
+      this.containers.set(id, { id, dir, shares: request.shares, pid, state: request.start ? "running" : "created", exitStatus: 0, stdin: terminal?.input ?? stdin?.local, stdout, stderr, exit: this.exits.wait(pid), exited: false, terminal, execs: new Map(), startedNs: request.start ? crunEndNs : undefined });
       const container = this.containers.get(id)!; // just set
       container.exit.then((exit) => {
+        container.exitedNs = nowNs();
         container.state = "stopped";
         container.exitStatus = exit.exitStatus;
         container.exited = true;
       });
-      const cgroupDir = await cgroupDirOf(pid);
-      if (cgroupDir !== undefined) await this.oom.watch(id, cgroupDir);
-      return pid;
+      await timed(steps, "watch cgroup", async () => {
+        const cgroupDir = await cgroupDirOf(pid);
+        if (cgroupDir !== undefined) await this.oom.watch(id, cgroupDir);
+      });
+      // The whole of it, its checks and the spec's parsing included: what the host waited for, less the transport.
+      steps.push({ name: "all of it", startNs: receivedNs, endNs: nowNs() });
+      return { pid, steps };
     } catch (error) {
       await terminal?.close();
       unmountShares(id, request.shares);
@@ -143,11 +162,15 @@ export class Containers {
     return joinPodNamespaces(spec, types, pod.pid, where);
   }
 
-  async start(id: string): Promise<void> {
+  /** Starts the created container's process; where the time went. */
+  async start(id: string): Promise<GuestStep[]> {
     const container = this.get(id);
     if (container.state !== "created") throw new MoatError("MOAT_CONTAINER_STATE", `container ${id}: cannot start a ${container.state} container`, { status: Code.FAILED_PRECONDITION });
-    await crun(id, ["start", id]);
+    const steps: GuestStep[] = [];
+    await timed(steps, "crun start", () => crun(id, ["start", id]));
+    container.startedNs = steps[0]!.endNs; // timed pushed the one step
     if (container.state === "created") container.state = "running";
+    return steps;
   }
 
   /** Runs `process` (an OCI process object) in the running container with `crun exec`. */
@@ -259,9 +282,9 @@ export class Containers {
    * Answers once the process has exited, with the last OOM event's sequence number after the
    * container's memory.events was read again: an OOM kill that ended it is queued by then.
    */
-  async wait(id: string, execId: string): Promise<ProcessExit & { oomSequence: bigint }> {
+  async wait(id: string, execId: string): Promise<ProcessExit & { oomSequence: bigint; steps: GuestStep[] }> {
     const exit = await this.process(id, execId).exit;
-    return { ...exit, oomSequence: await this.oom.check(id) };
+    return { ...exit, oomSequence: await this.oom.check(id), steps: execId ? [] : processStep(this.get(id)) };
   }
 
   /** Deletes the container and everything the agent made for it (only the warm-up does: a sandbox's VM goes with its container). */
@@ -308,6 +331,17 @@ export class Containers {
     if (!container) throw new MoatError("MOAT_CONTAINER_NOT_FOUND", `container ${id}: not found`, { status: Code.NOT_FOUND });
     return container;
   }
+}
+
+/**
+ * The container's process from the end of the crun call that started it to its exit, as the
+ * agent learnt of it; a process that exited while crun was still running counts from crun's
+ * end all the same (zero long).
+ */
+function processStep(container: Container): GuestStep[] {
+  const { startedNs, exitedNs } = container;
+  if (startedNs === undefined || exitedNs === undefined) return [];
+  return [{ name: "process", startNs: startedNs, endNs: exitedNs > startedNs ? exitedNs : startedNs }];
 }
 
 /** Whether an OCI process (from a spec the host sent; crun validates the rest) asks for a terminal. */

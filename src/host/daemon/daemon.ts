@@ -11,10 +11,10 @@ import { Code } from "../../shared/ttrpc/index.js";
 import { joinHostCgroup, limitHostCgroup } from "../cgroup/index.js";
 import type { Config } from "../config/index.js";
 import { removeAbandonedBuilds, removePoolLeftovers, type VmPool } from "../factory/index.js";
-import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, sandboxResources, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type HookState, type OciHook } from "../oci/index.js";
+import { checkProcessDocument, guestResources, guestSpec, hostHooks, loadBundle, memberNamespaces, podRole, runHooks, sandboxResources, runHooksWarning, specAnnotations, withoutNetworkNamespace, type Bundle, type GuestShare, type HookState, type OciHook } from "../oci/index.js";
 import { configForAnnotations, loadConfig } from "../config/index.js";
 import { CleanupStack } from "../../shared/cleanup.js";
-import { addContainerShares, makeSocketDir, removeMountedDir, removeSocketDir, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, type CniRequest, type ForegroundRun, type GuestProcess, type SandboxVm } from "../sandbox/index.js";
+import { addContainerShares, makeSocketDir, removeMountedDir, removeSocketDir, adoptSandboxVm, describeStart, discardSandbox, isSandboxId, isSandboxStateDir, removeContainerShares, runSpec, sandboxFilesDir, startSandboxVm, validateSandboxId, vmSizeFor, vmSizeForResources, StartTimeline, type CniRequest, type ForegroundRun, type GuestProcess, type SandboxVm, type AgentClient } from "../sandbox/index.js";
 import { linkMember, MEMBERS_DIR, memberDirs, PodVm, removeMemberEntries, removeStaleMemberLinks, type ContainerDirs } from "./pod.js";
 import { inSandbox } from "./sandbox-scope.js";
 import type { ProcessStdio, StdioFactory } from "./process-stdio.js";
@@ -84,6 +84,8 @@ interface ManagedContainer {
   foreground: boolean;
   /** Its poststart and poststop hooks, run on the host after start and at delete. */
   hooks: LaterHooks | undefined;
+  /** Where its start's time went, traced when its process has exited (`MOAT_TRACE=daemon`); none for an adopted one. */
+  timeline?: StartTimeline;
 }
 
 /** The host hooks that run after create (saved with the state, for a restarted daemon). */
@@ -218,16 +220,18 @@ export class Daemon {
     const ownNetns = guest.newNetworkNamespace && standInPid > 0 && !cni ? { pid: standInPid } : undefined;
     const prepare = hooks.atCreate;
     return this.making(id, signal, async (abort) => {
+      const timeline = new StartTimeline();
       const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, cni, prepare, abort });
+      timeline.bootSteps(sandbox.timings.steps);
       let pod: PodVm | undefined;
       try {
         // With interfaces in its own namespace, the container shares the guest's, which the agent set up as that one is.
         const spec = (ownNetns || cni) && sandbox.networked ? withoutNetworkNamespace(guest.spec) : guest.spec;
-        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true, tmpfs: guest.tmpfs });
+        await this.createInGuest(timeline, sandbox, id, spec, shares, { stdin: true, tmpfs: guest.tmpfs });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
         pod = this.newPod(sandbox);
-        return (await this.attachNew(pod, vmDirs(sandbox), state, owner, stdio, false, hooks.later)).relay.path;
+        return (await this.attachNew(pod, vmDirs(sandbox), state, owner, stdio, false, hooks.later, timeline)).relay.path;
       } catch (error) {
         pod?.forget(); // its timer and its place in this.vms
         await sandbox.shutdown();
@@ -272,6 +276,7 @@ export class Daemon {
     const hooks = this.createHooks(id, bundle, where, standInPid);
     const { sandbox } = pod;
     return this.making(id, signal, async (abort) => {
+      const timeline = new StartTimeline();
       pod.hold(id, `container ${id}`);
       const cleanup = new CleanupStack();
       try {
@@ -287,11 +292,12 @@ export class Daemon {
         abort.throwIfAborted();
         await hooks.atCreate?.();
         const join = joined.length > 0 ? { containerId: podId, namespaces: joined } : undefined;
-        await sandbox.agent.createContainer(id, guest.spec, guest.shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: true, join, tmpfs: guest.tmpfs });
+        timeline.hostStepSinceLast("member: state, sockets, shares bound into the pod's VM");
+        await this.createInGuest(timeline, sandbox, id, guest.spec, guest.shares, { stdin: true, join, tmpfs: guest.tmpfs });
         cleanup.push(`remove ${id} in the guest`, () => sandbox.agent.removeContainer(id));
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "created", pid: standInPid, bundle: bundle.dir, created: new Date().toISOString(), exitStatus: 0 };
-        const container = await this.attachNew(pod, dirs, state, owner, stdio, false, hooks.later);
+        const container = await this.attachNew(pod, dirs, state, owner, stdio, false, hooks.later, timeline);
         cleanup.release();
         return container.relay.path;
       } catch (error) {
@@ -322,6 +328,7 @@ export class Daemon {
     // --cpus and --memory set the size themselves.
     const size = guest.bundleDir ? vmSizeFor(config, spec, `${guest.bundleDir}/config.json`) : undefined;
     return this.making(id, signal, async (abort) => {
+      const timeline = new StartTimeline();
       const sandbox = await startSandboxVm(config, id, {
         shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })),
         files,
@@ -337,11 +344,12 @@ export class Daemon {
       try {
         // Created and started in one crun call: a run starts what it creates. Output waits in
         // the agent until the relay reads it.
-        await sandbox.agent.createContainer(id, spec, shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs })), { stdin: run.stdin, start: true, tmpfs: guest.tmpfs });
+        timeline.bootSteps(sandbox.timings.steps);
+        await this.createInGuest(timeline, sandbox, id, spec, shares, { stdin: run.stdin, start: true, tmpfs: guest.tmpfs });
         abort.throwIfAborted();
         const state: ContainerState = { id, status: "running", pid: 0, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
         pod = this.newPod(sandbox);
-        const container = await this.attachNew(pod, vmDirs(sandbox), state, undefined, undefined, true);
+        const container = await this.attachNew(pod, vmDirs(sandbox), state, undefined, undefined, true, undefined, timeline);
         return { stdioSocket: container.relay.path, start: sandbox.timings.summary };
       } catch (error) {
         pod?.forget(); // its timer and its place in this.vms
@@ -596,8 +604,8 @@ export class Daemon {
    * Makes a new container this daemon's (attach) and saves its state, which is what makes a
    * restarted daemon adopt it: a write that fails undoes the attach and fails the request.
    */
-  private async attachNew(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean, hooks?: LaterHooks): Promise<ManagedContainer> {
-    const container = await this.attach(pod, dirs, state, owner, stdio, foreground);
+  private async attachNew(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean, hooks?: LaterHooks, timeline?: StartTimeline): Promise<ManagedContainer> {
+    const container = await this.attach(pod, dirs, state, owner, stdio, foreground, timeline);
     container.hooks = hooks;
     try {
       await this.persist(container);
@@ -613,18 +621,18 @@ export class Daemon {
    * Makes a container this daemon's: its stand-in's socket, its output and exit relayed. What it
    * starts runs as the sandbox's (sandbox-scope.ts): a failure nobody handles is logged as its.
    */
-  private attach(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
-    return inSandbox(pod.id, () => this.attachInSandbox(pod, dirs, state, owner, stdio, foreground));
+  private attach(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean, timeline?: StartTimeline): Promise<ManagedContainer> {
+    return inSandbox(pod.id, () => this.attachInSandbox(pod, dirs, state, owner, stdio, foreground, timeline));
   }
 
-  private async attachInSandbox(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean): Promise<ManagedContainer> {
+  private async attachInSandbox(pod: PodVm, dirs: ContainerDirs, state: ContainerState, owner: ContainerOwner | undefined, stdio: StdioFactory | undefined, foreground: boolean, timeline: StartTimeline | undefined): Promise<ManagedContainer> {
     const { sandbox } = pod;
     let standInRelay: StdioRelay | undefined;
     const standInStdio: StdioFactory = (input, where) => standIn(dirs, "stdio.sock")(input, where).then((relay) => (standInRelay = relay));
     const relay = await this.openStdio(sandbox, state.id, "", stdio ?? standInStdio, (pid) => {
       state.pid = state.status === "stopped" ? 0 : pid;
     });
-    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, pod, dirs, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), foreground, hooks: undefined };
+    const container: ManagedContainer = { state, owner, persisted: Promise.resolve(), sandbox, pod, dirs, relay, execs: new Map(), execCount: 0, finished: Promise.resolve(), starting: Promise.resolve(), foreground, hooks: undefined, timeline };
     container.finished = this.relayProcess(container, "", relay, async (exitStatus) => {
       container.state.status = "stopped";
       container.state.exitStatus = exitStatus;
@@ -828,7 +836,9 @@ export class Daemon {
     let answered!: () => void; // assigned by the executor below, which runs at once
     container.starting = new Promise((resolve) => (answered = resolve));
     try {
-      await container.sandbox.agent.startContainer(id);
+      const { timeline } = container;
+      if (timeline) timeline.guestSteps("StartContainer", await timeline.timed("StartContainer answered", () => container.sandbox.agent.startContainer(id)));
+      else await container.sandbox.agent.startContainer(id);
       if (container.state.status === "created") container.state.status = "running";
       await this.persist(container);
       // After the process started, before start returns, as runc runs them; a failure is logged.
@@ -956,11 +966,14 @@ export class Daemon {
     return agent
       .waitProcess(id, execId)
       .then(async (exit) => {
+        const exitAt = performance.now();
         // An OOM kill that ended the process is reported before its exit.
         await container.pod.oom.caughtUp(exit.oomSequence);
         await exited(exit.exitStatus);
         await outputs;
         await container.starting;
+        // After the start's answer, which a process that exits at once can come before.
+        if (!execId) this.traceTimeline(container, exit.steps, exitAt);
         await relay.sendExit(exit.exitStatus);
       })
       .catch(async (error: unknown) => {
@@ -973,6 +986,25 @@ export class Daemon {
         await exited(137);
         await relay.sendExit(137).catch(() => undefined);
       });
+  }
+
+  /**
+   * Creates the container in its VM's guest (agent CreateContainer), its time and the agent's
+   * steps on the container's start timeline.
+   */
+  private async createInGuest(timeline: StartTimeline, sandbox: SandboxVm, id: string, spec: object, shares: GuestShare[], options: Parameters<AgentClient["createContainer"]>[3]): Promise<void> {
+    const mounts = shares.map(({ tag, readOnly, overlay, live }) => ({ tag, readOnly, overlay, live, fs: sandbox.shareFs }));
+    const { steps } = await timeline.timed("CreateContainer answered", () => sandbox.agent.createContainer(id, spec, mounts, options));
+    timeline.guestSteps("CreateContainer", steps);
+  }
+
+  /** Traces where the container's start went, once its process has exited (the wait and the agent's last step added). */
+  private traceTimeline(container: ManagedContainer, waitSteps: Parameters<StartTimeline["guestSteps"]>[1], exitAt: number): void {
+    const { timeline } = container;
+    if (!timeline || !trace.enabled) return;
+    timeline.hostStepSinceLast("WaitProcess answered", exitAt);
+    timeline.guestSteps("WaitProcess", waitSteps);
+    trace(container.state.id, `timing ${timeline.toJson()}`);
   }
 
   /**

@@ -26,6 +26,7 @@ import {
   type WaitProcessResponse,
   type CheckResponse,
   type DetailsResponse,
+  type GuestStep,
   type VersionResponse,
 } from "../../shared/protocol/index.js";
 import { Code, TtrpcClient } from "../../shared/ttrpc/index.js";
@@ -210,16 +211,17 @@ export class AgentClient {
    * Creates a container from an OCI spec rewritten for the guest, after mounting its shares;
    * with `start`, also starts its process (one crun call), and the container is running.
    */
-  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean; join?: { containerId: string; namespaces: string[] }; tmpfs?: MessageInitShape<typeof GuestTmpfsSchema>[] }): Promise<number> {
+  async createContainer(containerId: string, ociSpec: object, shares: MessageInitShape<typeof ShareMountSchema>[], options: { stdin: boolean; start?: boolean; join?: { containerId: string; namespaces: string[] }; tmpfs?: MessageInitShape<typeof GuestTmpfsSchema>[] }): Promise<{ pid: number; steps: GuestStep[] }> {
     const request = { containerId, ociSpecJson: JSON.stringify(ociSpec), shares, stdin: options.stdin, start: options.start ?? false, joinContainerId: options.join?.containerId ?? "", joinNamespaces: options.join?.namespaces ?? [], tmpfs: options.tmpfs ?? [] };
     trace(this.sandboxId, `step: createContainer ${containerId}`);
-    const { pid } = await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
-    return this.pid(pid, `container ${containerId}`);
+    const { pid, steps } = await this.ttrpc.call(ContainerService.method.createContainer, request, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
+    return { pid: this.pid(pid, `container ${containerId}`), steps }; // steps: checked by StartTimeline, which uses them
   }
 
-  async startContainer(containerId: string): Promise<void> {
+  /** Starts a created container's process; the agent's steps (StartTimeline checks them). */
+  async startContainer(containerId: string): Promise<GuestStep[]> {
     trace(this.sandboxId, `step: startContainer ${containerId}`);
-    await this.ttrpc.call(ContainerService.method.startContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS });
+    return (await this.ttrpc.call(ContainerService.method.startContainer, { containerId }, { timeoutMs: CONTAINER_CALL_TIMEOUT_MS })).steps;
   }
 
   /** Runs another process in the running container; `execId` then names it in the calls below. */

@@ -1,5 +1,6 @@
 export { runSpec, type ForegroundRun } from "./run-spec.js";
 export { AgentClient, type GuestDetails, type GuestProcess } from "./agent-client.js";
+export { StartTimeline, type TimedStep } from "./start-timeline.js";
 export {
   adoptSandboxVm,
   addContainerShares,

@@ -85,6 +85,8 @@ export interface BootTimings {
   guestUptimeMs: number;
   /** What the sandbox tracer says of this start ("agent ready after … ms (from a template, …)"), for a client to show. */
   summary: string;
+  /** The start's parts on the host, performance.now() values (StartTimeline.hostStep); none for an adopted sandbox. */
+  steps: { name: string; startMs: number; endMs: number }[];
 }
 
 export interface SandboxVm {
@@ -353,7 +355,8 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     if (!pooled) cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
     abort?.throwIfAborted();
     const networkRequest = network && network.plan.interfaces.length > 0 ? await connectNetwork(network, nics, where) : undefined;
-    const qemuReadyMs = performance.now() - spawnedAt;
+    const qemuReadyAt = performance.now();
+    const qemuReadyMs = qemuReadyAt - spawnedAt;
     if (options.hostCgroup) {
       const { target, log } = options.hostCgroup;
       await placeInHostCgroup(target, [vm.pid, ...shareServers.pids], { stateDir, stateRoot: config.runtime.stateRoot }, where, log);
@@ -386,13 +389,22 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
       ...(abort ? [aborted(abort)] : []),
     ]);
     await agent.version();
+    const answeredAt = performance.now();
+    const steps = [
+      { name: `vm: ${start.kind === "cold" ? "QEMU booting" : start.kind === "pool" ? "pool VM taken, QEMU running" : "QEMU restoring"} to QMP ready`, startMs: spawnedAt, endMs: qemuReadyAt },
+      { name: "vm: to the agent's Check and Version answered", startMs: qemuReadyAt, endMs: answeredAt },
+    ];
     abort?.throwIfAborted();
     // A clone shares the template's RNG state, clock and hostname until it takes its own; a
     // pool VM takes them now, when a sandbox has it, not when it was restored.
-    if (start.kind !== "cold") await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
+    if (start.kind !== "cold") {
+      await agent.takeIdentity(randomBytes(CLONE_ENTROPY_BYTES), id.slice(0, 64));
+      steps.push({ name: "vm: TakeIdentity", startMs: answeredAt, endMs: performance.now() });
+    }
     if (networkRequest) {
       const configuringAt = performance.now();
       await agent.configureNetwork(networkRequest);
+      steps.push({ name: "vm: ConfigureNetwork", startMs: configuringAt, endMs: performance.now() });
       trace(id, `guest network configured in ${Math.round(performance.now() - configuringAt)} ms`);
     }
     // A namespace made for the sandbox is Docker's kind: its resolver is 127.0.0.11 in that
@@ -405,7 +417,7 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     trace(id, summary);
 
     cleanup.release();
-    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, { dns, ports: portForward }, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary });
+    return sandboxHandle(id, vm, shareServers, agent, accelerator, (network?.plan.interfaces.length ?? 0) > 0, { dns, ports: portForward }, { start, qemuReadyMs, agentReadyMs, guestUptimeMs: check.uptimeSeconds * 1000, summary, steps });
   } catch (error) {
     const failures = await cleanup.unwind();
     if (failures.length > 0) trace(id, `cleanup after failure: ${failures.join("; ")}`);
@@ -548,7 +560,7 @@ export async function adoptSandboxVm(config: Config, id: string): Promise<Sandbo
     const ports = forwarded
       ? await PortForwardRelay.start(forwarded, paths.stateDir, paths.socketDir, agent, `sandbox ${id}`).catch((error: unknown) => void trace(id, `port-forward not restarted: ${String(error)}`))
       : undefined;
-    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), networked, { dns, ports }, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted" });
+    return sandboxHandle(id, vm, shareServers, agent, await chooseAccelerator(), networked, { dns, ports }, { start: { kind: "cold", reason: "adopted" }, qemuReadyMs: 0, agentReadyMs: 0, guestUptimeMs: 0, summary: "adopted", steps: [] });
   } catch (error) {
     await vm.kill();
     await shareServers.kill();

@@ -101,6 +101,8 @@ server.register(GuestService, {
 });
 server.register(ContainerService, {
   async createContainer() {
+    // badsteps: where its time went, made up: too many steps, control characters, time running backwards.
+    if (mode === "badsteps") return { pid: 100, steps: Array.from({ length: 5000 }, (_, index) => ({ name: `${ESCAPES}${index}`, startNs: 10n ** 18n, endNs: BigInt(index) })) };
     return { pid: 100 };
   },
   async startContainer() {
@@ -109,6 +111,10 @@ server.register(ContainerService, {
     }
     started = true;
     if (mode === "negexit" || mode === "hugeexit") exit(0);
+    if (mode === "badsteps") {
+      exit(0);
+      return { steps: [{ name: "x".repeat(1 << 20), startNs: 0n, endNs: 1n }] };
+    }
     return {};
   },
   async execProcess() {
@@ -120,7 +126,7 @@ server.register(ContainerService, {
   },
   async waitProcess() {
     await exited();
-    return { exitStatus: reportedStatus(), signal: 0, oomSequence: 0n };
+    return { exitStatus: reportedStatus(), signal: 0, oomSequence: 0n, steps: mode === "badsteps" ? [{ name: "process", startNs: 0n, endNs: 2n ** 64n - 1n }] : [] };
   },
   async pauseContainer() {
     return {};
