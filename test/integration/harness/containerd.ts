@@ -30,10 +30,9 @@ export interface ContainerdOptions {
   /**
    * CRI on for real (harness/cri.ts): Kata's snippet, runtimes `runc` and `moat` beside it,
    * this sandbox image, CNI's plugins from /usr/lib/cni with this conf dir, the stream server
-   * on 127.0.0.1:streamPort; with `runscBinary`, also a handler `gvisor`: containerd's runc shim
-   * driving that runsc (Debian's gVisor has no containerd-shim-runsc-v1).
+   * on 127.0.0.1:streamPort.
    */
-  cri?: { confDir: string; sandboxImage: string; streamPort: number; runscBinary?: string };
+  cri?: { confDir: string; sandboxImage: string; streamPort: number };
 }
 
 export class Containerd {
@@ -100,14 +99,6 @@ export class Containerd {
               // containerd passes only the pod annotations named here on to the runtime.
               '      pod_annotations = ["io.katacontainers.*", "io.moat.*"]',
               '      container_annotations = ["io.katacontainers.*", "io.moat.*"]',
-            ]),
-        ...(cri?.runscBinary === undefined
-          ? []
-          : [
-              '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor]',
-              '      runtime_type = "io.containerd.runc.v2"',
-              '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor.options]',
-              `        BinaryName = "${cri.runscBinary}"`,
             ]),
         // Kata's snippet from issue 4, as a Kata user has it, less runtime_root.
         '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]',

@@ -159,11 +159,7 @@ export class CriNode {
   private netnsBefore: string[] = [];
   private clientInstance: CriClient | undefined;
 
-  /** `runscBinary`: also a handler `gvisor`, containerd's runc shim driving that runsc (bench/pods.ts). */
-  constructor(
-    readonly workspace: TestWorkspace,
-    private readonly options: { runscBinary?: string } = {},
-  ) {
+  constructor(readonly workspace: TestWorkspace) {
     this.confDir = join(workspace.dir, "net.d");
     this.ipamDir = join(workspace.dir, "ipam");
     this.logRoot = join(workspace.dir, "pod-logs");
@@ -187,7 +183,7 @@ export class CriNode {
   /** Makes the network and images, starts containerd with CRI, installs moat's kata name. */
   async start(): Promise<void> {
     this.streamPortNumber = await freeLoopbackPort();
-    this.containerdInstance = new Containerd(this.workspace, { cri: { confDir: this.confDir, sandboxImage: PAUSE_IMAGE, streamPort: this.streamPortNumber, runscBinary: this.options.runscBinary } });
+    this.containerdInstance = new Containerd(this.workspace, { cri: { confDir: this.confDir, sandboxImage: PAUSE_IMAGE, streamPort: this.streamPortNumber } });
     this.netnsBefore = listDir("/run/netns");
     mkdirSync(this.confDir, { recursive: true });
     mkdirSync(this.logRoot, { recursive: true });
