@@ -199,6 +199,8 @@ async function density(handler: Handler): Promise<Density> {
     // What this phase started, and for moat also moatd, which serves every pod and was started
     // by pod start's warm-up (it idles through the other runtimes' phases).
     const moatd = new Set(handler === "moat" ? pidsMatching(`moatd.mjs --root ${workspace.stateRoot}`) : []);
+    // A moatd on another state root would serve these pods unseen, and the figure would miss it and every QEMU.
+    if (handler === "moat" && pods.length > 0 && moatd.size === 0) throw new Error(`bench/pods: no moatd on ${workspace.stateRoot}: moat's pods are served from another state root`);
     const pids = nodeProcesses().filter((pid) => !before.has(pid) || moatd.has(pid));
     const measured = pids.map((pid) => ({ label: processLabel(argv(pid)), pssMiB: pssMiB(pid) }));
     const total = measured.reduce((sum, sample) => sum + sample.pssMiB, 0);
@@ -257,7 +259,7 @@ try {
   // moat's configuration as shipped (the CRI node sets small VMs for the tests; no moatd runs
   // yet), but for --dial-timeout: on a machine loaded by others a guest's agent can take longer
   // than the shipped 30 s to answer under TCG, and a start that gives up measures nothing.
-  node.containerd.useMoatConfig(dialTimeout === undefined ? "" : `[agent.kata]\ndial_timeout = ${dialTimeout}\n`);
+  node.containerd.useMoatConfig(dialTimeout === undefined ? "" : `[agent.moat]\ndial_timeout = ${dialTimeout}\n`);
   const starts = await podStarts();
   const loadAfterStarts = loadavg();
   if (availableMiB() - podCount * ASSUMED_POD_MIB < RESERVE_MIB) throw new Error(`bench/pods: ${podCount} pods at up to ${ASSUMED_POD_MIB} MiB each would leave less than ${RESERVE_MIB} MiB available`);
@@ -292,7 +294,7 @@ try {
       containerd: "Debian 1.6.20 with its CRI plugin (test/integration/harness/cri.ts: CNI bridge, pause image built here)",
       accelerator: "TCG on this machine (no usable KVM)",
       gvisor: `not measured: ${GVISOR_NOTE}`,
-      moatConfiguration: `as shipped (templates on, default_vcpus 1, default_memory 512)${dialTimeout === undefined ? "" : `, but [agent.kata] dial_timeout = ${dialTimeout} (shipped: 30)`}`,
+      moatConfiguration: `as shipped (templates on, default_vcpus 1, default_memory 512)${dialTimeout === undefined ? "" : `, but [agent.moat] dial_timeout = ${dialTimeout} (shipped: 30)`}`,
       runs,
       pods: podCount,
       loadAverage: { atStart: loadAtStart, afterPodStarts: loadAfterStarts, atEnd: loadAtEnd },
