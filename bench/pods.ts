@@ -62,6 +62,7 @@ const shapes = {
   },
 };
 type Shape = keyof typeof shapes;
+const shapeNames: Shape[] = ["one", "two"];
 
 const workspace = new TestWorkspace();
 const node = new CriNode(workspace);
@@ -70,7 +71,8 @@ const node = new CriNode(workspace);
  * containerd's runc shim's BinaryName, as bench/ctr-run.ts runs it for single tasks).
  */
 const GVISOR_NOTE = `${existsOnPath("containerd-shim-runsc-v1") ? "containerd-shim-runsc-v1 is installed but not measured here" : "Debian's runsc ships no containerd-shim-runsc-v1"}; runsc as the runc shim's binary runs no pod on this machine: with its netstack every RunPodSandbox fails ("cannot run with network enabled in root network namespace"), with --network=none the pod's container never starts (StartContainer runs into containerd's deadline) and the pod cannot be removed`;
-const interrupted = { signal: undefined as NodeJS.Signals | undefined }; // set by a signal handler; the loops stop at their next pod
+/** The signal that interrupted the bench: the loops stop at their next pod. */
+let interruptedBy: NodeJS.Signals | undefined;
 
 /** Polls `probe` until it holds; false if `deadline` (performance.now()) passed first. */
 async function until(probe: () => Promise<boolean> | boolean, deadline: number, intervalMs: number): Promise<boolean> {
@@ -91,7 +93,7 @@ function logHolds(path: string, line: string): boolean {
 
 /** Starts a pod of `shape` with `handler`: its id, config, and the time until all RUNNING and until all logged (ms). */
 async function startPod(handler: Handler, shape: Shape, name: string): Promise<{ pod: { id: string; config: PodSandboxConfig }; runningMs: number; loggedMs: number }> {
-  if (interrupted.signal) throw new Error(`stopped by ${interrupted.signal}`);
+  if (interruptedBy) throw new Error(`stopped by ${interruptedBy}`);
   const started = performance.now();
   const deadline = started + POD_DEADLINE_MS;
   const pod = await node.runPod(handler, { name });
@@ -138,7 +140,7 @@ interface PodStartSamples {
 async function podStarts(): Promise<Record<string, PodStartSamples>> {
   const samples: Record<string, PodStartSamples> = {};
   const key = (handler: Handler, shape: Shape) => `${handler}/${shape}`;
-  for (const handler of order) for (const shape of Object.keys(shapes) as Shape[]) samples[key(handler, shape)] = { runningMs: [], loggedMs: [], failures: [] };
+  for (const handler of order) for (const shape of shapeNames) samples[key(handler, shape)] = { runningMs: [], loggedMs: [], failures: [] };
   // A warm-up pod of each handler, not counted: moat builds its template and starts moatd on its first.
   for (const handler of order) {
     try {
@@ -150,7 +152,7 @@ async function podStarts(): Promise<Record<string, PodStartSamples>> {
   }
   for (let run = 0; run < runs; run++) {
     const line: string[] = [];
-    for (const shape of Object.keys(shapes) as Shape[]) {
+    for (const shape of shapeNames) {
       for (const handler of order) {
         const entry = samples[key(handler, shape)]!; // made above for every pair
         try {
@@ -160,7 +162,7 @@ async function podStarts(): Promise<Record<string, PodStartSamples>> {
           entry.loggedMs.push(loggedMs);
           line.push(`${handler}/${shape} ${loggedMs.toFixed(0)}`);
         } catch (error) {
-          if (interrupted.signal) throw error;
+          if (interruptedBy) throw error;
           entry.failures.push(String(error));
           line.push(`${handler}/${shape} FAILED`);
           process.stdout.write(`  run ${run + 1}, ${handler}, ${shape}: ${String(error)}\n`);
@@ -191,7 +193,7 @@ async function density(handler: Handler): Promise<Density> {
       try {
         pods.push((await startPod(handler, "one", `idle-${handler}-${index}`)).pod.id);
       } catch (error) {
-        if (interrupted.signal) throw error;
+        if (interruptedBy) throw error;
         failures.push(String(error));
       }
     }
@@ -239,7 +241,7 @@ function cleanup(): Promise<string[]> {
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
-    interrupted.signal = signal;
+    interruptedBy = signal;
     process.stdout.write(`\nbench/pods: ${signal}: removing every pod\n`);
     void cleanup().then(
       (left) => {
@@ -272,7 +274,7 @@ try {
   }
   const loadAtEnd = loadavg();
   const tables: Record<string, ReturnType<typeof printTable>> = {};
-  for (const shape of Object.keys(shapes) as Shape[]) {
+  for (const shape of shapeNames) {
     for (const [metric, field, what] of [
       ["running", "runningMs", "every container RUNNING"],
       ["logged", "loggedMs", "every container's log holds its line"],
