@@ -26,7 +26,7 @@ demo: setup build guest
 ## test: set up, then run the whole suite (unit and integration, one summary)
 test: setup build guest
 	@echo "==> tests"
-	node --test --test-concurrency=1 --test-timeout=300000 $$(find dist/src dist/test -name '*.test.js' | sort)
+	node --test --test-concurrency=1 --test-timeout=300000 $$(find dist/src dist/test dist/bench -name '*.test.js' | sort)
 
 ## setup: Debian packages and npm packages
 setup: node_modules/.installed
@@ -136,6 +136,7 @@ bench: setup build guest
 	node dist/bench/shared-fs.js
 	node dist/bench/shim-start.js
 	node dist/bench/ctr-run.js
+	node dist/bench/pods.js
 	node dist/bench/soak.js
 
 ## docs: regenerate docs/cli.md from the command table

@@ -10,13 +10,13 @@
 // that the machine keeps at least RESERVE_MIB available after it, and stops there if not.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { freemem, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { repoRoot } from "../test/integration/harness/moat-cli.js";
 import { busyboxBundle } from "./support/baselines.js";
-import { pidsMatching, pssMiB, withDescendants } from "./support/pss.js";
+import { availableMiB, pidsMatching, pssMiB, withDescendants } from "./support/pss.js";
 import { report } from "./support/report.js";
 import { summarize } from "./support/stats.js";
 
@@ -28,12 +28,6 @@ const RESERVE_MIB = 4096;
 const work = mkdtempSync(join(tmpdir(), "moat-bench-density-"));
 const moat = join(repoRoot, "bin", "moat");
 const sum = (pids: number[]) => pids.reduce((total, pid) => total + pssMiB(pid), 0);
-
-/** MemAvailable, in MiB: what the kernel says can still be used without swapping. */
-function availableMiB(): number {
-  const kib = Number(/^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync("/proc/meminfo", "utf8"))?.[1] ?? freemem() / 1024);
-  return kib / 1024;
-}
 
 interface Fleet {
   /** Starts one more idle container. */

@@ -2,6 +2,7 @@
 // counted once, split between the processes that map it, so that sums over processes add up.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { freemem } from "node:os";
 
 /** PSS of one process in MiB; 0 if it is gone. */
 export function pssMiB(pid: number): number {
@@ -51,4 +52,10 @@ function pidsOfParent(parent: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** MemAvailable, in MiB: what the kernel says can still be used without swapping. */
+export function availableMiB(): number {
+  const kib = Number(/^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync("/proc/meminfo", "utf8"))?.[1] ?? freemem() / 1024);
+  return kib / 1024;
 }

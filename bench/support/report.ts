@@ -17,6 +17,14 @@ const resultsDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..
  * everything to bench/results/NAME.json. `unit` names what the samples measure ("ms", "MiB").
  */
 export function report(benchName: string, title: string, rows: Row[], reference: string, context: Record<string, unknown>, unit = "ms"): void {
+  writeResult(benchName, { context, ...printTable(title, rows, reference, unit) });
+}
+
+/**
+ * Prints one table of rows with the `reference` row's median divided by each row's; returns
+ * it as report() writes it (a benchmark with several tables writes them together).
+ */
+export function printTable(title: string, rows: Row[], reference: string, unit = "ms"): { unit: string; reference: string; results: Record<string, Summary & { referenceOverThis: number }> } {
   const referenceMedian = rows.find((row) => row.name === reference)?.summary.medianMs ?? Number.NaN;
   const width = Math.max(...rows.map((row) => row.name.length));
   process.stdout.write(`\n${title}\n`);
@@ -27,12 +35,11 @@ export function report(benchName: string, title: string, rows: Row[], reference:
       `${name.padEnd(width)}  ${summary.medianMs.toFixed(1).padStart(9)}   ${`${summary.minMs.toFixed(0)}..${summary.maxMs.toFixed(0)}`.padEnd(15)}  ${summary.p95Ms.toFixed(1).padStart(9)}   ${ratio.toFixed(2)}x\n`,
     );
   }
-  writeResult(benchName, {
-    context,
+  return {
     unit,
     reference,
     results: Object.fromEntries(rows.map(({ name, summary }) => [name, { ...summary, referenceOverThis: Math.round((referenceMedian / summary.medianMs) * 100) / 100 }])),
-  });
+  };
 }
 
 /** Writes bench/results/NAME.json: `body` with the benchmark's name, the date and the host. */
