@@ -219,6 +219,12 @@ export interface SandboxOptions {
    */
   ownNetns?: { pid: number };
   /**
+   * With `cni`: the namespace CNI fills is this process's (the container's stand-in, started in
+   * a new one) rather than a new one, and CNI runs before `prepare`, so that the hooks given its
+   * pid see CNI's interfaces (and may add their own).
+   */
+  cniNetnsOf?: number;
+  /**
    * Runs once the state directory (and the owned namespace) exist, before the namespace is
    * read and before QEMU starts: the prestart and createRuntime hooks, which may put
    * interfaces in the namespace (Docker's libnetwork-setkey). A failure undoes the start.
@@ -259,8 +265,14 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     await makeSocketDir(paths, where); // removed by removeStateDir
     // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
     cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
-    const netns = options.ownNetns ? await pinNetns(stateDir, options.ownNetns.pid, where) : options.network;
+    let netns = options.ownNetns ? await pinNetns(stateDir, options.ownNetns.pid, where) : options.network;
     if (options.ownNetns) cleanup.push(`unpin ${netns}`, () => unpinNetns(stateDir));
+    if (cniPlan) {
+      // Recorded in the state directory step by step; undone after QEMU and the taps are gone.
+      cleanup.push("detach from CNI networks", () => detachCni(stateDir));
+      netns = await attachCni(stateDir, id, cniPlan, options.cniNetnsOf);
+      abort?.throwIfAborted();
+    }
     if (options.prepare) {
       await options.prepare();
       abort?.throwIfAborted();
@@ -268,12 +280,6 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // Read after the hooks, which may have put interfaces in it; an owned namespace left with
     // loopback only is a sandbox without network, as one without a namespace is.
     if (network === undefined && netns !== undefined) network = await readNetwork(netns);
-    if (cniPlan) {
-      // Recorded in the state directory step by step; undone after QEMU and the taps are gone.
-      cleanup.push("detach from CNI networks", () => detachCni(stateDir));
-      network = await readNetwork(await attachCni(stateDir, id, cniPlan));
-      abort?.throwIfAborted();
-    }
     const coldReason = coldBootReason(config);
     // Pool VMs are clones of the template without NICs; a networked sandbox restores from the
     // template with its NICs instead (docs/networking.md says why).
