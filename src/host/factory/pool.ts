@@ -96,7 +96,7 @@ export class VmPool {
    * directory becomes `stateDir` (which the caller created, empty). The VM is then the
    * caller's; the pool refills.
    */
-  async take(sandboxId: string, template: string, stateDir: string): Promise<TakeResult & { pid?: number }> {
+  async take(sandboxId: string, template: string, stateDir: string): Promise<TakeResult> {
     const index = this.ready.findIndex((pooled) => pooled.template === template);
     if (index < 0) {
       const held = this.ready[0]?.template;
@@ -111,7 +111,7 @@ export class VmPool {
       await rename(vm.paths.stateDir, stateDir);
       await moveSocketDir(vm.paths, vmPaths(stateDir, this.options.config.runtime.socketRoot), `sandbox ${sandboxId}`);
       trace(sandboxId, `took pool VM ${id} (${this.ready.length} left)`);
-      return { taken: true, pid: vm.pid };
+      return { taken: true };
     } catch (error) {
       await this.discard(pooled!);
       return { taken: false, reason: `its VM ${pooled!.id} failed: ${String(error)}` };
