@@ -56,9 +56,11 @@ after(async () => {
 
 /** Starts moatd if none runs (any command does) and waits until its pool has its networked VM. */
 async function fullPool(): Promise<string> {
+  const list = await moat(["list"], { MOAT_TRACE: "sandbox,factory,network" }); // moatd inherits the tracer: its log says which path each start took
+  assert.equal(list.code, 0, list.stderr);
   const deadline = Date.now() + FILL_WAIT_MS;
   for (;;) {
-    const status = await moat(["factory", "status"], { MOAT_TRACE: "sandbox,factory,network" }); // moatd inherits the tracer
+    const status = await moat(["factory", "status"]);
     assert.equal(status.code, 0, status.stderr);
     const ready = /^warm pool: 1 of 1 VMs ready \((pool-[0-9a-f]+)\), 1 of them with one NIC/m.exec(status.stdout);
     if (ready) return ready[1]!; // the group is in the pattern
