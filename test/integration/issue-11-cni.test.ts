@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { after, afterEach, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -118,8 +118,8 @@ test("moat run --network: the network's address, MTU and default route; the host
  * `moat run --network --detach --bundle DIR ID`, its output in a file (the container keeps the
  * caller's stdio, as runc run -d's does): the exit status of moat run and what it said.
  */
-function runDetached(id: string, args: string[], command: string[]): { code: number | null; output: string } {
-  const bundle = busyboxBundle(`${workspace.dir}/${id}`, command);
+function runDetached(id: string, args: string[], command: string[], edit?: Parameters<typeof busyboxBundle>[2]): { code: number | null; output: string } {
+  const bundle = busyboxBundle(`${workspace.dir}/${id}`, command, edit);
   const outputPath = `${workspace.dir}/${id}.out`;
   const output = openSync(outputPath, "w");
   const ran = spawnSync(moatBinary, ["--root", workspace.stateRoot, "run", "--detach", "--cni-conf-dir", confDir, "--network", network, ...args, "--bundle", bundle, id], { stdio: ["ignore", output, output] });
@@ -146,6 +146,56 @@ test("moat run --network --detach: the detached container is on the network with
   const deleted = await moat(["delete", "--force", id]);
   assert.equal(deleted.code, 0, deleted.stderr);
   // afterEach: no namespace, veth, address or rule left, and nothing in the state root.
+});
+
+test("moat run --network --detach with hooks: they get a pid in the namespace CNI filled, add an interface there; the container has both", async () => {
+  const id = `dethook-${suffix}`;
+  const records = `${workspace.dir}/records-${id}`;
+  mkdirSync(records);
+  // A veth of the test's that the hook moves into the namespace of the pid it is given, as
+  // Docker's libnetwork-setkey does; it goes with the namespace at delete.
+  const hostEnd = `moathk${suffix}`;
+  const peer = `moathp${suffix}`;
+  const hookAddress = "198.19.251.2";
+  ip("link", "add", hostEnd, "type", "veth", "peer", "name", peer);
+  try {
+    const hook = `${workspace.dir}/${id}-create-runtime.sh`;
+    writeFileSync(
+      hook,
+      `#!/bin/sh
+set -e
+cat > ${records}/state.json
+pid=$(sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p' ${records}/state.json)
+readlink /proc/$pid/ns/net > ${records}/netns
+nsenter --net=/proc/$pid/ns/net ip -j link show > ${records}/links.json
+ip link set ${peer} netns $pid
+nsenter --net=/proc/$pid/ns/net sh -c 'ip link set ${peer} name eth1 && ip link set eth1 up && ip addr add ${hookAddress}/24 dev eth1'
+`,
+      { mode: 0o755 },
+    );
+    const ran = runDetached(id, [], ["sh", "-c", "ip addr show eth0; ip addr show eth1; sleep 600"], (spec) => {
+      spec.hooks = { createRuntime: [{ path: hook, env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] }] };
+    });
+    assert.equal(ran.code, 0, `${ran.output}\n${workspace.daemonLog().slice(-3000)}`);
+    const links = (JSON.parse(readFileSync(`${records}/links.json`, "utf8")) as Array<{ ifname: string }>).map((link) => link.ifname).sort();
+    assert.deepEqual(links, ["eth0", "lo"], "the hook's pid is in the namespace CNI filled");
+    assert.equal(readFileSync(`${records}/netns`, "utf8").trim(), `net:[${statSync(`/run/netns/moat-${id}`).ino}]`, "that namespace is the sandbox's");
+    assert.deepEqual(inSandboxNetns(id), ["eth0", "eth1", "lo", "tap0_moat", "tap1_moat", "mirred on eth0"], "the sandbox carries CNI's interface and the hook's");
+    const output = `${workspace.dir}/${id}.out`;
+    while (!readFileSync(output, "utf8").includes("eth1:") && workspace.qemuProcesses().length > 0) await sleep(100);
+    const out = readFileSync(output, "utf8");
+    assert.match(out, new RegExp(`inet ${subnet.replace(/\./g, "\\.")}\\.\\d+/24 `), out);
+    assert.match(out, new RegExp(`inet ${hookAddress.replace(/\./g, "\\.")}/24 `), out);
+    const deleted = await moat(["delete", "--force", id]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    // afterEach: no namespace, veth, address or rule left, and nothing in the state root.
+  } finally {
+    try {
+      ip("link", "del", hostEnd);
+    } catch {
+      // Gone with the namespace.
+    }
+  }
 });
 
 test("moat run --network --detach on a network whose plugin fails: one error naming it, nothing left", async () => {

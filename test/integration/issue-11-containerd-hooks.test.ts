@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { join } from "node:path";
 import { after, before, beforeEach, test } from "node:test";
@@ -56,6 +56,9 @@ function cniLeftovers(): string[] {
 const STATE_FIELDS = `pid=$(sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p' "$1")
 id=$(sed -n 's/.*"id":"\\([^"]*\\)".*/\\1/p' "$1")`;
 let hooksFile = "";
+// The same hooks for a spec that names its namespace by path; the hook refuses a pid in its own
+// (the host's) namespace rather than put a network there.
+let pathHooksFile = "";
 
 before(async () => {
   mkdirSync(ipamDir, { recursive: true });
@@ -80,6 +83,15 @@ CNI_COMMAND=DEL CNI_CONTAINERID=$id CNI_NETNS= ${cni}`,
   );
   hooksFile = join(workspace.dir, "hooks.json");
   writeFileSync(hooksFile, JSON.stringify({ createRuntime: [{ path: createRuntime, env: HOOK_ENV }], poststart: [{ path: poststart, env: HOOK_ENV }], poststop: [{ path: poststop, env: HOOK_ENV }] }));
+  const guarded = script(
+    "create-runtime-guarded.sh",
+    `state=$(cat)
+pid=$(echo "$state" | sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p')
+if [ "$(readlink /proc/$pid/ns/net)" = "$(readlink /proc/self/ns/net)" ]; then echo "pid $pid is in the host's network namespace" >&2; exit 1; fi
+echo "$state" | ${createRuntime}`,
+  );
+  pathHooksFile = join(workspace.dir, "path-hooks.json");
+  writeFileSync(pathHooksFile, JSON.stringify({ createRuntime: [{ path: guarded, env: HOOK_ENV }], poststart: [{ path: poststart, env: HOOK_ENV }], poststop: [{ path: poststop, env: HOOK_ENV }] }));
 });
 
 beforeEach(() => {
@@ -100,10 +112,11 @@ function explain(): string {
   return `--- moatd.log (tail)\n${workspace.daemonLog().slice(-4000)}\n--- containerd.log (tail)\n${containerd.log().slice(-3000)}`;
 }
 
-/** Runs the Go client's hooks case; resolves with what it printed, parsed. */
-function hooked(id: string, args: string[]): Promise<Record<string, unknown>> {
+/** Runs the Go client's hooks case (with `netns`, the spec names that namespace by path); resolves with what it printed, parsed. */
+function hooked(id: string, args: string[], netns?: string): Promise<Record<string, unknown>> {
   assert.ok(existsSync(client), `${client} is not built (make build)`);
-  const child = spawn(client, ["-address", containerd.socket, "-namespace", NAMESPACE, "-image", BUSYBOX_IMAGE, "-fifo-dir", containerd.fifoDir, "-hooks", hooksFile, "hooks", id, ...args], { env: containerd.env(), stdio: ["ignore", "pipe", "pipe"] });
+  const where = netns ? ["-hooks", pathHooksFile, "-netns", netns] : ["-hooks", hooksFile];
+  const child = spawn(client, ["-address", containerd.socket, "-namespace", NAMESPACE, "-image", BUSYBOX_IMAGE, "-fifo-dir", containerd.fifoDir, ...where, "hooks", id, ...args], { env: containerd.env(), stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -156,4 +169,33 @@ test("a QEMU killed under a hooked task: the task ends (137), delete runs postst
   assert.equal(readJson("poststop.json").status, "stopped");
   assert.deepEqual(cniLeftovers(), [], "the network is undone");
   await containerd.assertNothingLeft();
+});
+
+test("a spec that names its network namespace by path: the hooks' pid is in that namespace, the network they put there is the container's", async () => {
+  // A namespace the test makes, as CRI makes a pod's; the caller's, so it stays after the task.
+  const name = `mkp${suffix}`;
+  ip("netns", "add", name);
+  try {
+    const path = `/run/netns/${name}`;
+    const address = subnet.replace(/\./g, "\\.");
+    const seen = await hooked("hooked-path", ["sh", "-c", `ip addr show eth0; wget -q -O - http://${bridgeAddress}:${serverPort}/`], path);
+    const out = String(seen.stdout);
+    assert.equal(seen.exitStatus, 0, `${out}\n${String(seen.stderr)}\n${explain()}`);
+    const pathNetns = `net:[${statSync(path).ino}]`;
+    assert.equal(readFileSync(join(records, "createRuntime.netns"), "utf8").trim(), pathNetns, "the hook's pid is in the spec's namespace");
+    assert.equal(seen.netns, pathNetns, "the task's pid is in the spec's namespace");
+    assert.match(out, new RegExp(`inet ${address}\\.\\d+/24 `), out);
+    assert.match(out, new RegExp(`hello from the host, ${address}\\.\\d+\\n`), out);
+    assert.equal(readJson("poststop.json").status, "stopped");
+    // moat's tap, qdiscs and filters are gone; the namespace is the caller's and stays, with
+    // the interface its hook put there (CNI's DEL without a namespace releases the address).
+    const links = (JSON.parse(ip("-n", name, "-j", "link", "show")) as Array<{ ifname: string }>).map((link) => link.ifname).sort();
+    assert.deepEqual(links, ["eth0", "lo"]);
+    assert.equal(execFileSync("ip", ["netns", "exec", name, "tc", "qdisc", "show", "dev", "eth0", "ingress"], { encoding: "utf8" }).trim(), "", "no ingress qdisc left on eth0");
+    await containerd.assertNothingLeft();
+  } finally {
+    ip("netns", "del", name);
+  }
+  // The veth goes with the caller's namespace, once the kernel has cleaned it up.
+  while (cniLeftovers().length > 0) await sleep(100);
 });

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { busyboxBundle } from "./harness/bundle.js";
-import { moatBinary, runCommand } from "./harness/moat-cli.js";
+import { moatBinary, runCommand, runMoat, startMoat } from "./harness/moat-cli.js";
 import { createAsConmon, ociWorkspace } from "./harness/oci-runtime.js";
 import { TestWorkspace } from "./harness/state-root.js";
 
@@ -184,3 +184,74 @@ test("moatd and the VM killed under a hooked container: the next moatd removes t
   await container.standIn; // it goes once its socket is gone
   // ociWorkspace's afterEach: no QEMU, mount (the pin), state or socket directory left.
 });
+
+test("a foreground moat run --bundle runs its host hooks: createRuntime gets a pid in a new namespace, puts a veth there, the container has it; poststop runs; nothing is left", async () => {
+  const records = join(workspace.dir, "records-run");
+  execFileSync("mkdir", ["-p", records]);
+  // A veth of its own on the test bridge: the other test's went with its namespace.
+  const runHost = `mrh${suffix}`;
+  const runPeer = `mrc${suffix}`;
+  const runAddress = `${subnet}.4`;
+  ip("link", "add", runHost, "type", "veth", "peer", "name", runPeer);
+  ip("link", "set", runHost, "master", bridge, "up");
+  try {
+    const createRuntime = script(
+      "run-create-runtime.sh",
+      `cat > ${records}/createRuntime.json
+pid=$(sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p' ${records}/createRuntime.json)
+readlink /proc/$pid/ns/net > ${records}/createRuntime.netns
+if [ "$(readlink /proc/$pid/ns/net)" = "$(readlink /proc/self/ns/net)" ]; then echo "pid $pid is in the host's network namespace" >&2; exit 1; fi
+ip link set ${runPeer} netns $pid
+nsenter --net=/proc/$pid/ns/net sh -c 'ip link set ${runPeer} name eth0 && ip link set eth0 up && ip addr add ${runAddress}/24 dev eth0 && ip route add default via ${bridgeAddress}'`,
+    );
+    const poststart = script("run-poststart.sh", `cat > ${records}/poststart.json`);
+    const poststop = script("run-poststop.sh", `cat > ${records}/poststop.json`);
+    const bundle = busyboxBundle(`${workspace.dir}/run-hooked`, ["sh", "-c", `ip addr show eth0; timeout 60 wget -q -O - http://${bridgeAddress}:${port}/`], (spec) => {
+      spec.hooks = { createRuntime: [{ path: createRuntime, env: [HOOK_PATH] }], poststart: [{ path: poststart, env: [HOOK_PATH] }], poststop: [{ path: poststop, env: [HOOK_PATH] }] };
+    });
+    const pidFile = join(workspace.dir, "run-hooked.pid");
+    const ran = await runMoat(["--root", workspace.stateRoot, "run", "--pid-file", pidFile, "--bundle", bundle, "run-hooked"]);
+    assert.equal(ran.code, 0, `${ran.stdout}\n${ran.stderr}\n${workspace.daemonLog().slice(-3000)}`);
+    const state = JSON.parse(readFileSync(`${records}/createRuntime.json`, "utf8")) as Record<string, unknown>;
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    assert.deepEqual([state.id, state.status, state.pid, state.bundle], ["run-hooked", "creating", pid, bundle], "the state on stdin, with the pid in --pid-file");
+    assert.notEqual(readFileSync(`${records}/createRuntime.netns`, "utf8").trim(), readlinkSync("/proc/self/ns/net"));
+    assert.match(ran.stdout, new RegExp(`inet ${runAddress.replace(/\./g, "\\.")}/24 `), ran.stdout);
+    assert.match(ran.stdout, new RegExp(`hello from the host, ${runAddress.replace(/\./g, "\\.")}\\n`), ran.stdout);
+    assert.deepEqual([readJson(records, "poststart.json").status, readJson(records, "poststop.json").status], ["running", "stopped"]);
+    assert.throws(() => process.kill(pid, 0), "the process that stood for the container is gone");
+    // The namespace was the sandbox's: unpinned at delete, it goes, and the veth with it.
+    while (ip("-j", "link", "show").includes(`"${runHost}"`)) await sleep(100);
+    // ociWorkspace's afterEach: no QEMU, mount (the pin), state or socket directory left.
+  } finally {
+    try {
+      ip("link", "del", runHost);
+    } catch {
+      // Gone with the namespace.
+    }
+  }
+});
+
+test("a foreground moat run --bundle with hooks stopped by SIGTERM: the container gets it, poststop runs, nothing is left", async () => {
+  const records = join(workspace.dir, "records-term");
+  execFileSync("mkdir", ["-p", records]);
+  const createRuntime = script("term-create-runtime.sh", `cat > ${records}/createRuntime.json`);
+  const poststop = script("term-poststop.sh", `cat > ${records}/poststop.json`);
+  const bundle = busyboxBundle(`${workspace.dir}/run-term`, ["sh", "-c", `trap "echo terminated; exit 3" TERM; echo started; sleep 600 & wait`], (spec) => {
+    spec.hooks = { createRuntime: [{ path: createRuntime, env: [HOOK_PATH] }], poststop: [{ path: poststop, env: [HOOK_PATH] }] };
+  });
+  const running = await startMoat(["--root", workspace.stateRoot, "run", "--bundle", bundle, "run-term"], "started");
+  const pid = (JSON.parse(readFileSync(`${records}/createRuntime.json`, "utf8")) as { pid: number }).pid;
+  assert.notEqual(pid, running.child.pid, "a pid holder in a new namespace, not moat run itself");
+  assert.doesNotThrow(() => process.kill(pid, 0), "it stands for the container while it runs");
+  running.child.kill("SIGTERM");
+  assert.equal(await running.closed, 3, running.stderr());
+  assert.match(running.stdout(), /terminated\n/);
+  assert.equal(readJson(records, "poststop.json").status, "stopped");
+  assert.throws(() => process.kill(pid, 0), "the pid holder is gone");
+  // ociWorkspace's afterEach: no QEMU, mount (the pin), state or socket directory left.
+});
+
+function readJson(dir: string, name: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(join(dir, name), "utf8")) as Record<string, unknown>;
+}

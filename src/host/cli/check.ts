@@ -111,7 +111,8 @@ async function checkTemplates(config: Config): Promise<Finding> {
   if (!config.factory.enableTemplate) return { what, verdict: "note", detail: "off ([factory] enable_template = false): every sandbox boots cold" };
   const current = await vmBase(config).then((base) => templateKey(base, config.qemu.path), () => undefined);
   const built = (await listTemplates(config)).find((template) => template.key === current);
-  const pool = config.factory.vmCacheNumber > 0 ? `; warm pool of ${config.factory.vmCacheNumber} (${(await readyPoolVms(config)).length} ready)` : "";
+  const poolSize = config.factory.vmCacheNumber + config.factory.vmCacheNetworked;
+  const pool = poolSize > 0 ? `; warm pool of ${poolSize} (${(await readyPoolVms(config)).length} ready)` : "";
   return built
     ? { what, verdict: "ok", detail: `on; template ${built.key} saved ${built.created}, sandboxes restore from it${pool}` }
     : { what, verdict: "note", detail: "on; none built for this configuration yet: the first sandbox builds it", fix: "moat factory init   (builds it now and restores one VM to prove templates work here)" };

@@ -44,8 +44,10 @@ export async function factoryStatusCommand(global: GlobalOptions): Promise<void>
     process.stdout.write(`${template.key}  ${mark.padEnd(7)}  saved ${template.created}  ${size}; memory ${Math.round(template.memoryBytes / 1024 / 1024)} MiB in use, state ${Math.round(template.stateBytes / 1024)} KiB\n`);
   }
   const ready = await readyPoolVms(config);
-  const wanted = config.factory.vmCacheNumber;
-  process.stdout.write(wanted === 0 && ready.length === 0 ? "warm pool: off ([factory] vm_cache_number = 0)\n" : `warm pool: ${ready.length} of ${wanted} VMs ready${ready.length > 0 ? ` (${ready.join(", ")})` : ""}; moatd keeps it\n`);
+  const { vmCacheNumber, vmCacheNetworked } = config.factory;
+  const wanted = vmCacheNumber + vmCacheNetworked;
+  const networked = vmCacheNetworked > 0 ? `, ${vmCacheNetworked} of them with one NIC` : "";
+  process.stdout.write(wanted === 0 && ready.length === 0 ? "warm pool: off ([factory] vm_cache_number = 0)\n" : `warm pool: ${ready.length} of ${wanted} VMs ready${ready.length > 0 ? ` (${ready.join(", ")})` : ""}${networked}; moatd keeps it\n`);
 }
 
 export async function factoryDestroyCommand(global: GlobalOptions): Promise<void> {

@@ -54,8 +54,9 @@ export async function createCommand(id: string, options: CreateOptions, global: 
   vmSizeFor(withOverrides(loadConfig(global.config), global), bundle.spec, `${bundle.dir}/config.json`);
   const terminal = standInTerminal(`container ${id}`, bundle.spec.process.terminal === true, options.consoleSocket, true);
   // The stand-in starts first: the host's hooks get its pid, and a spec that asks for a new
-  // network namespace without a path gets the stand-in's own new one (docs/networking.md).
-  const standIn = await startStandInFirst({ terminal, detached: true, where: `container ${id}`, newNetns: asksNewNetworkNamespace(bundle.spec) }).catch((error: unknown) => {
+  // network namespace without a path gets the stand-in's own new one (docs/networking.md); on
+  // CNI networks that one becomes the sandbox's, which CNI fills before the hooks run.
+  const standIn = await startStandInFirst({ terminal, detached: true, where: `container ${id}`, newNetns: asksNewNetworkNamespace(bundle.spec) || options.cni !== undefined }).catch((error: unknown) => {
     throw error instanceof MoatError ? error : new MoatError("MOAT_CLI_STANDIN", `container ${id}: cannot start the stand-in process`, { cause: error, status: Code.INTERNAL });
   });
   await withDaemon(global, async (client) => {

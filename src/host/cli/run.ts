@@ -11,7 +11,9 @@
 // meanwhile, this command starts a new one, which adopts the container, and reattaches.
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
-import { constants } from "node:os";
+import { mkdtemp, rm } from "node:fs/promises";
+import { constants, tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
@@ -19,8 +21,9 @@ import { Code } from "../../shared/ttrpc/index.js";
 import { loadConfig } from "../config/index.js";
 import { DaemonClient, StandInConnection, type DaemonStart } from "../daemon/index.js";
 import { builtinImage } from "../images/index.js";
-import { loadBundle } from "../oci/index.js";
+import { asksNewNetworkNamespace, hostHooks, loadBundle, networkNamespacePath, type OciSpec } from "../oci/index.js";
 import { parsePortMapping } from "../sandbox/index.js";
+import { TaskPid, type HolderNetns } from "../shim/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localTerminalMode, localWindowSize, onLocalResize } from "./local-terminal.js";
 import { createCommand, startCommand } from "./oci-commands.js";
@@ -110,13 +113,17 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  let holder: StandInHolder | undefined;
   try {
+    // A bundle's host hooks need a host process that stands for the container before the
+    // sandbox is made; it is in the namespace runc's process would be in (docs/networking.md).
+    holder = bundle && Object.keys(hostHooks(bundle.spec)).length > 0 ? await StandInHolder.start(id, bundle.spec, networks.length > 0) : undefined;
     let stdioSocket: string;
     try {
       const client = await DaemonClient.connect(start);
       try {
         const what = bundle ? { bundle: bundle.dir } : { image, args };
-        const ran = await client.run({ containerId: id, ...what, terminal, rows: size?.rows, columns: size?.columns, stdin: interactive, vcpus, memoryMib, configPath, networks, cniConfDir: options.cniConfDir, publish });
+        const ran = await client.run({ containerId: id, ...what, terminal, rows: size?.rows, columns: size?.columns, stdin: interactive, vcpus, memoryMib, configPath, networks, cniConfDir: options.cniConfDir, publish, standInPid: holder?.pid ?? 0 });
         stdioSocket = ran.stdioSocket;
         trace(id, ran.start);
       } finally {
@@ -129,12 +136,15 @@ export async function runCommand(imageAndArgs: string[], options: RunCommandOpti
     }
     if (stopped) await stopped; // the container was made before the undo came, and the undo deleted it
     starting = false;
-    // In the foreground this process stands for the container, as runc run's does.
-    if (options.pidFile) writeFileSync(options.pidFile, String(process.pid));
+    // In the foreground this process stands for the container, as runc run's does (or the
+    // holder the hooks were given, in the container's network namespace).
+    if (options.pidFile) writeFileSync(options.pidFile, String(holder?.pid ?? process.pid));
     const status = await standIn(start, id, stdioSocket, { interactive, terminal }, (connection) => (attached = connection));
     await deleteContainer(start, id);
     return status;
   } finally {
+    // After the delete (its poststop hooks were given the holder's pid), or a start that failed.
+    await holder?.end();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     restoreTerminal();
@@ -206,6 +216,41 @@ async function reattach(start: DaemonStart, id: string, stdioSocket: string, rea
       }
       await sleep(REATTACH_PAUSE_MS);
     }
+  }
+}
+
+/**
+ * The host process whose pid a foreground run's host hooks get: this process itself when the
+ * container shares its network namespace (the spec names none), else a pid holder
+ * (moat-task-pid, as a containerd task's) in the namespace the container's process would be
+ * in: a new one (the spec asks for one without a path; on CNI networks, where it becomes the
+ * sandbox's), or the one the spec names by path. Ended once the container is deleted.
+ */
+class StandInHolder {
+  private constructor(
+    readonly pid: number,
+    private readonly holder?: { pid: number; end(): Promise<void> },
+    private readonly dir?: string,
+  ) {}
+
+  static async start(id: string, spec: OciSpec, onCni: boolean): Promise<StandInHolder> {
+    const path = networkNamespacePath(spec);
+    const netns: HolderNetns = onCni || asksNewNetworkNamespace(spec) ? "new" : path ? { path } : undefined;
+    if (netns === undefined) return new StandInHolder(process.pid);
+    // Its FIFO (how it is ended) in a directory of this run's own, removed with it.
+    const dir = await mkdtemp(join(tmpdir(), "moat-run-"));
+    try {
+      const holder = await TaskPid.start(dir, `container ${id}`, netns);
+      return new StandInHolder(holder.pid, holder, dir);
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  async end(): Promise<void> {
+    await this.holder?.end();
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 }
 

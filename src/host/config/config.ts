@@ -63,6 +63,11 @@ export interface FactoryConfig {
   templatePath: string | undefined;
   /** VMs moatd keeps restored from the template ahead of time, handed one to each new sandbox (0: none). */
   vmCacheNumber: number;
+  /**
+   * VMs with one NIC the pool also keeps, for sandboxes with one interface (a CNI network, a
+   * podman or Docker container); their throwaway taps move into the sandbox's namespace (0: none).
+   */
+  vmCacheNetworked: number;
 }
 
 export interface Config {

@@ -81,6 +81,8 @@ test("errors name the file, the key and the valid range", () => {
   invalid("[factory]\nvm_cache_number = 65", /factory.vm_cache_number: must be an integer from 0 to 64 \(VMs\), got 65/);
   invalid("[factory]\nvm_cache_number = 2\nenable_template = false", /factory.vm_cache_number: needs enable_template = true/);
   invalid('[hypervisor.qemu]\nshared_fs = "virtio-fs"\n[factory]\nvm_cache_number = 1', /factory.vm_cache_number: needs shared_fs = "virtio-9p"/);
+  invalid("[factory]\nvm_cache_networked = -1", /factory.vm_cache_networked: must be an integer from 0 to 64 \(VMs\), got -1/);
+  invalid("[factory]\nvm_cache_networked = 1\nenable_template = false", /factory.vm_cache_networked: needs enable_template = true/);
   invalid("[hypervisor.qemu\n", /not valid TOML/);
 });
 

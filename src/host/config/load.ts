@@ -78,7 +78,7 @@ export function defaultConfig(): Config {
     },
     agent: { dialTimeoutMs: 30_000 },
     runtime: { stateRoot: "/run/moat", socketRoot: DEFAULT_SOCKET_ROOT },
-    factory: { enableTemplate: true, templatePath: undefined, vmCacheNumber: 0 },
+    factory: { enableTemplate: true, templatePath: undefined, vmCacheNumber: 0, vmCacheNetworked: 0 },
   };
 }
 
@@ -196,11 +196,14 @@ export function parseConfig(text: string, file: string): Config {
   config.factory.enableTemplate = read.boolean(factory, "factory.enable_template") ?? config.factory.enableTemplate;
   config.factory.templatePath = read.absolutePath(factory, "factory.template_path") ?? config.factory.templatePath;
   config.factory.vmCacheNumber = read.integer(factory, "factory.vm_cache_number", 0, MAX_VM_CACHE_NUMBER, "VMs") ?? config.factory.vmCacheNumber;
-  if (config.factory.vmCacheNumber > 0 && !config.factory.enableTemplate) {
-    throw read.invalid("factory.vm_cache_number", "needs enable_template = true: the warm pool's VMs are restored from the template");
-  }
-  if (config.factory.vmCacheNumber > 0 && config.qemu.sharedFs === "virtio-fs") {
-    throw read.invalid("factory.vm_cache_number", 'needs shared_fs = "virtio-9p": virtio-fs sandboxes cannot be restored from a template');
+  config.factory.vmCacheNetworked = read.integer(factory, "factory.vm_cache_networked", 0, MAX_VM_CACHE_NUMBER, "VMs") ?? config.factory.vmCacheNetworked;
+  for (const [key, count] of [["factory.vm_cache_number", config.factory.vmCacheNumber], ["factory.vm_cache_networked", config.factory.vmCacheNetworked]] as const) {
+    if (count > 0 && !config.factory.enableTemplate) {
+      throw read.invalid(key, "needs enable_template = true: the warm pool's VMs are restored from the template");
+    }
+    if (count > 0 && config.qemu.sharedFs === "virtio-fs") {
+      throw read.invalid(key, 'needs shared_fs = "virtio-9p": virtio-fs sandboxes cannot be restored from a template');
+    }
   }
   return config;
 }

@@ -42,6 +42,8 @@ export interface RunCall {
   networks?: string[];
   cniConfDir?: string;
   publish?: string[];
+  /** The host process that stands for a bundle's container, whose pid its host hooks get (0: none). */
+  standInPid?: number;
 }
 
 export class DaemonClient {

@@ -217,11 +217,11 @@ export class Daemon {
     const hooks = this.createHooks(id, bundle, where, standInPid);
     // A new network namespace without a path: the stand-in's, made for it, which hooks may fill.
     // On CNI networks (`moat run --network --detach`) the sandbox's namespace is CNI's instead.
-    const ownNetns = guest.newNetworkNamespace && standInPid > 0 && !cni ? { pid: standInPid } : undefined;
+    const { ownNetns, cniNetnsOf } = standInNetns(guest.newNetworkNamespace, standInPid, cni);
     const prepare = hooks.atCreate;
     return this.making(id, signal, async (abort) => {
       const timeline = new StartTimeline();
-      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, cni, prepare, abort });
+      const sandbox = await startSandboxVm(config, id, { shares: shares.map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly })), files, hostCgroup, vcpus, memoryMiB, pool: this.pool, network: guest.networkNamespace, ownNetns, cni, cniNetnsOf, prepare, abort });
       timeline.bootSteps(sandbox.timings.steps);
       let pod: PodVm | undefined;
       try {
@@ -327,6 +327,11 @@ export class Daemon {
     // A bundle's VM is sized for its linux.resources, as a create's is (or the run refused);
     // --cpus and --memory set the size themselves.
     const size = guest.bundleDir ? vmSizeFor(config, spec, `${guest.bundleDir}/config.json`) : undefined;
+    // A bundle's host hooks, given the pid of the process the client says stands for the
+    // container (itself, or a holder in a new namespace), as a create's are.
+    const standInPid = guest.bundleDir ? (run.standInPid ?? 0) : 0;
+    const hooks = guest.bundleDir ? this.createHooks(id, loadBundle(guest.bundleDir), `${guest.bundleDir}/config.json`, standInPid) : {};
+    const { ownNetns, cniNetnsOf } = standInNetns(guest.newNetworkNamespace, standInPid, run.cni);
     return this.making(id, signal, async (abort) => {
       const timeline = new StartTimeline();
       const sandbox = await startSandboxVm(config, id, {
@@ -338,18 +343,25 @@ export class Daemon {
         pool: this.pool,
         network: guest.networkNamespace,
         cni: run.cni,
+        ownNetns,
+        cniNetnsOf,
+        prepare: hooks.atCreate,
         abort,
       });
       let pod: PodVm | undefined;
       try {
         // Created and started in one crun call: a run starts what it creates. Output waits in
-        // the agent until the relay reads it.
+        // the agent until the relay reads it. With interfaces in its own namespace, the
+        // container shares the guest's (on CNI networks runSpec dropped the entry already).
+        const guestSpec = ownNetns && sandbox.networked ? withoutNetworkNamespace(spec) : spec;
         timeline.bootSteps(sandbox.timings.steps);
-        await this.createInGuest(timeline, sandbox, id, spec, shares, { stdin: run.stdin, start: true, tmpfs: guest.tmpfs });
+        await this.createInGuest(timeline, sandbox, id, guestSpec, shares, { stdin: run.stdin, start: true, tmpfs: guest.tmpfs });
         abort.throwIfAborted();
-        const state: ContainerState = { id, status: "running", pid: 0, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
+        const state: ContainerState = { id, status: "running", pid: standInPid, bundle: guest.bundleDir, created: new Date().toISOString(), exitStatus: 0 };
         pod = this.newPod(sandbox);
-        const container = await this.attachNew(pod, vmDirs(sandbox), state, undefined, undefined, true, undefined, timeline);
+        const container = await this.attachNew(pod, vmDirs(sandbox), state, undefined, undefined, true, hooks.later, timeline);
+        // After the process started, as start runs them; a failure is logged.
+        await this.poststart(id, hooks.later, standInPid, guest.bundleDir);
         return { stdioSocket: container.relay.path, start: sandbox.timings.summary };
       } catch (error) {
         pod?.forget(); // its timer and its place in this.vms
@@ -415,6 +427,11 @@ export class Daemon {
       },
       later: hooks.poststart || hooks.poststop ? { poststart: hooks.poststart, poststop: hooks.poststop, annotations, ociVersion: bundle.spec.ociVersion } : undefined,
     };
+  }
+
+  /** Runs a started container's poststart hooks, if any; a failure is logged, as runc logs it. */
+  private async poststart(id: string, hooks: LaterHooks | undefined, pid: number, bundle: string): Promise<void> {
+    if (hooks?.poststart) await runHooksWarning("poststart", hooks.poststart, { ociVersion: hooks.ociVersion, id, status: "running", pid, bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
   }
 
   /** Fails unless `id` is a valid id that no container or sandbox here has (one being adopted is waited for). */
@@ -842,8 +859,7 @@ export class Daemon {
       if (container.state.status === "created") container.state.status = "running";
       await this.persist(container);
       // After the process started, before start returns, as runc runs them; a failure is logged.
-      const hooks = container.hooks;
-      if (hooks?.poststart) await runHooksWarning("poststart", hooks.poststart, { ociVersion: hooks.ociVersion, id, status: "running", pid: container.state.pid, bundle: container.state.bundle, annotations: hooks.annotations }, `container ${id}`, (line) => this.log(line));
+      await this.poststart(id, container.hooks, container.state.pid, container.state.bundle);
     } finally {
       setImmediate(answered); // after the ttrpc response is written
     }
@@ -1101,4 +1117,17 @@ async function checkFitsVm(container: ManagedContainer, resources: Record<string
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Where the sandbox's network namespace comes from when a host process stands for the
+ * container (`standInPid`, 0: none): a spec asking for a new namespace without a path gets the
+ * stand-in's own (`ownNetns`, pinned beside the state directory); on CNI networks the
+ * stand-in's new namespace is the one CNI fills (`cniNetnsOf`), so that the hooks given its pid
+ * see CNI's interfaces.
+ */
+function standInNetns(newNetworkNamespace: boolean, standInPid: number, cni: CniRequest | undefined): { ownNetns?: { pid: number }; cniNetnsOf?: number } {
+  if (standInPid <= 0) return {};
+  if (cni) return { cniNetnsOf: standInPid };
+  return newNetworkNamespace ? { ownNetns: { pid: standInPid } } : {};
 }

@@ -33,6 +33,7 @@ export function lifecycleService(daemon: Daemon): ServiceImplementation<typeof C
           memoryMiB: request.memoryMib || undefined,
           configPath: request.configPath || undefined,
           cni,
+          standInPid: request.standInPid,
         },
         context.signal,
       );

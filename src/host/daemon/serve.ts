@@ -53,8 +53,8 @@ export async function serveDaemon(config: Config, options: ServeOptions): Promis
     await sleep(LOCK_RETRY_MS);
   }
   const pool =
-    config.factory.vmCacheNumber > 0
-      ? new VmPool({ config, base: () => vmBase(config), log: options.log })
+    config.factory.vmCacheNumber > 0 || config.factory.vmCacheNetworked > 0
+      ? new VmPool({ config, base: (nics) => vmBase(config, { nics }), log: options.log })
       : undefined;
   const daemon = new Daemon(config, options.log, pool);
   // Front ends register first: their adopters take back the containers they own.

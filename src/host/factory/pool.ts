@@ -4,6 +4,12 @@
 // sandbox then bind-mounts its shares into it and makes it its own (RNG, clock, hostname), so
 // what is left of its start is its container's. One VM is restored at a time in the
 // background, never more than N, and none while the host's available memory is under a floor.
+// With [factory] vm_cache_networked = M it also keeps M VMs restored from the template with one
+// NIC, each NIC backed by a throwaway tap that moat-jail made in QEMU's own network namespace:
+// a sandbox with one interface takes one, and its tap is moved (renamed tap0_moat) into the
+// sandbox's namespace, where it is plumbed as a tap made there would be (network/pool-tap.ts).
+// A tap is a net device like any other: it moves between namespaces with QEMU's descriptor
+// still open on it, and still goes when QEMU closes it, so QEMU never learns of the move.
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -38,8 +44,8 @@ const FILL_NICE = 19;
 
 export interface PoolOptions {
   config: Config;
-  /** The VM the pool's sandboxes get (the configuration's default size): what its template is keyed by. */
-  base(): Promise<TemplateBase>;
+  /** The VM the pool's sandboxes get (the configuration's default size, with `nics` NICs): what its template is keyed by. */
+  base(nics: number): Promise<TemplateBase>;
   log(line: string): void;
 }
 
@@ -48,6 +54,8 @@ interface PooledVm {
   vm: QemuVm;
   /** The key of the template it was restored from. */
   template: string;
+  /** Its NICs (0 or 1), each backed by a throwaway tap in QEMU's network namespace. */
+  nics: number;
 }
 
 export type TakeResult = { taken: true } | { taken: false; reason: string };
@@ -63,7 +71,18 @@ export class VmPool {
   constructor(private readonly options: PoolOptions) {}
 
   get capacity(): number {
-    return this.options.config.factory.vmCacheNumber;
+    return this.options.config.factory.vmCacheNumber + this.options.config.factory.vmCacheNetworked;
+  }
+
+  /** How many VMs with `nics` NICs the pool keeps. */
+  private wanted(nics: number): number {
+    const { factory } = this.options.config;
+    return nics === 0 ? factory.vmCacheNumber : factory.vmCacheNetworked;
+  }
+
+  /** The NIC count the next VM restored should have, if the pool is short of one. */
+  private shortOf(): number | undefined {
+    return [0, 1].find((nics) => this.ready.filter((pooled) => pooled.nics === nics).length < this.wanted(nics));
   }
 
   /** Starts filling; retries on a timer while below capacity. */
@@ -111,8 +130,9 @@ export class VmPool {
   }
 
   private refill(): void {
-    if (this.filling || this.stopped || this.ready.length >= this.capacity) return;
-    this.filling = this.fillOne()
+    const nics = this.shortOf();
+    if (this.filling || this.stopped || nics === undefined) return;
+    this.filling = this.fillOne(nics)
       .then(
         (filled) => filled,
         (error: unknown) => {
@@ -126,10 +146,10 @@ export class VmPool {
       });
   }
 
-  /** Restores one VM into the pool; false if memory is short. */
-  private async fillOne(): Promise<boolean> {
+  /** Restores one VM with `nics` NICs into the pool; false if memory is short. */
+  private async fillOne(nics: number): Promise<boolean> {
     const { config } = this.options;
-    const base = await this.options.base();
+    const base = await this.options.base(nics);
     const available = await memAvailableMiB();
     const floor = POOL_MEMORY_FLOOR_MIB + base.memoryMiB;
     if (available < floor) {
@@ -145,7 +165,9 @@ export class VmPool {
       cleanup.push(`remove ${paths.stateDir}`, () => removeStateDir(paths));
       await makeSocketDir(paths, `warm pool ${id}`);
       const startedAt = performance.now();
-      const vm = await restoreFromTemplate(config, template, { ...base, id, shares: [], paths }, FILL_NICE);
+      // Its NICs restore onto throwaway taps (a NIC needs a backend with the template's vnet
+      // header), which the taker moves into its namespace.
+      const vm = await restoreFromTemplate(config, template, { ...base, id, shares: [], paths, ...(nics > 0 ? { throwawayTaps: true } : {}) }, FILL_NICE);
       cleanup.push(`kill QEMU ${vm.pid}`, () => vm.kill().then(() => undefined));
       // Its agent was serving when the template was saved, and the restore ran it: the VM is
       // ready. No agent session is opened here: a session closed just before the pause can
@@ -162,7 +184,7 @@ export class VmPool {
         return false;
       }
       cleanup.release();
-      const pooled = { id, vm, template: template.key };
+      const pooled = { id, vm, template: template.key, nics };
       this.ready.push(pooled);
       // A pool VM that dies is dropped (once a sandbox has it, its exit is the sandbox's).
       void vm.exited.then(() => {

@@ -110,6 +110,12 @@ export interface VmSpec {
   /** virtio-net NICs, in device order (a template's are part of what it is). */
   nics?: Nic[];
   /**
+   * NICs without a tap of their own get moat-jail's throwaway taps, in QEMU's own network
+   * namespace: a warm pool VM's, moved into its sandbox's namespace when one takes it (a
+   * template being built gets them anyway).
+   */
+  throwawayTaps?: boolean;
+  /**
    * Where the NICs' taps are made: the network namespace, and the program that opens them
    * there and execs QEMU holding them (src/host/network/moat-tap-exec.c).
    */

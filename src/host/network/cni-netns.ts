@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { MoatError } from "../../shared/errors.js";
 import { tracer } from "../../shared/trace.js";
 import { Code } from "../../shared/ttrpc/index.js";
+import { standInNetns } from "./own-netns.js";
 import { checkConflist, cniAdd, cniDel, DEFAULT_CNI_PATH, loadNetwork, type CniAttachment, type CniNetwork, type CniResult, type PortMapping } from "./cni/index.js";
 
 const trace = tracer("network");
@@ -81,14 +82,17 @@ async function writeRecord(stateDir: string, record: CniRecord): Promise<void> {
 /**
  * Makes sandbox `id`'s network namespace and adds it to each network of `plan` (interface
  * eth<i>, ports on each network whose portmap plugin takes them); returns the namespace's
- * path. Recorded in `stateDir` before each step: on a failure the caller runs detachCni,
- * which removes what was made.
+ * path. With `standInPid`, the namespace is that process's (the container's stand-in, started
+ * in a new one; never moatd's own), named as a made one is (`ip netns attach`), so that the
+ * hooks given its pid act on the namespace CNI filled. Recorded in `stateDir` before each
+ * step: on a failure the caller runs detachCni, which removes what was made.
  */
-export async function attachCni(stateDir: string, id: string, plan: CniPlan): Promise<string> {
+export async function attachCni(stateDir: string, id: string, plan: CniPlan, standInPid?: number): Promise<string> {
   const netns = sandboxNetnsPath(id);
+  if (standInPid !== undefined) await standInNetns(standInPid, `sandbox ${id}`, "on CNI networks its namespace becomes the sandbox's");
   const record: CniRecord = { netns, networks: [] };
   await writeRecord(stateDir, record);
-  const made = await run(["ip", "netns", "add", `moat-${id}`]);
+  const made = await run(["ip", "netns", ...(standInPid === undefined ? ["add", `moat-${id}`] : ["attach", `moat-${id}`, String(standInPid)])]);
   if (made.code !== 0) {
     // Another's, or a leftover: never taken over, nor removed (the record names it, so detach must not).
     await writeRecord(stateDir, { netns: "", networks: [] });

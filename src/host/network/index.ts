@@ -167,6 +167,22 @@ export async function connectNetwork(network: SandboxNetwork, nics: Nic[], where
 }
 
 /**
+ * Takes the taps of a warm pool VM (QEMU pid `qemuPid`) for the sandbox: each NIC's throwaway
+ * tap, which moat-jail made as `throwaway<i>` in QEMU's own network namespace, is renamed to
+ * the NIC's tap name and moved into the sandbox's namespace (one `ip -batch` there), where
+ * connectNetwork then plumbs it as one moat-tap-exec made. QEMU keeps its descriptor on it
+ * throughout: a tap moves between namespaces with it open, and is still removed when QEMU
+ * closes it. A name already taken in the sandbox's namespace fails the move, and the pool VM
+ * is then killed by the caller, its taps with it.
+ */
+export async function takePoolTaps(qemuPid: number, network: SandboxNetwork, nics: Nic[], where: string): Promise<void> {
+  const lines = nics.flatMap((nic, index) => (nic.tap === undefined ? [] : [`link set dev throwaway${index} name ${nic.tap}`, `link set dev ${nic.tap} netns ${network.netns}`]));
+  const ran = await inNetns(`/proc/${qemuPid}/ns/net`, ["ip", "-batch", "-"], lines.join("\n") + "\n");
+  if (ran.code !== 0) throw new MoatError("MOAT_NETNS_CONNECT", `${where}: cannot move the warm pool VM's taps into network namespace ${network.netns}: ${ran.stderr || `exit status ${ran.code}`}`, { status: Code.INTERNAL });
+  trace(where, `moved the pool VM's taps into ${network.netns}: ${nics.map((nic) => nic.tap).join(", ")}`);
+}
+
+/**
  * Removes what the sandbox in `stateDir` made in its namespace (its network.json says what):
  * the interfaces' ingress qdiscs, with their filters, and the taps. What is gone already, the
  * namespace included, counts as removed. Throws if something could not be removed.

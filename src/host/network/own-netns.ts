@@ -23,10 +23,10 @@ export function netnsPin(stateDir: string): string {
 }
 
 /**
- * Pins the network namespace of process `pid` at netnsPin(stateDir) and returns that path.
- * Refuses a process in moatd's own namespace (the host's): hooks and taps would act on it.
+ * The network namespace file of stand-in `pid`, refused when it is moatd's own (the host's):
+ * hooks, CNI plugins and taps would act on it. `why` says why it must be another.
  */
-export async function pinNetns(stateDir: string, pid: number, where: string): Promise<string> {
+export async function standInNetns(pid: number, where: string, why: string): Promise<string> {
   const source = `/proc/${pid}/ns/net`;
   const [theirs, ours] = await Promise.all([
     stat(source).catch((error: unknown) => {
@@ -35,8 +35,17 @@ export async function pinNetns(stateDir: string, pid: number, where: string): Pr
     stat("/proc/self/ns/net"),
   ]);
   if (theirs.ino === ours.ino && theirs.dev === ours.dev) {
-    throw new MoatError("MOAT_NETNS_STANDIN", `${where}: stand-in pid ${pid} is in moatd's own network namespace; the spec asks for a new one`, { hint: "moat create starts the stand-in in a new network namespace; a stand-in started another way cannot be given one", status: Code.FAILED_PRECONDITION });
+    throw new MoatError("MOAT_NETNS_STANDIN", `${where}: stand-in pid ${pid} is in moatd's own network namespace; ${why}`, { hint: "moat create and moat run start the stand-in in a new network namespace; a stand-in started another way cannot be given one", status: Code.FAILED_PRECONDITION });
   }
+  return source;
+}
+
+/**
+ * Pins the network namespace of process `pid` at netnsPin(stateDir) and returns that path.
+ * Refuses a process in moatd's own namespace (the host's): hooks and taps would act on it.
+ */
+export async function pinNetns(stateDir: string, pid: number, where: string): Promise<string> {
+  const source = await standInNetns(pid, where, "the spec asks for a new one");
   const pin = netnsPin(stateDir);
   await writeFile(pin, "", { mode: 0o400 });
   try {

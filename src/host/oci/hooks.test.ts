@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { MoatError } from "../../shared/errors.js";
-import { hostHooks, runHooks, runHooksWarning, specAnnotations, type HookState } from "./hooks.js";
+import { asksNewNetworkNamespace, hostHooks, networkNamespacePath, runHooks, runHooksWarning, specAnnotations, type HookState } from "./hooks.js";
 import type { OciSpec } from "./bundle.js";
 
 const dir = mkdtempSync(join(tmpdir(), "moat-hooks-"));
@@ -69,4 +69,12 @@ test("hostHooks takes the host's four kinds and leaves createContainer/startCont
   assert.deepEqual(hostHooks(spec), { prestart: [hook], poststop: [hook] });
   assert.deepEqual(specAnnotations(spec), { x: "y" });
   assert.deepEqual(hostHooks({ ...spec, hooks: undefined }), {});
+});
+
+test("the spec's network namespace: a new one without a path, or the one it names by an absolute path", () => {
+  const withNetwork = (entry: Record<string, unknown> | undefined) => ({ ociVersion: "1.0.2", process: { args: ["true"] }, linux: { namespaces: [{ type: "pid" }, ...(entry ? [entry] : [])] } }) as unknown as OciSpec; // the fields these read
+  assert.deepEqual([asksNewNetworkNamespace(withNetwork({ type: "network" })), networkNamespacePath(withNetwork({ type: "network" }))], [true, undefined]);
+  assert.deepEqual([asksNewNetworkNamespace(withNetwork({ type: "network", path: "/run/netns/a" })), networkNamespacePath(withNetwork({ type: "network", path: "/run/netns/a" }))], [false, "/run/netns/a"]);
+  assert.deepEqual([asksNewNetworkNamespace(withNetwork(undefined)), networkNamespacePath(withNetwork(undefined))], [false, undefined]);
+  assert.equal(networkNamespacePath(withNetwork({ type: "network", path: "relative" })), undefined, "guestSpec refuses it, naming it");
 });

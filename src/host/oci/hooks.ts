@@ -59,6 +59,19 @@ export function asksNewNetworkNamespace(spec: OciSpec): boolean {
   return Array.isArray(namespaces) && namespaces.some((entry: unknown) => typeof entry === "object" && entry !== null && (entry as { type?: unknown }).type === "network" && !(entry as { path?: unknown }).path); // objects, checked by checkSpec
 }
 
+/**
+ * The network namespace the spec names by path, if it names one by an absolute path (a bad
+ * path is refused by guestSpec, naming it): the host process that stands for the container
+ * enters it, so that host hooks given its pid act on that namespace, as on runc's process's.
+ */
+export function networkNamespacePath(spec: OciSpec): string | undefined {
+  const namespaces = typeof spec.linux === "object" && spec.linux !== null ? (spec.linux as { namespaces?: unknown }).namespaces : undefined; // an object, checked by checkSpec
+  if (!Array.isArray(namespaces)) return undefined;
+  const entry: unknown = namespaces.find((item: unknown) => typeof item === "object" && item !== null && (item as { type?: unknown }).type === "network"); // objects, checked by checkSpec
+  const path = typeof entry === "object" && entry !== null ? (entry as { path?: unknown }).path : undefined; // an object, found just above
+  return typeof path === "string" && path.startsWith("/") ? path : undefined;
+}
+
 /** The spec's annotations as the state carries them. */
 export function specAnnotations(spec: OciSpec): Record<string, string> {
   const annotations = spec.annotations;

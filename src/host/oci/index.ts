@@ -6,4 +6,4 @@ export type { GuestTmpfs } from "./memory-volume.js";
 export { consoleSize, type WindowSize } from "./console-size.js";
 export { checkProcessDocument, checkSpec } from "./spec-check.js";
 export { memberNamespaces, podRole, sandboxResources, type JoinedNamespace, type PodRole } from "./pod.js";
-export { asksNewNetworkNamespace, hostHooks, runHooks, runHooksWarning, specAnnotations, type HookState, type HostHookKind, type OciHook } from "./hooks.js";
+export { asksNewNetworkNamespace, hostHooks, networkNamespacePath, runHooks, runHooksWarning, specAnnotations, type HookState, type HostHookKind, type OciHook } from "./hooks.js";

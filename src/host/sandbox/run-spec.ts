@@ -21,6 +21,8 @@ export interface ForegroundRun {
   configPath?: string;
   /** CNI networks to put the sandbox on (`--network`, `-p`); none: loopback only, or the bundle's namespace. */
   cni?: CniRequest;
+  /** The host process that stands for a bundle's container, whose pid its host hooks get (0 or none: no hooks run). */
+  standInPid?: number;
 }
 
 /** The guest spec and shares for a run, and the bundle directory its state reports ("" for an image). */

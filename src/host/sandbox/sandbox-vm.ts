@@ -52,6 +52,7 @@ import {
   recordNetwork,
   removePortForward,
   sandboxNics,
+  takePoolTaps,
   templateNics,
   unpinNetns,
   vmNetwork,
@@ -67,6 +68,8 @@ const QEMU_START_TIMEOUT_MS = 10_000;
 /** Random bytes a VM restored from a template gets for its RNG (the agent credits them all). */
 const CLONE_ENTROPY_BYTES = 64;
 const SHUTDOWN_CALL_MS = 2_000;
+/** The most NICs a warm pool VM has ([factory] vm_cache_networked's VMs have one). */
+const POOL_MAX_NICS = 1;
 const SHUTDOWN_GRACE_MS = 5_000;
 /** A virtiofsd exits by itself once QEMU has gone; this long is allowed before it is killed. */
 const SHARE_SERVER_GRACE_MS = 1_000;
@@ -242,6 +245,12 @@ export interface SandboxOptions {
    */
   ownNetns?: { pid: number };
   /**
+   * With `cni`: the namespace CNI fills is this process's (the container's stand-in, started in
+   * a new one) rather than a new one, and CNI runs before `prepare`, so that the hooks given its
+   * pid see CNI's interfaces (and may add their own).
+   */
+  cniNetnsOf?: number;
+  /**
    * Runs once the state directory (and the owned namespace) exist, before the namespace is
    * read and before QEMU starts: the prestart and createRuntime hooks, which may put
    * interfaces in the namespace (Docker's libnetwork-setkey). A failure undoes the start.
@@ -282,8 +291,14 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     await makeSocketDir(paths, where); // removed by removeStateDir
     // Unwound after QEMU and the share servers are killed: a cgroup with processes in it stays busy.
     cleanup.push("release host cgroup", () => releaseHostCgroup(stateDir));
-    const netns = options.ownNetns ? await pinNetns(stateDir, options.ownNetns.pid, where) : options.network;
+    let netns = options.ownNetns ? await pinNetns(stateDir, options.ownNetns.pid, where) : options.network;
     if (options.ownNetns) cleanup.push(`unpin ${netns}`, () => unpinNetns(stateDir));
+    if (cniPlan) {
+      // Recorded in the state directory step by step; undone after QEMU and the taps are gone.
+      cleanup.push("detach from CNI networks", () => detachCni(stateDir));
+      netns = await attachCni(stateDir, id, cniPlan, options.cniNetnsOf);
+      abort?.throwIfAborted();
+    }
     if (options.prepare) {
       await options.prepare();
       abort?.throwIfAborted();
@@ -291,19 +306,14 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // Read after the hooks, which may have put interfaces in it; an owned namespace left with
     // loopback only is a sandbox without network, as one without a namespace is.
     if (network === undefined && netns !== undefined) network = await readNetwork(netns);
-    if (cniPlan) {
-      // Recorded in the state directory step by step; undone after QEMU and the taps are gone.
-      cleanup.push("detach from CNI networks", () => detachCni(stateDir));
-      network = await readNetwork(await attachCni(stateDir, id, cniPlan));
-      abort?.throwIfAborted();
-    }
     const coldReason = coldBootReason(config);
-    // Pool VMs are clones of the template without NICs; a networked sandbox restores from the
-    // template with its NICs instead (docs/networking.md says why).
-    const pool = coldReason === undefined && nicCount(network) === 0 ? options.pool : undefined;
+    // Pool VMs are clones of the template without NICs, or ([factory] vm_cache_networked) of
+    // the template with one, whose throwaway tap moves into the sandbox's namespace; a sandbox
+    // with more interfaces restores from the template with its NICs (docs/networking.md).
+    const pool = coldReason === undefined && nicCount(network) <= POOL_MAX_NICS ? options.pool : undefined;
     if (coldReason === undefined && options.pool && !pool) {
       const count = nicCount(network);
-      trace(id, `warm pool: not for a sandbox on a network (${count} interface${count === 1 ? "" : "s"}): it restores from the template with ${count} NIC${count === 1 ? "" : "s"}`);
+      trace(id, `warm pool: not for a sandbox with ${count} interfaces (its VMs have ${POOL_MAX_NICS} NIC at most): it restores from the template with ${count} NICs`);
     }
     const base = await vmBase(config, { ...options, nics: nicCount(network) }, accelerator.accelerator);
     abort?.throwIfAborted();
@@ -312,16 +322,16 @@ export async function startSandboxVm(config: Config, id: string, options: Sandbo
     // be built makes startVm boot cold with these NICs, which is as good.
     const nics = sandboxNics(network, coldReason === undefined);
     const spec: VmSpec = { ...base, id, shares: config.qemu.sharedFs === "virtio-fs" ? shares : [], paths, nics, ...(network ? { network: vmNetwork(network) } : {}) };
-    if (network && network.plan.interfaces.length > 0) {
-      // Recorded before QEMU makes the taps; undone after QEMU is killed (unwound first). A
-      // namespace with no interface gets nothing, and the state directory stays empty for a
-      // pool VM (its directory is renamed onto it).
-      await recordNetwork(stateDir, network, nics);
-      cleanup.push(`disconnect from ${network.netns}`, () => disconnectNetwork(stateDir));
-    }
     // A pool VM moves into the state directory, so it comes before anything is put there.
     const pooled = pool ? await fromPool(config, spec, base, pool) : undefined;
     if (pooled) cleanup.push(`kill QEMU ${pooled.vm.pid}`, () => pooled.vm.kill().then(() => undefined));
+    if (network && network.plan.interfaces.length > 0) {
+      // Recorded before QEMU makes the taps (or a pool VM's are moved in); undone after QEMU
+      // is killed, or before a pool VM's. A namespace with no interface gets nothing.
+      await recordNetwork(stateDir, network, nics);
+      cleanup.push(`disconnect from ${network.netns}`, () => disconnectNetwork(stateDir));
+      if (pooled) await takePoolTaps(pooled.vm.pid, network, nics, where);
+    }
     abort?.throwIfAborted();
     const filesDir = sandboxFilesDir(config.runtime.stateRoot, id);
     const files = options.files ?? [];

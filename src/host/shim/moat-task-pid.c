@@ -7,10 +7,13 @@
 // instead. It does nothing but exist: it is C, not Node, because there is one per process
 // (about 1 MB, about 1 ms to start).
 //
-// Usage: moat-task-pid [--new-netns] FIFO
+// Usage: moat-task-pid [--new-netns | --netns PATH] FIFO
 //   --new-netns  first unshare a new network namespace: the task's spec asks for one without a
 //                path and has host hooks, which are given this pid and put the task's network
 //                (nerdctl's CNI setup) into its namespace, as they would into runc's process's.
+//   --netns PATH first enter the network namespace PATH (setns): the spec names one by path and
+//                has host hooks, which act on the namespace of the pid they are given, and runc's
+//                container process would be in PATH's.
 // It makes the FIFO (mode 0600; one left by a holder that was killed is replaced), opens it
 // read-write (so it never sees end of file, whoever comes and goes), prints "ready\n" on
 // stdout, closes its stdio, and waits. Any byte written to the FIFO ends it: it removes the
@@ -35,14 +38,23 @@ static int fail(const char *what, const char *path) {
 
 int main(int argc, char **argv) {
   int new_netns = argc == 3 && strcmp(argv[1], "--new-netns") == 0;
-  if (argc != 2 + new_netns || argv[1 + new_netns][0] != '/') {
-    fprintf(stderr, "usage: moat-task-pid [--new-netns] /ABSOLUTE/FIFO\n");
+  const char *netns = argc == 4 && strcmp(argv[1], "--netns") == 0 ? argv[2] : NULL;
+  int skip = new_netns ? 1 : netns ? 2 : 0;
+  if (argc != 2 + skip || argv[1 + skip][0] != '/' || (netns && netns[0] != '/')) {
+    fprintf(stderr, "usage: moat-task-pid [--new-netns | --netns /ABSOLUTE/NETNS] /ABSOLUTE/FIFO\n");
     return 2;
   }
-  const char *path = argv[1 + new_netns];
+  const char *path = argv[1 + skip];
   if (new_netns && unshare(CLONE_NEWNET) != 0) {
     fprintf(stderr, "moat-task-pid: unshare(CLONE_NEWNET): %s\n", strerror(errno));
     return 1;
+  }
+  if (netns) {
+    int fd = open(netns, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail("cannot open network namespace", netns);
+    // CLONE_NEWNET: setns refuses a file that is not a network namespace (EINVAL).
+    if (setns(fd, CLONE_NEWNET) != 0) return fail("cannot enter network namespace", netns);
+    close(fd);
   }
   for (int number = 1; number < NSIG; number++) {
     if (number != SIGKILL && number != SIGSTOP) signal(number, SIG_IGN);

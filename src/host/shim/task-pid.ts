@@ -37,6 +37,9 @@ export async function endHoldersIn(bundle: string): Promise<void> {
   }
 }
 
+/** Where a holder's network namespace is: a new one of its own, the one at `path`; none: moatd's. */
+export type HolderNetns = "new" | { path: string } | undefined;
+
 /** What a task record keeps of a holder, for a restarted moatd. */
 export interface TaskPidRecord {
   pid: number;
@@ -60,15 +63,16 @@ export class TaskPid {
   ) {}
 
   /**
-   * Starts a holder whose FIFO is a new name in `dir` (the task's bundle); with `newNetns` in a
-   * network namespace of its own, made for it (the task's, which its host hooks fill).
+   * Starts a holder whose FIFO is a new name in `dir` (the task's bundle); with `netns` "new" in
+   * a network namespace of its own, made for it (the task's, which its host hooks fill), with a
+   * path in that namespace (the spec's, which its host hooks act on through this pid).
    */
-  static async start(dir: string, where: string, newNetns = false): Promise<TaskPid> {
+  static async start(dir: string, where: string, netns?: HolderNetns): Promise<TaskPid> {
     const binary = join(packageRoot(), "dist", "bin", "moat-task-pid");
     if (!existsSync(binary)) throw new MoatError("MOAT_SHIM_TASK_PID", `${where}: ${binary} is not built`, { hint: "make build", status: Code.FAILED_PRECONDITION });
     const fifo = join(dir, `${FIFO_PREFIX}${randomBytes(6).toString("hex")}`);
     // detached: its own session, so a signal to moatd's process group does not reach it.
-    const child = spawn(binary, [...(newNetns ? ["--new-netns"] : []), fifo], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(binary, [...(netns === "new" ? ["--new-netns"] : netns ? ["--netns", netns.path] : []), fifo], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
     const ready = new Promise<void>((resolve, reject) => {
       let said = "";
       child.stdout?.on("data", (chunk: Buffer) => (said += chunk.toString()).includes("ready\n") && resolve());

@@ -16,7 +16,7 @@ import { readBootstrap } from "./bootstrap-file.js";
 import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
 import { EventPublisher } from "./event-publisher.js";
 import { mountRootfs, unmountRootfs } from "./rootfs.js";
-import { TaskPid } from "./task-pid.js";
+import { TaskPid, type HolderNetns } from "./task-pid.js";
 import { TaskProcess, type ProcessExit } from "./task-process.js";
 import { parseTaskRecord, TASK_FRONT_END, type TaskRecord } from "./task-record.js";
 import { TaskStdio, type TaskIo } from "./task-stdio.js";
@@ -106,8 +106,8 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
   };
 
   /** Starts the holder whose pid `process` reports, in the task's bundle, and puts it in the sandbox's host cgroup once that exists. */
-  const startHostPid = async (task: Task, process: TaskProcess, newNetns = false): Promise<TaskPid> => {
-    const holder = await TaskPid.start(task.bundle, describe(task, process), newNetns);
+  const startHostPid = async (task: Task, process: TaskProcess, netns?: HolderNetns): Promise<TaskPid> => {
+    const holder = await TaskPid.start(task.bundle, describe(task, process), netns);
     process.hostPid = holder;
     return holder;
   };
@@ -181,10 +181,11 @@ export function taskService(daemon: TaskDaemon, log: (line: string) => void): Se
         // The host's hooks in the spec (nerdctl's CNI setup is its createRuntime hook) are given
         // the holder's pid, as runc gives its container process's: it stands for the task, in a
         // new network namespace of its own when the spec asks for one without a path, which the
-        // hooks fill and the sandbox is connected to. Without hooks it stays in moatd's.
+        // hooks fill and the sandbox is connected to, or in the namespace the spec names by path
+        // (the hooks act on it through this pid). Without hooks it stays in moatd's.
         const needs = standInNeeds(bundle);
         const standsIn = needs.hooks;
-        const holder = await startHostPid(task, task.init, standsIn && needs.newNetns);
+        const holder = await startHostPid(task, task.init, !standsIn ? undefined : needs.newNetns ? "new" : needs.netnsPath ? { path: needs.netnsPath } : undefined);
         cleanup.push(`end pid holder ${holder.pid}`, () => holder.end());
         const owner = { frontEnd: TASK_FRONT_END, record: recordOf(task) };
         await daemon.create(id, bundle, TaskStdio.factory(io, task, exited(task, task.init), (stdio) => (task.init.stdio = stdio)), sandboxConfig, owner, undefined, standsIn ? holder.pid : 0);

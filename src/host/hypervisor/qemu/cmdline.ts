@@ -125,9 +125,9 @@ export function qemuArgs(spec: VmSpec): string[] {
   // requires vnet_hdr=on").
   let tapFd = TAP_FIRST_FD;
   let throwawayFd = TAP_FIRST_FD + (spec.nics ?? []).filter((nic) => nic.tap !== undefined).length;
-  const template = spec.memoryFile?.shared === true;
+  const throwaway = throwawayTaps(spec) > 0;
   for (const nic of spec.nics ?? []) {
-    const fd = nic.tap !== undefined ? tapFd++ : template ? throwawayFd++ : undefined;
+    const fd = nic.tap !== undefined ? tapFd++ : throwaway ? throwawayFd++ : undefined;
     if (fd !== undefined) args.push("-netdev", `tap,id=net-${nic.id},fd=${fd}`);
     args.push("-device", `${virtio("net")},id=${nic.id},mac=${nic.mac},guest_announce=off${fd !== undefined ? `,netdev=net-${nic.id}` : ""}`);
   }
@@ -141,9 +141,9 @@ export function qemuArgs(spec: VmSpec): string[] {
   return args;
 }
 
-/** How many throwaway taps moat-jail makes for `spec`: a template's NICs, which have no tap of their own. */
+/** How many throwaway taps moat-jail makes for `spec`: a template's NICs, or a pool VM's, which have no tap of their own. */
 export function throwawayTaps(spec: VmSpec): number {
-  return spec.memoryFile?.shared === true ? (spec.nics ?? []).filter((nic) => nic.tap === undefined).length : 0;
+  return spec.memoryFile?.shared === true || spec.throwawayTaps === true ? (spec.nics ?? []).filter((nic) => nic.tap === undefined).length : 0;
 }
 
 /** The command line quoted for a shell, for logs and `moat boot --dry-run`-style output. */

@@ -6,8 +6,9 @@
 // kill(pid, 0). Used by test/integration/issue-10-go-client.test.ts; built by `make build`
 // (GOPATH mode, offline) into dist/test/bin/moat-go-client.
 //
-// Usage: moat-go-client -address SOCK -namespace NS -image REF -fifo-dir DIR [-hooks FILE] CASE ID [ARG...]
-// (-hooks and ARGs for the "hooks" case: a JSON file of the spec's hooks, and the process's args)
+// Usage: moat-go-client -address SOCK -namespace NS -image REF -fifo-dir DIR [-hooks FILE [-netns PATH]] CASE ID [ARG...]
+// (-hooks, -netns and ARGs for the "hooks" case: a JSON file of the spec's hooks, the network
+// namespace the spec names by path (none: a new one, containerd's default), and the process's args)
 // Prints one JSON object of what it saw on stdout; a call that fails unexpectedly ends it
 // with exit status 1 and the error on stderr. Every task and container it made is deleted
 // before it exits, failed or not.
@@ -46,6 +47,7 @@ type session struct {
 	id      string
 	// The "hooks" case's: a JSON file of specs.Hooks, and the process's args.
 	hooksFile string
+	netns     string
 	args      []string
 	// Undone in reverse order at exit, as a client's defers would.
 	undo []func()
@@ -57,9 +59,10 @@ func main() {
 	imageRef := flag.String("image", "", "image to run (imported already)")
 	fifoDir := flag.String("fifo-dir", "", "directory for cio's FIFOs")
 	hooksFile := flag.String("hooks", "", "the hooks case's hooks (a JSON file of specs.Hooks)")
+	netns := flag.String("netns", "", "the hooks case's network namespace path (none: a new one)")
 	flag.Parse()
 	if flag.NArg() < 2 {
-		fail(errors.New("usage: moat-go-client -address SOCK -namespace NS -image REF -fifo-dir DIR [-hooks FILE] CASE ID [ARG...]"))
+		fail(errors.New("usage: moat-go-client -address SOCK -namespace NS -image REF -fifo-dir DIR [-hooks FILE [-netns PATH]] CASE ID [ARG...]"))
 	}
 	client, err := containerd.New(*address)
 	if err != nil {
@@ -70,7 +73,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	s := &session{ctx: ctx, client: client, image: image, fifoDir: *fifoDir, id: flag.Arg(1), hooksFile: *hooksFile, args: flag.Args()[2:]}
+	s := &session{ctx: ctx, client: client, image: image, fifoDir: *fifoDir, id: flag.Arg(1), hooksFile: *hooksFile, netns: *netns, args: flag.Args()[2:]}
 	cases := map[string]func() (map[string]interface{}, error){
 		"stdio":        s.stdio,
 		"terminal":     s.terminal,
@@ -540,7 +543,12 @@ func (s *session) hooks() (map[string]interface{}, error) {
 		spec.Hooks = &hooks
 		return nil
 	}
-	container, err := s.container(oci.WithProcessArgs(s.args...), withHooks)
+	opts := []oci.SpecOpts{oci.WithProcessArgs(s.args...), withHooks}
+	if s.netns != "" {
+		// As a CRI pod's containers are given their pod's: by path.
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: s.netns}))
+	}
+	container, err := s.container(opts...)
 	if err != nil {
 		return nil, err
 	}
