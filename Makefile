@@ -76,7 +76,7 @@ dist/bin/moatd-launch: src/host/moatd/moatd-launch.c
 	@mkdir -p dist/bin
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
-dist/bin/moat-task-pid: src/host/shim/moat-task-pid.c
+dist/bin/moat-task-pid: src/host/standin/moat-task-pid.c
 	@mkdir -p dist/bin
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 

@@ -45,9 +45,10 @@ const allowed: Record<string, string[]> = {
   "host/factory": ["shared", "host/config", "host/hypervisor", "host/storage"],
   "host/sandbox": ["shared", "host/config", "host/hypervisor", "host/oci", "host/images", "host/factory", "host/storage", "host/cgroup", "host/network"],
   "host/daemon": ["shared", "host/config", "host/oci", "host/sandbox", "host/factory", "host/cgroup"],
-  "host/shim": ["shared", "host/config", "host/daemon"],
+  "host/standin": ["shared", "host/config"],
+  "host/shim": ["shared", "host/config", "host/daemon", "host/standin"],
   "host/moatd": ["shared", "host/config", "host/daemon", "host/shim"],
-  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon", "host/factory", "host/storage"],
+  "host/cli": ["shared", "host/config", "host/hypervisor", "host/sandbox", "host/images", "host/oci", "host/daemon", "host/factory", "host/storage", "host/standin"],
 };
 
 test("imports point one way: cli → sandbox → hypervisor/config → shared; guest and host apart", () => {

@@ -195,7 +195,7 @@ async function releaseRecord(record: HostCgroupRecord): Promise<void> {
 }
 
 /**
- * A task's pid holder (moat-task-pid, shim/task-pid.ts) whose moatd died between starting it
+ * A task's pid holder (moat-task-pid, standin/task-pid.ts) whose moatd died between starting it
  * and recording its exec (moatd SIGKILLed within an exec start) has no owner left to end it:
  * it would keep the sandbox's leaf busy for ever (issue 13 item 5). Only holders are ended
  * here; anything else in the leaf is not moat's to kill.

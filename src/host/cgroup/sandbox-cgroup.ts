@@ -1,5 +1,5 @@
 // After placement (host-cgroup.ts): more host processes into a sandbox's host cgroup (the
-// pid a containerd task reports, src/host/shim/task-pid.ts, which tools look up in
+// pid a containerd task reports, src/host/standin/task-pid.ts, which tools look up in
 // /proc/PID/cgroup), and the CPU limits a container's resources update asks for, written
 // there too, as runc writes them on the container's cgroup.
 //

@@ -23,7 +23,7 @@ import { DaemonClient, StandInConnection, type DaemonStart } from "../daemon/ind
 import { builtinImage } from "../images/index.js";
 import { asksNewNetworkNamespace, hostHooks, loadBundle, networkNamespacePath, type OciSpec } from "../oci/index.js";
 import { parsePortMapping } from "../sandbox/index.js";
-import { TaskPid, type HolderNetns } from "../shim/index.js";
+import { TaskPid, type HolderNetns } from "../standin/index.js";
 import { withOverrides, type GlobalOptions } from "./global-options.js";
 import { localTerminalMode, localWindowSize, onLocalResize } from "./local-terminal.js";
 import { createCommand, startCommand } from "./oci-commands.js";

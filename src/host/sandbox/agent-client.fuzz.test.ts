@@ -45,7 +45,7 @@ const CALLS: AgentCall[] = [
   },
   { method: GuestService.method.shutdown, call: (agent) => agent.shutdown(HANG_MS) },
   { method: GuestService.method.takeIdentity, call: (agent) => agent.takeIdentity(new Uint8Array(8), "h") },
-  { method: ContainerService.method.createContainer, call: (agent) => agent.createContainer("c", {}, [], { stdin: false }), bounds: isPid },
+  { method: ContainerService.method.createContainer, call: (agent) => agent.createContainer("c", {}, [], { stdin: false }), bounds: (answer) => isPid((answer as { pid: number }).pid) }, // its steps are StartTimeline's to check
   { method: ContainerService.method.startContainer, call: (agent) => agent.startContainer("c") },
   { method: ContainerService.method.execProcess, call: (agent) => agent.execProcess("c", "e", {}, false), bounds: isPid },
   { method: ContainerService.method.signalProcess, call: (agent) => agent.signalProcess("c", "", 9) },

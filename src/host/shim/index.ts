@@ -30,4 +30,4 @@ function afterAdoption(daemon: Pick<Daemon, "adopted">, service: ServiceImplemen
   }
   return wrapped as ServiceImplementation<typeof containerdTask.Task>; // the same methods, each waiting first
 }
-export { TaskPid, type HolderNetns } from "./task-pid.js";
+

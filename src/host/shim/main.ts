@@ -18,7 +18,7 @@ import { MOAT_VERSION } from "../../shared/version.js";
 import { loadConfig } from "../config/index.js";
 import { removeContainer } from "../daemon/index.js";
 import { unmountRootfs } from "./rootfs.js";
-import { endHoldersIn } from "./task-pid.js";
+import { endHoldersIn } from "../standin/index.js";
 
 /** Go's flag package syntax, as containerd passes flags: -name value, or -name for a boolean. */
 function parseFlags(argv: string[]): { flags: Map<string, string>; command: string } {

@@ -1,6 +1,6 @@
 // One process of a containerd task (its init, or an exec'd process) as the Task service
 // tracks it: created → running → stopped, with the exit status and time once stopped.
-import { TaskPid } from "./task-pid.js";
+import { TaskPid } from "../standin/index.js";
 import type { ProcessRecord } from "./task-record.js";
 import type { TaskIo, TaskStdio } from "./task-stdio.js";
 

@@ -7,7 +7,7 @@
 import { MoatError } from "../../shared/errors.js";
 import { isPlainObject } from "../../shared/json-object.js";
 import { Code } from "../../shared/ttrpc/index.js";
-import type { TaskPidRecord } from "./task-pid.js";
+import type { TaskPidRecord } from "../standin/index.js";
 import type { ProcessStatus } from "./task-process.js";
 import type { TaskIo } from "./task-stdio.js";
 

@@ -16,7 +16,7 @@ import { readBootstrap } from "./bootstrap-file.js";
 import { METRICS_FILES, metricsFromCgroupFiles } from "./cgroup-metrics.js";
 import { EventPublisher } from "./event-publisher.js";
 import { mountRootfs, unmountRootfs } from "./rootfs.js";
-import { TaskPid, type HolderNetns } from "./task-pid.js";
+import { TaskPid, type HolderNetns } from "../standin/index.js";
 import { TaskProcess, type ProcessExit } from "./task-process.js";
 import { parseTaskRecord, TASK_FRONT_END, type TaskRecord } from "./task-record.js";
 import { TaskStdio, type TaskIo } from "./task-stdio.js";
