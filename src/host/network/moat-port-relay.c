@@ -96,7 +96,9 @@ static int listen_on(int family, const char *address, int port) {
     length = sizeof *in6;
   }
   if (bind(fd, (struct sockaddr *)&storage, length) != 0 || listen(fd, 128) != 0) {
+    int saved = errno;
     close(fd);
+    errno = saved;
     return -1;
   }
   return fd;
@@ -225,6 +227,13 @@ int main(int argc, char **argv) {
   }
   close(netns);
   int listener4 = listen_on(AF_INET, "127.0.0.1", 0);
+  if (listener4 < 0 && errno == EADDRNOTAVAIL) {
+    // The namespace's loopback is down (a caller's `ip netns add`, a CNI network without the
+    // loopback plugin): nothing in it can dial localhost, so there is nothing to forward.
+    printf("no-loopback\n");
+    fflush(stdout);
+    return 0;
+  }
   if (listener4 < 0) {
     dprintf(2, "moat-port-relay: listen on 127.0.0.1 in %s: %s\n", argv[1], strerror(errno));
     return 1;

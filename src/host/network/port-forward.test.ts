@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { after, afterEach, test } from "node:test";
 import { CONNECTED, ForwardedConnections, MAX_CONNECTIONS, parseHeader, parseReady, READ_BYTES, REFUSED, redirectRule, type PortPeer } from "./port-forward.js";
 
-test("moat-port-relay's ready line: two ports, IPv6's 0 when it has none; anything else is refused", () => {
+test("moat-port-relay's ready line: two ports, IPv6's 0 when it has none, or no loopback; anything else is refused", () => {
+  assert.equal(parseReady("no-loopback\n"), "no-loopback");
   assert.deepEqual(parseReady("ready 40123 40123\n"), { port4: 40123, port6: 40123 });
   assert.deepEqual(parseReady("ready 40123 0"), { port4: 40123, port6: 0 });
   for (const line of ["ready 0 0", "ready 70000 1", "ready 1 70000", "ready 1", "ready -1 2", "hello", "ready 1 2 3", ""]) assert.equal(parseReady(line), undefined, line);

@@ -62,8 +62,9 @@ export function redirectRule(family: 4 | 6, port: number): { tool: "iptables" | 
   return { tool: family === 4 ? "iptables" : "ip6tables", spec: ["OUTPUT", "-o", "lo", "-d", loopback, "-p", "tcp", "-m", "comment", "--comment", COMMENT, "-j", "REDIRECT", "--to-ports", String(port)] };
 }
 
-/** moat-port-relay's first line, "ready PORT4 PORT6"; undefined if it is not one. */
-export function parseReady(line: string): { port4: number; port6: number } | undefined {
+/** moat-port-relay's first line: "ready PORT4 PORT6", or "no-loopback" (the namespace's lo is down); undefined if it is neither. */
+export function parseReady(line: string): { port4: number; port6: number } | "no-loopback" | undefined {
+  if (line.trim() === "no-loopback") return "no-loopback";
   const match = /^ready (\d{1,5}) (\d{1,5})$/.exec(line.trim());
   if (!match) return undefined;
   const [port4, port6] = [Number(match[1]), Number(match[2])];
@@ -153,6 +154,11 @@ export class PortForwardRelay {
     const relay = new PortForwardRelay(server, socketPath, child, connections, where);
     try {
       const ready = await relay.ready(netns);
+      if (ready === "no-loopback") {
+        trace(where, `port-forward: the loopback of ${netns} is down, nothing there can dial localhost; no relay`);
+        relay.stop();
+        return undefined;
+      }
       const rules = [redirectRule(4, ready.port4), ...(ready.port6 > 0 ? [redirectRule(6, ready.port6)] : [])];
       const record: PortForwardRecord = { netns, rules: [] };
       for (const rule of rules) {
@@ -181,7 +187,7 @@ export class PortForwardRelay {
   }
 
   /** moat-port-relay's "ready" line, or why it did not come. */
-  private ready(netns: string): Promise<{ port4: number; port6: number }> {
+  private ready(netns: string): Promise<NonNullable<ReturnType<typeof parseReady>>> {
     const child = this.child;
     let stderr = "";
     child.stderr!.setEncoding("utf8").on("data", (text: string) => {
