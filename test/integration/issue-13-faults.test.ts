@@ -177,7 +177,8 @@ test("the guest agent SIGKILLed from a container in the guest's pid namespace: t
     const linux = spec.linux as { namespaces: Array<{ type: string }> }; // the default spec has its namespaces
     spec.linux = { ...linux, namespaces: linux.namespaces.filter((namespace) => namespace.type !== "pid") };
   });
-  const kill = "for p in /proc/[0-9]*; do if grep -q agent.js $p/cmdline 2>/dev/null; then kill -9 ${p#/proc/}; fi; done; sleep 1000";
+  // The agent is node running /moat/agent.js or one of its snapshots (/moat/agent.blob, /moat/agent-tcg.blob).
+  const kill = "for p in /proc/[0-9]*; do if grep -q /moat/agent $p/cmdline 2>/dev/null; then kill -9 ${p#/proc/}; fi; done; sleep 1000";
   const exec = await moat(["exec", id, "sh", "-c", kill]);
   assert.ok(exec.code === 137 || (exec.code !== 0 && new RegExp(id).test(exec.stderr)), `exec: ${exec.code} ${exec.stderr}`);
   assert.equal((await container.standIn).exitStatus, 137, workspace.daemonLog().slice(-3000));
